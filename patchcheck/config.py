@@ -1,0 +1,153 @@
+"""A typed view of invoke's configuration tree (the `patchcheck:` section of invoke.yaml)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    generation: str
+    max_version: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    name: str
+    source: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    builds: tuple[str, ...]
+    pairs: tuple[str, ...]
+    machines: str
+    guests: Mapping[str, str]
+    force_native_hotplug: bool
+    ram_mib: int
+    accel: str
+    timeout: float
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_dir: Path
+    reports_dir: Path
+    apt_mirror: str
+    image_rules: tuple[ImageRule, ...]
+    configure: tuple[str, ...]
+    build_jobs: int
+    builds: Mapping[str, BuildSpec]
+    matrix: MatrixSettings
+    project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.project_dir / "containers"
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in str(text).split("."))
+    except ValueError:
+        raise UsageError(f"configuration: '{text}' is not a version like 8.0") from None
+
+
+def _section(tree: Any, key: str) -> Mapping[str, Any]:
+    value = tree.get(key) if isinstance(tree, Mapping) else None
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise UsageError(f"configuration: patchcheck.{key} must be a mapping")
+    return value
+
+
+def _list(value: Any, what: str) -> tuple[str, ...]:
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    raise UsageError(f"configuration: {what} must be a list")
+
+
+def _int(value: Any, what: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"configuration: {what} must be an integer, not {value!r}") from None
+    if number < minimum:
+        raise UsageError(f"configuration: {what} must be >= {minimum}, not {number}")
+    return number
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "patchcheck"
+
+
+def _guests(value: Any) -> dict[str, str]:
+    """guests: a list (each on every machine type) or a mapping action -> selector."""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    return {name: "all" for name in _list(value, "matrix.guests")}
+
+
+def load(config: Any) -> Settings:
+    """Build Settings from invoke's Config (or any mapping with a `patchcheck` key)."""
+    root = config.get("patchcheck") if isinstance(config, Mapping) else None
+    if root is None:
+        try:
+            root = config["patchcheck"]
+        except (KeyError, TypeError):
+            raise UsageError("configuration: no 'patchcheck' section (is invoke.yaml there?)") from None
+    if not isinstance(root, Mapping):
+        raise UsageError("configuration: 'patchcheck' must be a mapping")
+
+    images = _section(root, "images")
+    rules = []
+    for raw in images.get("rules") or [{"generation": "bookworm"}]:
+        if not isinstance(raw, Mapping) or "generation" not in raw:
+            raise UsageError("configuration: each images.rules entry needs a generation")
+        maxv = raw.get("max_version")
+        rules.append(ImageRule(str(raw["generation"]), parse_version(maxv) if maxv else None))
+
+    build = _section(root, "build")
+    builds: dict[str, BuildSpec] = {}
+    for name, raw in _section(root, "builds").items():
+        if not isinstance(raw, Mapping) or "source" not in raw:
+            raise UsageError(f"configuration: builds.{name} needs a source")
+        builds[str(name)] = BuildSpec(str(name), str(raw["source"]), str(raw.get("fix", "none")))
+
+    m = _section(root, "matrix")
+    matrix = MatrixSettings(
+        builds=_list(m.get("builds"), "matrix.builds") or tuple(builds),
+        pairs=_list(m.get("pairs"), "matrix.pairs") or ("all",),
+        machines=str(m.get("machines") or ""),
+        guests=_guests(m.get("guests") or ["synthetic"]),
+        force_native_hotplug=bool(m.get("force_native_hotplug", True)),
+        ram_mib=_int(m.get("ram_mib", 128), "matrix.ram_mib", 16),
+        accel=str(m.get("accel") or "tcg"),
+        timeout=float(_int(m.get("timeout", 60), "matrix.timeout", 1)),
+        jobs=_int(m.get("jobs", 0), "matrix.jobs"),
+    )
+    cache = str(root.get("cache_dir") or "")
+    return Settings(
+        cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
+        reports_dir=Path(str(root.get("reports_dir") or "reports")),
+        apt_mirror=str(root.get("apt_mirror") or ""),
+        image_rules=tuple(rules),
+        configure=_list(build.get("configure"), "build.configure"),
+        build_jobs=_int(build.get("jobs", 0), "build.jobs"),
+        builds=builds,
+        matrix=matrix,
+    )

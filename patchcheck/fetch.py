@@ -1,0 +1,37 @@
+"""`apt-get source qemu` inside a container of the suite: the only step with network=host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .runtime import ContainerSpec, Mount, invoking_user
+
+
+def debian_fetcher(runtime: Any, image_for_suite: Callable[[str], str],
+                   log: Callable[[str], None] = print) -> Callable[[str, str | None, Path], None]:
+    def fetch(suite: str, version: str | None, outdir: Path) -> None:
+        image = image_for_suite(suite)
+        container = runtime.start(ContainerSpec(
+            image=image, role="fetch", network="host", mounts=(Mount(str(outdir), "/out"),),
+            workdir="/out",
+        ))
+        try:
+            code, text = container.run(["apt-get", "update", "-q"], output=log)
+            if code != 0:
+                raise UsageError(f"apt-get update failed in a {suite} container: "
+                                 f"{text.strip().splitlines()[-1:]}")
+            package = f"qemu={version}" if version else "qemu"
+            log(f"apt-get source {package} ({suite})")
+            code, text = container.run(["apt-get", "source", "-q", "--only-source", package],
+                                       workdir="/out")
+            if code != 0:
+                last = [ln for ln in text.splitlines() if ln.startswith("E:")][-1:] or ["failed"]
+                raise UsageError(f"debian:{suite}" + (f"={version}" if version else "")
+                                 + f": {last[0].removeprefix('E: ')}")
+            container.run(["chown", "-R", invoking_user(), "/out"])
+        finally:
+            container.remove()
+    return fetch

@@ -1,0 +1,183 @@
+"""Fix states and how they are put into a tree.
+
+A build asks for one fix state:
+  none        the tree without any known fix (a fix the tree already has is reverted)
+  reverted    like none, but it is an error when the tree carries no known fix
+  v1, v2      the two candidate fixes shipped in patchcheck/patches/
+  <path>      a user patch file or a `git format-patch` mbox
+
+Patches are applied with git (`--3way` as the fallback); a patch that reverse-applies
+is already present and is reported as such rather than applied again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import UsageError
+from .sources import commit_env
+
+KNOWN = ("v2", "v1")  # checked in this order when looking for a fix already in a tree
+NO_FIX = ("none", "reverted")
+
+
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    path: Path
+
+    @property
+    def text(self) -> bytes:
+        return self.path.read_bytes()
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text).hexdigest()
+
+    @property
+    def is_mbox(self) -> bool:
+        return self.text.startswith(b"From ")
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """What was asked and what was done; recorded in every build record."""
+
+    state: str  # as requested: none, reverted, v1, v2 or a patch path
+    patch: str | None  # the patch applied or reverted
+    applied: str  # clean | 3way | reverted | already-present | unchanged
+    has_fix: bool  # does the resulting tree carry the fix (input to the expectation model)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def shipped(name: str) -> Patch:
+    ref = resources.files("patchcheck") / "patches" / f"{name}.patch"
+    return Patch(name, Path(str(ref)))
+
+
+def resolve(state: str) -> Patch | None:
+    """Turn a fix state into the patch it names (None for none/reverted); validate files."""
+    if state in NO_FIX:
+        return None
+    if state in KNOWN:
+        return shipped(state)
+    path = Path(state).expanduser()
+    if not path.is_file():
+        raise UsageError(f"fix '{state}': no such patch file (states: none, reverted, v1, v2, FILE)")
+    data = path.read_bytes()
+    if not data.strip():
+        raise UsageError(f"patch {path}: the file is empty")
+    if b"\0" in data[:8192]:
+        raise UsageError(f"patch {path}: binary file, not a patch")
+    if not re.search(rb"^(diff --git |--- |\+\+\+ )", data, re.M):
+        raise UsageError(f"patch {path}: not a patch (no diff in it)")
+    return Patch(path.name, path.resolve())
+
+
+def fix_key(state: str) -> str:
+    """A stable key for a fix state: its name, or the hash of the user patch's content."""
+    patch = resolve(state)
+    if patch is None or state in KNOWN:
+        return state
+    return f"file-{patch.digest[:16]}"
+
+
+def _git(tree: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", "-C", str(tree), *args], input=stdin, capture_output=True, check=False,
+        env={**_base_env(), **commit_env()},
+    )
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
+def _paths(tree: Path, patch: Patch) -> list[str]:
+    out = _git(tree, "apply", "--numstat", "-", stdin=patch.text)
+    if out.returncode != 0:
+        raise UsageError(f"patch {patch.path}: {_first_error(out.stderr)}")
+    paths = [line.split("\t", 2)[2] for line in out.stdout.decode().splitlines() if "\t" in line]
+    if not paths:
+        raise UsageError(f"patch {patch.path}: not a patch (it changes no file)")
+    for p in paths:
+        if p.startswith("/") or ".." in Path(p).parts:
+            raise UsageError(f"patch {patch.path}: touches '{p}', outside the tree")
+    return paths
+
+
+def _first_error(stderr: bytes) -> str:
+    lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+    for line in lines:
+        if line.startswith("error: patch failed:"):
+            return "does not apply: hunk at " + line.split(":", 2)[2].strip()
+    return (lines[0].removeprefix("error: ") if lines else "git apply failed")
+
+
+def applies(tree: Path, patch: Patch, *, reverse: bool = False) -> bool:
+    args = ["apply", "--check", *(["--reverse"] if reverse else []), "-"]
+    return _git(tree, *args, stdin=patch.text).returncode == 0
+
+
+def present_fix(tree: Path) -> Patch | None:
+    """The known fix the tree already contains (it reverse-applies), if any."""
+    for name in KNOWN:
+        patch = shipped(name)
+        if applies(tree, patch, reverse=True):
+            return patch
+    return None
+
+
+def _commit(tree: Path, message: str) -> None:
+    _git(tree, "add", "-A")
+    out = _git(tree, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+    if out.returncode != 0:
+        raise UsageError(f"cannot commit the fix in {tree}: {_first_error(out.stderr)}")
+
+
+def apply_fix(tree: Path, state: str) -> FixResult:
+    """Bring the checked-out `tree` (a git worktree) into fix state `state`; commit the result."""
+    patch = resolve(state)
+    if patch is None:
+        present = present_fix(tree)
+        if present is None:
+            if state == "reverted":
+                raise UsageError(f"fix 'reverted': the tree at {tree} carries no known fix to revert")
+            return FixResult(state, None, "unchanged", has_fix=False)
+        out = _git(tree, "apply", "--index", "--reverse", "-", stdin=present.text)
+        if out.returncode != 0:
+            raise UsageError(f"cannot revert {present.name}: {_first_error(out.stderr)}")
+        _commit(tree, f"patchcheck: revert {present.name}")
+        return FixResult(state, present.name, "reverted", has_fix=False,
+                         note=f"the tree already carried {present.name}; reverted it")
+
+    _paths(tree, patch)
+    if applies(tree, patch, reverse=True):
+        return FixResult(state, patch.name, "already-present", has_fix=True,
+                         note=f"{patch.name} is already in the tree; built as it is")
+    if patch.is_mbox:
+        out = _git(tree, "am", "--3way", "--keep-cr", stdin=patch.text)
+        if out.returncode != 0:
+            _git(tree, "am", "--abort")
+            raise UsageError(f"patch {patch.path} {_first_error(out.stderr)}")
+        return FixResult(state, patch.name, "clean", has_fix=True, note="applied with git am")
+    how = "clean"
+    out = _git(tree, "apply", "--index", "-", stdin=patch.text)
+    if out.returncode != 0:
+        how = "3way"
+        out3 = _git(tree, "apply", "--index", "--3way", "-", stdin=patch.text)
+        if out3.returncode != 0:
+            _git(tree, "reset", "-q", "--hard")
+            raise UsageError(f"patch {patch.path} {_first_error(out.stderr)}")
+    _commit(tree, f"patchcheck: apply {patch.name}")
+    return FixResult(state, patch.name, how, has_fix=True)

@@ -1,0 +1,149 @@
+"""Container images: base images (`debian:<suite>`) and the builder image per generation.
+
+Builder images are built from containers/builder-<generation>.Dockerfile, labelled with
+the hash of that file and rebuilt only when it changes. Where no registry can be
+reached, a missing base image is made with debootstrap from the host's APT mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import ImageRule, Settings
+from .errors import InfraError, UsageError
+from .runtime import LABEL
+
+LABEL_DOCKERFILE = "org.patchcheck.dockerfile-sha256"
+BUILDER_REPO = "patchcheck-builder"
+
+
+def generations(containers_dir: Path) -> list[str]:
+    return sorted(p.name[len("builder-"):-len(".Dockerfile")]
+                  for p in containers_dir.glob("builder-*.Dockerfile"))
+
+
+def generation_for(version: tuple[int, ...], rules: tuple[ImageRule, ...]) -> str:
+    for rule in rules:
+        if rule.max_version is None or version[: len(rule.max_version)] <= rule.max_version:
+            return rule.generation
+    raise UsageError(f"no images.rules entry matches QEMU {'.'.join(map(str, version))}")
+
+
+def dockerfile(containers_dir: Path, generation: str) -> Path:
+    path = containers_dir / f"builder-{generation}.Dockerfile"
+    if not path.is_file():
+        known = ", ".join(generations(containers_dir)) or "none"
+        raise UsageError(f"unknown Debian suite or generation '{generation}' (known: {known})")
+    return path
+
+
+def dockerfile_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def base_image_of(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        match = re.match(r"\s*FROM\s+(\S+)", line, re.I)
+        if match:
+            return match.group(1)
+    raise InfraError(f"{path.name} has no FROM line")
+
+
+def host_apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str | None:
+    """The first Debian archive URI in the host's APT configuration (not the security one)."""
+    uris: list[str] = []
+    for sources in sorted((etc_apt / "sources.list.d").glob("*.sources")):
+        for stanza in sources.read_text(errors="replace").split("\n\n"):
+            fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
+            if "deb" in fields.get("Types", "").split():
+                uris += fields.get("URIs", "").split()
+    for listfile in [etc_apt / "sources.list", *sorted((etc_apt / "sources.list.d").glob("*.list"))]:
+        if listfile.is_file():
+            for line in listfile.read_text(errors="replace").splitlines():
+                match = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)", line)
+                if match:
+                    uris.append(match.group(1))
+    for uri in uris:
+        if "security" not in uri:
+            return uri
+    return None
+
+
+class Images:
+    def __init__(self, runtime: Any, settings: Settings, log: Callable[[str], None] = print) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.log = log
+
+    def builder(self, generation: str) -> str:
+        """Ensure the builder image for `generation`; return its image id."""
+        path = dockerfile(self.settings.containers_dir, generation)
+        digest = dockerfile_hash(path)
+        tag = f"{BUILDER_REPO}:{generation}"
+        labels = self.runtime.image_labels(tag)
+        if labels is not None and labels.get(LABEL_DOCKERFILE) == digest:
+            return str(self.runtime.image_id(tag))
+        self.base(base_image_of(path))
+        self.log(f"building image {tag} from {path.name}")
+        client = self.runtime.client
+        try:
+            for chunk in client.api.build(
+                path=str(path.parent), dockerfile=path.name, tag=tag, rm=True, forcerm=True,
+                decode=True, network_mode="host", labels={LABEL: "1", LABEL_DOCKERFILE: digest},
+            ):
+                if "stream" in chunk and chunk["stream"].strip():
+                    self.log(chunk["stream"].rstrip())
+                if "error" in chunk:
+                    raise InfraError(f"image {tag}: {chunk['error'].strip()}")
+        except InfraError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise InfraError(f"image {tag}: {exc}") from None
+        image_id = self.runtime.image_id(tag)
+        if image_id is None:
+            raise InfraError(f"image {tag} was not created")
+        return str(image_id)
+
+    def base(self, ref: str) -> None:
+        """Make sure `ref` (debian:<suite>) exists: pull it, or debootstrap it offline."""
+        if self.runtime.image_id(ref) is not None:
+            return
+        repo, _, suite = ref.partition(":")
+        try:
+            self.runtime.client.images.pull(repo, tag=suite or "latest")
+            return
+        except Exception:  # noqa: BLE001 - no registry reachable: make it locally
+            pass
+        if repo != "debian" or not suite:
+            raise InfraError(f"base image {ref} missing and cannot be made with debootstrap")
+        self.debootstrap(suite)
+
+    def debootstrap(self, suite: str) -> None:
+        mirror = self.settings.apt_mirror or host_apt_mirror()
+        if not mirror:
+            raise UsageError("no APT mirror: set patchcheck.apt_mirror or configure APT on the host")
+        if shutil.which("debootstrap") is None:
+            raise InfraError("debootstrap is not installed (apt-get install debootstrap)")
+        self.log(f"creating base image debian:{suite} with debootstrap from the host's mirror")
+        with tempfile.TemporaryDirectory(prefix="patchcheck-base-") as tmp:
+            root = Path(tmp) / "root"
+            run = subprocess.run(
+                ["debootstrap", "--variant=minbase", suite, str(root), mirror],
+                capture_output=True, text=True, check=False,
+            )
+            if run.returncode != 0:
+                tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["failed"]
+                raise InfraError(f"debootstrap {suite}: {tail[0]}")
+            tarball = Path(tmp) / "root.tar"
+            subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
+            self.runtime.client.api.import_image_from_file(
+                str(tarball), repository="debian", tag=suite,
+                changes=[f"LABEL {LABEL}=1"],
+            )

@@ -1,0 +1,114 @@
+"""One QEMU process under control: started in a container, driven over QMP (qemu.qmp).
+
+In the spirit of QEMU's python/qemu/machine: the object owns its process, its QMP
+socket, its stderr log, its timeout and its cleanup. The QMP socket is a unix socket
+in a private (0700) run directory shared with the container; patchcheck listens and
+QEMU connects, so there is no race on the socket's creation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from .errors import PatchcheckError
+
+FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
+
+
+class MachineError(PatchcheckError):
+    """QEMU did not start, died, or stopped answering."""
+
+
+class Machine:
+    def __init__(self, container: Any, binary: str, args: Sequence[str], rundir: Path, name: str,
+                 timeout: float = 30.0) -> None:
+        self.container = container
+        self.binary = binary
+        self.args = list(args)
+        self.rundir = rundir
+        self.name = name
+        self.timeout = timeout
+        self.log_path = rundir / f"{name}.log"
+        self.qmp_path = rundir / f"{name}.qmp"
+        self._qmp: QEMUMonitorProtocol | None = None
+        self._proc: Any = None
+
+    @property
+    def argv(self) -> list[str]:
+        firmware = [arg for d in FIRMWARE_DIRS for arg in ("-L", d)]
+        monitor = ["-chardev", f"socket,id=qmp,path={self.qmp_path}",
+                   "-mon", "chardev=qmp,mode=control"]
+        return [self.binary, *firmware, "-display", "none", *monitor, *self.args]
+
+    def launch(self) -> None:
+        self._qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True)
+        self._proc = self.container.spawn(self.argv, log=str(self.log_path),
+                                          pidfile=str(self.rundir / f"{self.name}.pid"))
+        try:
+            self._qmp.accept(timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001 - QEMU exited or never connected
+            self.shutdown()
+            raise MachineError(f"{self.name}: QEMU did not connect to QMP "
+                               f"({type(exc).__name__}): {self.log_tail(3)}") from None
+
+    def cmd(self, command: str, **args: object) -> Any:
+        if self._qmp is None:
+            raise MachineError(f"{self.name}: not running")
+        try:
+            self._qmp.settimeout(self.timeout)
+            return self._qmp.cmd(command, **args)
+        except QMPError as exc:
+            raise MachineError(f"{self.name}: {command}: {exc}") from None
+        except (OSError, EOFError, TimeoutError, Exception) as exc:  # noqa: BLE001
+            raise MachineError(f"{self.name}: {command}: QMP lost ({type(exc).__name__})") from None
+
+    def qmp(self, command: str, **args: object) -> Any:
+        return self.cmd(command, **args)
+
+    def hmp(self, command: str) -> str:
+        return str(self.cmd("human-monitor-command", **{"command-line": command}))
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self._proc.poll() if self._proc else 0
+            if code is not None:
+                return int(code)
+            time.sleep(0.02)
+        return None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def shutdown(self) -> None:
+        """Quit politely, then kill; always close the monitor."""
+        if self._qmp is not None:
+            if self.running():
+                try:
+                    self._qmp.settimeout(2)
+                    self._qmp.cmd("quit")
+                except Exception:  # noqa: BLE001
+                    pass
+            try:
+                self._qmp.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._qmp = None
+        if self._proc is not None and self.wait_exit(2.0) is None:
+            self._proc.kill()
+            self.wait_exit(5.0)

@@ -1,0 +1,245 @@
+"""PCI configuration-space access through the QEMU monitor, by legacy port I/O.
+
+Configuration mechanism #1: a 32-bit write of the CONFIG_ADDRESS value to port 0xcf8
+selects bus/device/function and the dword; the data is then read or written at port
+0xcfc + (offset & 3) with the access size. From the monitor that is the HMP commands
+
+    o /w 0xcf8 0x8000906c       # select 00:12.0, dword 0x6c
+    o /h 0xcfe 0x0018           # 16-bit write to offset 0x6e
+    i /h 0xcfe                  # -> "portw[0x0cfe] = 0x0018"
+
+(HMP sizes: b = 8, h = 16, w = 32 bit). The address/data pair is not atomic: use it
+only while the guest is paused (-S, or stopped), which is how patchcheck uses it.
+Only the first 256 bytes of configuration space are reachable this way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+CONFIG_ADDRESS_PORT = 0xCF8
+CONFIG_DATA_PORT = 0xCFC
+CONFIG_ENABLE = 0x8000_0000
+LEGACY_CONFIG_SIZE = 0x100
+
+# Standard header.
+PCI_STATUS = 0x06
+PCI_STATUS_CAP_LIST = 0x10
+PCI_CAPABILITY_LIST = 0x34
+PCI_CAP_ID_EXP = 0x10  # PCI Express capability
+
+# PCI Express capability registers, as offsets from the capability's start.
+EXP_FLAGS = 0x02
+EXP_FLAGS_SLOT = 0x0100  # Slot Implemented
+DEVCAP = 0x04
+DEVCTL = 0x08
+DEVSTA = 0x0A
+LNKCAP = 0x0C
+LNKCTL = 0x10
+LNKSTA = 0x12
+SLTCAP = 0x14
+SLTCTL = 0x18
+SLTSTA = 0x1A
+
+# Slot Capabilities bits.
+SLTCAP_ABP = 0x0001  # Attention Button Present
+SLTCAP_PCP = 0x0002  # Power Controller Present
+SLTCAP_MRLSP = 0x0004  # MRL Sensor Present
+SLTCAP_AIP = 0x0008  # Attention Indicator Present
+SLTCAP_PIP = 0x0010  # Power Indicator Present
+SLTCAP_HPS = 0x0020  # Hot-Plug Surprise
+SLTCAP_HPC = 0x0040  # Hot-Plug Capable
+
+# Slot Control bits.
+SLTCTL_ABPE = 0x0001
+SLTCTL_PFDE = 0x0002
+SLTCTL_MRLSCE = 0x0004
+SLTCTL_PDCE = 0x0008
+SLTCTL_CCIE = 0x0010
+SLTCTL_HPIE = 0x0020
+SLTCTL_AIC = 0x00C0  # Attention Indicator Control (2 bits)
+SLTCTL_AIC_OFF = 0x00C0
+SLTCTL_PIC = 0x0300  # Power Indicator Control (2 bits)
+SLTCTL_PIC_ON = 0x0100
+SLTCTL_PIC_BLINK = 0x0200
+SLTCTL_PIC_OFF = 0x0300
+SLTCTL_PCC = 0x0400  # Power Controller Control: 1 = power off
+SLTCTL_EIC = 0x0800
+SLTCTL_DLLSCE = 0x1000
+
+# Slot Status bits.
+SLTSTA_ABP = 0x0001  # Attention Button Pressed (W1C)
+SLTSTA_PFD = 0x0002  # Power Fault Detected (W1C)
+SLTSTA_MRLSC = 0x0004  # MRL Sensor Changed (W1C)
+SLTSTA_PDC = 0x0008  # Presence Detect Changed (W1C)
+SLTSTA_CC = 0x0010  # Command Completed (W1C)
+SLTSTA_MRLSS = 0x0020  # MRL Sensor State (RO)
+SLTSTA_PDS = 0x0040  # Presence Detect State (RO)
+SLTSTA_EIS = 0x0080  # Electromechanical Interlock Status (RO)
+SLTSTA_DLLSC = 0x0100  # Data Link Layer State Changed (W1C)
+
+_HMP_SIZE = {1: "b", 2: "h", 4: "w"}
+# HMP "i" prints e.g. "portw[0x0cfe] = 0x0040": b/w/l for 8/16/32 bit.
+_IN_SIZE = {1: "b", 2: "w", 4: "l"}
+_IN_RE = re.compile(r"port([bwl])\[0x([0-9a-fA-F]+)\]\s*=\s*0x([0-9a-fA-F]+)")
+
+
+class PciError(Exception):
+    """Configuration space could not be accessed or did not look as expected."""
+
+
+class Monitor(Protocol):
+    """A QEMU monitor connection (QMP), able to run HMP commands as well."""
+
+    def hmp(self, command: str) -> str:
+        """Run an HMP command via QMP human-monitor-command; return its output."""
+        ...
+
+    def qmp(self, command: str, **args: object) -> Any:
+        """Run a QMP command; return its "return" value."""
+        ...
+
+
+@dataclass(frozen=True)
+class PciAddress:
+    bus: int
+    device: int
+    function: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.bus <= 0xFF and 0 <= self.device <= 0x1F and 0 <= self.function <= 7):
+            raise ValueError(f"invalid PCI address {self.bus}:{self.device}.{self.function}")
+
+    def cf8(self, offset: int) -> int:
+        """The CONFIG_ADDRESS (port 0xcf8) value selecting the dword holding `offset`."""
+        _check_offset(offset, 1)
+        return (
+            CONFIG_ENABLE
+            | self.bus << 16
+            | self.device << 11
+            | self.function << 8
+            | (offset & 0xFC)
+        )
+
+    def __str__(self) -> str:
+        return f"{self.bus:02x}:{self.device:02x}.{self.function:x}"
+
+
+def _check_offset(offset: int, size: int) -> None:
+    if not 0 <= offset <= LEGACY_CONFIG_SIZE - size:
+        raise ValueError(f"config offset {offset:#x} outside the legacy 256-byte space")
+    if offset % size:
+        raise ValueError(f"config offset {offset:#x} not aligned for a {size * 8}-bit access")
+
+
+class PciConfig:
+    """Configuration space of one function, accessed through ports 0xcf8/0xcfc."""
+
+    def __init__(self, monitor: Monitor, address: PciAddress) -> None:
+        self.monitor = monitor
+        self.address = address
+
+    def _out(self, size: int, port: int, value: int) -> None:
+        command = f"o /{_HMP_SIZE[size]} {port:#x} {value:#x}"
+        output = self.monitor.hmp(command).strip()
+        if output:
+            raise PciError(f"HMP {command!r} failed: {output}")
+
+    def _in(self, size: int, port: int) -> int:
+        command = f"i /{_HMP_SIZE[size]} {port:#x}"
+        output = self.monitor.hmp(command)
+        match = _IN_RE.search(output)
+        if not match or match.group(1) != _IN_SIZE[size] or int(match.group(2), 16) != port:
+            raise PciError(f"HMP {command!r} gave unexpected output: {output.strip()!r}")
+        return int(match.group(3), 16)
+
+    def read(self, offset: int, size: int) -> int:
+        _check_offset(offset, size)
+        self._out(4, CONFIG_ADDRESS_PORT, self.address.cf8(offset))
+        return self._in(size, CONFIG_DATA_PORT + (offset & 3))
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        _check_offset(offset, size)
+        if not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"value {value:#x} does not fit {size * 8} bits")
+        self._out(4, CONFIG_ADDRESS_PORT, self.address.cf8(offset))
+        self._out(size, CONFIG_DATA_PORT + (offset & 3), value)
+
+    def read8(self, offset: int) -> int:
+        return self.read(offset, 1)
+
+    def read16(self, offset: int) -> int:
+        return self.read(offset, 2)
+
+    def read32(self, offset: int) -> int:
+        return self.read(offset, 4)
+
+    def write8(self, offset: int, value: int) -> None:
+        self.write(offset, 1, value)
+
+    def write16(self, offset: int, value: int) -> None:
+        self.write(offset, 2, value)
+
+    def write32(self, offset: int, value: int) -> None:
+        self.write(offset, 4, value)
+
+    def dump(self, length: int = LEGACY_CONFIG_SIZE) -> bytes:
+        """The first `length` bytes (a multiple of 4) of configuration space."""
+        if length % 4 or not 0 <= length <= LEGACY_CONFIG_SIZE:
+            raise ValueError(f"dump length {length} is not a multiple of 4 up to 256")
+        return b"".join(self.read32(o).to_bytes(4, "little") for o in range(0, length, 4))
+
+
+def _walk_devices(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for device in devices:
+        found.append(device)
+        bridge = device.get("pci_bridge") or {}
+        found.extend(_walk_devices(bridge.get("devices") or []))
+    return found
+
+
+def find_device(monitor: Monitor, qdev_id: str) -> PciAddress:
+    """The address of the device with this qdev id, from QMP query-pci (all buses).
+
+    Before firmware ran (-S), bridges have secondary bus 0 and QEMU lists no devices
+    behind them; devices on the root bus (such as root ports) are always listed.
+    """
+    seen: list[str] = []
+    for bus in monitor.qmp("query-pci") or []:
+        for device in _walk_devices(bus.get("devices") or []):
+            if device.get("qdev_id") == qdev_id:
+                return PciAddress(device["bus"], device["slot"], device["function"])
+            if device.get("qdev_id"):
+                seen.append(str(device["qdev_id"]))
+    known = ", ".join(seen) or "none"
+    raise PciError(f"no PCI device with id {qdev_id!r} in query-pci (ids present: {known})")
+
+
+def capabilities(cfg: PciConfig) -> list[tuple[int, int]]:
+    """(offset, capability id) of every entry in the standard capability list."""
+    if not cfg.read16(PCI_STATUS) & PCI_STATUS_CAP_LIST:
+        return []
+    found: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    pointer = cfg.read8(PCI_CAPABILITY_LIST) & 0xFC
+    while pointer:
+        if pointer < 0x40 or pointer in seen:  # into the header, or a loop
+            raise PciError(f"{cfg.address}: broken capability list at {pointer:#x}")
+        seen.add(pointer)
+        entry = cfg.read16(pointer)  # id in the low byte, next pointer in the high byte
+        found.append((pointer, entry & 0xFF))
+        pointer = (entry >> 8) & 0xFC
+    return found
+
+
+def find_capability(cfg: PciConfig, cap_id: int) -> int:
+    """Offset of the first capability with this id; PciError if there is none."""
+    entries = capabilities(cfg)
+    for offset, found_id in entries:
+        if found_id == cap_id:
+            return offset
+    ids = ", ".join(f"{i:#04x}@{o:#x}" for o, i in entries) or "none"
+    raise PciError(f"{cfg.address}: no capability {cap_id:#04x} (capabilities: {ids})")

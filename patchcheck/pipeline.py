@@ -1,0 +1,66 @@
+"""Wiring of the build stages: source spec -> tree -> prepared tree (fix) -> image -> build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import fixes, images, sources, trees
+from .build import Builder, BuildRecord
+from .config import BuildSpec, Settings
+from .errors import UsageError
+
+
+class Pipeline:
+    def __init__(self, runtime: Any, settings: Settings, log: Callable[[str], None] = print,
+                 refresh: bool = False) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.log = log
+        self.refresh = refresh
+        self.images = images.Images(runtime, settings, log)
+        self.builder = Builder(runtime, settings.cache_dir, settings.configure,
+                               settings.build_jobs, log)
+        self.git = sources.GitSources(settings.cache_dir)
+        self.debian = sources.DebianSources(
+            settings.cache_dir, _lazy_fetcher(runtime, self._suite_image, log))
+        self._image_ids: dict[str, str] = {}
+
+    def _suite_image(self, suite: str) -> str:
+        images.dockerfile(self.settings.containers_dir, suite)  # unknown suite -> UsageError
+        return self.image(suite)
+
+    def image(self, generation: str) -> str:
+        if generation not in self._image_ids:
+            self._image_ids[generation] = self.images.builder(generation)
+        return self._image_ids[generation]
+
+    def resolve(self, spec_text: str) -> sources.Tree:
+        spec = sources.parse_spec(spec_text)
+        if isinstance(spec, sources.DebianSpec):
+            known = images.generations(self.settings.containers_dir)
+            if spec.suite not in known:
+                raise UsageError(f"unknown Debian suite '{spec.suite}' (known: {', '.join(known)})")
+            return self.debian.resolve(spec, refresh=self.refresh)
+        return self.git.resolve(spec)
+
+    def build(self, spec: BuildSpec) -> BuildRecord:
+        fixes.resolve(spec.fix)  # validate the fix state before any expensive step
+        tree = self.resolve(spec.source)
+        prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir)
+        if prepared.fix.applied == "already-present":
+            self.log(f"[{spec.name}] note: {prepared.fix.note}")
+        generation = images.generation_for(tree.version_tuple, self.settings.image_rules)
+        image_id = self.image(generation)
+        record = self.builder.build(spec.name, prepared, generation,
+                                    f"{images.BUILDER_REPO}:{generation}", image_id)
+        self.log(f"[{spec.name}] {'cached' if record.cached else 'built'}: QEMU {record.qemu_version}"
+                 f", fix {record.fix_state} ({record.fix['applied']}) -> {record.binary}")
+        return record
+
+
+def _lazy_fetcher(runtime: Any, image_for_suite: Callable[[str], str],
+                  log: Callable[[str], None]) -> Callable[..., None]:
+    from .fetch import debian_fetcher
+
+    return debian_fetcher(runtime, image_for_suite, log)

@@ -1,0 +1,1 @@
+"""Reproducer scenarios: QEMU device topology, guest actions and the expected-outcome model."""

@@ -1,0 +1,262 @@
+"""Source specs -> resolved QEMU trees in git.
+
+  git:<url-or-path>@<ref>        any commit, tag or branch of a git repository
+  debian:<suite>[=<version>]     the distribution's `qemu` source package with its patches
+
+A git source is kept as a bare mirror per repository under the cache; a Debian source
+package is fetched with `apt-get source` inside a container of that suite (the only
+step with network=host), and committed into a local git repository, so that every
+later step treats both the same way: a (repository, commit) pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from .errors import InfraError, UsageError
+
+_SAFE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+_SAFE_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
+_SAFE_SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
+IMPORT_DATE = "2000-01-01T00:00:00+0000"
+
+
+@dataclass(frozen=True)
+class GitSpec:
+    url: str
+    ref: str
+
+    def __str__(self) -> str:
+        return f"git:{self.url}@{self.ref}"
+
+
+@dataclass(frozen=True)
+class DebianSpec:
+    suite: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return f"debian:{self.suite}" + (f"={self.version}" if self.version else "")
+
+
+SourceSpec = GitSpec | DebianSpec
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A resolved source: a commit in a local git repository."""
+
+    spec: str
+    repo: Path
+    commit: str
+    qemu_version: str
+    package_version: str | None = None
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return version_tuple(self.qemu_version)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.strip().split("."):
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def parse_spec(text: str) -> SourceSpec:
+    scheme, sep, rest = text.partition(":")
+    if not sep:
+        raise UsageError(f"source spec '{text}': expected git:<url>@<ref> or debian:<suite>[=<version>]")
+    if scheme == "git":
+        url, at, ref = rest.rpartition("@")
+        if not at or not url or not ref:
+            raise UsageError(f"source spec '{text}': git sources need <url-or-path>@<ref>")
+        if not _SAFE_REF.match(ref) or ".." in ref or ref.endswith((".lock", "/")):
+            raise UsageError(f"source spec '{text}': '{ref}' is not a valid git ref or commit")
+        if url.startswith("-"):
+            raise UsageError(f"source spec '{text}': the repository must not start with '-'")
+        return GitSpec(url, ref)
+    if scheme == "debian":
+        suite, eq, version = rest.partition("=")
+        if not _SAFE_SUITE.match(suite):
+            raise UsageError(f"source spec '{text}': '{suite}' is not a Debian suite name")
+        if eq and not _SAFE_VERSION.match(version):
+            raise UsageError(f"source spec '{text}': '{version}' is not a Debian version")
+        return DebianSpec(suite, version or None)
+    raise UsageError(f"source spec '{text}': unknown scheme '{scheme}' (use git: or debian:)")
+
+
+def _slug(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9]+", "-", text.rstrip("/").rsplit("/", 1)[-1]).strip("-")
+    return f"{name or 'repo'}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def _read_version(repo: git.Repo, commit: str) -> str:
+    try:
+        return str(repo.git.show(f"{commit}:VERSION")).strip()
+    except git.GitCommandError:
+        raise UsageError(f"commit {commit[:12]} has no VERSION file: is this a QEMU tree?") from None
+
+
+class GitSources:
+    """Bare mirrors under <cache>/git, one per repository URL or path."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.root = cache_dir / "git"
+
+    def mirror(self, url: str) -> git.Repo:
+        if "://" not in url and not url.startswith("git@"):
+            local = Path(url).expanduser()
+            if not local.exists():
+                raise UsageError(f"git repository '{url}' does not exist")
+            url = str(local.resolve())
+        path = self.root / f"{_slug(url)}.git"
+        if path.exists():
+            return git.Repo(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.root))
+        try:
+            git.Repo.clone_from(url, tmp / "m.git", mirror=True)
+            (tmp / "m.git").rename(path)
+        except git.GitCommandError as exc:
+            raise UsageError(f"cannot clone '{url}': {_last_line(exc)}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return git.Repo(path)
+
+    def resolve(self, spec: GitSpec, *, fetch: bool = True) -> Tree:
+        repo = self.mirror(spec.url)
+        commit = _rev_parse(repo, spec.ref)
+        is_full_sha = bool(re.fullmatch(r"[0-9a-f]{40}", spec.ref))
+        if fetch and not (commit and is_full_sha):
+            try:
+                repo.git.fetch("--prune", "origin")
+            except git.GitCommandError:
+                pass  # offline: fall back to what the mirror has
+            commit = _rev_parse(repo, spec.ref)
+        if commit is None and re.fullmatch(r"[0-9a-f]{7,40}", spec.ref):
+            try:  # a commit not reachable from any branch
+                repo.git.fetch("origin", spec.ref)
+                commit = _rev_parse(repo, spec.ref)
+            except git.GitCommandError:
+                pass
+        if commit is None:
+            raise UsageError(f"ref '{spec.ref}' does not exist in {spec.url}")
+        return Tree(str(spec), Path(repo.git_dir), commit, _read_version(repo, commit))
+
+
+def _rev_parse(repo: git.Repo, ref: str) -> str | None:
+    try:
+        return str(repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"))
+    except git.GitCommandError:
+        return None
+
+
+def _last_line(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or exc).strip().splitlines()
+    return text[-1].strip() if text else "git failed"
+
+
+def import_directory(src: Path, dest: Path, message: str, tag: str) -> git.Repo:
+    """Commit a plain source directory (every file, .gitignore notwithstanding) into a new repo."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.move(str(src), str(tmp))
+    repo = git.Repo.init(tmp)
+    for nested in tmp.rglob(".git"):
+        if nested.parent != tmp:  # a vendored tree's own .git would make git skip it
+            shutil.rmtree(nested, ignore_errors=True) if nested.is_dir() else nested.unlink()
+    repo.git.add("-A", "-f", ".")
+    with repo.git.custom_environment(**commit_env(IMPORT_DATE)):
+        repo.git.commit("-q", "--no-verify", "-m", message)
+    repo.create_tag(tag)
+    tmp.rename(dest)
+    return git.Repo(dest)
+
+
+def commit_env(date: str | None = None) -> dict[str, str]:
+    """Identity for the commits patchcheck makes (imports, applied fixes): no user config needed."""
+    env = {
+        "GIT_AUTHOR_NAME": "patchcheck", "GIT_AUTHOR_EMAIL": "patchcheck@localhost",
+        "GIT_COMMITTER_NAME": "patchcheck", "GIT_COMMITTER_EMAIL": "patchcheck@localhost",
+    }
+    if date:
+        env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
+    return env
+
+
+def dsc_version(dsc: Path) -> str:
+    for line in dsc.read_text(errors="replace").splitlines():
+        if line.startswith("Version:"):
+            return line.split(":", 1)[1].strip()
+    raise InfraError(f"{dsc.name} has no Version field")
+
+
+class DebianSources:
+    """`qemu` source packages imported into git under <cache>/debian/<suite>/<version>."""
+
+    def __init__(self, cache_dir: Path, fetcher: Callable[[str, str | None, Path], None]) -> None:
+        """fetcher(suite, version, outdir) runs `apt-get source` for the suite into outdir."""
+        self.root = cache_dir / "debian"
+        self.fetcher = fetcher
+
+    def _imports(self, suite: str) -> list[Path]:
+        base = self.root / suite
+        if not base.is_dir():
+            return []
+        found = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return sorted(found, key=lambda p: p.stat().st_mtime)
+
+    @staticmethod
+    def _dirname(version: str) -> str:
+        return version.replace(":", "%")
+
+    def resolve(self, spec: DebianSpec, *, refresh: bool = False) -> Tree:
+        target: Path | None = None
+        if spec.version:
+            candidate = self.root / spec.suite / self._dirname(spec.version)
+            target = candidate if candidate.is_dir() else None
+        elif not refresh and self._imports(spec.suite):
+            target = self._imports(spec.suite)[-1]
+        if target is None:
+            target = self._fetch(spec)
+        try:
+            repo = git.Repo(target)
+            commit = str(repo.head.commit.hexsha)
+        except (git.InvalidGitRepositoryError, ValueError):
+            shutil.rmtree(target, ignore_errors=True)  # a corrupt import: fetch it again
+            return self.resolve(spec, refresh=True)
+        version = target.name.replace("%", ":")
+        return Tree(str(spec), target, commit, _read_version(repo, commit), version)
+
+    def _fetch(self, spec: DebianSpec) -> Path:
+        (self.root / spec.suite).mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=self.root / spec.suite))
+        try:
+            self.fetcher(spec.suite, spec.version, work)
+            dscs = list(work.glob("qemu_*.dsc"))
+            trees = [p for p in work.iterdir() if p.is_dir() and p.name.startswith("qemu-")]
+            if len(dscs) != 1 or len(trees) != 1:
+                raise InfraError(f"apt-get source for {spec} left no single unpacked tree")
+            version = dsc_version(dscs[0])
+            dest = self.root / spec.suite / self._dirname(version)
+            if dest.exists():
+                return dest  # another run imported it meanwhile
+            import_directory(trees[0], dest, f"Debian {spec.suite} qemu {version}\n\n"
+                             f"Imported by patchcheck from `apt-get source qemu={version}`.",
+                             tag="debian/" + re.sub(r"[^A-Za-z0-9._-]", "_", version))
+            return dest
+        finally:
+            shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,70 @@
+"""A resolved source + a fix state -> a prepared work tree (a git worktree, fix committed).
+
+Prepared trees live under <cache>/worktrees/<commit>-<fix-key>/ next to a JSON file
+recording how the fix went in; the tree's git tree id is the content key builds use.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from . import fixes
+from .errors import PatchcheckError
+from .locks import file_lock
+from .sources import Tree
+
+
+@dataclass(frozen=True)
+class PreparedTree:
+    source: Tree
+    path: Path
+    fix: fixes.FixResult
+    tree_id: str  # git tree object id of the prepared tree: the content key
+
+
+def prepare(tree: Tree, fix_state: str, cache_dir: Path) -> PreparedTree:
+    key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state)}"
+    root = cache_dir / "worktrees"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / key
+    record = root / f"{key}.json"
+    with file_lock(root / f"{key}.lock"):
+        if record.is_file() and path.is_dir():
+            try:
+                data = json.loads(record.read_text())
+                wt = git.Repo(path)
+                if not wt.is_dirty(untracked_files=True) and wt.head.commit.tree.hexsha == data["tree_id"]:
+                    return PreparedTree(tree, path, fixes.FixResult(**data["fix"]), data["tree_id"])
+            except (ValueError, KeyError, TypeError, git.GitError):
+                pass  # damaged entry: prepared again below
+        _remove_worktree(tree.repo, path)
+        record.unlink(missing_ok=True)
+        repo = git.Repo(tree.repo)
+        repo.git.worktree("add", "--force", "--detach", str(path), tree.commit)
+        try:
+            result = fixes.apply_fix(path, fix_state)
+        except PatchcheckError:
+            _remove_worktree(tree.repo, path)
+            raise
+        tree_id = git.Repo(path).head.commit.tree.hexsha
+        tmp = record.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"fix": result.to_dict(), "tree_id": tree_id}, indent=2))
+        tmp.rename(record)
+        return PreparedTree(tree, path, result, tree_id)
+
+
+def _remove_worktree(repo_path: Path, path: Path) -> None:
+    if path.exists():
+        try:
+            git.Repo(repo_path).git.worktree("remove", "--force", str(path))
+        except git.GitCommandError:
+            shutil.rmtree(path, ignore_errors=True)
+    try:
+        git.Repo(repo_path).git.worktree("prune")
+    except git.GitCommandError:
+        pass
