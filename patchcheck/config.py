@@ -102,14 +102,21 @@ def _guests(value: Any) -> dict[str, str]:
     return {name: "all" for name in _list(value, "matrix.guests")}
 
 
+def plain(value: Any) -> Any:
+    """invoke's DataProxy (or any mapping) -> plain dicts and lists."""
+    if hasattr(value, "items"):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def load(config: Any) -> Settings:
     """Build Settings from invoke's Config (or any mapping with a `patchcheck` key)."""
-    root = config.get("patchcheck") if isinstance(config, Mapping) else None
-    if root is None:
-        try:
-            root = config["patchcheck"]
-        except (KeyError, TypeError):
-            raise UsageError("configuration: no 'patchcheck' section (is invoke.yaml there?)") from None
+    try:
+        root = plain(config["patchcheck"])
+    except (KeyError, TypeError):
+        raise UsageError("configuration: no 'patchcheck' section (is invoke.yaml there?)") from None
     if not isinstance(root, Mapping):
         raise UsageError("configuration: 'patchcheck' must be a mapping")
 

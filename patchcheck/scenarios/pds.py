@@ -13,6 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from ..errors import UsageError
 from ..pciconf import (
     PCI_CAP_ID_EXP,
     SLTCTL,
@@ -28,6 +29,7 @@ from ..pciconf import (
     find_capability,
     find_device,
 )
+from ..scenario import Action
 
 ROOT_PORT_ID = "pcie-root-port18"
 XHCI_ID = "nex-usb-xhci0"
@@ -181,3 +183,46 @@ def make_action(name: str, root_port_id: str = ROOT_PORT_ID) -> GuestAction:
     except KeyError:
         known = ", ".join(sorted(ACTIONS))
         raise ValueError(f"unknown guest action {name!r} (known: {known})") from None
+
+
+# Destination log lines that explain a rejected stream, most specific first.
+_ERROR_MARKERS = (
+    "Bad config data",
+    "Failed to load",
+    "error while loading state",
+    "load of migration failed",
+)
+
+
+def error_lines(log: str) -> list[str]:
+    """The destination's migration-load error lines; else the log's last 5 non-empty lines."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    matched = [line for line in lines if any(marker in line for marker in _ERROR_MARKERS)]
+    return matched or lines[-5:]
+
+
+class PdsScenario:
+    """This module as a patchcheck.scenario.Scenario."""
+
+    name = "pds"
+
+    def qemu_args(self, ram_mib: int) -> list[str]:
+        return qemu_args(ram_mib)
+
+    def action(self, name: str) -> GuestAction:
+        try:
+            return make_action(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    def expected_to_fail(
+        self, machine: str, dest_has_fix: bool, globals_: tuple[str, ...], action: Action
+    ) -> bool:
+        forced = FORCE_NATIVE_HOTPLUG in globals_
+        return expected_to_fail(machine, dest_has_fix, forced, action.powers_off_slot)
+
+    def error_lines(self, log: str) -> list[str]:
+        return error_lines(log)
+
+
+SCENARIO = PdsScenario()

@@ -1,0 +1,120 @@
+"""What each invoke task does, usable without invoke: settings + options -> exit code.
+
+`guarded` is the single place where errors become one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import config as config_mod
+from .config import BuildSpec, Settings
+from .errors import PatchcheckError
+from .outcome import EXIT_INFRA, EXIT_OK, exit_code_for_error
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def guarded(func: Callable[..., int], invoke_config: Any, *args: Any, **kwargs: Any) -> int:
+    """Run a command; map every expected failure to one line on stderr and an exit code."""
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        settings = config_mod.load(invoke_config)
+        return func(settings, *args, **kwargs)
+    except PatchcheckError as exc:
+        print(f"patchcheck: error: {exc}", file=sys.stderr)
+        return exit_code_for_error(exc)
+    except KeyboardInterrupt:
+        print("patchcheck: interrupted; partial results were written", file=sys.stderr)
+        return EXIT_INFRA
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def docker_runtime(run_id: str) -> Iterator[Any]:
+    from .runtime import DockerRuntime
+
+    runtime = DockerRuntime(run_id)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def images(settings: Settings, generation: str = "") -> int:
+    from . import images as images_mod
+    from .run import new_run_id
+
+    gens = [generation] if generation else images_mod.generations(settings.containers_dir)
+    with docker_runtime(new_run_id()) as runtime:
+        imgs = images_mod.Images(runtime, settings, log)
+        for gen in gens:
+            image_id = imgs.builder(gen)
+            print(f"{images_mod.BUILDER_REPO}:{gen} {image_id}")
+    return EXIT_OK
+
+
+def base(settings: Settings, suite: str) -> int:
+    from . import images as images_mod
+    from .run import new_run_id
+
+    suites = [suite] if suite else images_mod.generations(settings.containers_dir)
+    with docker_runtime(new_run_id()) as runtime:
+        imgs = images_mod.Images(runtime, settings, log)
+        for s in suites:
+            images_mod.dockerfile(settings.containers_dir, s)
+            imgs.base(f"debian:{s}")
+            print(f"debian:{s} {runtime.image_id(f'debian:{s}')}")
+    return EXIT_OK
+
+
+def build(settings: Settings, source: str, fix: str, name: str = "", refresh: bool = False) -> int:
+    from .pipeline import Pipeline
+    from .run import new_run_id
+
+    spec = settings.builds.get(name) if name and not source else None
+    if spec is None:
+        if not source:
+            raise config_mod.UsageError("build: give --source SPEC (or --name of a configured build)")
+        spec = BuildSpec(name or f"{source}/{fix}", source, fix)
+    with docker_runtime(new_run_id()) as runtime:
+        record = Pipeline(runtime, settings, log, refresh=refresh).build(spec)
+    print(record.binary)
+    return EXIT_OK
+
+
+def _number(text: Any, option: str, kind: Callable[[str], Any], minimum: float) -> Any:
+    if text in (None, ""):
+        return None
+    try:
+        value = kind(str(text))
+    except ValueError:
+        raise config_mod.UsageError(f"{option} {text!r}: not a number") from None
+    if value < minimum:
+        raise config_mod.UsageError(f"{option} {text}: must be >= {minimum:g}"
+                                    )
+    return value
+
+
+def matrix(settings: Settings, **options: Any) -> int:
+    from .run import MatrixOptions, new_run_id, run_matrix
+
+    options["jobs"] = _number(options.get("jobs"), "--jobs", int, minimum=1)
+    options["timeout"] = _number(options.get("timeout"), "--timeout", float, minimum=1)
+    run_id = options.get("run_id") or new_run_id()
+    with docker_runtime(run_id) as runtime:
+        return run_matrix(settings, runtime, MatrixOptions(**{**options, "run_id": run_id}), log)
+
+
+__all__ = ["PatchcheckError", "guarded", "images", "base", "build", "matrix"]

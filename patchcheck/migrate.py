@@ -1,0 +1,175 @@
+"""Run one migration case and judge it from the destination QEMU.
+
+The trap (bug-notes.md): the source often says `completed` although the destination
+rejected the stream and exited. So the verdict is the destination's: its process is
+alive, its own migration status is completed, and it runs after `cont`. The source's
+status is recorded for the report but never decides anything.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .build import BuildRecord
+from .machine import Machine, MachineError
+from .outcome import Observed
+from .results import Case, CaseResult, Side
+from .runtime import ContainerSpec, Mount, invoking_user
+from .scenario import Scenario
+
+FINAL = ("completed", "failed", "cancelled")
+
+
+class Hosts:
+    """One long-lived container per builder image for the whole run; QEMUs are exec'ed in it."""
+
+    def __init__(self, runtime: Any, mounts: tuple[Mount, ...], devices: tuple[str, ...] = ()):
+        self.runtime = runtime
+        self.mounts = mounts
+        self.devices = devices
+        self._lock = threading.Lock()
+        self._containers: dict[str, Any] = {}
+
+    def get(self, image_id: str) -> Any:
+        with self._lock:
+            if image_id not in self._containers:
+                self._containers[image_id] = self.runtime.start(ContainerSpec(
+                    image=image_id, role="qemu", network="none", mounts=self.mounts,
+                    devices=self.devices, user=invoking_user()))
+            return self._containers[image_id]
+
+    def close(self) -> None:
+        with self._lock:
+            for container in self._containers.values():
+                container.remove()
+            self._containers.clear()
+
+
+def side(record: BuildRecord) -> Side:
+    return Side(record.name, record.qemu_version, record.fix_state, str(record.fix["applied"]),
+                record.has_fix, record.binary)
+
+
+def base_args(scenario: Scenario, case: Case, ram_mib: int, accel: str) -> list[str]:
+    args = ["-nodefaults", "-machine", case.machine, "-accel", accel,
+            *scenario.qemu_args(ram_mib)]
+    for g in case.globals:
+        args += ["-global", g]
+    return args
+
+
+def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenario: Scenario,
+             scratch: Path, logdir: Path, *, ram_mib: int = 128, accel: str = "tcg",
+             timeout: float = 60.0) -> CaseResult:
+    src_b, dst_b = builds[case.source], builds[case.destination]
+    action = scenario.action(case.guest)
+    expected = (Observed.FAILED if scenario.expected_to_fail(
+        case.machine, dst_b.has_fix, case.globals, action) else Observed.PASSED)
+    result = CaseResult(case.machine, case.guest, list(case.globals), side(src_b), side(dst_b),
+                        Observed.ERROR, expected)
+    rundir = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))  # 0700, short socket paths
+    sock = rundir / "migrate.sock"
+    args = base_args(scenario, case, ram_mib, accel)
+    dst = Machine(hosts.get(dst_b.image_id), dst_b.binary, [*args, "-incoming", f"unix:{sock}"],
+                  rundir, "destination", timeout=min(timeout, 30))
+    src = Machine(hosts.get(src_b.image_id), src_b.binary, [*args, "-S"], rundir, "source",
+                  timeout=min(timeout, 30))
+    result.reproduce = reproduce_command(src_b, dst_b, args, sock)
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        dst.launch()
+        src.launch()
+        state = action.perform(src)
+        result.slot = asdict(state) if state is not None else {}
+        src.cmd("migrate", uri=f"unix:{sock}")
+        result.source_status = _wait_source(src, dst, deadline)
+        _judge(result, dst, scenario, deadline)
+    except MachineError as exc:
+        result.observed = Observed.ERROR
+        result.message = str(exc)
+        if not dst.running() and result.source_status:  # destination died: that is a verdict
+            _judge(result, dst, scenario, deadline)
+    finally:
+        src.shutdown()
+        dst.shutdown()
+        result.seconds = round(time.monotonic() - started, 3)
+        logdir.mkdir(parents=True, exist_ok=True)
+        for m in (src, dst):
+            if m.log_path.exists():
+                shutil.copyfile(m.log_path, logdir / m.log_path.name)
+                result.logs[m.name] = str(logdir / m.log_path.name)
+        (logdir / "reproduce.sh").write_text("#!/bin/sh\n# " + case.id + "\n" + result.reproduce
+                                             + "\n")
+        result.logs["reproduce"] = str(logdir / "reproduce.sh")
+        shutil.rmtree(rundir, ignore_errors=True)
+    return result
+
+
+def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        if not src.running():
+            raise MachineError(f"source QEMU exited during migration: {src.log_tail(3)}")
+        status = str(src.cmd("query-migrate").get("status", ""))
+        if status in FINAL:
+            return status
+        if not dst.running():  # the destination gave up; the source may not notice for a while
+            return status or "unknown"
+        time.sleep(0.02)
+    raise MachineError("timeout waiting for the migration to finish")
+
+
+def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float) -> None:
+    """The verdict, from the destination alone."""
+    while time.monotonic() < deadline:
+        if not dst.running():
+            break
+        status = dst.cmd("query-status").get("status", "")
+        if status != "inmigrate":
+            break
+        time.sleep(0.02)
+    else:
+        result.observed, result.message = Observed.ERROR, "timeout waiting for the destination"
+        return
+    if not dst.running():
+        dst.wait_exit(2.0)
+        result.observed = Observed.FAILED
+        result.destination_status = "exited"
+        lines = scenario.error_lines(dst.log_text())
+        result.destination_error = "\n".join(lines)
+        result.message = lines[0] if lines else "destination QEMU exited"
+        return
+    mig = str(dst.cmd("query-migrate").get("status", ""))
+    dst.cmd("cont")
+    run_state = str(dst.cmd("query-status").get("status", ""))
+    result.destination_status = f"migration {mig or 'none'}, {run_state}"
+    if mig == "completed" and run_state == "running":
+        result.observed = Observed.PASSED
+        result.message = ""
+    else:
+        result.observed = Observed.FAILED
+        lines = scenario.error_lines(dst.log_text())
+        result.destination_error = "\n".join(lines)
+        result.message = f"destination: migration {mig or 'none'}, state {run_state}"
+
+
+def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str], sock: Path) -> str:
+    """Two commands a person can paste (one terminal each) to replay the case by hand."""
+    def qemu(record: BuildRecord, extra: list[str]) -> str:
+        binary = Path(record.binary)
+        return shlex.join(["docker", "run", "--rm", "-it", "--network", "none",
+                           "-v", f"{binary.parent}:/qemu:ro", "-v", "/tmp/pc:/tmp/pc",
+                           record.image, f"/qemu/{binary.name}", "-L", "/usr/share/qemu",
+                           "-L", "/usr/share/seabios", "-display", "none", "-monitor", "stdio",
+                           *args, *extra])
+    return (qemu(dst, ["-incoming", "unix:/tmp/pc/migrate.sock"]) + "\n"
+            + qemu(src, ["-S"]) + "\n# then in the source monitor: replay the guest action"
+            + " and `migrate unix:/tmp/pc/migrate.sock`")

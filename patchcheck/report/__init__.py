@@ -1,0 +1,1 @@
+"""Reports generated from results: junit.xml (machines), and the grid for people."""

@@ -1,0 +1,208 @@
+"""`invoke matrix`: build what is missing, run every case in parallel, write the reports.
+
+Each finished case is written to disk as it finishes; results.json and junit.xml are
+written at the end, also when the run is interrupted or fails (marked partial).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import matrix, scenario
+from .build import BuildRecord
+from .config import Settings
+from .errors import BuildFailed, UsageError
+from .migrate import Hosts, run_case, side
+from .outcome import Observed, exit_code_for_cases
+from .pipeline import Pipeline
+from .progress import CaseProgress
+from .report import grid, junit
+from .results import Case, CaseResult, RunResults, Side, write_json
+from .runtime import Mount
+from .verdict import judge
+
+
+@dataclass(frozen=True)
+class MatrixOptions:
+    builds: tuple[str, ...] = ()
+    pairs: tuple[str, ...] = ()
+    machines: str | None = None
+    guests: tuple[str, ...] = ()
+    jobs: int | None = None
+    timeout: float | None = None
+    run_id: str = ""
+    scenario: str = "pds"
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
+               log: Callable[[str], None] = print) -> int:
+    m = settings.matrix
+    names = options.builds or m.builds
+    for n in names:
+        if n not in settings.builds:
+            raise UsageError(f"no build named '{n}' (configured: {', '.join(settings.builds)})")
+    guests = ({g: m.guests.get(g, "all") for g in options.guests} if options.guests else
+              dict(m.guests))
+    scen = scenario.get(options.scenario)
+    for g in guests:
+        scen.action(g)  # unknown guest action -> UsageError before any work
+    jobs = options.jobs if options.jobs is not None else m.jobs
+    if jobs < 0:
+        raise UsageError(f"--jobs {jobs}: must be >= 1 (or 0 for the CPU count)")
+    jobs = jobs or os.cpu_count() or 1
+    timeout = options.timeout or m.timeout
+    machines = m.machines if options.machines is None else options.machines
+    matrix.check_filter(machines)
+
+    run_id = options.run_id or new_run_id()
+    outdir = settings.reports_dir / run_id
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / ".write-test").touch()
+        (outdir / ".write-test").unlink()
+    except OSError as exc:
+        raise UsageError(f"report directory {outdir} is not writable: {exc.strerror}") from None
+    _link_latest(settings.reports_dir, run_id)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    run = RunResults(run_id, {}, [], started, partial=True, host=_host(),
+                     settings={"builds": list(names), "pairs": list(options.pairs or m.pairs),
+                               "machines": machines, "guests": guests, "jobs": jobs,
+                               "timeout": timeout, "accel": m.accel, "ram_mib": m.ram_mib,
+                               "scenario": scen.name})
+    records: dict[str, BuildRecord] = {}
+    failed: dict[str, str] = {}
+    try:
+        pipeline = Pipeline(runtime, settings, log)
+        for name in names:
+            try:
+                records[name] = pipeline.build(settings.builds[name])
+                run.builds[name] = records[name].to_dict()
+            except BuildFailed as exc:
+                failed[name] = str(exc)
+                run.builds[name] = {"name": name, "failed": str(exc),
+                                    "source": settings.builds[name].source}
+                log(f"[{name}] build failed: {exc}")
+        sources = {n: settings.builds[n].source for n in names}
+        known = {n: records[n].machines for n in records}
+        fallback = sorted({t for ms in known.values() for t in ms})
+        build_machines = {n: known.get(n, fallback) for n in names}
+        force = [scen_force] if m.force_native_hotplug and (scen_force := _force(scen)) else []
+        case_list = matrix.cases(build_machines, sources, options.pairs or m.pairs, guests,
+                                 machines, force)
+        log(f"{len(case_list)} cases, {jobs} in parallel")
+        results = _run_cases(case_list, records, failed, runtime, settings, scen, outdir,
+                             jobs, timeout)
+        run.cases = results
+        run.partial = len(results) < len(case_list)
+        code = exit_code_for_cases((r.observed, r.expected) for r in results)
+        if failed and code == 0:
+            code = 3
+        return code
+    finally:
+        run.seconds = round(time.monotonic() - t0, 1)
+        _write_reports(run, outdir)
+        print(grid.render(run))
+        print(judge(run.cases).sentence)
+        print(f"reports: {outdir}")
+
+
+def _force(scen: Any) -> str:
+    return str(getattr(scen, "force_native_global", ""))
+
+
+def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
+               failed: dict[str, str], runtime: Any, settings: Settings, scen: Any,
+               outdir: Path, jobs: int, timeout: float) -> list[CaseResult]:
+    m = settings.matrix
+    results: list[CaseResult] = []
+    scratch = Path(tempfile.mkdtemp(prefix="patchcheck-"))
+    hosts = Hosts(runtime, (Mount(str(scratch), str(scratch)),
+                            Mount(str(settings.cache_dir / "builds"),
+                                  str(settings.cache_dir / "builds"), read_only=True)))
+    try:
+        runnable = []
+        for case in case_list:
+            missing = [b for b in (case.source, case.destination) if b in failed]
+            if missing:
+                results.append(_skipped(case, records, missing[0], failed[missing[0]]))
+            else:
+                runnable.append(case)
+        with CaseProgress(len(runnable)) as progress, ThreadPoolExecutor(jobs) as pool:
+            def one(case: Case) -> CaseResult:
+                logdir = outdir / "cases" / case.slug
+                res = run_case(case, records, hosts, scen, scratch, logdir, ram_mib=m.ram_mib,
+                               accel=m.accel, timeout=timeout)
+                write_json(logdir / "result.json", res.to_dict())
+                return res
+            pending: dict[Future[CaseResult], Case] = {}
+            queue = list(runnable)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < jobs * 2:
+                        c = queue.pop(0)
+                        pending[pool.submit(one, c)] = c
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        case = pending.pop(fut)
+                        res = fut.result()
+                        results.append(res)
+                        mark = "ok" if not res.deviates else "DEVIATES"
+                        progress.advance(f"{case.id}: {res.observed.value} ({mark})")
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    finally:
+        hosts.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        order = {c.id: i for i, c in enumerate(case_list)}
+        results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
+    return results
+
+
+def _skipped(case: Case, records: dict[str, BuildRecord], build: str, why: str) -> CaseResult:
+    def s(name: str) -> Side:
+        if name in records:
+            return side(records[name])
+        return Side(name, "", "", "", False, "")
+    return CaseResult(case.machine, case.guest, list(case.globals), s(case.source),
+                      s(case.destination), Observed.SKIPPED, Observed.SKIPPED,
+                      message=f"build {build} failed: {why}")
+
+
+def _write_reports(run: RunResults, outdir: Path) -> None:
+    write_json(outdir / "results.json", run.to_dict())
+    junit.write(run, outdir)
+
+
+def _link_latest(reports: Path, run_id: str) -> None:
+    link = reports / "latest"
+    tmp = reports / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_id)
+        tmp.replace(link)
+    except OSError:
+        pass
+
+
+def _host() -> dict[str, Any]:
+    return {"hostname": platform.node(), "kernel": platform.release(),
+            "cpus": os.cpu_count(), "python": platform.python_version()}
+

@@ -1,0 +1,68 @@
+"""patchcheck's invoke tasks: parse options, call the package, exit with its code.
+
+Run `invoke --list` for the tasks and `invoke --help TASK` for their options.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, Context, Exit, task
+
+from patchcheck import commands
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else ()
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"generation": "only this builder generation (bookworm, trixie, ...); default: all"})
+def images(c: Context, generation: str = "") -> None:
+    """Build the builder images (rebuilt only when their Dockerfile changes)."""
+    _exit(commands.guarded(commands.images, c.config, generation))
+
+
+@task(help={"suite": "Debian suite to create debian:<suite> for; default: every generation"})
+def base(c: Context, suite: str = "") -> None:
+    """Create missing debian:<suite> base images (pull, or debootstrap from the host's mirror)."""
+    _exit(commands.guarded(commands.base, c.config, suite))
+
+
+@task(help={
+    "source": "source spec: git:<url-or-path>@<ref> or debian:<suite>[=<version>]",
+    "fix": "fix state: none, reverted, v1, v2, or a patch/mbox file (default: none)",
+    "name": "a build named in the configuration (patchcheck.builds), instead of --source",
+    "refresh": "look for a newer Debian source package instead of the newest imported one",
+})
+def build(c: Context, source: str = "", fix: str = "none", name: str = "",
+          refresh: bool = False) -> None:
+    """Build QEMU from SOURCE with fix state FIX in a container; print the binary's path."""
+    _exit(commands.guarded(commands.build, c.config, source, fix, name, refresh))
+
+
+@task(help={
+    "builds": "comma-separated build names (default: patchcheck.matrix.builds)",
+    "pairs": "all, same-tree, cross, or SRC->DST, comma-separated (default from config)",
+    "machines": "machine types: a list (6.0,7.2) or a range (5.2..7.2); default: all common",
+    "guest": "guest actions, comma-separated: synthetic, none (default from config)",
+    "jobs": "cases run in parallel (default: CPU count)",
+    "timeout": "seconds before a case is an error (default: 60)",
+    "run_id": "name of the run folder under reports/ (default: a timestamp)",
+})
+def matrix(c: Context, builds: str = "", pairs: str = "", machines: str | None = None,
+           guest: str = "", jobs: str = "", timeout: str = "", run_id: str = "") -> None:
+    """Build what is missing, run the migration matrix, write junit.xml and results.json."""
+    _exit(commands.guarded(
+        commands.matrix, c.config, builds=_split(builds), pairs=_split(pairs),
+        machines=machines, guests=_split(guest), jobs=jobs, timeout=timeout, run_id=run_id))
+
+
+images_ns = Collection("images")
+images_ns.add_task(images, name="build", default=True)
+images_ns.add_task(base)
+ns = Collection(build, matrix)
+ns.add_collection(images_ns)
+ns.configure({"patchcheck": {}})

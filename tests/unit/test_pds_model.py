@@ -1,0 +1,462 @@
+"""The PDS expected-outcome model, and config-space access against an emulated 0xcf8/0xcfc."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from patchcheck.pciconf import (
+    PCI_CAP_ID_EXP,
+    SLTSTA_PDS,
+    PciAddress,
+    PciConfig,
+    PciError,
+    capabilities,
+    find_capability,
+    find_device,
+)
+from patchcheck.scenarios.pds import (
+    FORCE_NATIVE_HOTPLUG,
+    ROOT_PORT_ID,
+    NoAction,
+    SlotState,
+    SyntheticAction,
+    expected_destination_error,
+    expected_to_fail,
+    force_native_hotplug_args,
+    make_action,
+    parse_q35_version,
+    qemu_args,
+)
+
+# Configuration space (first 256 bytes) of pcie-root-port18 at 00:12.0, read through
+# 0xcf8/0xcfc from QEMU 7.2.22 (Debian bookworm), -machine pc-q35-6.0 -S, with the seed
+# topology. Capabilities: 0x54 Express -> 0x48 MSI-X -> 0x40 SSVID. Slot Control (0x6c)
+# = 0x07c0, Slot Status (0x6e) = 0x0040 (PDS).
+ROOT_PORT_Q35_60 = bytes.fromhex(
+    "361b0c00 00001000 00000406 00000100"  # 0x00
+    "00000000 00000000 00000000 f0000000"  # 0x10
+    "f0ff0000 f1ff0100 00000000 00000000"  # 0x20
+    "00000000 54000000 00000000 00010000"  # 0x30
+    "0d000000 361b0000 11400000 00000000"  # 0x40
+    "00080000 10484201 00800000 00000000"  # 0x50
+    "04063012 00000422 7b000200 c0074000"  # 0x60
+    "00000000 00000000 20003000 00000000"  # 0x70
+    "1e000000 04000000 00000000 00000000"  # 0x80
+    "00000000 00000000 00000000 00000000"  # 0x90
+    "00000000 00000000 00000000 00000000"  # 0xa0
+    "00000000 00000000 00000000 00000000"  # 0xb0
+    "00000000 00000000 00000000 00000000"  # 0xc0
+    "00000000 00000000 00000000 00000000"  # 0xd0
+    "00000000 00000000 00000000 00000000"  # 0xe0
+    "00000000 00000000 00000000 00000000"  # 0xf0
+)
+
+
+def _patched(image: bytes, changes: dict[int, int]) -> bytes:
+    out = bytearray(image)
+    for offset, value in changes.items():
+        out[offset] = value
+    return bytes(out)
+
+
+# The same port on pc-q35-7.2 (measured): only Link Status (DLLLA, 0x67) and PDS (0x6e) differ.
+ROOT_PORT_Q35_72 = _patched(ROOT_PORT_Q35_60, {0x67: 0x02, 0x6E: 0x00})
+
+# QEMU's W1C mask of Slot Status (from "w1cmask:19" in the failure message); the rest is RO.
+SLTSTA_W1C = {0x6E: 0x19, 0x6F: 0x01}
+
+QUERY_PCI: list[dict[str, Any]] = [
+    {
+        "bus": 0,
+        "devices": [
+            {"bus": 0, "slot": 0, "function": 0, "qdev_id": ""},
+            {
+                "bus": 0,
+                "slot": 0x12,
+                "function": 0,
+                "qdev_id": ROOT_PORT_ID,
+                "pci_bridge": {
+                    "bus": {"number": 1, "secondary": 1, "subordinate": 2},
+                    "devices": [
+                        {"bus": 1, "slot": 0x12, "function": 1, "qdev_id": "nex-usb-xhci0"},
+                        {
+                            "bus": 1,
+                            "slot": 3,
+                            "function": 0,
+                            "qdev_id": "bridge2",
+                            "pci_bridge": {
+                                "bus": {"number": 2},
+                                "devices": [
+                                    {"bus": 2, "slot": 5, "function": 2, "qdev_id": "deep"}
+                                ],
+                            },
+                        },
+                    ],
+                },
+            },
+            {"bus": 0, "slot": 0x1F, "function": 0, "qdev_id": ""},
+        ],
+    }
+]
+
+_CMD_RE = re.compile(r"([io]) /([bhw]) (0x[0-9a-f]+)(?: (0x[0-9a-f]+))?")
+_SIZES = {"b": 1, "h": 2, "w": 4}
+
+
+ROOT_PORT_ADDRESS = PciAddress(0, 0x12, 0)
+
+
+class FakeMonitor:
+    """Ports 0xcf8/0xcfc of one PCI function, behind QEMU's HMP `i`/`o` output format.
+
+    Bytes listed in `w1c` are read-only except for their write-1-to-clear bits.
+    """
+
+    def __init__(
+        self,
+        image: bytes,
+        address: PciAddress = ROOT_PORT_ADDRESS,
+        w1c: dict[int, int] | None = None,
+    ) -> None:
+        self.space = bytearray(image)
+        self.address = address
+        self.w1c = w1c or {}
+        self.latch = 0
+        self.commands: list[str] = []
+
+    def qmp(self, command: str, **args: object) -> Any:
+        assert command == "query-pci" and not args
+        return QUERY_PCI
+
+    def hmp(self, command: str) -> str:
+        self.commands.append(command)
+        match = _CMD_RE.fullmatch(command)
+        if not match:
+            return f"unknown command: {command!r}\r\n"
+        op, fmt, port_text, value_text = match.groups()
+        size, port = _SIZES[fmt], int(port_text, 16)
+        if op == "o":
+            assert value_text is not None
+            value = int(value_text, 16)
+            if port == 0xCF8:
+                assert size == 4, "CONFIG_ADDRESS takes 32-bit writes only"
+                self.latch = value
+            else:
+                self._write(port, size, value)
+            return ""
+        assert value_text is None
+        value = self.latch if port == 0xCF8 else self._read(port, size)
+        # QEMU: monitor_printf(mon, "port%c[0x%04x] = 0x%0*x\n", suffix, addr, size * 2, val)
+        return f"port{'bwl'[size // 2]}[0x{port:04x}] = 0x{value:0{size * 2}x}\r\n"
+
+    def _offset(self, port: int, size: int) -> int | None:
+        lane = port - 0xCFC
+        assert 0 <= lane and lane + size <= 4, f"access {port:#x}/{size} crosses the data port"
+        if self.latch & ~0xFF != self.address.cf8(0):
+            return None  # not our function (or enable bit clear)
+        return (self.latch & 0xFC) + lane
+
+    def _read(self, port: int, size: int) -> int:
+        offset = self._offset(port, size)
+        if offset is None:
+            return (1 << (8 * size)) - 1
+        return int.from_bytes(self.space[offset : offset + size], "little")
+
+    def _write(self, port: int, size: int, value: int) -> None:
+        offset = self._offset(port, size)
+        if offset is None:
+            return
+        for i, byte in enumerate(value.to_bytes(size, "little")):
+            mask = self.w1c.get(offset + i)
+            old = self.space[offset + i]
+            self.space[offset + i] = byte if mask is None else old & ~(byte & mask) & 0xFF
+
+
+def root_port(image: bytes = ROOT_PORT_Q35_60) -> tuple[FakeMonitor, PciConfig]:
+    monitor = FakeMonitor(image, w1c=SLTSTA_W1C)
+    return monitor, PciConfig(monitor, PciAddress(0, 0x12, 0))
+
+
+# --- the expected-outcome model -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("pc-q35-6.0", (6, 0)),
+        ("pc-q35-4.0.1", (4, 0, 1)),
+        ("pc-q35-10.0", (10, 0)),
+        ("pc-q35-2.4", (2, 4)),
+        ("q35", None),
+        ("pc-q35", None),
+        ("pc-q35-", None),
+        ("pc-q35-6", None),
+        ("pc-q35-6.0-x", None),
+        ("pc-i440fx-6.0", None),
+        ("xpc-q35-6.0", None),
+    ],
+)
+def test_parse_q35_version(name: str, version: tuple[int, ...] | None) -> None:
+    assert parse_q35_version(name) == version
+
+
+@pytest.mark.parametrize(
+    ("machine", "dest_fix", "forced", "powers_off", "fails"),
+    [
+        # Measured on QEMU 7.2 with the synthetic action (see docs/bug-notes.md).
+        ("pc-q35-6.0", False, False, True, True),  # unpatched -> unpatched, fixed -> unpatched
+        ("pc-q35-6.0", True, False, True, False),  # -> fixed (v1 or v2)
+        ("pc-q35-5.2", False, False, True, True),
+        ("pc-q35-4.0.1", False, False, True, True),
+        ("pc-q35-2.4", False, False, True, True),
+        ("pc-q35-6.1", False, False, True, False),  # ACPI hotplug: PDS never set
+        ("pc-q35-7.2", False, False, True, False),
+        ("pc-q35-10.0", False, False, True, False),
+        ("pc-q35-7.2", False, True, True, True),  # native hotplug forced by -global
+        ("pc-q35-10.0", False, True, True, True),
+        ("pc-q35-7.2", True, True, True, False),
+        ("pc-q35-6.0", False, False, False, False),  # guest never powered the slot off
+        ("pc-q35-7.2", False, True, False, False),
+        ("q35", False, False, True, False),
+        ("pc-i440fx-6.0", False, False, True, False),
+    ],
+)
+def test_expected_to_fail(
+    machine: str, dest_fix: bool, forced: bool, powers_off: bool, fails: bool
+) -> None:
+    assert expected_to_fail(machine, dest_fix, forced, powers_off) is fails
+
+
+def test_qemu_args_topology_from_the_seed() -> None:
+    assert qemu_args(128) == [
+        "-m",
+        "128M",
+        "-device",
+        "pcie-root-port,port=18,chassis=19,id=pcie-root-port18,bus=pcie.0,addr=0x12",
+        "-device",
+        "nec-usb-xhci,p2=4,p3=4,id=nex-usb-xhci0,bus=pcie-root-port18,addr=0x12.0x1",
+    ]
+    with pytest.raises(ValueError):
+        qemu_args(0)
+
+
+def test_force_native_hotplug_and_error_text() -> None:
+    assert force_native_hotplug_args() == [
+        "-global",
+        "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+    ]
+    assert FORCE_NATIVE_HOTPLUG == "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"
+    assert expected_destination_error(0x54) == "Bad config data: i=0x6e read: 0 device: 40"
+
+
+def test_actions_by_name() -> None:
+    synthetic, none = make_action("synthetic"), make_action("none")
+    assert isinstance(synthetic, SyntheticAction) and synthetic.powers_off_slot is True
+    assert isinstance(none, NoAction) and none.powers_off_slot is False
+    assert (synthetic.name, none.name) == ("synthetic", "none")
+    with pytest.raises(ValueError, match="unknown guest action"):
+        make_action("reboot")
+
+
+# --- PciAddress / PciConfig -----------------------------------------------------------------
+
+
+def test_cf8_config_address() -> None:
+    port = PciAddress(0, 0x12, 0)
+    assert port.cf8(0x6E) == 0x8000906C
+    assert port.cf8(0x6C) == 0x8000906C
+    assert port.cf8(0x00) == 0x80009000
+    assert PciAddress(1, 0x12, 1).cf8(0x34) == 0x80019134
+    assert PciAddress(0xFF, 0x1F, 7).cf8(0xFF) == 0x80FFFFFC
+    assert str(PciAddress(0, 0x12, 0)) == "00:12.0"
+    with pytest.raises(ValueError):
+        port.cf8(0x100)
+    for bad in ((256, 0, 0), (0, 32, 0), (0, 0, 8), (-1, 0, 0)):
+        with pytest.raises(ValueError):
+            PciAddress(*bad)
+
+
+def test_reads_use_the_byte_lane_and_parse_hmp_output() -> None:
+    monitor, cfg = root_port()
+    assert cfg.read32(0x00) == 0x000C1B36  # Red Hat 1b36:000c, pcie-root-port
+    assert cfg.read8(0x34) == 0x54
+    monitor.commands.clear()
+    assert cfg.read16(0x6E) == 0x0040
+    assert monitor.commands == ["o /w 0xcf8 0x8000906c", "i /h 0xcfe"]
+    assert cfg.read16(0x6C) == 0x07C0
+    assert cfg.read8(0x6F) == 0x00
+    assert monitor.commands[-1] == "i /b 0xcff"
+    assert cfg.dump() == ROOT_PORT_Q35_60
+
+
+def test_writes_use_the_byte_lane() -> None:
+    monitor, cfg = root_port()
+    monitor.commands.clear()
+    cfg.write16(0x6C, 0x0100)
+    assert monitor.commands == ["o /w 0xcf8 0x8000906c", "o /h 0xcfc 0x100"]
+    assert monitor.space[0x6C:0x70] == bytes([0x00, 0x01, 0x40, 0x00])
+    cfg.write8(0x3D, 0x02)
+    assert monitor.commands[-1] == "o /b 0xcfd 0x2"
+    assert monitor.space[0x3C:0x40] == bytes([0x00, 0x02, 0x00, 0x00])
+
+
+@pytest.mark.parametrize(("offset", "size"), [(0x6F, 2), (0x6E, 4), (0x100, 1), (0xFE, 4)])
+def test_misaligned_or_out_of_range_access_is_refused(offset: int, size: int) -> None:
+    monitor, cfg = root_port()
+    monitor.commands.clear()
+    with pytest.raises(ValueError):
+        cfg.read(offset, size)
+    with pytest.raises(ValueError):
+        cfg.write(offset, size, 0)
+    assert monitor.commands == []
+    with pytest.raises(ValueError):
+        cfg.write8(0x3C, 0x100)
+
+
+def test_hmp_errors_raise_pci_error() -> None:
+    class Broken(FakeMonitor):
+        def hmp(self, command: str) -> str:
+            if command.startswith("o /w 0xcf8 "):
+                return ""
+            if command.startswith("i"):
+                return "portb[0x0cfc] = 0x36\r\n"  # wrong size for what was asked
+            return "invalid char in format: 'q'\r\n"
+
+    cfg = PciConfig(Broken(ROOT_PORT_Q35_60), PciAddress(0, 0x12, 0))
+    with pytest.raises(PciError, match="failed"):
+        cfg.write16(0x6C, 0x100)
+    with pytest.raises(PciError, match="unexpected output"):
+        cfg.dump()
+
+
+# --- query-pci and the capability walk -------------------------------------------------------
+
+
+def test_find_device_walks_nested_buses() -> None:
+    monitor = FakeMonitor(ROOT_PORT_Q35_60)
+    assert find_device(monitor, ROOT_PORT_ID) == PciAddress(0, 0x12, 0)
+    assert find_device(monitor, "nex-usb-xhci0") == PciAddress(1, 0x12, 1)
+    assert find_device(monitor, "deep") == PciAddress(2, 5, 2)
+    with pytest.raises(PciError, match="'missing'.*pcie-root-port18"):
+        find_device(monitor, "missing")
+
+
+def test_capability_walk_on_recorded_root_port() -> None:
+    _, cfg = root_port()
+    assert capabilities(cfg) == [(0x54, 0x10), (0x48, 0x11), (0x40, 0x0D)]
+    assert find_capability(cfg, PCI_CAP_ID_EXP) == 0x54
+    assert find_capability(cfg, 0x11) == 0x48
+    with pytest.raises(PciError, match="no capability 0x05"):
+        find_capability(cfg, 0x05)
+
+
+def _relocated_express_cap(new: int) -> bytes:
+    """The recorded port with its Express capability moved from 0x54 to `new`."""
+    out = bytearray(ROOT_PORT_Q35_60)
+    out[new : new + 0x3C] = out[0x54 : 0x54 + 0x3C]
+    out[0x54 : 0x54 + 0x3C] = bytes(0x3C)
+    out[0x34] = new
+    return bytes(out)
+
+
+def test_capability_walk_finds_a_moved_express_cap() -> None:
+    image = _relocated_express_cap(0xA0)
+    monitor, cfg = root_port(image)
+    assert find_capability(cfg, PCI_CAP_ID_EXP) == 0xA0
+    monitor.w1c = {0xBA: 0x19, 0xBB: 0x01}
+    state = SyntheticAction().perform(monitor)
+    assert state == SlotState(cap_offset=0xA0, slot_control=0x0700, slot_status=0x0040)
+    assert monitor.space[0xB8:0xBC] == bytes([0x00, 0x07, 0x40, 0x00])
+    assert monitor.space[0x54:0x90] == bytes(0x3C)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {0x41: 0x54},  # SSVID's next points back to the Express cap: a loop
+        {0x34: 0x10},  # pointer into the standard header
+        {0x55: 0x55},  # low bits of a pointer are masked: 0x54 -> 0x54, a self-loop
+    ],
+)
+def test_capability_walk_rejects_broken_lists(changes: dict[int, int]) -> None:
+    _, cfg = root_port(_patched(ROOT_PORT_Q35_60, changes))
+    with pytest.raises(PciError, match="broken capability list"):
+        find_capability(cfg, 0x05)
+
+
+def test_no_capability_list_when_status_bit_clear() -> None:
+    _, cfg = root_port(_patched(ROOT_PORT_Q35_60, {0x06: 0x00}))
+    assert capabilities(cfg) == []
+    with pytest.raises(PciError):
+        find_capability(cfg, PCI_CAP_ID_EXP)
+
+
+# --- guest actions ---------------------------------------------------------------------------
+
+
+def _data_writes(monitor: FakeMonitor) -> list[str]:
+    return [c for c in monitor.commands if c.startswith("o ") and "0xcf8" not in c]
+
+
+def test_synthetic_action_replays_pciehp() -> None:
+    monitor, _ = root_port()
+    state = SyntheticAction().perform(monitor)
+    assert _data_writes(monitor) == ["o /h 0xcfc 0x100", "o /h 0xcfc 0x700", "o /h 0xcfe 0x18"]
+    # The fake does not model QEMU's unplug on power-off, so PDS stays; W1C acks did apply.
+    assert state == SlotState(cap_offset=0x54, slot_control=0x0700, slot_status=0x0040)
+    assert state.powered_off and state.presence_detected
+    assert state.slot_status_offset == 0x6E
+
+
+def test_no_action_writes_nothing() -> None:
+    monitor, _ = root_port()
+    state = NoAction().perform(monitor)
+    assert _data_writes(monitor) == []
+    assert bytes(monitor.space) == ROOT_PORT_Q35_60
+    assert state == SlotState(cap_offset=0x54, slot_control=0x07C0, slot_status=0x0040)
+
+
+def test_recorded_images_differ_in_pds() -> None:
+    for image, pds in ((ROOT_PORT_Q35_60, True), (ROOT_PORT_Q35_72, False)):
+        monitor, cfg = root_port(image)
+        cap = find_capability(cfg, PCI_CAP_ID_EXP)
+        assert bool(cfg.read16(cap + 0x1A) & SLTSTA_PDS) is pds
+        assert NoAction().perform(monitor).presence_detected is pds
+
+
+# --- the Scenario object used by patchcheck.migrate -----------------------------------------
+
+DESTINATION_LOG = """\
+qemu-system-x86_64: get_pci_config_device: Bad config data: i=0x6e read: 0 device: 40 cmask: ff wmask: 0 w1cmask:19
+qemu-system-x86_64: Failed to load PCIDevice:config
+qemu-system-x86_64: Failed to load pcie-root-port:parent_obj.parent_obj.parent_obj
+qemu-system-x86_64: error while loading state for instance 0x0 of device '0000:00:12.0/pcie-root-port'
+qemu-system-x86_64: load of migration failed: Invalid argument
+"""  # noqa: E501  (measured: QEMU 7.2, pc-q35-6.0, unpatched -> unpatched, synthetic action)
+
+
+def test_scenario_object() -> None:
+    from patchcheck.errors import UsageError
+    from patchcheck.scenario import get
+
+    scenario = get("pds")
+    assert scenario.name == "pds"
+    assert scenario.qemu_args(64) == qemu_args(64)
+    synthetic, none = scenario.action("synthetic"), scenario.action("none")
+    with pytest.raises(UsageError):
+        scenario.action("bogus")
+    forced = ("ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",)
+    assert scenario.expected_to_fail("pc-q35-7.2", False, forced, synthetic) is True
+    assert scenario.expected_to_fail("pc-q35-7.2", False, (), synthetic) is False
+    assert scenario.expected_to_fail("pc-q35-6.0", False, (), synthetic) is True
+    assert scenario.expected_to_fail("pc-q35-6.0", True, (), synthetic) is False
+    assert scenario.expected_to_fail("pc-q35-6.0", False, (), none) is False
+
+    lines = scenario.error_lines("qemu-system-x86_64: warning: unrelated\n" + DESTINATION_LOG)
+    assert len(lines) == 5 and "i=0x6e read: 0 device: 40" in lines[0]
+    assert expected_destination_error(0x54) in lines[0]
+    other = "a\n\nb\nc\nd\ne\nf\n"
+    assert scenario.error_lines(other) == ["b", "c", "d", "e", "f"]
