@@ -137,8 +137,8 @@ class Builder:
         (work / "build").mkdir(parents=True)
         self.ccache.mkdir(parents=True, exist_ok=True)
         log_path = work / "build.log"
-        env = {"CCACHE_DIR": CCACHE, "PATH": "/usr/lib/ccache:/usr/sbin:/usr/bin:/sbin:/bin",
-               "HOME": OUT}
+        env = {"CCACHE_DIR": CCACHE, "CC": "ccache gcc", "CXX": "ccache g++", "HOME": OUT,
+               "CCACHE_BASEDIR": SRC}
         spec = ContainerSpec(
             image=image_id, role="build", network="none", user=invoking_user(), env=env,
             mounts=(Mount(str(tree.path), SRC, read_only=True),
@@ -175,7 +175,7 @@ class Builder:
         binary = directory / "bin" / BINARY
         reproduce = shlex.join([
             "docker", "run", "--rm", "--network", "none", "-v", f"{tree.path}:{SRC}:ro",
-            "-v", f"$PWD/build:{OUT}", "-w", OUT, image, "sh", "-c",
+            "-v", f"{directory}/rebuild:{OUT}", "-w", OUT, image, "sh", "-c",
             shlex.join(configure) + " && ninja " + BINARY,
         ])
         record = BuildRecord(

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from .build import BuildRecord
+from .errors import PatchcheckError
 from .machine import Machine, MachineError
+from .pciconf import PciError
 from .outcome import Observed
 from .results import Case, CaseResult, Side
 from .runtime import ContainerSpec, Mount, invoking_user
@@ -93,7 +95,7 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
-    except MachineError as exc:
+    except (MachineError, PciError, PatchcheckError) as exc:
         result.observed = Observed.ERROR
         result.message = str(exc)
         if not dst.running() and result.source_status:  # destination died: that is a verdict

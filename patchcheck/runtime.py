@@ -129,7 +129,10 @@ class DockerContainer:
         env: Mapping[str, str] | None = None,
         user: str | None = None,
     ) -> tuple[int, str]:
-        """Run argv to completion; stream lines to `output`; return (exit code, output tail)."""
+        """Run argv to completion; stream lines to `output`; return (exit code, output).
+
+        When `output` is given, it receives every line and only the last 200 are returned.
+        """
         kwargs: dict[str, Any] = {"workdir": workdir, "environment": dict(env or {})}
         if user is not None:
             kwargs["user"] = user
@@ -143,13 +146,14 @@ class DockerContainer:
                 tail.append(line)
                 if output:
                     output(line)
-            del tail[:-200]
+            if output:
+                del tail[:-200]
         if pending:
             tail.append(pending)
             if output:
                 output(pending)
         code = self.api.exec_inspect(exec_id).get("ExitCode")
-        return (int(code) if code is not None else -1), "\n".join(tail[-200:])
+        return (int(code) if code is not None else -1), "\n".join(tail)
 
     def spawn(self, argv: Sequence[str], *, log: str, pidfile: str) -> DockerProcess:
         cmd = ["sh", "-c", _SPAWN_SCRIPT, "patchcheck-spawn", pidfile, log, *argv]

@@ -205,6 +205,7 @@ class PdsScenario:
     """This module as a patchcheck.scenario.Scenario."""
 
     name = "pds"
+    force_native_global = FORCE_NATIVE_HOTPLUG
 
     def qemu_args(self, ram_mib: int) -> list[str]:
         return qemu_args(ram_mib)
