@@ -21,8 +21,8 @@ from typing import Any
 from .build import BuildRecord
 from .errors import PatchcheckError
 from .machine import Machine, MachineError
-from .pciconf import PciError
 from .outcome import Observed
+from .pciconf import PciError
 from .results import Case, CaseResult, Side
 from .runtime import ContainerSpec, Mount, invoking_user
 from .scenario import Scenario

@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 EXIT_INFRA = 3
 
 
-class Observed(str, enum.Enum):
+class Observed(enum.StrEnum):
     """What a migration case did, as seen from the destination QEMU."""
 
     PASSED = "passed"

@@ -228,7 +228,7 @@ class DockerRuntime:
         except Exception as exc:  # noqa: BLE001
             raise InfraError(f"cannot start a {spec.role} container from {spec.image}: {exc}") from None
         with self._lock:
-            self._started.add(container.id)
+            self._started.add(str(container.id))
         return DockerContainer(self, container)
 
     def remove(self, container_id: str) -> None:
