@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import config as config_mod
+from . import fixes, sources
 from .config import BuildSpec, Settings
 from .errors import PatchcheckError
 from .outcome import EXIT_INFRA, EXIT_OK, exit_code_for_error
@@ -88,6 +89,8 @@ def build(settings: Settings, source: str, fix: str, name: str = "", refresh: bo
         if not source:
             raise config_mod.UsageError("build: give --source SPEC (or --name of a configured build)")
         spec = BuildSpec(name or f"{source}/{fix}", source, fix)
+    sources.parse_spec(spec.source)  # bad input is reported before the engine is contacted
+    fixes.resolve(spec.fix)
     with docker_runtime(new_run_id()) as runtime:
         record = Pipeline(runtime, settings, log, refresh=refresh).build(spec)
     print(record.binary)
@@ -108,13 +111,14 @@ def _number(text: Any, option: str, kind: Callable[[str], Any], minimum: float) 
 
 
 def matrix(settings: Settings, **options: Any) -> int:
-    from .run import MatrixOptions, new_run_id, run_matrix
+    from .run import MatrixOptions, new_run_id, plan, run_matrix
 
     options["jobs"] = _number(options.get("jobs"), "--jobs", int, minimum=1)
     options["timeout"] = _number(options.get("timeout"), "--timeout", float, minimum=1)
-    run_id = options.get("run_id") or new_run_id()
-    with docker_runtime(run_id) as runtime:
-        return run_matrix(settings, runtime, MatrixOptions(**{**options, "run_id": run_id}), log)
+    opts = MatrixOptions(**{**options, "run_id": options.get("run_id") or new_run_id()})
+    checked = plan(settings, opts)
+    with docker_runtime(opts.run_id) as runtime:
+        return run_matrix(settings, runtime, opts, log, checked)
 
 
 __all__ = ["PatchcheckError", "guarded", "images", "base", "build", "matrix"]

@@ -49,8 +49,20 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
-               log: Callable[[str], None] = print) -> int:
+@dataclass(frozen=True)
+class Plan:
+    """Validated options: everything a run needs, checked before any engine is contacted."""
+
+    names: tuple[str, ...]
+    pairs: tuple[str, ...]
+    guests: dict[str, str]
+    machines: str
+    jobs: int
+    timeout: float
+    scenario: Any
+
+
+def plan(settings: Settings, options: MatrixOptions) -> Plan:
     m = settings.matrix
     names = options.builds or m.builds
     for n in names:
@@ -63,12 +75,21 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         scen.action(g)  # unknown guest action -> UsageError before any work
     jobs = options.jobs if options.jobs is not None else m.jobs
     if jobs < 0:
-        raise UsageError(f"--jobs {jobs}: must be >= 1 (or 0 for the CPU count)")
-    jobs = jobs or os.cpu_count() or 1
-    timeout = options.timeout or m.timeout
+        raise UsageError(f"--jobs {jobs}: must be >= 1")
     machines = m.machines if options.machines is None else options.machines
     matrix.check_filter(machines)
+    pairs = options.pairs or m.pairs
+    matrix.pairs({n: settings.builds[n].source for n in names}, pairs)
+    return Plan(tuple(names), tuple(pairs), guests, machines, jobs or os.cpu_count() or 1,
+                options.timeout or m.timeout, scen)
 
+
+def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
+               log: Callable[[str], None] = print, checked: Plan | None = None) -> int:
+    p = checked or plan(settings, options)
+    m = settings.matrix
+    names, guests, machines, jobs, timeout, scen = (p.names, p.guests, p.machines, p.jobs,
+                                                    p.timeout, p.scenario)
     run_id = options.run_id or new_run_id()
     outdir = settings.reports_dir / run_id
     try:
@@ -81,7 +102,7 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     run = RunResults(run_id, {}, [], started, partial=True, host=_host(),
-                     settings={"builds": list(names), "pairs": list(options.pairs or m.pairs),
+                     settings={"builds": list(names), "pairs": list(p.pairs),
                                "machines": machines, "guests": guests, "jobs": jobs,
                                "timeout": timeout, "accel": m.accel, "ram_mib": m.ram_mib,
                                "scenario": scen.name})
@@ -103,12 +124,12 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         fallback = sorted({t for ms in known.values() for t in ms})
         build_machines = {n: known.get(n, fallback) for n in names}
         force = [scen_force] if m.force_native_hotplug and (scen_force := _force(scen)) else []
-        case_list = matrix.cases(build_machines, sources, options.pairs or m.pairs, guests,
+        case_list = matrix.cases(build_machines, sources, p.pairs, guests,
                                  machines, force)
         log(f"{len(case_list)} cases, {jobs} in parallel")
-        results = _run_cases(case_list, records, failed, runtime, settings, scen, outdir,
-                             jobs, timeout)
-        run.cases = results
+        results = run.cases  # filled as cases finish: an interrupted run still reports them
+        _run_cases(case_list, records, failed, runtime, settings, scen, outdir, jobs, timeout,
+                   results)
         run.partial = len(results) < len(case_list)
         code = exit_code_for_cases((r.observed, r.expected) for r in results)
         if failed and code == 0:
@@ -128,9 +149,8 @@ def _force(scen: Any) -> str:
 
 def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                failed: dict[str, str], runtime: Any, settings: Settings, scen: Any,
-               outdir: Path, jobs: int, timeout: float) -> list[CaseResult]:
+               outdir: Path, jobs: int, timeout: float, results: list[CaseResult]) -> None:
     m = settings.matrix
-    results: list[CaseResult] = []
     scratch = Path(tempfile.mkdtemp(prefix="patchcheck-"))
     hosts = Hosts(runtime, (Mount(str(scratch), str(scratch)),
                             Mount(str(settings.cache_dir / "builds"),
@@ -173,7 +193,6 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
         shutil.rmtree(scratch, ignore_errors=True)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
-    return results
 
 
 def _skipped(case: Case, records: dict[str, BuildRecord], build: str, why: str) -> CaseResult:

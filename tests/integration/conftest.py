@@ -1,0 +1,83 @@
+"""Integration fixtures: the real Docker engine, real QEMU builds, the project's config.
+
+Builds come from the same cache as `invoke matrix` (patchcheck.cache_dir), so a machine
+that already built them does not build again; a fresh machine builds them here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from invoke.config import Config
+
+from patchcheck import config as config_mod
+from patchcheck.build import BuildRecord
+from patchcheck.config import Settings
+from patchcheck.pipeline import Pipeline
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def project_config() -> Config:
+    cfg = Config(project_location=str(PROJECT))
+    cfg.load_project()
+    cfg.load_shell_env()
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return config_mod.load(project_config())
+
+
+@pytest.fixture(scope="session")
+def runtime() -> Iterator[object]:
+    from patchcheck.runtime import DockerRuntime
+
+    rt = DockerRuntime("pytest-integration")
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="session")
+def pipeline(runtime: object, settings: Settings) -> Pipeline:
+    return Pipeline(runtime, settings, log=lambda line: None)
+
+
+class Builds:
+    """Configured builds, built on first use and shared by the whole session."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self._records: dict[str, BuildRecord] = {}
+
+    def __getitem__(self, name: str) -> BuildRecord:
+        if name not in self._records:
+            self._records[name] = self.pipeline.build(self.settings.builds[name])
+        return self._records[name]
+
+
+@pytest.fixture(scope="session")
+def builds(pipeline: Pipeline, settings: Settings) -> Builds:
+    return Builds(pipeline, settings)
+
+
+def invoke(*args: str, env: dict[str, str] | None = None, cwd: Path = PROJECT,
+           timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+    """Run the invoke CLI as a user would; return the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=timeout, check=False,
+    )

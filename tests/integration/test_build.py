@@ -1,0 +1,84 @@
+"""Issue 2 against the real engine: images, Debian sources, fixes, builds, the build cache."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from patchcheck import images
+from patchcheck.build import RECORD, sha256_file
+from patchcheck.config import BuildSpec
+
+from .conftest import PROJECT, invoke
+
+
+def test_bookworm_builds_without_and_with_v2(builds):
+    none, v2 = builds["7.2-none"], builds["7.2-v2"]
+    for record in (none, v2):
+        assert record.qemu_version.startswith("7.2.")
+        assert record.package_version and record.package_version.startswith("1:7.2+dfsg")
+        assert "pc-q35-6.0" in record.machines and "pc-q35-7.2" in record.machines
+        assert Path(record.binary).is_file()
+        assert record.generation == "bookworm"
+        saved = json.loads((Path(record.binary).parent.parent / RECORD).read_text())
+        for key in ("source", "commit", "qemu_version", "fix", "image_id", "configure", "seconds",
+                    "ccache", "binary", "reproduce"):
+            assert saved[key] not in (None, ""), key
+        assert "--target-list=x86_64-softmmu" in saved["configure"]
+        assert saved["reproduce"].startswith("docker run --rm --network none")
+    assert none.fix["applied"] == "unchanged" and not none.has_fix
+    assert v2.fix["applied"] == "clean" and v2.has_fix
+    assert none.commit == v2.commit  # the same Debian import, two fix states
+    assert none.tree_id != v2.tree_id
+    assert sha256_file(Path(none.binary)) != sha256_file(Path(v2.binary))
+
+
+def test_same_build_again_does_no_work(builds, pipeline, settings):
+    first = builds["7.2-v2"]
+    started = time.monotonic()
+    again = pipeline.build(settings.builds["7.2-v2"])
+    assert again.cached
+    assert again.binary == first.binary and again.key == first.key
+    assert time.monotonic() - started < 30
+
+
+def test_trixie_tree_already_carries_v2(builds):
+    shipped, reverted = builds["10.0-v2"], builds["10.0-none"]
+    assert shipped.qemu_version.startswith("10.0.")
+    assert shipped.generation == "trixie"
+    assert shipped.fix["applied"] == "already-present" and shipped.has_fix
+    assert reverted.fix["applied"] == "reverted" and reverted.fix["patch"] == "v2"
+    assert not reverted.has_fix
+    for record in (shipped, reverted):
+        assert {"pc-q35-6.0", "pc-q35-10.0", "pc-q35-4.0.1"} <= set(record.machines)
+    assert sha256_file(Path(shipped.binary)) != sha256_file(Path(reverted.binary))
+
+
+def test_builder_images_labelled_with_dockerfile_hash(runtime, settings, builds):
+    builds["7.2-none"]  # makes sure the images exist
+    for generation in ("bookworm", "trixie"):
+        labels = runtime.image_labels(f"{images.BUILDER_REPO}:{generation}")
+        digest = images.dockerfile_hash(images.dockerfile(settings.containers_dir, generation))
+        assert labels is not None and labels[images.LABEL_DOCKERFILE] == digest
+    rerun = invoke("images")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "building image" not in rerun.stderr  # unchanged Dockerfiles: nothing rebuilt
+
+
+def test_cli_build_prints_the_binary(builds):
+    builds["7.2-v1"]
+    result = invoke("build", "--source", "debian:bookworm", "--fix", "v1")
+    assert result.returncode == 0, result.stderr
+    binary = Path(result.stdout.strip().splitlines()[-1])
+    assert binary.is_file() and binary == Path(builds["7.2-v1"].binary)
+    assert "cached" in result.stderr
+
+
+def test_user_patch_file_builds_like_v2(builds, pipeline, tmp_path):
+    """A user's patch file is applied with git and recorded; same content -> same tree as v2."""
+    patch = tmp_path / "my-fix.patch"
+    patch.write_text((PROJECT / "patchcheck" / "patches" / "v2.patch").read_text())
+    record = pipeline.build(BuildSpec("mine", "debian:bookworm", str(patch)))
+    assert record.fix["applied"] == "clean" and record.fix["patch"] == "my-fix.patch"
+    assert record.tree_id == builds["7.2-v2"].tree_id

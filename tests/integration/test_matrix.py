@@ -1,0 +1,123 @@
+"""Issue 3 against real builds: real QEMU processes migrating, judged from the destination."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from patchcheck.outcome import EXIT_OK, Observed
+from patchcheck.run import MatrixOptions, run_matrix
+
+from .conftest import invoke
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, settings, runtime, builds):
+    """7.2 none/v1/v2, all same-tree pairs, pc-q35-6.0 and 7.2, both guest actions."""
+    for name in ("7.2-none", "7.2-v1", "7.2-v2"):
+        builds[name]
+    reports = tmp_path_factory.mktemp("reports")
+    local = replace(settings, reports_dir=reports)
+    options = MatrixOptions(builds=("7.2-none", "7.2-v1", "7.2-v2"), pairs=("same-tree",),
+                            machines="6.0,7.2", guests=("synthetic", "none"), jobs=2,
+                            run_id="small")
+    code = run_matrix(local, runtime, options, log=lambda line: None)
+    data = json.loads((reports / "small" / "results.json").read_text())
+    return code, data, reports / "small"
+
+
+def _case(data, machine, src, dst, guest, globals_=()):
+    found = [c for c in data["cases"] if c["machine"] == machine and c["guest"] == guest
+             and c["source"]["build"] == src and c["destination"]["build"] == dst
+             and tuple(c["globals"]) == tuple(globals_)]
+    assert len(found) == 1, (machine, src, dst, guest, globals_)
+    return found[0]
+
+
+def test_unpatched_destination_fails_on_6_0(small_run):
+    _, data, _ = small_run
+    case = _case(data, "pc-q35-6.0", "7.2-none", "7.2-none", "synthetic")
+    assert case["observed"] == "failed" and case["expected"] == "failed"
+    assert "Bad config data: i=0x6e read: 0 device: 40" in case["destination_error"]
+    assert case["slot"]["slot_control"] & 0x0400  # the guest action powered the slot off
+
+
+def test_fix_at_destination_passes_and_only_destination_matters(small_run):
+    _, data, _ = small_run
+    assert _case(data, "pc-q35-6.0", "7.2-none", "7.2-v2", "synthetic")["observed"] == "passed"
+    assert _case(data, "pc-q35-6.0", "7.2-none", "7.2-v1", "synthetic")["observed"] == "passed"
+    back = _case(data, "pc-q35-6.0", "7.2-v2", "7.2-none", "synthetic")
+    assert back["observed"] == "failed" and "i=0x6e" in back["destination_error"]
+
+
+def test_newer_machine_type_and_none_action_always_pass(small_run):
+    _, data, _ = small_run
+    for case in data["cases"]:
+        if case["machine"] == "pc-q35-7.2" and not case["globals"]:
+            assert case["observed"] == "passed", case["id"]
+        if case["guest"] == "none":
+            assert case["observed"] == "passed", case["id"]
+
+
+def test_forced_native_hotplug_brings_the_bug_back_on_a_new_type(small_run):
+    _, data, _ = small_run
+    forced = [c for c in data["cases"] if c["globals"]]
+    assert forced and all(c["machine"] == "pc-q35-7.2" for c in forced)
+    case = _case(data, "pc-q35-7.2", "7.2-none", "7.2-none", "synthetic", forced[0]["globals"])
+    assert case["observed"] == "failed" and "i=0x6e" in case["destination_error"]
+
+
+def test_every_case_as_expected_and_exit_zero(small_run):
+    code, data, _ = small_run
+    assert code == EXIT_OK
+    assert all(c["observed"] == c["expected"] for c in data["cases"])
+    # 9 same-tree pairs x (2 types x synthetic + boundary types x none + forced cases)
+    assert len(data["cases"]) >= 9 * 4
+
+
+def test_junit_counts_equal_results(small_run):
+    _, data, outdir = small_run
+    root = ET.parse(outdir / "junit.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(data["cases"])
+    failures = sum(1 for c in cases if c.find("failure") is not None)
+    errors = sum(1 for c in cases if c.find("error") is not None)
+    assert failures == sum(1 for c in data["cases"] if c["observed"] != c["expected"]
+                           and c["observed"] in ("passed", "failed"))
+    assert errors == sum(1 for c in data["cases"] if c["observed"] == "error")
+    names = [(c.get("classname"), c.get("name")) for c in cases]
+    assert len(set(names)) == len(names)
+    assert all(cls.startswith("migration.pc-q35-") for cls, _ in names)
+    out = cases[0].find("system-out")
+    assert out is not None and "[[ATTACHMENT|" in (out.text or "")
+
+
+def test_case_logs_and_reproducer_are_kept(small_run):
+    _, data, _ = small_run
+    case = _case(data, "pc-q35-6.0", "7.2-none", "7.2-none", "synthetic")
+    dest_log = Path(case["logs"]["destination"]).read_text()
+    assert "Bad config data: i=0x6e" in dest_log
+    assert "docker run" in Path(case["logs"]["reproduce"]).read_text()
+    assert case["source_status"]  # recorded, though never the verdict
+
+
+def test_default_matrix_end_to_end():
+    """`invoke matrix` on the default configuration: every case as the model expects."""
+    result = invoke("matrix", env={"CI": "true"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "The fix works" in result.stdout
+    run_dir = Path(result.stdout.strip().splitlines()[-1].removeprefix("reports: "))
+    data = json.loads((run_dir / "results.json").read_text())
+    observed = {c["observed"] for c in data["cases"]}
+    assert observed == {Observed.PASSED.value, Observed.FAILED.value}
+    assert all(c["observed"] == c["expected"] for c in data["cases"])
+    builds = {c["source"]["build"] for c in data["cases"]}
+    assert builds == {"7.2-none", "7.2-v1", "7.2-v2", "10.0-v2", "10.0-none"}
+    cross = _case(data, "pc-q35-6.0", "10.0-v2", "7.2-none", "synthetic")
+    assert cross["observed"] == "failed"
+    assert _case(data, "pc-q35-6.0", "7.2-none", "10.0-v2", "synthetic")["observed"] == "passed"
+    assert _case(data, "pc-q35-10.0", "10.0-none", "10.0-none", "synthetic")["observed"] == "passed"
