@@ -47,6 +47,7 @@ class Settings:
     build_jobs: int
     builds: Mapping[str, BuildSpec]
     matrix: MatrixSettings
+    submodules: bool = False
     project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
     @property
@@ -157,4 +158,5 @@ def load(config: Any) -> Settings:
         build_jobs=_int(build.get("jobs", 0), "build.jobs"),
         builds=builds,
         matrix=matrix,
+        submodules=bool(root.get("submodules", False)),
     )

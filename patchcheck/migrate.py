@@ -98,8 +98,6 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
     except (MachineError, PciError, PatchcheckError) as exc:
         result.observed = Observed.ERROR
         result.message = str(exc)
-        if not dst.running() and result.source_status:  # destination died: that is a verdict
-            _judge(result, dst, scenario, deadline)
     finally:
         src.shutdown()
         dst.shutdown()
@@ -131,16 +129,13 @@ def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
 
 def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float) -> None:
     """The verdict, from the destination alone."""
-    while time.monotonic() < deadline:
-        if not dst.running():
-            break
-        status = dst.cmd("query-status").get("status", "")
-        if status != "inmigrate":
-            break
-        time.sleep(0.02)
-    else:
-        result.observed, result.message = Observed.ERROR, "timeout waiting for the destination"
-        return
+    try:
+        mig, run_state = _destination_state(dst, deadline)
+    except MachineError:
+        # The monitor went away: the destination is exiting (it rejected the stream), or hung.
+        if dst.wait_exit(5.0) is None:
+            raise
+        mig = run_state = ""
     if not dst.running():
         dst.wait_exit(2.0)
         result.observed = Observed.FAILED
@@ -149,9 +144,6 @@ def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float
         result.destination_error = "\n".join(lines)
         result.message = lines[0] if lines else "destination QEMU exited"
         return
-    mig = str(dst.cmd("query-migrate").get("status", ""))
-    dst.cmd("cont")
-    run_state = str(dst.cmd("query-status").get("status", ""))
     result.destination_status = f"migration {mig or 'none'}, {run_state}"
     if mig == "completed" and run_state == "running":
         result.observed = Observed.PASSED
@@ -161,6 +153,22 @@ def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float
         lines = scenario.error_lines(dst.log_text())
         result.destination_error = "\n".join(lines)
         result.message = f"destination: migration {mig or 'none'}, state {run_state}"
+
+
+def _destination_state(dst: Machine, deadline: float) -> tuple[str, str]:
+    """Wait until the destination left `inmigrate`; then its migration status and, after
+    `cont`, its run state. ("", "") when the process is gone."""
+    while True:
+        if not dst.running():
+            return "", ""
+        if dst.cmd("query-status").get("status", "") != "inmigrate":
+            break
+        if time.monotonic() > deadline:
+            raise MachineError("timeout waiting for the destination to load the migration")
+        time.sleep(0.02)
+    mig = str(dst.cmd("query-migrate").get("status", ""))
+    dst.cmd("cont")
+    return mig, str(dst.cmd("query-status").get("status", ""))
 
 
 def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str], sock: Path) -> str:

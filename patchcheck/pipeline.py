@@ -47,7 +47,7 @@ class Pipeline:
     def build(self, spec: BuildSpec) -> BuildRecord:
         fixes.resolve(spec.fix)  # validate the fix state before any expensive step
         tree = self.resolve(spec.source)
-        prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir)
+        prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir, self.settings.submodules)
         if prepared.fix.applied == "already-present":
             self.log(f"[{spec.name}] note: {prepared.fix.note}")
         generation = images.generation_for(tree.version_tuple, self.settings.image_rules)

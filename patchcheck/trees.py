@@ -27,7 +27,7 @@ class PreparedTree:
     tree_id: str  # git tree object id of the prepared tree: the content key
 
 
-def prepare(tree: Tree, fix_state: str, cache_dir: Path) -> PreparedTree:
+def prepare(tree: Tree, fix_state: str, cache_dir: Path, submodules: bool = False) -> PreparedTree:
     key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state)}"
     root = cache_dir / "worktrees"
     root.mkdir(parents=True, exist_ok=True)
@@ -46,6 +46,8 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path) -> PreparedTree:
         record.unlink(missing_ok=True)
         repo = git.Repo(tree.repo)
         repo.git.worktree("add", "--force", "--detach", str(path), tree.commit)
+        if submodules:
+            _submodules(path)
         try:
             result = fixes.apply_fix(path, fix_state)
         except PatchcheckError:
@@ -56,6 +58,22 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path) -> PreparedTree:
         tmp.write_text(json.dumps({"fix": result.to_dict(), "tree_id": tree_id}, indent=2))
         tmp.rename(record)
         return PreparedTree(tree, path, result, tree_id)
+
+
+def _submodules(path: Path) -> None:
+    """Check out submodules where the tree has them (QEMU < 8.1: meson, dtc, keycodemapdb...).
+
+    Opt-in (patchcheck.submodules): it fetches from the submodules' upstream URLs. Best
+    effort: configure runs with --with-git-submodules=ignore, which works for trees whose
+    submodule content is vendored (release tarballs, Debian source packages).
+    """
+    if not (path / ".gitmodules").is_file():
+        return
+    try:
+        git.Repo(path).git.submodule("update", "--init", "--recursive", "--depth", "1",
+                                     kill_after_timeout=300)
+    except git.GitCommandError:
+        pass
 
 
 def _remove_worktree(repo_path: Path, path: Path) -> None:
