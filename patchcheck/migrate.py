@@ -84,14 +84,15 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
                   rundir, "destination", timeout=min(timeout, 30))
     src = Machine(hosts.get(src_b.image_id), src_b.binary, [*args, "-S"], rundir, "source",
                   timeout=min(timeout, 30))
-    result.reproduce = reproduce_command(src_b, dst_b, args, sock)
     started = time.monotonic()
     deadline = started + timeout
     try:
         dst.launch()
         src.launch()
-        state = action.perform(src)
+        monitor = RecordingMonitor(src)
+        state = action.perform(monitor)
         result.slot = asdict(state) if state is not None else {}
+        result.reproduce = reproduce_command(src_b, dst_b, args, monitor.writes)
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
@@ -99,6 +100,7 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
         result.observed = Observed.ERROR
         result.message = str(exc)
     finally:
+        result.reproduce = result.reproduce or reproduce_command(src_b, dst_b, args, [])
         src.shutdown()
         dst.shutdown()
         result.seconds = round(time.monotonic() - started, 3)
@@ -171,8 +173,31 @@ def _destination_state(dst: Machine, deadline: float) -> tuple[str, str]:
     return mig, str(dst.cmd("query-status").get("status", ""))
 
 
-def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str], sock: Path) -> str:
-    """Two commands a person can paste (one terminal each) to replay the case by hand."""
+class RecordingMonitor:
+    """Passes monitor commands through and keeps the config-space writes (each data-port
+    write with the address write before it), for the reproducer."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.writes: list[str] = []
+        self._address = ""
+
+    def hmp(self, command: str) -> str:
+        words = command.split()
+        if len(words) == 4 and words[0] == "o":
+            if int(words[2], 0) == 0xCF8:
+                self._address = command
+            elif self._address:
+                self.writes += [self._address, command]
+        return self.machine.hmp(command)
+
+    def qmp(self, command: str, **args: object) -> Any:
+        return self.machine.qmp(command, **args)
+
+
+def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str],
+                      guest_writes: list[str]) -> str:
+    """Commands a person can paste to replay the case by hand: two terminals, two monitors."""
     def qemu(record: BuildRecord, extra: list[str]) -> str:
         binary = Path(record.binary)
         return shlex.join(["docker", "run", "--rm", "-it", "--network", "none",
@@ -180,6 +205,13 @@ def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str], sock:
                            record.image, f"/qemu/{binary.name}", "-L", "/usr/share/qemu",
                            "-L", "/usr/share/seabios", "-display", "none", "-monitor", "stdio",
                            *args, *extra])
-    return (qemu(dst, ["-incoming", "unix:/tmp/pc/migrate.sock"]) + "\n"
-            + qemu(src, ["-S"]) + "\n# then in the source monitor: replay the guest action"
-            + " and `migrate unix:/tmp/pc/migrate.sock`")
+    lines = ["mkdir -p /tmp/pc",
+             "# terminal 1, the destination:",
+             qemu(dst, ["-incoming", "unix:/tmp/pc/migrate.sock"]),
+             "# terminal 2, the source (paused):",
+             qemu(src, ["-S"]),
+             "# in the source monitor: the guest action, then the migration",
+             *(f"#   (qemu) {w}" for w in guest_writes),
+             "#   (qemu) migrate unix:/tmp/pc/migrate.sock",
+             "# verdict from the destination: its stderr, then `info migrate` and `info status`"]
+    return "\n".join(lines)
