@@ -52,6 +52,9 @@ class BuildRecord:
     reproduce: str
     machines: list[str] = field(default_factory=list)
     cached: bool = False
+    family: str = ""  # same commit, options and image: builds that can share a build directory
+    incremental_from: str = ""  # key of the build whose directory this one was built from
+    compiled: list[str] = field(default_factory=list)  # incremental: what ninja recompiled
 
     @property
     def has_fix(self) -> bool:
@@ -73,6 +76,13 @@ class BuildRecord:
 def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:
     blob = json.dumps([tree_id, list(configure), image_id])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
+    return build_key(f"commit:{commit}", configure, image_id)
+
+
+OLD_MTIME = 946684800  # 2000-01-01: unchanged sources of an incremental build look old to ninja
 
 
 def supported_options(options: Sequence[str], help_text: str) -> list[str]:
@@ -109,13 +119,15 @@ def load_record(directory: Path) -> BuildRecord | None:
 
 class Builder:
     def __init__(self, runtime: Any, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, incremental: bool = True) -> None:
         self.runtime = runtime
         self.root = cache_dir / "builds"
         self.ccache = cache_dir / "ccache"
         self.configure = list(configure)
         self.jobs = jobs or os.cpu_count() or 1
         self.log = log
+        self.incremental = incremental
+        self.keep_build_dir = incremental  # full builds keep their directory for later fix builds
 
     def build(self, name: str, tree: PreparedTree, generation: str, image: str,
               image_id: str) -> BuildRecord:
@@ -128,13 +140,44 @@ class Builder:
                 record.name = name
                 return record
             shutil.rmtree(directory, ignore_errors=True)
-            return self._build(name, key, directory, tree, generation, image, image_id)
+            family = family_key(tree.source.commit, self.configure, image_id)
+            base = self.incremental_base(family, tree.tree_id) if self.incremental else None
+            if base is not None:
+                try:
+                    return self._build(name, key, directory, tree, generation, image, image_id,
+                                       family, base)
+                except IncrementalUnsafe as exc:
+                    self.log(f"[{name}] incremental build not trusted ({exc}); building afresh")
+            return self._build(name, key, directory, tree, generation, image, image_id, family)
+
+    def incremental_base(self, family: str, tree_id: str) -> BuildRecord | None:
+        """A finished build of the same commit, options and image whose build directory is kept;
+        the one without a fix first."""
+        found = []
+        for path in self.root.glob(f"*/{RECORD}"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if (data.get("family") == family and data.get("tree_id") != tree_id
+                    and (path.parent / "build" / "build.ninja").is_file()):
+                found.append(BuildRecord.from_dict(data))
+        found.sort(key=lambda r: (r.has_fix, r.incremental_from != "", r.key))
+        return found[0] if found else None
 
     def _build(self, name: str, key: str, directory: Path, tree: PreparedTree, generation: str,
-               image: str, image_id: str) -> BuildRecord:
+               image: str, image_id: str, family: str, base: BuildRecord | None = None
+               ) -> BuildRecord:
         work = self.root / f".{key}.tmp"
         shutil.rmtree(work, ignore_errors=True)
-        (work / "build").mkdir(parents=True)
+        work.mkdir(parents=True)
+        changed: list[str] = []
+        if base is not None:
+            changed = changed_files(tree, base.tree_id)
+            shutil.copytree(self.root / base.key / "build", work / "build", symlinks=True)
+            age_sources(tree.path, changed)
+        else:
+            (work / "build").mkdir()
         self.ccache.mkdir(parents=True, exist_ok=True)
         log_path = work / "build.log"
         env = {"CCACHE_DIR": CCACHE, "CC": "ccache gcc", "CXX": "ccache g++", "HOME": OUT,
@@ -158,6 +201,12 @@ class Builder:
                 options = supported_options(self.configure, help_text)
                 configure = [f"{SRC}/configure", *options]
                 steps = [configure, ["ninja", "-j", str(self.jobs), BINARY]]
+                if base is not None:
+                    steps = steps[1:]
+                    _, plan = container.run(["ninja", "-n", "-d", "explain", BINARY], workdir=OUT)
+                    compiled = check_incremental_plan(plan, changed)
+                    out(f"incremental from {base.name} ({base.key}): recompiles "
+                        + ", ".join(compiled))
                 container.run(["ccache", "-z"])
                 for argv in steps:
                     out("$ " + shlex.join(argv))
@@ -171,7 +220,11 @@ class Builder:
         seconds = round(time.monotonic() - started, 1)
         (work / "bin").mkdir()
         shutil.copy2(work / "build" / BINARY, work / "bin" / BINARY)
-        shutil.rmtree(work / "build", ignore_errors=True)
+        if base is not None and sha256_file(work / "bin" / BINARY) == base.binary_sha256:
+            shutil.rmtree(work, ignore_errors=True)
+            raise IncrementalUnsafe("the binary is identical to the one without the change")
+        if base is not None or not self.keep_build_dir:
+            shutil.rmtree(work / "build", ignore_errors=True)
         binary = directory / "bin" / BINARY
         reproduce = shlex.join([
             "docker", "run", "--rm", "--network", "none", "-v", f"{tree.path}:{SRC}:ro",
@@ -185,6 +238,8 @@ class Builder:
             generation=generation, image=image, image_id=image_id, configure=configure,
             seconds=seconds, ccache=_ccache_summary(stats), binary=str(binary),
             binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
+            family=family, incremental_from=base.key if base else "",
+            compiled=compiled if base is not None else [],
         )
         record.machines = self.machine_types(record, work / "bin" / BINARY)
         record.binary = str(binary)
@@ -205,6 +260,50 @@ class Builder:
             raise BuildFailed(f"build {record.name}: `{BINARY} -machine help` failed: {text[-200:]}")
         return sorted({line.split()[0] for line in text.splitlines()
                        if line.startswith("pc-q35-")})
+
+
+class IncrementalUnsafe(Exception):
+    """The incremental build cannot be shown to contain the change: build from scratch."""
+
+
+def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
+    import git
+
+    out = git.Repo(tree.path).git.diff("--name-only", base_tree_id, tree.tree_id)
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def age_sources(root: Path, changed: Sequence[str]) -> None:
+    """The timestamp trap (bug-notes.md): ninja compares mtimes, so make every source file
+    of the tree older than the copied build outputs, and the changed files newer."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        if ".git" in dirnames:
+            dirnames.remove(".git")
+        for f in filenames:
+            path = os.path.join(dirpath, f)
+            if not os.path.islink(path):
+                os.utime(path, (OLD_MTIME, OLD_MTIME))
+    now = time.time()
+    for rel in changed:
+        target = root / rel
+        if target.is_file():
+            os.utime(target, (now, now))
+
+
+def check_incremental_plan(plan: str, changed: Sequence[str]) -> list[str]:
+    """From `ninja -n -d explain`: what will be compiled. Every changed C file must be, and
+    the plan must be small; otherwise the incremental build is not trusted."""
+    compiled = sorted(set(re.findall(r"Compiling C(?:\+\+)? object (\S+)", plan)))
+    sources = [c for c in changed if c.endswith(".c")]
+    for src in sources:
+        stem = src.replace("/", "_")
+        if not any(stem in obj for obj in compiled):
+            raise IncrementalUnsafe(f"ninja would not recompile {src}")
+    if not sources:
+        raise IncrementalUnsafe("the change touches no C file")
+    if len(compiled) > 50:
+        raise IncrementalUnsafe(f"ninja would recompile {len(compiled)} objects")
+    return compiled
 
 
 def _ccache_summary(stats: str) -> str:
