@@ -82,3 +82,37 @@ def test_user_patch_file_builds_like_v2(builds, pipeline, tmp_path):
     record = pipeline.build(BuildSpec("mine", "debian:bookworm", str(patch)))
     assert record.fix["applied"] == "clean" and record.fix["patch"] == "my-fix.patch"
     assert record.tree_id == builds["7.2-v2"].tree_id
+
+
+def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime, settings,
+                                                       tmp_path):
+    """A with-fix build made from the without-fix build directory recompiles pcie.c (not
+    fooled by ninja's timestamps) and migrates like the fix: none -> it passes on 6.0."""
+    import tempfile
+
+    from patchcheck.migrate import Hosts, run_case
+    from patchcheck.outcome import Observed
+    from patchcheck.results import Case
+    from patchcheck.runtime import Mount
+    from patchcheck.scenario import get
+
+    none = builds["7.2-none"]
+    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
+    patch = tmp_path / "v2-reworded.patch"
+    patch.write_text(text.replace("Avoid migration abortion when this device hot-removed by guest",
+                                  "Do not compare PDS on load (incremental build test)"))
+    record = pipeline.build(BuildSpec("v2-reworded", "debian:bookworm", str(patch)))
+    if not record.cached:
+        assert record.incremental_from, "expected a build from the without-fix directory"
+        assert any("hw_pci_pcie.c.o" in obj for obj in record.compiled), record.compiled
+    assert record.binary_sha256 != none.binary_sha256
+    scratch = Path(tempfile.mkdtemp(prefix="pc-"))
+    builds_dir = str(settings.cache_dir / "builds")
+    hosts = Hosts(runtime, (Mount(str(scratch), str(scratch)), Mount(builds_dir, builds_dir, True)))
+    try:
+        result = run_case(Case("pc-q35-6.0", "7.2-none", "v2-reworded", "synthetic"),
+                          {"7.2-none": none, "v2-reworded": record}, hosts, get("pds"), scratch,
+                          tmp_path / "logs")
+    finally:
+        hosts.close()
+    assert result.observed == Observed.PASSED, result.message
