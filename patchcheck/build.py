@@ -91,8 +91,10 @@ def supported_options(options: Sequence[str], help_text: str) -> list[str]:
     for opt in options:
         name = opt.split("=", 1)[0]
         feature = re.match(r"--(?:enable|disable)-(.+)$", name)
-        if name in help_text or (feature and re.search(rf"^\s+{re.escape(feature.group(1))}\s",
-                                                     help_text, re.M)):
+        literal = re.search(rf"^\s+{re.escape(name)}(?=[\s=\[]|$)", help_text, re.M)
+        listed = feature and re.search(rf"^  {re.escape(feature.group(1))}(?:\s|$)", help_text,
+                                       re.M)
+        if literal or listed:
             kept.append(opt)
     return kept
 
@@ -112,7 +114,7 @@ def load_record(directory: Path) -> BuildRecord | None:
         binary = Path(record.binary)
         if binary.is_file() and sha256_file(binary) == record.binary_sha256:
             return record
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         pass
     return None
 
@@ -138,6 +140,7 @@ class Builder:
             if record is not None:
                 record.cached = True
                 record.name = name
+                record.fix = tree.fix.to_dict()  # the same tree may come from another fix state
                 return record
             shutil.rmtree(directory, ignore_errors=True)
             family = family_key(tree.source.commit, self.configure, image_id)

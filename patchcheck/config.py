@@ -123,7 +123,10 @@ def load(config: Any) -> Settings:
 
     images = _section(root, "images")
     rules = []
-    for raw in images.get("rules") or [{"generation": "bookworm"}]:
+    raw_rules = images.get("rules") or [{"generation": "bookworm"}]
+    if not isinstance(raw_rules, list | tuple):
+        raise UsageError("configuration: images.rules must be a list")
+    for raw in raw_rules:
         if not isinstance(raw, Mapping) or "generation" not in raw:
             raise UsageError("configuration: each images.rules entry needs a generation")
         maxv = raw.get("max_version")

@@ -169,7 +169,9 @@ def apply_fix(tree: Path, state: str) -> FixResult:
         out = _git(tree, "am", "--3way", "--keep-cr", stdin=patch.text)
         if out.returncode != 0:
             _git(tree, "am", "--abort")
-            raise UsageError(f"patch {patch.path} {_first_error(out.stderr)}")
+            check = _git(tree, "apply", "--check", "-", stdin=patch.text)
+            detail = _first_error(check.stderr if check.returncode else out.stderr)
+            raise UsageError(f"patch {patch.path}: {detail}")
         return FixResult(state, patch.name, "clean", has_fix=True, note="applied with git am")
     how = "clean"
     out = _git(tree, "apply", "--index", "-", stdin=patch.text)
@@ -178,6 +180,6 @@ def apply_fix(tree: Path, state: str) -> FixResult:
         out3 = _git(tree, "apply", "--index", "--3way", "-", stdin=patch.text)
         if out3.returncode != 0:
             _git(tree, "reset", "-q", "--hard")
-            raise UsageError(f"patch {patch.path} {_first_error(out.stderr)}")
+            raise UsageError(f"patch {patch.path}: {_first_error(out.stderr)}")
     _commit(tree, f"patchcheck: apply {patch.name}")
     return FixResult(state, patch.name, how, has_fix=True)

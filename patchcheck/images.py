@@ -62,7 +62,8 @@ def host_apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str | None:
     for sources in sorted((etc_apt / "sources.list.d").glob("*.sources")):
         for stanza in sources.read_text(errors="replace").split("\n\n"):
             fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
-            if "deb" in fields.get("Types", "").split():
+            enabled = fields.get("Enabled", "yes").strip().lower() != "no"
+            if enabled and "deb" in fields.get("Types", "").split():
                 uris += fields.get("URIs", "").split()
     for listfile in [etc_apt / "sources.list", *sorted((etc_apt / "sources.list.d").glob("*.list"))]:
         if listfile.is_file():

@@ -130,15 +130,20 @@ def cases(
     out: list[Case] = []
     for src, dst in pairs(build_sources, pair_selectors):
         common = order(set(build_machines[src]) & set(build_machines[dst]))
-        if not common:
+        try:
+            selected = select(common, machine_filter) if common else []
+        except UsageError:
+            selected = []  # this pair has no type in the filter; other pairs may
+        if not selected:
             continue
-        selected = select(common, machine_filter)
         for guest, selector in guests.items():
             for machine in machines_for(selector, selected):
                 out.append(Case(machine, src, dst, guest))
         if force_native:
             for guest in guests:
                 out.append(Case(selected[-1], src, dst, guest, tuple(force_native)))
+    if not out:
+        raise UsageError(f"--machines '{machine_filter}' matches none of the machine types common to any pair")
     return sorted(out, key=lambda c: (q35_version(c.machine), c.source, c.destination,
                                       c.guest, c.globals))
 

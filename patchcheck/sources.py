@@ -83,16 +83,16 @@ def parse_spec(text: str) -> SourceSpec:
         url, at, ref = rest.rpartition("@")
         if not at or not url or not ref:
             raise UsageError(f"source spec '{text}': git sources need <url-or-path>@<ref>")
-        if not _SAFE_REF.match(ref) or ".." in ref or ref.endswith((".lock", "/")):
+        if not _SAFE_REF.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/")):
             raise UsageError(f"source spec '{text}': '{ref}' is not a valid git ref or commit")
         if url.startswith("-"):
             raise UsageError(f"source spec '{text}': the repository must not start with '-'")
         return GitSpec(url, ref)
     if scheme == "debian":
         suite, eq, version = rest.partition("=")
-        if not _SAFE_SUITE.match(suite):
+        if not _SAFE_SUITE.fullmatch(suite):
             raise UsageError(f"source spec '{text}': '{suite}' is not a Debian suite name")
-        if eq and not _SAFE_VERSION.match(version):
+        if eq and not _SAFE_VERSION.fullmatch(version):
             raise UsageError(f"source spec '{text}': '{version}' is not a Debian version")
         return DebianSpec(suite, version or None)
     raise UsageError(f"source spec '{text}': unknown scheme '{scheme}' (use git: or debian:)")

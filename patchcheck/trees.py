@@ -28,7 +28,7 @@ class PreparedTree:
 
 
 def prepare(tree: Tree, fix_state: str, cache_dir: Path, submodules: bool = False) -> PreparedTree:
-    key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state)}"
+    key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state)}" + ("-sub" if submodules else "")
     root = cache_dir / "worktrees"
     root.mkdir(parents=True, exist_ok=True)
     path = root / key

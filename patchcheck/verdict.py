@@ -20,7 +20,8 @@ class Verdict:
 
     @property
     def fix_works(self) -> bool:
-        return self.reproduces > 0 and self.fixed_fails == 0 and self.deviations == 0
+        return (self.reproduces > 0 and self.fixed_passes > 0 and self.fixed_fails == 0
+                and self.deviations == 0)
 
     @property
     def sentence(self) -> str:
@@ -30,6 +31,8 @@ class Verdict:
                 f"{self.deviations} deviating, {self.errors} errors. ")
         if self.reproduces == 0:
             return head + "The reproducer did not fail without the fix: nothing was proven."
+        if self.fixed_passes == 0 and self.fixed_fails == 0:
+            return head + ("No case with the fix at the destination completed: inconclusive.")
         if self.fix_works:
             return head + (f"The fix works: without it the reproducer fails ({self.reproduces} "
                            f"cases), with it at the destination every case passes "

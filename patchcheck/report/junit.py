@@ -1,7 +1,12 @@
-"""results -> junit.xml: a testcase fails iff observed differs from expected."""
+"""results -> junit.xml: a testcase fails iff observed differs from expected.
+
+Also the one place that finds a case's log files inside a run directory (`log_paths`), so
+junit.xml, index.html and summary.md all point at the same files.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
@@ -10,19 +15,57 @@ from ..outcome import Observed
 from ..results import CaseResult, RunResults
 
 TAIL_LINES = 30
+TAIL_CHARS = 4000  # per log: hundreds of cases must not make junit.xml huge
+_RANK = {"source": 0, "destination": 1, "console": 2, "reproduce": 9}  # others: 5
+
+# junit-xml 1.9 writes disabled="N" on <testsuites> and <testsuite>. The JUnit schema
+# Jenkins' xUnit plugin publishes (junit-10.xsd, our test oracle) does not allow that
+# attribute; Jenkins and GitLab ignore it, and we never disable a case, so it is always
+# "0" and carries nothing. Dropping it makes the file valid against the schema.
+_DISABLED = re.compile(r'(<testsuites?\b[^>]*?) disabled="[0-9]*"')
 
 
-def _tail(path: str | None, lines: int = TAIL_LINES) -> str:
-    if not path:
+def log_paths(result: CaseResult, run_dir: Path) -> dict[str, str]:
+    """role -> path of that log, relative to `run_dir` when the file is inside it.
+
+    results.json stores the paths as the run wrote them (absolute, or relative to the
+    directory the run started in). A run directory that was moved, copied or archived still
+    has its logs in cases/<case>/, so a stored path not under `run_dir` is looked up there;
+    only when it is not found there either is the stored path kept as it is.
+    """
+    base = run_dir.resolve()
+    found: dict[str, str] = {}
+    for role, stored in sorted(result.logs.items(), key=lambda kv: _rank(kv[0])):
+        path = Path(stored)
+        try:
+            found[role] = path.resolve().relative_to(base).as_posix()
+            continue
+        except ValueError:
+            pass
+        moved = Path("cases") / result.case.slug / path.name
+        found[role] = moved.as_posix() if (base / moved).is_file() else stored
+    return found
+
+
+def _rank(role: str) -> tuple[int, str]:
+    return (_RANK.get(role, 5), role)
+
+
+def _tail(path: Path | None, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
+    if path is None:
         return ""
     try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+        text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+    if len(text) > chars:
+        text = "[...]" + text[-chars:]
+    return text
 
 
 def testcase(result: CaseResult, base: Path) -> TestCase:
     case = result.case
+    logs = log_paths(result, base)
     out = [
         f"observed: {result.observed.value}  expected: {result.expected.value}",
         f"source: {result.source.build} (QEMU {result.source.qemu_version}, fix "
@@ -35,18 +78,13 @@ def testcase(result: CaseResult, base: Path) -> TestCase:
         out.append("slot after guest action: " + ", ".join(
             f"{k}={v:#06x}" if isinstance(v, int) else f"{k}={v}" for k, v in result.slot.items()))
     for role in ("source", "destination"):
-        tail = _tail(result.logs.get(role))
+        tail = _tail(base / logs[role]) if role in logs else ""
         if tail:
             out += [f"--- {role} log (tail) ---", tail]
     out.append("--- reproduce ---")
     out.append(result.reproduce)
-    for path in result.logs.values():
-        try:
-            rel = Path(path).resolve().relative_to(base.resolve())
-        except ValueError:
-            rel = Path(path)
-        out.append(f"[[ATTACHMENT|{rel}]]")
-    tc = TestCase(case.name, classname=case.classname, elapsed_sec=result.seconds,
+    out += [f"[[ATTACHMENT|{rel}]]" for rel in logs.values()]
+    tc = TestCase(case.name, classname=case.classname, elapsed_sec=round(result.seconds, 3),
                   stdout="\n".join(out))
     if result.observed == Observed.SKIPPED:
         tc.add_skipped_info(result.message or "a build this case needs failed")
@@ -59,6 +97,17 @@ def testcase(result: CaseResult, base: Path) -> TestCase:
     return tc
 
 
+def _unique(cases: list[TestCase]) -> list[TestCase]:
+    """GitLab keeps one testcase per (classname, name): never let two collide."""
+    seen: dict[tuple[str, str], int] = {}
+    for tc in cases:
+        key = (tc.classname, tc.name)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            tc.name = f"{tc.name} #{seen[key]}"
+    return cases
+
+
 def to_xml(run: RunResults, base: Path) -> str:
     props = {"run_id": run.run_id, "partial": str(run.partial).lower()}
     for name, b in sorted(run.builds.items()):
@@ -66,9 +115,9 @@ def to_xml(run: RunResults, base: Path) -> str:
                                   f"{b.get('qemu_version')} fix {b.get('fix', {}).get('state')}"
                                   f"/{b.get('fix', {}).get('applied')} image "
                                   f"{str(b.get('image_id', ''))[:19]}")
-    suite = TestSuite("migration", [testcase(r, base) for r in run.cases], properties=props,
-                      timestamp=run.started)
-    return to_xml_report_string([suite], prettyprint=True)
+    suite = TestSuite("migration", _unique([testcase(r, base) for r in run.cases]),
+                      properties=props, timestamp=run.started)
+    return _DISABLED.sub(r"\1", to_xml_report_string([suite], prettyprint=True))
 
 
 def write(run: RunResults, directory: Path) -> Path:

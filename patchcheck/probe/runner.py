@@ -1,0 +1,329 @@
+"""Drive paused QEMUs to record register traces, one fresh QEMU per (register, bit).
+
+Why a fresh QEMU per experiment: writing back the original value does not restore a
+root port. Slot Status event bits are RW1C (a write-back of a set bit clears it), QEMU
+undoes writes that would clear events that are not set (pcie_cap_slot_write_config), a
+Slot Control write is a "command" that sets Command Completed, and a power-on -> power-off
+transition unplugs the devices behind the slot and clears Presence Detect State: state
+that no register write brings back. A paused QEMU starts and answers QMP in ~0.1 s, so
+every experiment gets its own, and experiments run in parallel.
+
+One experiment, for bit b of register R (through the PDS scenario's topology, paused, -S):
+
+    read every probed and context register          (values after reset)
+    optional arm: a guest-realistic action that sets the bit, where one exists
+    read R
+    write R with b = 0, read R; b = 1, read R; b = 0, read R; b = 1, read R
+    read every register again                       (side effects on other registers)
+
+The other bits of the written value follow the register's style (classify.Register):
+read-modify-write for capability and control registers, only the tested bit for status
+registers. Everything goes through legacy port-I/O configuration access (pciconf), like
+a guest driver. The trace of each experiment is kept: classify.py turns it into the
+bit's behaviour and the reports keep it for anyone who wants to check.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..build import BuildRecord
+from ..errors import PatchcheckError
+from ..machine import Machine, MachineError
+from ..migrate import Hosts, base_args
+from ..pciconf import (
+    PCI_CAP_ID_EXP,
+    SLTCTL_EIC,
+    SLTCTL_PCC,
+    SLTCTL_PIC,
+    SLTCTL_PIC_OFF,
+    SLTCTL_PIC_ON,
+    PciConfig,
+    PciError,
+    find_capability,
+    find_device,
+)
+from ..results import Case
+from ..scenario import Scenario
+from . import classify
+from .classify import CONTEXT, PROBED, REGISTERS, Op, Register
+from .report import BitResult, BuildProbe, RegisterResult
+
+STEPS = (0, 1, 0, 1)  # the values written to the tested bit, in order
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Writes that make a status bit 1 the way a guest would, so that it can be tested."""
+
+    why: str
+    writes: tuple[tuple[str, Callable[[int], int]], ...]  # (register, current -> value)
+
+
+def _same(value: int) -> int:
+    return value
+
+
+def _power_on(sltctl: int) -> int:
+    return (sltctl & ~(SLTCTL_PCC | SLTCTL_PIC)) | SLTCTL_PIC_ON
+
+
+def _power_off(sltctl: int) -> int:
+    return (sltctl & ~SLTCTL_PIC) | SLTCTL_PIC_OFF | SLTCTL_PCC
+
+
+def _interlock(sltctl: int) -> int:
+    return sltctl | SLTCTL_EIC
+
+
+ARMS: dict[tuple[str, int], Arm] = {
+    # PCIe 4.0 6.7.3.2: a write to Slot Control is a command; the port sets Command Completed.
+    ("sltsta", 4): Arm("Slot Control written with its own value (command completed)",
+                       (("sltctl", _same),)),
+    # Power the empty slot on, then off (what Linux pciehp does): QEMU unplugs the devices
+    # behind it and reports the presence change. Sets PDC only where PDS was set.
+    ("sltsta", 3): Arm("slot powered on, then off (presence changes where PDS was set)",
+                       (("sltctl", _power_on), ("sltctl", _power_off))),
+    # Electromechanical Interlock Control 1b toggles the interlock: EIS becomes 1b.
+    ("sltsta", 7): Arm("Electromechanical Interlock Control written 1b (interlock toggles)",
+                       (("sltctl", _interlock),)),
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    register: Register
+    bit: int
+
+    @property
+    def arm(self) -> Arm | None:
+        return ARMS.get((self.register.key, self.bit))
+
+    @property
+    def slug(self) -> str:
+        return f"{self.register.key}-{self.bit}"
+
+
+def experiments() -> list[Experiment]:
+    return [Experiment(reg, bit) for reg in PROBED for bit in range(reg.bits)]
+
+
+@dataclass
+class Outcome:
+    """What one experiment recorded."""
+
+    experiment: Experiment
+    trace: list[Op]
+    cap_offset: int | None = None
+    unplugged: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str = ""
+
+
+class _Tracer:
+    """Register-level access to the root port's Express capability, recording every op."""
+
+    def __init__(self, cfg: PciConfig, cap: int) -> None:
+        self.cfg = cfg
+        self.cap = cap
+        self.trace: list[Op] = []
+
+    def read(self, key: str) -> int:
+        reg = REGISTERS[key]
+        value = self.cfg.read(self.cap + reg.offset, reg.size)
+        self.trace.append(classify.read(key, value))
+        return value
+
+    def write(self, key: str, value: int) -> None:
+        reg = REGISTERS[key]
+        self.trace.append(classify.write(key, value))
+        self.cfg.write(self.cap + reg.offset, reg.size, value)
+
+    def snapshot(self) -> dict[str, int]:
+        return {reg.key: self.read(reg.key) for reg in (*PROBED, *CONTEXT)}
+
+
+def written_value(register: Register, current: int, bit: int, value: int) -> int:
+    """The register value that writes `value` to `bit` in the register's style."""
+    if register.style == "bit":
+        return value << bit
+    return (current & ~(1 << bit)) | (value << bit)
+
+
+def _peripherals(machine: Machine) -> set[str]:
+    return {str(e["name"]) for e in machine.qmp("qom-list", path="/machine/peripheral")}
+
+
+def run_experiment(exp: Experiment, machine: Machine, root_port_id: str) -> Outcome:
+    """One experiment on a freshly launched, paused QEMU (the caller launches and stops it)."""
+    cfg = PciConfig(machine, find_device(machine, root_port_id))
+    cap = find_capability(cfg, PCI_CAP_ID_EXP)  # walked, never assumed
+    tracer = _Tracer(cfg, cap)
+    outcome = Outcome(exp, tracer.trace, cap)
+    before = _peripherals(machine)
+    tracer.snapshot()
+    arm = exp.arm
+    if arm is not None:
+        for key, make in arm.writes:
+            tracer.write(key, make(tracer.read(key)))
+    current = tracer.read(exp.register.key)
+    for value in STEPS:
+        tracer.write(exp.register.key, written_value(exp.register, current, exp.bit, value))
+        current = tracer.read(exp.register.key)
+    tracer.snapshot()
+    outcome.unplugged = tuple(sorted(before - _peripherals(machine)))
+    return outcome
+
+
+class ProbeRunner:
+    """Runs every experiment of one (build, machine type) and turns them into a BuildProbe."""
+
+    def __init__(self, hosts: Hosts, scratch: Path, scenario: Scenario, *,
+                 root_port_id: str, ram_mib: int = 128, accel: str = "tcg",
+                 timeout: float = 30.0, jobs: int = 2) -> None:
+        self.hosts = hosts
+        self.scratch = scratch
+        self.scenario = scenario
+        self.root_port_id = root_port_id
+        self.ram_mib = ram_mib
+        self.accel = accel
+        self.timeout = timeout
+        self.jobs = max(1, jobs)
+
+    def args(self, record: BuildRecord, machine: str, globals_: Sequence[str] = ()) -> list[str]:
+        case = Case(machine, record.name, record.name, "none", tuple(globals_))
+        return [*base_args(self.scenario, case, self.ram_mib, self.accel), "-S"]
+
+    def _one(self, record: BuildRecord, args: list[str], exp: Experiment,
+             attempts: int = 2) -> Outcome:
+        started = time.monotonic()
+        error = ""
+        for _ in range(attempts):  # a QEMU that fails to start is retried once
+            rundir = Path(tempfile.mkdtemp(prefix="x-", dir=self.scratch))
+            qemu = Machine(self.hosts.get(record.image_id), record.binary, args, rundir,
+                           "probe", timeout=self.timeout)
+            try:
+                qemu.launch()
+                outcome = run_experiment(exp, qemu, self.root_port_id)
+                outcome.seconds = round(time.monotonic() - started, 3)
+                return outcome
+            except (MachineError, PciError, PatchcheckError) as exc:
+                error = f"{exp.slug}: {exc}"
+                tail = qemu.log_tail(3)
+                if tail:
+                    error += f" (QEMU: {tail})"
+            finally:
+                qemu.shutdown()
+                shutil.rmtree(rundir, ignore_errors=True)
+        return Outcome(exp, [], None, (), round(time.monotonic() - started, 3), error)
+
+    def probe(self, record: BuildRecord, machine: str, globals_: Sequence[str] = (),
+              selected: Sequence[Experiment] | None = None) -> BuildProbe:
+        args = self.args(record, machine, globals_)
+        started = time.monotonic()
+        todo = list(selected) if selected is not None else experiments()
+        with ThreadPoolExecutor(self.jobs) as pool:
+            outcomes = list(pool.map(lambda e: self._one(record, args, e), todo))
+        probe = assemble(record, machine, list(globals_), outcomes)
+        probe.seconds = round(time.monotonic() - started, 2)
+        probe.command = " ".join([record.binary, "-L", "/usr/share/qemu", "-L",
+                                  "/usr/share/seabios", "-display", "none", *args])
+        return probe
+
+
+def _effects(trace: Sequence[Op], register: str) -> dict[str, list[int]]:
+    """Other registers whose value differs between the read just before the tested writes
+    and the final snapshot: the side effects of writing the tested bit."""
+    last_write = max((i for i, op in enumerate(trace) if op.write and op.register == register),
+                     default=-1)
+    first_write = min((i for i, op in enumerate(trace) if op.write and op.register == register),
+                      default=-1)
+    if last_write < 0:
+        return {}
+    before: dict[str, int] = {}
+    for op in trace[:first_write]:
+        if not op.write:
+            before[op.register] = op.value
+    after: dict[str, int] = {}
+    for op in trace[last_write:]:
+        if not op.write:
+            after[op.register] = op.value
+    return {key: [before[key], after[key]] for key in after
+            if key != register and key in before and before[key] != after[key]}
+
+
+def effects_text(effects: Mapping[str, Sequence[int]], unplugged: Sequence[str]) -> str:
+    parts = [f"{k} {v[0]:#06x}->{v[1]:#06x}" for k, v in sorted(effects.items())]
+    if unplugged:
+        parts.append("unplugged " + ",".join(unplugged))
+    return "; ".join(parts)
+
+
+def assemble(record: BuildRecord, machine: str, globals_: list[str],
+             outcomes: Sequence[Outcome]) -> BuildProbe:
+    """Outcomes -> classified, judged register tables."""
+    probe = BuildProbe(build=record.name, machine=machine, globals=globals_,
+                       qemu_version=record.qemu_version, fix=record.fix_state,
+                       fix_applied=str(record.fix.get("applied", "")), has_fix=record.has_fix,
+                       source=record.source, binary=record.binary)
+    offsets = {o.cap_offset for o in outcomes if o.cap_offset is not None}
+    if len(offsets) > 1:
+        probe.errors.append(f"the Express capability moved between experiments: {sorted(offsets)}")
+    probe.cap_offset = min(offsets) if offsets else None
+    context: dict[str, int] = {}
+    for outcome in outcomes:
+        for reg in (*PROBED, *CONTEXT):
+            value = classify.reset_value(outcome.trace, reg.key)
+            if value is not None and reg.key not in context:
+                context[reg.key] = value
+    probe.reset = dict(context)
+    by_register: dict[str, RegisterResult] = {}
+    for reg in PROBED:
+        address = None if probe.cap_offset is None else probe.cap_offset + reg.offset
+        by_register[reg.key] = RegisterResult(reg.key, reg.title, reg.offset, address, reg.size,
+                                              context.get(reg.key), reg.style, [])
+    for outcome in outcomes:
+        exp = outcome.experiment
+        key = exp.register.key
+        if outcome.error:
+            probe.errors.append(outcome.error)
+            behaviour = classify.BitBehaviour(classify.Behaviour.UNTESTED, None)
+        else:
+            behaviour = classify.classify_bit(outcome.trace, key, exp.bit)
+        spec = classify.SPEC.get((key, exp.bit))
+        conformance = classify.check(spec, behaviour, context)
+        if outcome.error:
+            conformance = classify.Conformance(classify.Status.UNTESTED, outcome.error)
+        effects = _effects(outcome.trace, key)
+        by_register[key].bits.append(BitResult(
+            register=key, bit=exp.bit, name=classify.bit_name(key, exp.bit),
+            behaviour=behaviour.kind.value, reset=behaviour.reset, value=behaviour.value,
+            label=behaviour.label, spec=spec.text if spec else "",
+            status=conformance.status.value, reason=conformance.reason,
+            armed=exp.arm.why if exp.arm else "",
+            transitions=[[t.before, t.written, t.after] for t in behaviour.transitions],
+            effects=effects, unplugged=list(outcome.unplugged),
+            effects_text=effects_text(effects, outcome.unplugged),
+            trace=[str(op) for op in outcome.trace], seconds=outcome.seconds,
+            error=outcome.error))
+    for result in by_register.values():
+        result.bits.sort(key=lambda b: b.bit)
+    probe.registers = list(by_register.values())
+    probe.experiments = len(outcomes)
+    return probe
+
+
+def hosts_for(runtime: Any, scratch: Path, cache_dir: Path) -> Hosts:
+    """QEMU host containers: the scratch dir (sockets, dumps) and the build cache, read-only."""
+    from ..runtime import Mount
+
+    builds = str(cache_dir / "builds")
+    return Hosts(runtime, (Mount(str(scratch), str(scratch)), Mount(builds, builds,
+                                                                    read_only=True)))

@@ -1,0 +1,406 @@
+"""fixes.apply_fix / resolve / fix_key and trees.prepare on the fake QEMU tree."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from patchcheck import fixes, trees
+from patchcheck.errors import UsageError
+from patchcheck.sources import Tree
+
+pytestmark = pytest.mark.usefixtures("isolated_env")
+
+Git = Callable[..., str]
+PCIE_C = "hw/pci/pcie.c"
+V1_LINE = "PCI_EXP_HP_EV_SUPPORTED | PCI_EXP_SLTSTA_PDS);"
+V2_LINE = "pci_word_test_and_clear_mask(dev->cmask + pos + PCI_EXP_SLTSTA,"
+
+
+def pcie(tree: Tree) -> str:
+    return (tree.repo / PCIE_C).read_text()
+
+
+def clean_and_committed(git: Git, repo: Path) -> None:
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+# --- the shipped patches --------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["v1", "v2"])
+def test_shipped_patches_exist_and_touch_only_pcie_c(fake_tree: Tree, name: str) -> None:
+    patch = fixes.shipped(name)
+    assert patch.path.is_file()
+    assert not patch.is_mbox  # plain patches with a From: header, applied with git apply
+    assert fixes._paths(fake_tree.repo, patch) == [PCIE_C]
+
+
+def test_v1_applies_clean(fake_tree: Tree, git: Git) -> None:
+    before = git(fake_tree.repo, "rev-parse", "HEAD")
+    result = fixes.apply_fix(fake_tree.repo, "v1")
+    assert result == fixes.FixResult("v1", "v1", "clean", has_fix=True)
+    text = pcie(fake_tree)
+    assert V1_LINE in text and V2_LINE not in text
+    assert git(fake_tree.repo, "rev-parse", "HEAD~1") == before
+    assert git(fake_tree.repo, "log", "-1", "--format=%s") == "patchcheck: apply v1"
+    assert git(fake_tree.repo, "log", "-1", "--format=%an <%ae>") == \
+        "patchcheck <patchcheck@localhost>"
+    clean_and_committed(git, fake_tree.repo)
+
+
+def test_v2_applies_clean(fake_tree: Tree, git: Git) -> None:
+    result = fixes.apply_fix(fake_tree.repo, "v2")
+    assert (result.applied, result.patch, result.has_fix) == ("clean", "v2", True)
+    text = pcie(fake_tree)
+    assert V2_LINE in text and V1_LINE not in text
+    assert "/* Avoid migration abortion when this device hot-removed by guest */" in text
+    clean_and_committed(git, fake_tree.repo)
+    assert fixes.present_fix(fake_tree.repo) == fixes.shipped("v2")
+
+
+def test_none_on_a_clean_tree_changes_nothing(fake_tree: Tree, git: Git) -> None:
+    result = fixes.apply_fix(fake_tree.repo, "none")
+    assert (result.applied, result.patch, result.has_fix) == ("unchanged", None, False)
+    assert git(fake_tree.repo, "rev-parse", "HEAD") == fake_tree.commit
+    assert fixes.present_fix(fake_tree.repo) is None
+
+
+def test_reverted_on_a_clean_tree_is_a_usage_error(fake_tree: Tree, git: Git) -> None:
+    with pytest.raises(UsageError, match="carries no known fix to revert"):
+        fixes.apply_fix(fake_tree.repo, "reverted")
+    assert git(fake_tree.repo, "rev-parse", "HEAD") == fake_tree.commit
+
+
+@pytest.mark.parametrize("state", ["none", "reverted"])
+def test_no_fix_on_a_tree_with_v2_reverts_it(fake_tree_with_v2: Tree, fake_tree: Tree, git: Git,
+                                             state: str) -> None:
+    tree = fake_tree_with_v2
+    assert V2_LINE in pcie(tree)
+    result = fixes.apply_fix(tree.repo, state)
+    assert (result.state, result.patch, result.applied, result.has_fix) == \
+        (state, "v2", "reverted", False)
+    assert "v2" in result.note
+    assert V2_LINE not in pcie(tree)
+    assert "Avoid migration abortion" not in pcie(tree)
+    # byte-identical to the tree that never had the fix
+    assert git(tree.repo, "rev-parse", f"HEAD:{PCIE_C}") == \
+        git(fake_tree.repo, "rev-parse", f"HEAD:{PCIE_C}")
+    assert git(tree.repo, "log", "-1", "--format=%s") == "patchcheck: revert v2"
+    clean_and_committed(git, tree.repo)
+
+
+def test_v2_on_a_tree_with_v2_is_already_present(fake_tree_with_v2: Tree, git: Git) -> None:
+    result = fixes.apply_fix(fake_tree_with_v2.repo, "v2")
+    assert (result.applied, result.patch, result.has_fix) == ("already-present", "v2", True)
+    assert git(fake_tree_with_v2.repo, "rev-parse", "HEAD") == fake_tree_with_v2.commit
+    assert pcie(fake_tree_with_v2).count(V2_LINE) == 1
+
+
+def test_v1_is_found_as_present_fix_and_reverted(fake_tree: Tree, git: Git) -> None:
+    fixes.apply_fix(fake_tree.repo, "v1")
+    assert fixes.present_fix(fake_tree.repo) == fixes.shipped("v1")
+    result = fixes.apply_fix(fake_tree.repo, "reverted")
+    assert (result.patch, result.applied, result.has_fix) == ("v1", "reverted", False)
+    assert V1_LINE not in pcie(fake_tree)
+    assert git(fake_tree.repo, "rev-parse", "HEAD^{tree}") == \
+        git(fake_tree.repo, "rev-parse", f"{fake_tree.commit}^{{tree}}")
+
+
+def test_patch_that_does_not_apply_names_file_and_hunk(fake_tree_with_v2: Tree, git: Git) -> None:
+    # v1's context (hpev_notified right after the w1cmask statement) is gone in a v2 tree,
+    # and the blob its index line names is not in the repository: no 3-way either.
+    with pytest.raises(UsageError) as err:
+        fixes.apply_fix(fake_tree_with_v2.repo, "v1")
+    message = str(err.value)
+    assert "v1.patch" in message
+    assert f"{PCIE_C}:652" in message
+    assert "does not apply" in message
+    assert git(fake_tree_with_v2.repo, "rev-parse", "HEAD") == fake_tree_with_v2.commit
+    clean_and_committed(git, fake_tree_with_v2.repo)
+
+
+# --- user patches ---------------------------------------------------------------------
+
+def _patch(path: Path) -> fixes.Patch:
+    patch = fixes.resolve(str(path))
+    assert patch is not None
+    return patch
+
+
+def _v1_style_diff(git: Git, repo: Path, out: Path) -> Path:
+    path = repo / PCIE_C
+    original = path.read_text()
+    changed = original.replace("PCI_EXP_HP_EV_SUPPORTED);\n\n    dev->exp.hpev",
+                               "PCI_EXP_HP_EV_SUPPORTED | PCI_EXP_SLTSTA_PDS);\n\n    dev->exp.hpev")
+    assert changed != original
+    path.write_text(changed)
+    git(repo, "diff", "--full-index", "--output", str(out))
+    path.write_text(original)
+    assert git(repo, "status", "--porcelain") == ""
+    return out
+
+
+def test_user_patch_file_applies_clean(fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    patch = _v1_style_diff(git, fake_tree.repo, tmp_path / "my-fix.patch")
+    result = fixes.apply_fix(fake_tree.repo, str(patch))
+    assert (result.state, result.patch, result.applied, result.has_fix) == \
+        (str(patch), "my-fix.patch", "clean", True)
+    assert V1_LINE in pcie(fake_tree)
+    clean_and_committed(git, fake_tree.repo)
+
+
+def test_three_way_fallback(fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    """Upstream changed a context line of the hunk after the patch was written: plain
+    `git apply` fails, `--3way` merges it using the preimage blob named in the patch."""
+    repo = fake_tree.repo
+    patch = _v1_style_diff(git, repo, tmp_path / "fix.patch")
+    path = repo / PCIE_C
+    text = path.read_text()
+    # two lines above the changed line, inside the hunk's leading context
+    assert text.count("PCI_EXP_SLTCTL_EIC);\n\n    pci_word_test_and_set_mask(dev->w1cmask") == 1
+    path.write_text(text.replace(
+        "PCI_EXP_SLTCTL_EIC);\n\n    pci_word_test_and_set_mask(dev->w1cmask",
+        "PCI_EXP_SLTCTL_EIC); /* upstream */\n\n    pci_word_test_and_set_mask(dev->w1cmask"))
+    git(repo, "commit", "-q", "-am", "upstream: touch the context")
+    assert not fixes.applies(repo, _patch(patch))  # plain apply really fails
+
+    result = fixes.apply_fix(repo, str(patch))
+    assert (result.applied, result.has_fix) == ("3way", True)
+    text = path.read_text()
+    assert V1_LINE in text and "PCI_EXP_SLTCTL_EIC); /* upstream */" in text
+    assert "<<<<<<<" not in text
+    clean_and_committed(git, repo)
+
+
+def test_conflicting_user_patch_is_rejected_and_tree_reset(fake_tree: Tree, git: Git,
+                                                          tmp_path: Path) -> None:
+    repo = fake_tree.repo
+    patch = _v1_style_diff(git, repo, tmp_path / "fix.patch")
+    path = repo / PCIE_C
+    path.write_text(path.read_text().replace(
+        "PCI_EXP_HP_EV_SUPPORTED);\n\n    dev->exp.hpev",
+        "PCI_EXP_HP_EV_SUPPORTED | 0x8000);\n\n    dev->exp.hpev"))
+    git(repo, "commit", "-q", "-am", "upstream: the same line, differently")
+    head = git(repo, "rev-parse", "HEAD")
+    with pytest.raises(UsageError, match=rf"fix\.patch.*{PCIE_C}:\d+"):
+        fixes.apply_fix(repo, str(patch))
+    assert git(repo, "rev-parse", "HEAD") == head
+    clean_and_committed(git, repo)
+    assert "<<<<<<<" not in path.read_text()
+
+
+def test_mbox_is_applied_with_git_am(fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    repo = fake_tree.repo
+    path = repo / PCIE_C
+    path.write_text(path.read_text().replace(
+        "PCI_EXP_HP_EV_SUPPORTED);\n\n    dev->exp.hpev",
+        "PCI_EXP_HP_EV_SUPPORTED | PCI_EXP_SLTSTA_PDS);\n\n    dev->exp.hpev"))
+    git(repo, "commit", "-q", "-am", "pcie: make PDS w1c\n\nBody of the message.")
+    mbox = tmp_path / "0001-pcie-make-PDS-w1c.patch"
+    mbox.write_text(git(repo, "format-patch", "-1", "--stdout") + "\n")
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    assert _patch(mbox).is_mbox
+
+    result = fixes.apply_fix(repo, str(mbox))
+    assert (result.applied, result.has_fix, result.patch) == \
+        ("clean", True, "0001-pcie-make-PDS-w1c.patch")
+    assert "git am" in result.note
+    assert git(repo, "log", "-1", "--format=%s|%an") == "pcie: make PDS w1c|Test Author"
+    assert git(repo, "rev-parse", "HEAD~1") == fake_tree.commit
+    assert V1_LINE in path.read_text()
+    clean_and_committed(git, repo)
+
+
+def test_mbox_that_does_not_apply_aborts_git_am(fake_tree_with_v2: Tree, git: Git,
+                                                tmp_path: Path) -> None:
+    repo = fake_tree_with_v2.repo
+    mbox = tmp_path / "v1.mbox"
+    mbox.write_bytes(b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+                     + fixes.shipped("v1").text)
+    with pytest.raises(UsageError, match="v1.mbox"):
+        fixes.apply_fix(repo, str(mbox))
+    assert git(repo, "rev-parse", "HEAD") == fake_tree_with_v2.commit
+    assert not (repo / ".git" / "rebase-apply").exists()  # no am session left behind
+    clean_and_committed(git, repo)
+
+
+def test_mbox_that_does_not_apply_names_the_hunk(fake_tree_with_v2: Tree, tmp_path: Path) -> None:
+    mbox = tmp_path / "v1.mbox"
+    mbox.write_bytes(b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+                     + fixes.shipped("v1").text)
+    with pytest.raises(UsageError, match=f"{PCIE_C}:652"):
+        fixes.apply_fix(fake_tree_with_v2.repo, str(mbox))
+
+
+def test_missing_patch_file(fake_tree: Tree, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such patch file"):
+        fixes.apply_fix(fake_tree.repo, str(tmp_path / "nope.patch"))
+    with pytest.raises(UsageError, match="no such patch file"):
+        fixes.resolve("v3")  # not a known name and not a file
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"  \n\n\t\n", "empty"),
+    (b"\x7fELF\x02\x01\x01\x00\x00\x00--- a\n+++ b\n", "binary"),
+    (b"Hello,\n\nplease apply my fix, it makes PDS w1c.\n", "not a patch"),
+])
+def test_bad_patch_files(fake_tree: Tree, git: Git, tmp_path: Path, content: bytes,
+                         message: str) -> None:
+    path = tmp_path / "bad.patch"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message) as err:
+        fixes.apply_fix(fake_tree.repo, str(path))
+    assert str(path) in str(err.value)
+    assert git(fake_tree.repo, "rev-parse", "HEAD") == fake_tree.commit
+
+
+def test_header_only_patch_changes_no_file(fake_tree: Tree, tmp_path: Path) -> None:
+    path = tmp_path / "headers.patch"
+    path.write_text("--- a/hw/pci/pcie.c\n+++ b/hw/pci/pcie.c\n")
+    with pytest.raises(UsageError, match="headers.patch"):
+        fixes.apply_fix(fake_tree.repo, str(path))
+
+
+@pytest.mark.parametrize("target", ["../outside", "hw/../../outside", "../../etc/evil"])
+def test_patch_outside_the_tree(fake_tree: Tree, tmp_path: Path, target: str) -> None:
+    path = tmp_path / "escape.patch"
+    path.write_text(f"diff --git a/{target} b/{target}\nnew file mode 100644\n--- /dev/null\n"
+                    f"+++ b/{target}\n@@ -0,0 +1 @@\n+owned\n")
+    with pytest.raises(UsageError, match=f"touches '{re.escape(target)}', outside the tree"):
+        fixes.apply_fix(fake_tree.repo, str(path))
+    assert not (fake_tree.repo.parent / "outside").exists()
+    assert not (tmp_path / "outside").exists()
+
+
+# --- fix_key --------------------------------------------------------------------------
+
+def test_fix_key_names() -> None:
+    for state in ("none", "reverted", "v1", "v2"):
+        assert fixes.fix_key(state) == state
+
+
+def test_fix_key_files_are_content_hashed(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.patch", tmp_path / "sub" / "b.patch", tmp_path / "c.patch"
+    b.parent.mkdir()
+    body = fixes.shipped("v1").text
+    a.write_bytes(body)
+    b.write_bytes(body)
+    c.write_bytes(body.replace(b"[PATCH v1]", b"[PATCH v1 RESEND]"))
+    key = fixes.fix_key(str(a))
+    assert key.startswith("file-") and len(key) == len("file-") + 16
+    assert fixes.fix_key(str(a)) == key  # stable
+    assert fixes.fix_key(str(b)) == key  # name and place do not matter
+    assert fixes.fix_key(str(c)) != key  # content does
+    assert key != fixes.fix_key("v1")
+
+
+# --- trees.prepare --------------------------------------------------------------------
+
+@pytest.fixture
+def count_apply(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = fixes.apply_fix
+
+    def counting(tree: Path, state: str) -> fixes.FixResult:
+        calls.append(state)
+        return real(tree, state)
+
+    monkeypatch.setattr(fixes, "apply_fix", counting)
+    return calls
+
+
+def test_prepare_applies_and_records(fake_tree: Tree, git: Git, tmp_path: Path,
+                                     count_apply: list[str]) -> None:
+    cache = tmp_path / "cache"
+    prepared = trees.prepare(fake_tree, "v2", cache)
+    assert count_apply == ["v2"]
+    assert prepared.path.is_dir() and prepared.path.parent == cache / "worktrees"
+    assert prepared.fix.applied == "clean"
+    assert V2_LINE in (prepared.path / PCIE_C).read_text()
+    assert prepared.tree_id == git(prepared.path, "rev-parse", "HEAD^{tree}")
+    record = json.loads(prepared.path.with_suffix(".json").read_text())
+    assert record["tree_id"] == prepared.tree_id and record["fix"]["state"] == "v2"
+    # the source repository itself is untouched
+    assert git(fake_tree.repo, "rev-parse", "HEAD") == fake_tree.commit
+    assert V2_LINE not in (fake_tree.repo / PCIE_C).read_text()
+
+
+def test_prepare_is_cached(fake_tree: Tree, tmp_path: Path, count_apply: list[str]) -> None:
+    cache = tmp_path / "cache"
+    first = trees.prepare(fake_tree, "v1", cache)
+    second = trees.prepare(fake_tree, "v1", cache)
+    assert count_apply == ["v1"]
+    assert second == first
+
+
+def test_prepare_keys_by_fix(fake_tree: Tree, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    none = trees.prepare(fake_tree, "none", cache)
+    v1 = trees.prepare(fake_tree, "v1", cache)
+    v2 = trees.prepare(fake_tree, "v2", cache)
+    assert len({none.path, v1.path, v2.path}) == 3
+    assert len({none.tree_id, v1.tree_id, v2.tree_id}) == 3
+
+
+def test_prepare_content_key_of_reverted_tree(fake_tree: Tree, fake_tree_with_v2: Tree,
+                                              git: Git, tmp_path: Path) -> None:
+    """Reverting v2 and applying v2 give the same content as the other tree's fix state."""
+    cache = tmp_path / "cache"
+    reverted = trees.prepare(fake_tree_with_v2, "none", cache)
+    fixed = trees.prepare(fake_tree, "v2", cache)
+    assert reverted.fix.applied == "reverted"
+    assert git(reverted.path, "rev-parse", f"HEAD:{PCIE_C}") == \
+        git(fake_tree.repo, "rev-parse", f"HEAD:{PCIE_C}")
+    assert git(fixed.path, "rev-parse", f"HEAD:{PCIE_C}") == \
+        git(fake_tree_with_v2.repo, "rev-parse", f"HEAD:{PCIE_C}")
+
+
+@pytest.mark.parametrize("damage", ["untracked", "modified", "commit", "record", "no-git"])
+def test_prepare_redoes_a_damaged_worktree(fake_tree: Tree, git: Git, tmp_path: Path,
+                                           count_apply: list[str], damage: str) -> None:
+    cache = tmp_path / "cache"
+    first = trees.prepare(fake_tree, "v2", cache)
+    target = first.path / PCIE_C
+    if damage == "untracked":
+        (first.path / "stray.o").write_text("junk")
+    elif damage == "modified":
+        target.write_text(target.read_text().replace(V2_LINE, "/* gone */"))
+    elif damage == "commit":
+        target.write_text("corrupted\n")
+        git(first.path, "commit", "-q", "-am", "someone committed in the cache")
+    elif damage == "record":
+        first.path.with_suffix(".json").write_text("{truncated")
+    elif damage == "no-git":
+        (first.path / ".git").unlink()
+
+    second = trees.prepare(fake_tree, "v2", cache)
+    assert count_apply == ["v2", "v2"]
+    assert second.tree_id == first.tree_id
+    assert V2_LINE in target.read_text()
+    assert not (first.path / "stray.o").exists()
+    clean_and_committed(git, second.path)
+
+
+def test_prepare_failure_leaves_no_worktree(fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(UsageError):
+        trees.prepare(fake_tree, "reverted", cache)
+    leftovers = [p for p in (cache / "worktrees").iterdir() if not p.name.endswith(".lock")]
+    assert leftovers == []
+    assert git(fake_tree.repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_prepare_after_cache_dir_wiped(fake_tree: Tree, tmp_path: Path,
+                                       count_apply: list[str]) -> None:
+    cache = tmp_path / "cache"
+    first = trees.prepare(fake_tree, "v1", cache)
+    shutil.rmtree(cache)
+    second = trees.prepare(fake_tree, "v1", cache)
+    assert count_apply == ["v1", "v1"]
+    assert second.tree_id == first.tree_id and second.path.is_dir()
