@@ -143,7 +143,8 @@ def cases(
             for guest in guests:
                 out.append(Case(selected[-1], src, dst, guest, tuple(force_native)))
     if not out:
-        raise UsageError(f"--machines '{machine_filter}' matches none of the machine types common to any pair")
+        raise UsageError(f"--machines '{machine_filter}' matches none of the machine types "
+                         "common to any pair")
     return sorted(out, key=lambda c: (q35_version(c.machine), c.source, c.destination,
                                       c.guest, c.globals))
 

@@ -11,7 +11,8 @@ every experiment gets its own, and experiments run in parallel.
 One experiment, for bit b of register R (through the PDS scenario's topology, paused, -S):
 
     read every probed and context register          (values after reset)
-    optional arm: a guest-realistic action that sets the bit, where one exists
+    optional arm: a guest-realistic action that sets the bit, where one exists,
+                  then every register again
     read R
     write R with b = 0, read R; b = 1, read R; b = 0, read R; b = 1, read R
     read every register again                       (side effects on other registers)
@@ -173,6 +174,7 @@ def run_experiment(exp: Experiment, machine: Machine, root_port_id: str) -> Outc
     if arm is not None:
         for key, make in arm.writes:
             tracer.write(key, make(tracer.read(key)))
+        tracer.snapshot()  # the state the tested writes start from
     current = tracer.read(exp.register.key)
     for value in STEPS:
         tracer.write(exp.register.key, written_value(exp.register, current, exp.bit, value))
