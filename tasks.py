@@ -63,6 +63,13 @@ def matrix(c: Context, builds: str = "", pairs: str = "", machines: str | None =
 images_ns = Collection("images")
 images_ns.add_task(images, name="build", default=True)
 images_ns.add_task(base)
-ns = Collection(build, matrix)
+@task(help={"run": "run id under reports/ (default: latest) or a run directory",
+            "open": "print the path of the run's index.html"})
+def report(c: Context, run: str = "", open: bool = False) -> None:
+    """Regenerate junit.xml, index.html and summary.md from a run's results.json (no re-run)."""
+    _exit(commands.guarded(commands.report, c.config, run, open))
+
+
+ns = Collection(build, matrix, report)
 ns.add_collection(images_ns)
 ns.configure({"patchcheck": {}})

@@ -97,6 +97,12 @@ def build(settings: Settings, source: str, fix: str, name: str = "", refresh: bo
     return EXIT_OK
 
 
+def report(settings: Settings, run: str, open_: bool) -> int:
+    from .report.regenerate import report_command
+
+    return report_command(settings.reports_dir, run or None, open_)
+
+
 def _number(text: Any, option: str, kind: Callable[[str], Any], minimum: float) -> Any:
     if text in (None, ""):
         return None

@@ -27,7 +27,8 @@ from .migrate import Hosts, run_case, side
 from .outcome import Observed, exit_code_for_cases
 from .pipeline import Pipeline
 from .progress import CaseProgress
-from .report import grid, junit
+from .report import grid
+from .report.regenerate import write_all
 from .results import Case, CaseResult, RunResults, Side, write_json
 from .runtime import Mount
 from .verdict import judge
@@ -137,9 +138,10 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         return code
     finally:
         run.seconds = round(time.monotonic() - t0, 1)
-        _write_reports(run, outdir)
+        write_all(run, outdir)
         print(grid.render(run))
         print(judge(run.cases).sentence)
+        print(f"page: {outdir / 'index.html'}")
         print(f"reports: {outdir}")
 
 
@@ -203,11 +205,6 @@ def _skipped(case: Case, records: dict[str, BuildRecord], build: str, why: str) 
     return CaseResult(case.machine, case.guest, list(case.globals), s(case.source),
                       s(case.destination), Observed.SKIPPED, Observed.SKIPPED,
                       message=f"build {build} failed: {why}")
-
-
-def _write_reports(run: RunResults, outdir: Path) -> None:
-    write_json(outdir / "results.json", run.to_dict())
-    junit.write(run, outdir)
 
 
 def _link_latest(reports: Path, run_id: str) -> None:
