@@ -51,13 +51,17 @@ def build(c: Context, source: str = "", fix: str = "none", name: str = "",
     "jobs": "cases run in parallel (default: CPU count)",
     "timeout": "seconds before a case is an error (default: 60)",
     "run_id": "name of the run folder under reports/ (default: a timestamp)",
-})
+    "shard": "run only the K-th of N deterministic slices of the cases, as K/N",
+    "resume": "resume an interrupted run (default: the latest): only its unfinished cases run",
+}, optional=["resume"])
 def matrix(c: Context, builds: str = "", pairs: str = "", machines: str | None = None,
-           guest: str = "", jobs: str = "", timeout: str = "", run_id: str = "") -> None:
+           guest: str = "", jobs: str = "", timeout: str = "", run_id: str = "", shard: str = "",
+           resume: str | bool = False) -> None:
     """Build what is missing, run the migration matrix, write junit.xml and results.json."""
     _exit(commands.guarded(
         commands.matrix, c.config, builds=_split(builds), pairs=_split(pairs),
-        machines=machines, guests=_split(guest), jobs=jobs, timeout=timeout, run_id=run_id))
+        machines=machines, guests=_split(guest), jobs=jobs, timeout=timeout, run_id=run_id,
+        shard=shard, resume=resume))
 
 
 images_ns = Collection("images")
@@ -70,6 +74,19 @@ def report(c: Context, run: str = "", open: bool = False) -> None:
     _exit(commands.guarded(commands.report, c.config, run, open))
 
 
-ns = Collection(build, matrix, report)
+@task(help={"run": "a shard's run id or directory; give it once per shard",
+            "out": "run id (under reports/) of the merged run (default: merged-<timestamp>)"},
+      iterable=["run"])
+def merge(c: Context, run: list[str], out: str = "") -> None:
+    """Merge shard runs into one results.json, junit.xml and report:
+    invoke report.merge --run shard-1 --run shard-2 [--out nightly]"""
+    _exit(commands.guarded(commands.merge, c.config, list(run), out))
+
+
+ns = Collection(build, matrix)
+report_ns = Collection("report")
+report_ns.add_task(report, name="show", default=True)
+report_ns.add_task(merge)
 ns.add_collection(images_ns)
+ns.add_collection(report_ns)
 ns.configure({"patchcheck": {}})

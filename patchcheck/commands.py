@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
@@ -103,6 +104,17 @@ def report(settings: Settings, run: str, open_: bool) -> int:
     return report_command(settings.reports_dir, run or None, open_)
 
 
+def merge(settings: Settings, runs: list[str], out: str) -> int:
+    from .merge import merge as merge_runs
+    from .run import new_run_id
+
+    dirs = [Path(r) if "/" in r else settings.reports_dir / r for r in runs]
+    out_dir = settings.reports_dir / (out or f"merged-{new_run_id()}")
+    merged = merge_runs(dirs, out_dir)
+    print(f"merged {len(dirs)} runs, {len(merged.cases)} cases -> {out_dir}")
+    return EXIT_OK
+
+
 def _number(text: Any, option: str, kind: Callable[[str], Any], minimum: float) -> Any:
     if text in (None, ""):
         return None
@@ -121,6 +133,20 @@ def matrix(settings: Settings, **options: Any) -> int:
 
     options["jobs"] = _number(options.get("jobs"), "--jobs", int, minimum=1)
     options["timeout"] = _number(options.get("timeout"), "--timeout", float, minimum=1)
+    resume = options.get("resume")
+    if resume:
+        if isinstance(resume, str):
+            options["run_id"] = resume
+        elif not options.get("run_id"):
+            latest = settings.reports_dir / "latest"
+            if not latest.exists():
+                raise config_mod.UsageError("--resume: no earlier run in "
+                                            f"{settings.reports_dir}; give --resume RUN")
+            options["run_id"] = latest.resolve().name
+        if not (settings.reports_dir / options["run_id"]).is_dir():
+            raise config_mod.UsageError(f"--resume: no run {options['run_id']} in "
+                                        f"{settings.reports_dir}")
+        options["resume"] = True
     opts = MatrixOptions(**{**options, "run_id": options.get("run_id") or new_run_id()})
     checked = plan(settings, opts)
     with docker_runtime(opts.run_id) as runtime:

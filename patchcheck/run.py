@@ -6,6 +6,7 @@ written at the end, also when the run is interrupted or fails (marked partial).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import secrets
@@ -44,6 +45,8 @@ class MatrixOptions:
     timeout: float | None = None
     run_id: str = ""
     scenario: str = "pds"
+    shard: str = ""  # "K/N": the K-th of N deterministic slices of the case list
+    resume: bool = False  # reuse the finished cases of run `run_id`
 
 
 def new_run_id() -> str:
@@ -61,6 +64,7 @@ class Plan:
     jobs: int
     timeout: float
     scenario: Any
+    shard: tuple[int, int] | None = None
 
 
 def plan(settings: Settings, options: MatrixOptions) -> Plan:
@@ -82,7 +86,20 @@ def plan(settings: Settings, options: MatrixOptions) -> Plan:
     pairs = options.pairs or m.pairs
     matrix.pairs({n: settings.builds[n].source for n in names}, pairs)
     return Plan(tuple(names), tuple(pairs), guests, machines, jobs or os.cpu_count() or 1,
-                options.timeout or m.timeout, scen)
+                options.timeout or m.timeout, scen, parse_shard(options.shard))
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise UsageError(f"--shard '{text}': expected K/N with 1 <= K <= N, e.g. 2/4")
+    return shard
 
 
 def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
@@ -106,7 +123,8 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
                      settings={"builds": list(names), "pairs": list(p.pairs),
                                "machines": machines, "guests": guests, "jobs": jobs,
                                "timeout": timeout, "accel": m.accel, "ram_mib": m.ram_mib,
-                               "scenario": scen.name})
+                               "scenario": scen.name,
+                               "shard": "/".join(map(str, p.shard)) if p.shard else ""})
     records: dict[str, BuildRecord] = {}
     failed: dict[str, str] = {}
     try:
@@ -127,10 +145,19 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         force = [scen_force] if m.force_native_hotplug and (scen_force := _force(scen)) else []
         case_list = matrix.cases(build_machines, sources, p.pairs, guests,
                                  machines, force)
-        log(f"{len(case_list)} cases, {jobs} in parallel")
+        if p.shard:
+            case_list = matrix.shard(case_list, *p.shard)
         results = run.cases  # filled as cases finish: an interrupted run still reports them
-        _run_cases(case_list, records, failed, runtime, settings, scen, outdir, jobs, timeout,
+        if options.resume:
+            results.extend(finished_cases(outdir, case_list, records))
+            log(f"resuming {run_id}: {len(results)} of {len(case_list)} cases already finished")
+        done = {r.case.id for r in results}
+        todo = [c for c in case_list if c.id not in done]
+        log(f"{len(todo)} cases to run, {jobs} in parallel")
+        _run_cases(todo, records, failed, runtime, settings, scen, outdir, jobs, timeout,
                    results)
+        order = {c.id: i for i, c in enumerate(case_list)}
+        results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
         run.partial = len(results) < len(case_list)
         code = exit_code_for_cases((r.observed, r.expected) for r in results)
         if failed and code == 0:
@@ -195,6 +222,24 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
         shutil.rmtree(scratch, ignore_errors=True)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
+
+
+def finished_cases(outdir: Path, case_list: Sequence[Case],
+                   records: dict[str, BuildRecord]) -> list[CaseResult]:
+    """Cases of an earlier (interrupted) run that finished with the same binaries."""
+    found = []
+    for case in case_list:
+        path = outdir / "cases" / case.slug / "result.json"
+        try:
+            res = CaseResult.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        builds = [records.get(case.source), records.get(case.destination)]
+        reusable = res.observed not in (Observed.SKIPPED, Observed.ERROR)
+        same = [res.source.binary, res.destination.binary] == [b.binary for b in builds if b]
+        if res.case.id == case.id and all(builds) and reusable and same:
+            found.append(res)
+    return found
 
 
 def _skipped(case: Case, records: dict[str, BuildRecord], build: str, why: str) -> CaseResult:

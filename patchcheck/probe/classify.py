@@ -178,6 +178,8 @@ class BitBehaviour:
         reset = "?" if self.reset is None else str(self.reset)
         if self.kind == Behaviour.UNTESTED:
             return "untested"
+        if self.kind == Behaviour.RO and self.value is not None and self.value != self.reset:
+            return f"RO={reset}, armed {self.value}"  # read-only, tested after an arm set it
         return f"{self.kind.value}={reset}"
 
     @property

@@ -1,0 +1,247 @@
+"""Register-semantics probe: does a fix change what the guest sees in the root port's
+PCI Express registers, and does it break the specification?
+
+Migration passing is not enough: the first version of the PDS fix (v1) makes the
+read-only Presence Detect State bit guest-clearable. For every tree with a build without
+the fix and builds with it, on each q35 machine type of interest, the probe
+
+1. classifies every bit of Link Control, Link Status, Slot Capabilities, Slot Control
+   and Slot Status (RO, RW, RW1C, value after reset) by writing it on a fresh paused QEMU
+   and reading it back through port-I/O configuration access (runner.py, classify.py);
+2. compares the without-fix and with-fix builds bit by bit (classify.compare);
+3. holds every observation against the PCIe specification's attribute (classify.SPEC):
+   a violation the fix introduces is a failure, one QEMU has anyway is only reported;
+4. compares the builds' `-dump-vmstate` output (vmstate.py).
+
+Entry points: `probe_command` (what `invoke probe` runs), `run_probe` (builds already
+made: the matrix run), `matrix_semantics` (run_probe + files, for `invoke matrix`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..build import BuildRecord
+from ..config import Settings
+from ..errors import BuildFailed, PatchcheckError, UsageError
+from ..matrix import check_filter, order, q35_version, select
+from . import report, vmstate
+from .report import ProbeRun, compare_probes, html_section, junit_suite, markdown, text_summary
+from .runner import ProbeRunner, hosts_for
+
+__all__ = ["probe_command", "run_probe", "matrix_semantics", "check_builds", "ProbeRun",
+           "junit_suite", "markdown", "html_section", "text_summary", "default_machines",
+           "pairs_of"]
+
+Log = Callable[[str], None]
+
+# The newest q35 type whose compat properties select native PCIe hotplug (PDS set at cold
+# plug: the bit the PDS fixes touch is 1 and so testable), and the newest type.
+_NATIVE_HOTPLUG_LAST = (6, 0)
+
+
+def check_builds(settings: Settings, names: Sequence[str], machines: Sequence[str] = ()
+                 ) -> list[str]:
+    """Validate build names and the machine filter before any engine is contacted; add the
+    tree's without-fix build when only with-fix builds of a tree were named."""
+    chosen = list(names) or list(settings.matrix.builds)
+    for name in chosen:
+        if name not in settings.builds:
+            raise UsageError(f"no build named '{name}' (configured: {', '.join(settings.builds)})")
+    check_filter(",".join(machines))
+    out = list(chosen)
+    for name in chosen:
+        spec = settings.builds[name]
+        if spec.fix in ("none", "reverted"):
+            continue
+        same_tree = [n for n, s in settings.builds.items() if s.source == spec.source]
+        if any(settings.builds[n].fix in ("none", "reverted") for n in out if n in same_tree):
+            continue
+        baseline = next((n for n in same_tree if settings.builds[n].fix in ("none", "reverted")),
+                        None)
+        if baseline and baseline not in out:
+            out.append(baseline)
+    return out
+
+
+def default_machines(available: Sequence[str]) -> list[str]:
+    """Newest type with native PCIe hotplug (<= 6.0) and the newest type."""
+    ordered = order(available)
+    native = [m for m in ordered if q35_version(m)[:2] <= _NATIVE_HOTPLUG_LAST]
+    return order({*native[-1:], *ordered[-1:]})
+
+
+def pairs_of(records: Mapping[str, BuildRecord]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(without-fix, with-fix) build pairs of the same tree, and notes on unpaired builds."""
+    by_source: dict[str, list[BuildRecord]] = {}
+    for record in records.values():
+        by_source.setdefault(record.source, []).append(record)
+    pairs: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for source, group in by_source.items():
+        baselines = sorted((r for r in group if not r.has_fix),
+                           key=lambda r: (r.fix_state != "none", r.name))
+        fixed = [r for r in group if r.has_fix]
+        if not fixed:
+            continue
+        if not baselines:
+            notes.append(f"{source}: no build without the fix among {', '.join(r.name for r in group)}"
+                         ": probed against the specification only, nothing attributed to the fix")
+            continue
+        pairs += [(baselines[0].name, r.name) for r in fixed]
+    return pairs, notes
+
+
+def _machines_per_source(records: Mapping[str, BuildRecord], machines: Sequence[str]
+                         ) -> dict[str, list[str]]:
+    by_source: dict[str, list[BuildRecord]] = {}
+    for record in records.values():
+        by_source.setdefault(record.source, []).append(record)
+    out: dict[str, list[str]] = {}
+    for source, group in by_source.items():
+        common = set(group[0].machines)
+        for record in group[1:]:
+            common &= set(record.machines)
+        if not common:
+            raise UsageError(f"{source}: the builds share no pc-q35 machine type")
+        out[source] = select(sorted(common), ",".join(machines)) if machines else \
+            default_machines(sorted(common))
+    return out
+
+
+def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
+              machines: Sequence[str] = (), log: Log = print, *, run_id: str = "",
+              outdir: Path | None = None, jobs: int | None = None,
+              scenario_name: str = "pds") -> ProbeRun:
+    """Probe built QEMUs; no files written except vmstate dumps under `outdir/vmstate`."""
+    from .. import scenario as scenario_mod
+    from ..scenarios.pds import ROOT_PORT_ID
+
+    scen = scenario_mod.get(scenario_name)
+    m = settings.matrix
+    jobs = jobs or m.jobs or 2 * (os.cpu_count() or 1)
+    run = ProbeRun(run_id or str(getattr(runtime, "run_id", "")),
+                   datetime.now(UTC).isoformat(timespec="seconds"),
+                   settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
+                             "scenario": scen.name, "root_port": ROOT_PORT_ID})
+    for name, r in records.items():
+        run.builds[name] = {"name": name, "source": r.source, "qemu_version": r.qemu_version,
+                            "fix": r.fix_state, "fix_applied": str(r.fix.get("applied", "")),
+                            "has_fix": r.has_fix, "binary": r.binary,
+                            "binary_sha256": r.binary_sha256}
+    started = time.monotonic()
+    per_source = _machines_per_source(records, machines)
+    run.machines = per_source
+    pairs, run.notes = pairs_of(records)
+    scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))  # short: unix socket paths
+    hosts = hosts_for(runtime, scratch, settings.cache_dir)
+    try:
+        runner = ProbeRunner(hosts, scratch, scen, root_port_id=ROOT_PORT_ID,
+                             ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
+                             jobs=jobs)
+        for name, record in records.items():
+            for machine in per_source[record.source]:
+                log(f"[probe] {name} {machine}: probing")
+                probe = runner.probe(record, machine)
+                run.probes.append(probe)
+                log(f"[probe] {name} {machine}: {probe.experiments} experiments in "
+                    f"{probe.seconds:.1f} s, {len(probe.violations)} spec deviation(s)"
+                    + (f", {len(probe.errors)} error(s)" if probe.errors else ""))
+        for without, with_fix in pairs:
+            for machine in per_source[records[without].source]:
+                run.pairs.append(compare_probes(run.probe(without, machine),
+                                                run.probe(with_fix, machine)))
+                run.vmstate.append(_vmstate(runner, hosts, scratch, records[without],
+                                            records[with_fix], machine, outdir, log))
+    finally:
+        hosts.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        run.seconds = round(time.monotonic() - started, 1)
+    return run
+
+
+def _vmstate(runner: ProbeRunner, hosts: Any, scratch: Path, without: BuildRecord,
+             with_fix: BuildRecord, machine: str, outdir: Path | None,
+             log: Log) -> vmstate.VmstateComparison:
+    comparison = vmstate.VmstateComparison(machine, without.name, with_fix.name)
+    started = time.monotonic()
+    try:
+        dumps = []
+        for record in (without, with_fix):
+            path = scratch / f"vmstate-{record.name}-{machine}.json".replace("/", "_")
+            data = vmstate.dump(hosts.get(record.image_id), record, runner.args(record, machine),
+                                path)
+            dumps.append(data)
+            if outdir is not None:
+                comparison.dumps[record.name] = vmstate.keep(
+                    path, outdir / "vmstate", f"{record.name}@{machine}".replace("/", "_"))
+        a, b = dumps
+        comparison.without_sha256, comparison.with_sha256 = vmstate.digest(a), vmstate.digest(b)
+        comparison.sections = len(set(a) | set(b))
+        comparison.differences = vmstate.diff(a, b)
+        comparison.identical = not comparison.differences
+        log(f"[probe] vmstate {without.name} vs {with_fix.name} {machine}: "
+            + ("identical" if comparison.identical else
+               f"{len(comparison.differences)} difference(s)"))
+    except PatchcheckError as exc:
+        comparison.error = str(exc)
+    comparison.seconds = round(time.monotonic() - started, 2)
+    return comparison
+
+
+def matrix_semantics(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
+                     outdir: Path, log: Log = print, machines: Sequence[str] = ()) -> ProbeRun:
+    """For `invoke matrix`: probe the run's builds (already built), write probe.json,
+    probe.md and semantics.xml into the run's folder, and return the run; the caller adds
+    `junit_suite(run)` to junit.xml and `markdown(run)` / `html_section(run)` to its pages.
+    Never raises for probe failures: they are in the result (run.exit_code == 3)."""
+    run_id = outdir.name
+    try:
+        run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir)
+    except PatchcheckError as exc:
+        run = ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
+        run.errors.append(str(exc))
+    report.write(run, outdir)
+    return run
+
+
+def probe_command(settings: Settings, runtime: Any, build_names: Sequence[str],
+                  machines: Sequence[str], log: Log = print) -> int:
+    """`invoke probe`: build what is missing, probe, write reports/<run-id>/probe.json,
+    semantics.xml and probe.md; print the summary. Exit code: 0 no fix introduces a
+    violation, 1 one does, 3 infrastructure errors (2, usage, is raised as UsageError)."""
+    from ..pipeline import Pipeline
+
+    names = check_builds(settings, build_names, machines)
+    run_id = str(getattr(runtime, "run_id", "")) or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    outdir = settings.reports_dir / run_id
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"report directory {outdir} is not writable: {exc.strerror}") from None
+    pipeline = Pipeline(runtime, settings, log)
+    records: dict[str, BuildRecord] = {}
+    failed: list[str] = []
+    for name in names:
+        try:
+            records[name] = pipeline.build(settings.builds[name])
+        except BuildFailed as exc:
+            failed.append(f"build {name} failed: {exc}")
+            log(f"[{name}] build failed: {exc}")
+    run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir) \
+        if records else ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
+    run.errors += failed
+    if set(names) - set(build_names) and build_names:
+        run.notes.append("added the tree's without-fix build(s): "
+                         + ", ".join(sorted(set(names) - set(build_names))))
+    paths = report.write(run, outdir)
+    print(text_summary(run))
+    print(f"reports: {paths['markdown']} {paths['junit']} {paths['json']}")
+    return run.exit_code

@@ -1,0 +1,596 @@
+"""Probe results as data classes, and their reports: probe.json, the JUnit `semantics`
+suite, markdown (probe.md and a short section for summary.md), an HTML fragment and a
+few lines for the terminal.
+
+The JUnit suite has one testcase per (machine type, without-fix -> with-fix pair,
+register) and one per pair for the vmstate comparison. A testcase fails when the fix
+introduces a specification violation in that register (or, for vmstate, a difference
+that breaks a migration direction); it is an error when QEMU could not be probed.
+Deviations from the specification that the build without the fix has as well are listed
+in the testcase's output, never failures: they are QEMU's, not the fix's.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from ..outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
+from . import classify
+from .classify import PROBED, REGISTERS, BitChange, Change
+from .vmstate import VmstateComparison
+
+SUITE = "semantics"
+
+
+@dataclass
+class BitResult:
+    register: str
+    bit: int
+    name: str
+    behaviour: str  # classify.Behaviour value
+    reset: int | None
+    value: int | None  # RO: the constant read
+    label: str  # "RO=1": behaviour and the value after reset
+    spec: str  # the specification's attribute ("" when not modelled)
+    status: str  # classify.Status value
+    reason: str = ""
+    armed: str = ""  # the guest action that set the bit before the test, if any
+    transitions: list[list[int]] = field(default_factory=list)  # [before, written, after]
+    effects: dict[str, list[int]] = field(default_factory=dict)  # other register: [before, after]
+    unplugged: list[str] = field(default_factory=list)
+    effects_text: str = ""
+    trace: list[str] = field(default_factory=list)  # "w sltsta 0x0040", in order
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.register, self.bit)
+
+    @property
+    def violation(self) -> bool:
+        return self.status == classify.Status.VIOLATION
+
+    def observation(self) -> classify.Observation:
+        behaviour = classify.BitBehaviour(classify.Behaviour(self.behaviour), self.reset,
+                                          self.value)
+        return classify.Observation(behaviour, classify.Conformance(
+            classify.Status(self.status), self.reason), self.effects_text)
+
+
+@dataclass
+class RegisterResult:
+    key: str
+    title: str
+    offset: int  # from the Express capability
+    address: int | None  # in configuration space
+    size: int
+    reset: int | None
+    style: str
+    bits: list[BitResult] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return f"{self.title} ({self.address:#04x})" if self.address is not None else self.title
+
+
+@dataclass
+class BuildProbe:
+    """Every probed bit of one build on one machine type."""
+
+    build: str
+    machine: str
+    globals: list[str]
+    qemu_version: str
+    fix: str
+    fix_applied: str
+    has_fix: bool
+    source: str
+    binary: str
+    cap_offset: int | None = None
+    reset: dict[str, int] = field(default_factory=dict)  # register values after reset
+    registers: list[RegisterResult] = field(default_factory=list)
+    experiments: int = 0
+    seconds: float = 0.0
+    command: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def bits(self) -> list[BitResult]:
+        return [b for r in self.registers for b in r.bits]
+
+    def bit(self, register: str, bit: int) -> BitResult:
+        for b in self.bits():
+            if b.key == (register, bit):
+                return b
+        raise KeyError((register, bit))
+
+    def register(self, key: str) -> RegisterResult:
+        for r in self.registers:
+            if r.key == key:
+                return r
+        raise KeyError(key)
+
+    @property
+    def violations(self) -> list[BitResult]:
+        return [b for b in self.bits() if b.violation]
+
+    def observations(self) -> dict[tuple[str, int], classify.Observation]:
+        return {b.key: b.observation() for b in self.bits()}
+
+
+@dataclass
+class PairResult:
+    """A without-fix and a with-fix build of one tree, on one machine type."""
+
+    machine: str
+    source: str
+    without: str
+    with_fix: str
+    changes: list[BitChange] = field(default_factory=list)
+    preexisting: list[str] = field(default_factory=list)  # violations both builds share
+    error: str = ""
+
+    @property
+    def introduced(self) -> list[BitChange]:
+        return [c for c in self.changes if c.change == Change.INTRODUCED]
+
+    @property
+    def name(self) -> str:
+        return f"{self.without}->{self.with_fix}"
+
+
+@dataclass
+class ProbeRun:
+    run_id: str
+    started: str
+    seconds: float = 0.0
+    builds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    machines: dict[str, list[str]] = field(default_factory=dict)  # source -> machine types
+    probes: list[BuildProbe] = field(default_factory=list)
+    pairs: list[PairResult] = field(default_factory=list)
+    vmstate: list[VmstateComparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def probe(self, build: str, machine: str) -> BuildProbe:
+        for p in self.probes:
+            if p.build == build and p.machine == machine:
+                return p
+        raise KeyError((build, machine))
+
+    def pair(self, without: str, with_fix: str, machine: str) -> PairResult:
+        for p in self.pairs:
+            if (p.without, p.with_fix, p.machine) == (without, with_fix, machine):
+                return p
+        raise KeyError((without, with_fix, machine))
+
+    def vmstate_for(self, without: str, with_fix: str, machine: str) -> VmstateComparison | None:
+        for v in self.vmstate:
+            if (v.without, v.with_fix, v.machine) == (without, with_fix, machine):
+                return v
+        return None
+
+    @property
+    def introduced(self) -> list[tuple[PairResult, BitChange]]:
+        return [(p, c) for p in self.pairs for c in p.introduced]
+
+    @property
+    def all_errors(self) -> list[str]:
+        return [*self.errors, *(e for p in self.probes for e in p.errors),
+                *(f"{p.name} {p.machine}: {p.error}" for p in self.pairs if p.error),
+                *(f"vmstate {v.without}->{v.with_fix} {v.machine}: {v.error}"
+                  for v in self.vmstate if v.error)]
+
+    @property
+    def exit_code(self) -> int:
+        """0: no fix introduces a violation; 1: one does (or breaks vmstate); 3: errors."""
+        if self.all_errors:
+            return EXIT_INFRA
+        if self.introduced or any(v.incompatible for v in self.vmstate):
+            return EXIT_DEVIATION
+        return EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        data["verdict"] = verdict(self)
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison
+
+
+def compare_probes(without: BuildProbe, with_fix: BuildProbe) -> PairResult:
+    pair = PairResult(without.machine, without.source, without.build, with_fix.build)
+    if without.errors or with_fix.errors:
+        pair.error = "; ".join([*without.errors, *with_fix.errors])[:500]
+    pair.changes = classify.compare(without.observations(), with_fix.observations())
+    changed = {c.key for c in pair.changes if c.aspect == "behaviour"}
+    for bit in with_fix.violations:
+        if bit.key not in changed:
+            pair.preexisting.append(f"{_where(with_fix, bit.register)} bit {bit.bit} {bit.name} "
+                                    f"{bit.label}: {bit.reason}")
+    return pair
+
+
+def _where(probe: BuildProbe, register: str) -> str:
+    try:
+        return probe.register(register).where
+    except KeyError:
+        return REGISTERS[register].title
+
+
+def verdict(run: ProbeRun) -> str:
+    if run.all_errors:
+        return f"probe incomplete: {len(run.all_errors)} error(s); first: {run.all_errors[0]}"
+    found = [f"{p.with_fix} on {p.machine}: {REGISTERS[c.register].title} bit {c.bit} {c.name} "
+             f"{c.without} -> {c.with_fix} (spec {c.spec})" for p, c in run.introduced]
+    broken = [f"{v.with_fix} on {v.machine}: vmstate {len(v.incompatible)} incompatible "
+              f"difference(s)" for v in run.vmstate if v.incompatible]
+    if found or broken:
+        return "a fix introduces a specification violation: " + "; ".join(found + broken)
+    changed = sum(1 for p in run.pairs for c in p.changes)
+    if not run.pairs:
+        return "nothing compared (no without-fix/with-fix pair of one tree)"
+    if changed:
+        return f"no fix introduces a violation ({changed} other guest-visible change(s))"
+    return "no fix changes guest-visible register behaviour"
+
+
+# --------------------------------------------------------------------------------------------
+# JUnit
+
+
+def _register_table(without: BuildProbe, with_fix: BuildProbe, key: str) -> list[str]:
+    lines = [f"{'bit':>3} {'name':<8} {'spec':<14} {without.build:<14} {with_fix.build:<14} status"]
+    try:
+        a_bits = {b.bit: b for b in without.register(key).bits}
+        b_bits = {b.bit: b for b in with_fix.register(key).bits}
+    except KeyError:
+        return lines
+    for bit in sorted(set(a_bits) | set(b_bits)):
+        a, b = a_bits.get(bit), b_bits.get(bit)
+        name = (b or a).name if (a or b) else "?"  # type: ignore[union-attr]
+        spec = (b or a).spec if (a or b) else ""  # type: ignore[union-attr]
+        status = b.status if b else ""
+        mark = "  CHANGED" if a and b and (a.label, a.effects_text) != (b.label, b.effects_text) \
+            else ""
+        lines.append(f"{bit:>3} {name:<8} {spec or '-':<14} {a.label if a else '-':<14} "
+                     f"{b.label if b else '-':<14} {status}{mark}")
+    return lines
+
+
+def junit_cases(run: ProbeRun) -> list[TestCase]:
+    cases: list[TestCase] = []
+    for pair in run.pairs:
+        try:
+            without, with_fix = run.probe(pair.without, pair.machine), run.probe(pair.with_fix,
+                                                                               pair.machine)
+        except KeyError:
+            continue
+        classname = f"{SUITE}.{pair.machine}"
+        for reg in PROBED:
+            changes = [c for c in pair.changes if c.register == reg.key]
+            introduced = [c for c in changes if c.change == Change.INTRODUCED]
+            where = _where(with_fix, reg.key)
+            out = [f"{where}: without fix {pair.without} (reset "
+                   f"{_hex(without.reset.get(reg.key))}), with fix {pair.with_fix} (reset "
+                   f"{_hex(with_fix.reset.get(reg.key))}); KIND=r, r = value after reset"]
+            out += [f"changed: {_change_text(c)}" for c in changes]
+            pre = [p for p in pair.preexisting if p.startswith(where)]
+            out += [f"spec deviation also without the fix (not a failure): {p}" for p in pre]
+            out += ["--- bits ---", *_register_table(without, with_fix, reg.key)]
+            for c in introduced:
+                out += [f"--- trace of {reg.key} bit {c.bit} with {pair.with_fix} ---",
+                        *with_fix.bit(reg.key, c.bit).trace]
+            out += ["--- reproduce (paused QEMU; o /w 0xcf8 ADDR, o /h 0xcfc+N VALUE) ---",
+                    with_fix.command]
+            seconds = sum(b.seconds for b in with_fix.register(reg.key).bits) \
+                if reg.key in {r.key for r in with_fix.registers} else 0.0
+            tc = TestCase(f"{pair.name} {reg.title}", classname=classname,
+                          elapsed_sec=round(seconds, 3), stdout="\n".join(out))
+            errors = [b.error for b in (*without.bits(), *with_fix.bits())
+                      if b.register == reg.key and b.error]
+            if errors:
+                tc.add_error_info(f"{len(errors)} experiment(s) failed", "\n".join(errors))
+            elif introduced:
+                tc.add_failure_info("; ".join(f"bit {c.bit} {c.name}: {c.without} -> {c.with_fix}"
+                                              f" (spec {c.spec})" for c in introduced),
+                                    "\n".join(c.reason for c in introduced))
+            cases.append(tc)
+        vm = run.vmstate_for(pair.without, pair.with_fix, pair.machine)
+        if vm is not None:
+            cases.append(_vmstate_case(vm, classname))
+    return cases
+
+
+def _vmstate_case(vm: VmstateComparison, classname: str) -> TestCase:
+    out = [f"-dump-vmstate {vm.without}: sha256 {vm.without_sha256[:16]}, {vm.with_fix}: sha256 "
+           f"{vm.with_sha256[:16]}; {vm.sections} sections",
+           "identical" if vm.identical else f"{len(vm.differences)} difference(s) in "
+                                            f"{', '.join(vm.sections_differing)}",
+           *(str(d) for d in vm.differences[:200])]
+    out += [f"[[ATTACHMENT|{p}]]" for p in vm.dumps.values()]
+    tc = TestCase(f"{vm.without}->{vm.with_fix} vmstate", classname=classname,
+                  elapsed_sec=vm.seconds, stdout="\n".join(out))
+    if vm.error:
+        tc.add_error_info(vm.error)
+    elif vm.incompatible:
+        tc.add_failure_info(f"{len(vm.incompatible)} vmstate difference(s) break migration",
+                            "\n".join(str(d) for d in vm.incompatible[:50]))
+    return tc
+
+
+def junit_suite(run: ProbeRun) -> TestSuite:
+    """The `semantics` suite, to add next to `migration` in junit.xml."""
+    cases = junit_cases(run)
+    for note in run.notes:
+        tc = TestCase(f"note: {note[:80]}", classname=f"{SUITE}.setup", stdout=note)
+        tc.add_skipped_info(note)
+        cases.append(tc)
+    for error in run.errors:
+        tc = TestCase(f"error: {error[:80]}", classname=f"{SUITE}.setup", stdout=error)
+        tc.add_error_info(error)
+        cases.append(tc)
+    props = {"run_id": run.run_id, "verdict": verdict(run)}
+    for name, b in sorted(run.builds.items()):
+        props[f"build.{name}"] = (f"{b.get('source')} QEMU {b.get('qemu_version')} fix "
+                                  f"{b.get('fix')}/{b.get('fix_applied')}")
+    return TestSuite(SUITE, cases, properties=props, timestamp=run.started)
+
+
+def junit_xml(run: ProbeRun) -> str:
+    return to_xml_report_string([junit_suite(run)], prettyprint=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Text, markdown, HTML
+
+
+def _hex(value: int | None) -> str:
+    return "-" if value is None else f"{value:#06x}"
+
+
+def _change_text(c: BitChange) -> str:
+    text = (f"{REGISTERS[c.register].title} bit {c.bit} {c.name}: {c.without} -> {c.with_fix}"
+            f" [spec {c.spec or 'not modelled'}] {c.change.value}")
+    if c.aspect != "behaviour":
+        text += f" ({c.aspect}: {c.detail.get('without')} -> {c.detail.get('with_fix')})"
+    return text + (f": {c.reason}" if c.reason and c.change == Change.INTRODUCED else "")
+
+
+def text_summary(run: ProbeRun) -> str:
+    lines = []
+    for pair in run.pairs:
+        vm = run.vmstate_for(pair.without, pair.with_fix, pair.machine)
+        vm_text = ("vmstate: error" if vm and vm.error else
+                   "vmstate identical" if vm and vm.identical else
+                   f"vmstate: {len(vm.differences)} difference(s), {len(vm.incompatible)} "
+                   f"breaking" if vm else "vmstate: not compared")
+        head = f"semantics {pair.machine} {pair.name}:"
+        if pair.error:
+            lines.append(f"{head} ERROR {pair.error}")
+        elif not pair.changes:
+            lines.append(f"{head} no guest-visible change; {vm_text}")
+        else:
+            lines.append(f"{head} {len(pair.changes)} change(s), {len(pair.introduced)} "
+                         f"introduced violation(s); {vm_text}")
+            lines += [f"  {'VIOLATION ' if c.change == Change.INTRODUCED else ''}{_change_text(c)}"
+                      for c in pair.changes]
+    lines += [f"note: {n}" for n in run.notes]
+    lines.append(f"semantics: {verdict(run)}")
+    return "\n".join(lines)
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(run: ProbeRun, full: bool = False) -> str:
+    """Markdown: the short section for summary.md; with `full`, probe.md (every bit)."""
+    out = ["## Register semantics", "",
+           f"**Verdict:** {_md(verdict(run))}", "",
+           "Each bit of the root port's Link Control/Status and Slot Capabilities/Control/Status "
+           "was written through port-I/O configuration access on a fresh paused QEMU and read "
+           "back. `KIND=r`: observed behaviour (RO, RW, RW1C, ...) and value after reset.", ""]
+    if run.pairs:
+        out += ["| tree | machine | without fix | with fix | changed bits | introduced "
+                "violations | vmstate |", "|---|---|---|---|---|---|---|"]
+        for p in run.pairs:
+            vm = run.vmstate_for(p.without, p.with_fix, p.machine)
+            vm_text = ("error" if vm and vm.error else "identical" if vm and vm.identical else
+                       f"{len(vm.differences)} diff, {len(vm.incompatible)} breaking" if vm
+                       else "-")
+            intro = len(p.introduced)
+            out.append(f"| {_md(p.source)} | {p.machine} | {p.without} | {p.with_fix} | "
+                       f"{'error' if p.error else len(p.changes)} | "
+                       f"{f'**{intro}**' if intro else 0} | {vm_text} |")
+        out.append("")
+    changes = [(p, c) for p in run.pairs for c in p.changes]
+    if changes:
+        out += ["### Guest-visible changes", "",
+                "| machine | pair | register | bit | name | without | with | spec | verdict |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for p, c in changes:
+            verdict_text = c.change.value + (f": {c.reason}" if c.reason else "")
+            if c.aspect != "behaviour":
+                verdict_text += f" ({c.detail.get('without')} -> {c.detail.get('with_fix')})"
+            out.append(f"| {p.machine} | {p.name} | {REGISTERS[c.register].title} | {c.bit} | "
+                       f"{c.name} | {c.without} | {c.with_fix} | {c.spec or '-'} | "
+                       f"{_md(verdict_text)} |")
+        out.append("")
+    pre = [(p, x) for p in run.pairs for x in p.preexisting]
+    if pre:
+        out += ["### Spec deviations the build without the fix has too (QEMU's, not failures)",
+                ""]
+        seen: set[tuple[str, str, str]] = set()
+        for p, x in pre:
+            if (p.source, p.machine, x) in seen:
+                continue
+            seen.add((p.source, p.machine, x))
+            out.append(f"- {p.machine} ({_md(p.source)}): {_md(x)}")
+        out.append("")
+    if run.notes or run.all_errors:
+        out += [*(f"- note: {_md(n)}" for n in run.notes),
+                *(f"- error: {_md(e)}" for e in run.all_errors), ""]
+    if full:
+        out += _full_tables(run)
+        out += _vmstate_details(run)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _full_tables(run: ProbeRun) -> list[str]:
+    out = ["## Observed classification", ""]
+    groups: dict[tuple[str, str], list[BuildProbe]] = {}
+    for probe in run.probes:
+        groups.setdefault((probe.source, probe.machine), []).append(probe)
+    for (source, machine), probes in groups.items():
+        names = [p.build for p in probes]
+        out += [f"### {source}, {machine}", "",
+                "Builds: " + ", ".join(f"{p.build} (QEMU {p.qemu_version}, fix {p.fix}/"
+                                       f"{p.fix_applied}, {p.experiments} experiments in "
+                                       f"{p.seconds:.1f} s)" for p in probes), ""]
+        for reg in PROBED:
+            first = next((p for p in probes if reg.key in {r.key for r in p.registers}), None)
+            if first is None:
+                continue
+            resets = ", ".join(f"{p.build} {_hex(p.reset.get(reg.key))}" for p in probes)
+            out += [f"#### {first.register(reg.key).where}: after reset {resets}", "",
+                    "| bit | name | spec | " + " | ".join(names) + " | notes |",
+                    "|---|---|---|" + "---|" * len(names) + "---|"]
+            for bit in range(reg.bits):
+                cells: list[str] = []
+                armed: set[str] = set()
+                effects: dict[str, str] = {}
+                spec = ""
+                name = classify.bit_name(reg.key, bit)
+                for p in probes:
+                    try:
+                        b = p.bit(reg.key, bit)
+                    except KeyError:
+                        cells.append("-")
+                        continue
+                    spec = b.spec
+                    mark = " ✗" if b.violation else " ?" if b.status == "not-exercised" else ""
+                    cells.append(f"{b.label}{mark}")
+                    if b.armed:
+                        armed.add(b.armed)
+                    effects[p.build] = b.effects_text
+                notes = [f"armed: {a}" for a in sorted(armed)]
+                if len(set(effects.values())) == 1:
+                    text = next(iter(effects.values()))
+                    notes += [f"side effects: {text}"] if text else []
+                else:
+                    notes += [f"{k}: {v or 'no side effects'}" for k, v in effects.items()]
+                out.append(f"| {bit} | {name} | {spec or '-'} | " + " | ".join(cells) + " | "
+                           + _md("; ".join(notes)) + " |")
+            out.append("")
+    out += ["✗ violates the specification attribute; ? RW1C bit never set (cannot be told "
+            "from read-only 0). Side effects: other registers changed by the experiment's "
+            "writes, devices unplugged.", ""]
+    return out
+
+
+def _vmstate_details(run: ProbeRun) -> list[str]:
+    if not run.vmstate:
+        return []
+    out = ["## vmstate (-dump-vmstate)", ""]
+    for vm in run.vmstate:
+        head = f"- {vm.machine} {vm.without} -> {vm.with_fix}: "
+        if vm.error:
+            out.append(head + f"error: {_md(vm.error)}")
+        elif vm.identical:
+            out.append(head + f"identical ({vm.sections} sections, sha256 {vm.with_sha256[:16]})")
+        else:
+            out.append(head + f"{len(vm.differences)} difference(s), {len(vm.incompatible)} "
+                              "breaking a direction")
+            out += [f"  - `{_md(d)}`" for d in vm.differences[:100]]
+    return [*out, ""]
+
+
+def html_section(run: ProbeRun) -> str:
+    """An HTML fragment (<section id="semantics">) for the run's page; everything escaped."""
+    e = html.escape
+    rows = []
+    for p in run.pairs:
+        vm = run.vmstate_for(p.without, p.with_fix, p.machine)
+        vm_text = ("error" if vm and vm.error else "identical" if vm and vm.identical else
+                   f"{len(vm.differences)} diff, {len(vm.incompatible)} breaking" if vm else "-")
+        cls = "fail" if p.introduced else "error" if p.error else "pass"
+        rows.append(f'<tr class="{cls}"><td>{e(p.machine)}</td><td>{e(p.without)}</td>'
+                    f"<td>{e(p.with_fix)}</td><td>{len(p.changes)}</td>"
+                    f"<td>{len(p.introduced)}</td><td>{e(vm_text)}</td></tr>")
+    changes = []
+    for p in run.pairs:
+        for c in p.changes:
+            cls = "fail" if c.change == Change.INTRODUCED else ""
+            changes.append(f'<tr class="{cls}"><td>{e(p.machine)}</td><td>{e(p.name)}</td>'
+                           f"<td>{e(REGISTERS[c.register].title)}</td><td>{c.bit}</td>"
+                           f"<td>{e(c.name)}</td><td><code>{e(c.without)}</code></td>"
+                           f"<td><code>{e(c.with_fix)}</code></td><td>{e(c.spec or '-')}</td>"
+                           f"<td>{e(c.change.value)}{': ' + e(c.reason) if c.reason else ''}"
+                           "</td></tr>")
+    parts = ['<section id="semantics">', "<h2>Register semantics</h2>",
+             f"<p><strong>Verdict:</strong> {e(verdict(run))}</p>"]
+    if rows:
+        parts += ["<table><thead><tr><th>machine</th><th>without fix</th><th>with fix</th>"
+                  "<th>changed bits</th><th>introduced violations</th><th>vmstate</th></tr>"
+                  "</thead><tbody>", *rows, "</tbody></table>"]
+    if changes:
+        parts += ["<h3>Guest-visible changes</h3><table><thead><tr><th>machine</th><th>pair</th>"
+                  "<th>register</th><th>bit</th><th>name</th><th>without</th><th>with</th>"
+                  "<th>spec</th><th>verdict</th></tr></thead><tbody>", *changes,
+                  "</tbody></table>"]
+    parts += [f"<p>note: {e(n)}</p>" for n in run.notes]
+    parts += [f'<p class="error">error: {e(x)}</p>' for x in run.all_errors]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def write(run: ProbeRun, directory: Path) -> dict[str, Path]:
+    """probe.json, semantics.xml (JUnit) and probe.md into `directory` (atomically each)."""
+    from ..results import write_json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "probe.json", "junit": directory / "semantics.xml",
+             "markdown": directory / "probe.md"}
+    write_json(paths["json"], run.to_dict())
+    for key, text in (("junit", junit_xml(run)), ("markdown", markdown(run, full=True))):
+        tmp = paths[key].with_name(f".{paths[key].name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(paths[key])
+    return paths
+
+
+def iter_bits(probes: Iterable[BuildProbe]) -> Iterable[tuple[BuildProbe, BitResult]]:
+    for p in probes:
+        for b in p.bits():
+            yield p, b
+
+
+def classification_table(probes: Sequence[BuildProbe], register: str) -> list[str]:
+    """Plain-text rows `bit name spec label...` for one register across builds (for logs)."""
+    rows = []
+    for bit in range(REGISTERS[register].bits):
+        labels = []
+        for p in probes:
+            try:
+                labels.append(p.bit(register, bit).label)
+            except KeyError:
+                labels.append("-")
+        spec = classify.SPEC.get((register, bit))
+        rows.append(f"{bit:>2} {classify.bit_name(register, bit):<8} "
+                    f"{spec.text if spec else '-':<14} " + " ".join(f"{x:<10}" for x in labels))
+    return rows

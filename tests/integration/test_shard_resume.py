@@ -1,0 +1,78 @@
+"""Issue 6: shards merge to the unsharded run; an interrupted run resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import PROJECT, invoke
+
+SMALL = ["--builds", "7.2-none,7.2-v2", "--machines", "5.0..7.2", "--jobs", "2"]
+
+
+def _outcomes(run_dir: Path) -> dict[str, tuple[str, str]]:
+    data = json.loads((run_dir / "results.json").read_text())
+    ids = [c["id"] for c in data["cases"]]
+    assert len(ids) == len(set(ids))
+    return {c["id"]: (c["observed"], c["expected"]) for c in data["cases"]}
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory, builds):
+    builds["7.2-none"], builds["7.2-v2"]
+    path = tmp_path_factory.mktemp("reports")
+    ref = invoke("matrix", *SMALL, "--run-id", "reference", env=_env(path))
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    return path
+
+
+def _env(path: Path) -> dict[str, str]:
+    return {"INVOKE_PATCHCHECK_REPORTS_DIR": str(path), "CI": "true"}
+
+
+def test_shards_merge_to_the_unsharded_run(reports):
+    for k in (1, 2, 3):
+        run = invoke("matrix", *SMALL, "--shard", f"{k}/3", "--run-id", f"shard-{k}",
+                     env=_env(reports))
+        assert run.returncode == 0, run.stderr[-2000:]
+    shards = [_outcomes(reports / f"shard-{k}") for k in (1, 2, 3)]
+    assert all(shards)
+    assert not set(shards[0]) & set(shards[1]) and not set(shards[1]) & set(shards[2])
+    merged = invoke("report.merge", "--run", "shard-1", "--run", "shard-2", "--run", "shard-3",
+                    "--out", "merged", env=_env(reports))
+    assert merged.returncode == 0, merged.stderr
+    assert _outcomes(reports / "merged") == _outcomes(reports / "reference")
+    assert (reports / "merged" / "junit.xml").is_file()
+    assert (reports / "merged" / "index.html").is_file()
+    again = invoke("report.merge", "--run", "shard-1", "--run", "shard-1", "--out", "dup",
+                   env=_env(reports))
+    assert again.returncode == 2 and "not disjoint" in again.stderr
+
+
+def test_interrupted_run_resumes_to_the_same_result(reports):
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "matrix", *SMALL, "--run-id",
+                             "interrupted"], cwd=PROJECT, env={**os.environ, **_env(reports)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cases = reports / "interrupted" / "cases"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(cases.glob("*/result.json"))) < 5:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err[-2000:]
+    partial = json.loads((reports / "interrupted" / "results.json").read_text())
+    assert partial["partial"] is True
+    finished = len(list(cases.glob("*/result.json")))
+    assert 0 < len(partial["cases"]) <= finished < len(_outcomes(reports / "reference"))
+    resumed = invoke("matrix", *SMALL, "--resume", "interrupted", env=_env(reports))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{finished} of" in resumed.stderr  # the finished cases were reused, not re-run
+    assert _outcomes(reports / "interrupted") == _outcomes(reports / "reference")
+    assert json.loads((reports / "interrupted" / "results.json").read_text())["partial"] is False
