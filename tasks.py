@@ -67,6 +67,18 @@ def matrix(c: Context, builds: str = "", pairs: str = "", machines: str | None =
 images_ns = Collection("images")
 images_ns.add_task(images, name="build", default=True)
 images_ns.add_task(base)
+@task(help={
+    "repo": "a local QEMU git clone (used offline)",
+    "commit": "the commit to test: any rev, also one not reachable from a branch",
+    "patch": "the fix as a patch file or git format-patch mbox (default: v2, or the fix "
+             "the commit already carries, reverted for the build without it)",
+})
+def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "") -> None:
+    """Reviewer check of one commit: exit 0 the fix works, 1 it does not, 125 untestable
+    (for git bisect run)."""
+    _exit(commands.guarded(commands.check, c.config, repo, commit, patch))
+
+
 @task(help={"run": "run id under reports/ (default: latest) or a run directory",
             "open": "print the path of the run's index.html"})
 def report(c: Context, run: str = "", open: bool = False) -> None:
@@ -83,7 +95,7 @@ def merge(c: Context, run: list[str], out: str = "") -> None:
     _exit(commands.guarded(commands.merge, c.config, list(run), out))
 
 
-ns = Collection(build, matrix)
+ns = Collection(build, matrix, check)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)
 report_ns.add_task(merge)

@@ -98,6 +98,19 @@ def build(settings: Settings, source: str, fix: str, name: str = "", refresh: bo
     return EXIT_OK
 
 
+def check(settings: Settings, repo: str, commit: str, patch: str) -> int:
+    from .check import check as check_commit
+    from .run import new_run_id
+
+    if not repo or not commit:
+        raise config_mod.UsageError("check: give --repo PATH and --commit REV")
+    if not Path(repo).is_dir():
+        raise config_mod.UsageError(f"check: --repo {repo} is not a directory")
+    sources.parse_spec(f"git:{repo}@{commit}")
+    with docker_runtime(new_run_id()) as runtime:
+        return check_commit(settings, runtime, str(Path(repo).resolve()), commit, patch, log)
+
+
 def report(settings: Settings, run: str, open_: bool) -> int:
     from .report.regenerate import report_command
 

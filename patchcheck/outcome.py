@@ -5,6 +5,8 @@ Exit codes (documented in the README):
   1  some case deviates from the model (the fix does not do what it claims)
   2  usage or configuration error (bad option, spec, patch, config)
   3  infrastructure error (Docker engine, image build, disk)
+`invoke check` uses git bisect's convention instead: 0 the fix works, 1 it does not,
+125 the commit cannot be tested (usage errors are still 2, infrastructure errors 3).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ EXIT_OK = 0
 EXIT_DEVIATION = 1
 EXIT_USAGE = 2
 EXIT_INFRA = 3
+
+# `invoke check`, for `git bisect run`: 0 good, 1 bad, 125 skip this commit.
+CHECK_FIX_WORKS = 0  # the reproducer fails without the fix and every case passes with it
+CHECK_FIX_FAILS = 1
+CHECK_CANNOT_TEST = 125  # does not build, or the fix does not apply
 
 
 class Observed(enum.StrEnum):

@@ -147,14 +147,36 @@ class GitSources:
                 pass  # offline: fall back to what the mirror has
             commit = _rev_parse(repo, spec.ref)
         if commit is None and re.fullmatch(r"[0-9a-f]{7,40}", spec.ref):
-            try:  # a commit not reachable from any branch
-                repo.git.fetch("origin", spec.ref)
-                commit = _rev_parse(repo, spec.ref)
-            except git.GitCommandError:
-                pass
+            commit = self._unreachable(repo, spec)
         if commit is None:
             raise UsageError(f"ref '{spec.ref}' does not exist in {spec.url}")
         return Tree(str(spec), Path(repo.git_dir), commit, _read_version(repo, commit))
+
+
+    @staticmethod
+    def _unreachable(repo: git.Repo, spec: GitSpec) -> str | None:
+        """A commit not reachable from any branch: servers seldom hand those out, so for a
+        local repository borrow its object store (git alternates); else ask the remote."""
+        local = Path(spec.url).expanduser()
+        if local.is_dir():
+            try:
+                objects = Path(git.Repo(local).common_dir) / "objects"
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                return None
+            alternates = Path(repo.git_dir) / "objects" / "info" / "alternates"
+            alternates.parent.mkdir(parents=True, exist_ok=True)
+            known = alternates.read_text().split() if alternates.exists() else []
+            if str(objects.resolve()) not in known:
+                alternates.write_text("\n".join([*known, str(objects.resolve())]) + "\n")
+        else:
+            try:
+                repo.git.fetch("origin", spec.ref)
+            except git.GitCommandError:
+                return None
+        commit = _rev_parse(repo, spec.ref)
+        if commit:  # keep it reachable in the mirror, so gc never drops it
+            repo.git.update_ref(f"refs/patchcheck/{commit}", commit)
+        return commit
 
 
 def _rev_parse(repo: git.Repo, ref: str) -> str | None:

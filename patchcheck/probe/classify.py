@@ -194,8 +194,8 @@ class BitBehaviour:
 
 def classify_transitions(found: Sequence[Transition], reset: int | None = None) -> BitBehaviour:
     ts = tuple(found)
-    if not any(t.written != t.before for t in ts):
-        return BitBehaviour(Behaviour.UNTESTED, reset, None, ts)
+    if not any(t.written != t.before or t.after != t.before for t in ts):
+        return BitBehaviour(Behaviour.UNTESTED, reset, None, ts)  # nothing tried, nothing seen
     if all(t.after == t.before for t in ts):
         values = {t.after for t in ts}
         return BitBehaviour(Behaviour.RO, reset, values.pop() if len(values) == 1 else None, ts)

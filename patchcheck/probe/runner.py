@@ -46,6 +46,7 @@ from ..pciconf import (
     SLTCTL_PIC,
     SLTCTL_PIC_OFF,
     SLTCTL_PIC_ON,
+    Monitor,
     PciConfig,
     PciError,
     find_capability,
@@ -158,12 +159,13 @@ def written_value(register: Register, current: int, bit: int, value: int) -> int
     return (current & ~(1 << bit)) | (value << bit)
 
 
-def _peripherals(machine: Machine) -> set[str]:
-    return {str(e["name"]) for e in machine.qmp("qom-list", path="/machine/peripheral")}
+def _peripherals(monitor: Monitor) -> set[str]:
+    return {str(e["name"]) for e in monitor.qmp("qom-list", path="/machine/peripheral") or []}
 
 
-def run_experiment(exp: Experiment, machine: Machine, root_port_id: str) -> Outcome:
-    """One experiment on a freshly launched, paused QEMU (the caller launches and stops it)."""
+def run_experiment(exp: Experiment, machine: Monitor, root_port_id: str) -> Outcome:
+    """One experiment on a freshly launched, paused QEMU (the caller launches and stops it).
+    `machine` is anything with hmp() and qmp(): a patchcheck.machine.Machine."""
     cfg = PciConfig(machine, find_device(machine, root_port_id))
     cap = find_capability(cfg, PCI_CAP_ID_EXP)  # walked, never assumed
     tracer = _Tracer(cfg, cap)
