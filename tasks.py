@@ -79,6 +79,32 @@ def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "") -> 
     _exit(commands.guarded(commands.check, c.config, repo, commit, patch))
 
 
+@task(help={
+    "remote": "QEMU git remote (URL or path) to track (default: patchcheck.nightly.remote)",
+    "ref": "a ref to track; give it once per ref (default: patchcheck.nightly.refs); "
+           "latest-stable:N = the N newest vX.Y.Z tags",
+    "fix": "fix state of the with-fix builds (default: patchcheck.nightly.fix)",
+    "shard": "run only the K-th of N slices (history is then written by nightly.history)",
+    "run_id": "run folder name (default: nightly-<timestamp>)",
+    "build_only": "only build what changed (the pipeline's build stage)",
+    "no_history": "do not append this run to reports/history.json",
+    "machines": "machine-type filter, as for matrix",
+}, iterable=["ref"])
+def nightly(c: Context, remote: str = "", ref: list[str] | None = None, fix: str = "",
+            shard: str = "", run_id: str = "", build_only: bool = False,
+            no_history: bool = False, machines: str | None = None) -> None:
+    """Nightly: build the tracked refs without and with the fix, run the full matrix, and say
+    what changed since the previous run."""
+    _exit(commands.guarded(commands.nightly, c.config, remote, tuple(ref or ()), fix, shard,
+                           run_id, build_only, not no_history, machines))
+
+
+@task(help={"run": "the (merged) run to append to reports/history.json (default: latest)"})
+def history(c: Context, run: str = "") -> None:
+    """Append a run to reports/history.json and print what changed since the previous one."""
+    _exit(commands.guarded(commands.history, c.config, run))
+
+
 @task(help={"run": "run id under reports/ (default: latest) or a run directory",
             "open": "print the path of the run's index.html"})
 def report(c: Context, run: str = "", open: bool = False) -> None:
@@ -101,4 +127,8 @@ report_ns.add_task(report, name="show", default=True)
 report_ns.add_task(merge)
 ns.add_collection(images_ns)
 ns.add_collection(report_ns)
+nightly_ns = Collection("nightly")
+nightly_ns.add_task(nightly, name="run", default=True)
+nightly_ns.add_task(history)
+ns.add_collection(nightly_ns)
 ns.configure({"patchcheck": {}})

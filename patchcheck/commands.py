@@ -111,6 +111,47 @@ def check(settings: Settings, repo: str, commit: str, patch: str) -> int:
         return check_commit(settings, runtime, str(Path(repo).resolve()), commit, patch, log)
 
 
+def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, shard: str,
+            run_id: str, build_only: bool, history: bool, machines: str | None) -> int:
+    import dataclasses
+
+    from . import nightly as nightly_mod
+    from .pipeline import Pipeline
+    from .run import MatrixOptions, new_run_id, plan, run_matrix
+
+    remote = remote or settings.nightly.remote
+    if not remote:
+        raise config_mod.UsageError("nightly: no remote (set patchcheck.nightly.remote or --remote)")
+    fixes.resolve(fix or settings.nightly.fix)
+    labels = nightly_mod.tracked_refs(settings, remote, refs or settings.nightly.refs)
+    builds = nightly_mod.nightly_builds(remote, labels, fix or settings.nightly.fix)
+    local = nightly_mod.nightly_settings(settings, builds)
+    if machines is not None:
+        local = dataclasses.replace(local, matrix=dataclasses.replace(local.matrix,
+                                                                      machines=machines))
+    run_id = run_id or f"nightly-{new_run_id()}"
+    opts = MatrixOptions(run_id=run_id, shard=shard)
+    checked = plan(local, opts)
+    with docker_runtime(run_id) as runtime:
+        if build_only:
+            pipeline = Pipeline(runtime, local, log)
+            for spec in builds.values():
+                pipeline.build(spec)
+            return EXIT_OK
+        code = run_matrix(local, runtime, opts, log, checked)
+    if history and not shard:
+        nightly_mod.record_history(settings.reports_dir, settings.reports_dir / run_id, log)
+    return code
+
+
+def history(settings: Settings, run: str) -> int:
+    from . import nightly as nightly_mod
+
+    run_dir = Path(run) if "/" in run else settings.reports_dir / (run or "latest")
+    nightly_mod.record_history(settings.reports_dir, run_dir.resolve(), log)
+    return EXIT_OK
+
+
 def report(settings: Settings, run: str, open_: bool) -> int:
     from .report.regenerate import report_command
 

@@ -38,6 +38,13 @@ class MatrixSettings:
 
 
 @dataclass(frozen=True)
+class NightlySettings:
+    remote: str = ""
+    refs: tuple[str, ...] = ()
+    fix: str = "v2"
+
+
+@dataclass(frozen=True)
 class Settings:
     cache_dir: Path
     reports_dir: Path
@@ -48,6 +55,7 @@ class Settings:
     builds: Mapping[str, BuildSpec]
     matrix: MatrixSettings
     submodules: bool = False
+    nightly: NightlySettings = NightlySettings()
     project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
     @property
@@ -162,4 +170,9 @@ def load(config: Any) -> Settings:
         builds=builds,
         matrix=matrix,
         submodules=bool(root.get("submodules", False)),
+        nightly=NightlySettings(
+            remote=str(_section(root, "nightly").get("remote") or ""),
+            refs=_list(_section(root, "nightly").get("refs"), "nightly.refs"),
+            fix=str(_section(root, "nightly").get("fix") or "v2"),
+        ),
     )

@@ -1,0 +1,84 @@
+#!/bin/busybox sh
+# PID 1 of patchcheck's Linux guest (a busybox initramfs; see patchcheck/guests/linux.py).
+#
+# 1. Mounts devtmpfs, proc and sysfs; the console is the kernel's (console=ttyS0).
+# 2. Waits until pciehp has settled on every slot it drives: the slot registers, read from
+#    the port's config space in sysfs, show no pending event, no blinking power indicator,
+#    and power that agrees with presence (off and empty, or on and occupied). Polled every
+#    20 ms; no fixed sleep. A slot that does not settle within pc_settle seconds (kernel
+#    command line, default 60) is reported as unsettled.
+# 3. Prints the readiness marker with each slot's registers, then a heartbeat every second.
+#
+# Marker lines (parsed by patchcheck.guests.linux):
+#   PATCHCHECK-READY settled=yes|no uptime=<s> slots=<port>:ctl=0x....:sta=0x....[,...]|none
+#   PATCHCHECK-HEARTBEAT <n> uptime=<s>
+/bin/busybox mkdir -p /dev /proc /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+
+uptime_s() { read -r up _ </proc/uptime; echo "$up"; }
+
+# rd DEVICE OFFSET SIZE: a little-endian config-space value, in decimal.
+rd() {
+    set -- $(od -An -tu1 -v -j "$2" -N "$3" "/sys/bus/pci/devices/$1/config")
+    v=0 s=0
+    for b in "$@"; do v=$((v + (b << s))); s=$((s + 8)); done
+    echo "$v"
+}
+
+# expcap DEVICE: offset of the PCI Express capability (id 0x10).
+expcap() {
+    p=$(($(rd "$1" 52 1) & 252)) n=0
+    while [ "$p" -ne 0 ] && [ "$n" -lt 48 ]; do
+        [ "$(rd "$1" "$p" 1)" -eq 16 ] && { echo "$p"; return 0; }
+        p=$(($(rd "$1" $((p + 1)) 1) & 252)) n=$((n + 1))
+    done
+    return 1
+}
+
+# settled SLTCAP SLTCTL SLTSTA: whether pciehp has nothing left to do on the slot.
+settled() {
+    [ $(($3 & 0x11f)) -eq 0 ] || return 1           # ABP PFD MRLSC PDC CC DLLSC pending
+    [ $(($2 & 0x300)) -ne 512 ] || return 1         # power indicator blinking: in transition
+    [ $(($1 & 0x2)) -ne 0 ] || return 0             # no power controller: nothing to agree
+    if [ $(($2 & 0x400)) -ne 0 ]; then [ $(($3 & 0x40)) -eq 0 ]; else [ $(($3 & 0x40)) -ne 0 ]; fi
+}
+
+ports=""
+for service in /sys/bus/pci_express/drivers/pciehp/*:pcie*; do
+    [ -e "$service" ] || continue
+    name=${service##*/}
+    port=${name%:pcie*}
+    cap=$(expcap "$port") && ports="$ports $port:$cap"
+done
+
+limit=${pc_settle:-60}
+start=$(uptime_s)
+ok=yes
+while :; do
+    report="" pending=""
+    for entry in $ports; do
+        port=${entry%:*} cap=${entry##*:}
+        sltcap=$(rd "$port" $((cap + 20)) 4)
+        ctl=$(rd "$port" $((cap + 24)) 2)
+        sta=$(rd "$port" $((cap + 26)) 2)
+        report="$report${report:+,}$(printf '%s:ctl=0x%04x:sta=0x%04x' "$port" "$ctl" "$sta")"
+        settled "$sltcap" "$ctl" "$sta" || pending="$pending $port"
+    done
+    [ -z "$pending" ] && break
+    now=$(uptime_s)
+    if [ "${now%.*}" -ge $((${start%.*} + limit)) ]; then ok=no; break; fi
+    usleep 20000
+done
+
+echo "PATCHCHECK-READY settled=$ok uptime=$(uptime_s) slots=${report:-none}"
+dmesg | grep -E 'pciehp|Slot\(' | sed 's/^/PATCHCHECK-KLOG /'
+n=0
+while :; do
+    n=$((n + 1))
+    echo "PATCHCHECK-HEARTBEAT $n uptime=$(uptime_s)"
+    sleep 1
+done
