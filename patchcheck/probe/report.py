@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 from ..outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
 from . import classify
 from .classify import PROBED, REGISTERS, BitChange, Change
-from .vmstate import VmstateComparison
+from .vmstate import VmstateComparison, VmstateDiff
 
 SUITE = "semantics"
 # junit-xml writes disabled="0", which the JUnit schema (junit-10.xsd) rejects: dropped, as
@@ -452,13 +452,13 @@ def summary_section(run: ProbeRun) -> str:
              "KIND=r is the observed behaviour and the value after reset.", ""]
     for line in pair_lines(run):
         lines.append(f"  - {line.strip()}" if line.startswith("  ") else f"- {line}")
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for pair in run.pairs:
         for text in deviations_text(pair.preexisting):
-            if (pair.machine, text) not in seen:
-                seen.add((pair.machine, text))
-                lines.append(f"- {pair.machine}, also without the fix (QEMU's, not a failure): "
-                             f"{text}")
+            if (pair.source, pair.machine, text) not in seen:
+                seen.add((pair.source, pair.machine, text))
+                lines.append(f"- {pair.machine} ({pair.source}), also without the fix (QEMU's, "
+                             f"not a failure): {text}")
     lines += [f"- note: {n}" for n in run.notes]
     lines += [f"- error: {e}" for e in run.all_errors[:20]]
     lines += ["", "Every bit of every build: probe.md; machine-readable: probe.json, "
@@ -617,23 +617,45 @@ def write(run: ProbeRun, directory: Path) -> dict[str, Path]:
     return paths
 
 
-def iter_bits(probes: Iterable[BuildProbe]) -> Iterable[tuple[BuildProbe, BitResult]]:
-    for p in probes:
-        for b in p.bits():
-            yield p, b
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    return {k: v for k, v in data.items() if k in names}
 
 
-def classification_table(probes: Sequence[BuildProbe], register: str) -> list[str]:
-    """Plain-text rows `bit name spec label...` for one register across builds (for logs)."""
-    rows = []
-    for bit in range(REGISTERS[register].bits):
-        labels = []
-        for p in probes:
-            try:
-                labels.append(p.bit(register, bit).label)
-            except KeyError:
-                labels.append("-")
-        spec = classify.SPEC.get((register, bit))
-        rows.append(f"{bit:>2} {classify.bit_name(register, bit):<8} "
-                    f"{spec.text if spec else '-':<14} " + " ".join(f"{x:<10}" for x in labels))
-    return rows
+def from_dict(data: dict[str, Any]) -> ProbeRun:
+    """The inverse of ProbeRun.to_dict() (probe.json), for regenerating reports."""
+    def register(r: dict[str, Any]) -> RegisterResult:
+        return RegisterResult(**{**_known(RegisterResult, r),
+                                 "bits": [BitResult(**_known(BitResult, b)) for b in r["bits"]]})
+
+    def probe(p: dict[str, Any]) -> BuildProbe:
+        return BuildProbe(**{**_known(BuildProbe, p),
+                             "registers": [register(r) for r in p.get("registers", [])]})
+
+    def change(c: dict[str, Any]) -> BitChange:
+        return BitChange(**{**_known(BitChange, c), "change": Change(c["change"])})
+
+    def pair(p: dict[str, Any]) -> PairResult:
+        return PairResult(**{**_known(PairResult, p),
+                             "changes": [change(c) for c in p.get("changes", [])],
+                             "preexisting": [Deviation(**d) for d in p.get("preexisting", [])]})
+
+    def vm(v: dict[str, Any]) -> VmstateComparison:
+        diffs = [VmstateDiff(**{**_known(VmstateDiff, d), "breaks": tuple(d.get("breaks", ()))})
+                 for d in v.get("differences", [])]
+        return VmstateComparison(**{**_known(VmstateComparison, v), "differences": diffs})
+
+    return ProbeRun(**{**_known(ProbeRun, data),
+                       "probes": [probe(p) for p in data.get("probes", [])],
+                       "pairs": [pair(p) for p in data.get("pairs", [])],
+                       "vmstate": [vm(v) for v in data.get("vmstate", [])]})
+
+
+def load(run_dir: Path) -> ProbeRun | None:
+    """The run's probe.json, or None when the run has none (or it is unreadable)."""
+    import json
+
+    try:
+        return from_dict(json.loads((run_dir / "probe.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -415,6 +415,11 @@ def test_model_probe_comparison_junit_and_reports(
     assert '<section id="semantics">' in report.html_section(run)
     assert "VIOLATION Slot Status bit 6 PDS" in report.text_summary(run)
     assert '"exit_code": 1' in paths["json"].read_text()
+    loaded = report.load(tmp_path)  # probe.json is enough to rebuild every report
+    assert loaded is not None and loaded.exit_code == 1
+    assert report.markdown(loaded, full=True) == md
+    assert report.junit_xml(loaded) == paths["junit"].read_text()
+    assert report.load(tmp_path / "nowhere") is None
 
     clean = report.ProbeRun("r2", "2024-01-01T00:00:00", probes=[none], pairs=[same])
     assert clean.exit_code == 0

@@ -1,0 +1,1 @@
+"""Real guest operating systems for the reproducer (see guests/linux.py)."""
