@@ -162,7 +162,16 @@ def merge(settings: Settings, runs: list[str], out: str) -> int:
     from .merge import merge as merge_runs
     from .run import new_run_id
 
-    dirs = [Path(r) if "/" in r else settings.reports_dir / r for r in runs]
+    dirs: list[Path] = []
+    for r in runs:
+        if any(ch in r for ch in "*?["):  # a pattern: the shard runs of a pipeline
+            found = sorted(p for p in settings.reports_dir.glob(r) if p.is_dir())
+            if not found:
+                raise config_mod.UsageError(f"report.merge: '{r}' matches no run in "
+                                            f"{settings.reports_dir}")
+            dirs += found
+        else:
+            dirs.append(Path(r) if "/" in r else settings.reports_dir / r)
     out_dir = settings.reports_dir / (out or f"merged-{new_run_id()}")
     merged = merge_runs(dirs, out_dir)
     print(f"merged {len(dirs)} runs, {len(merged.cases)} cases -> {out_dir}")
