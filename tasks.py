@@ -121,7 +121,15 @@ def merge(c: Context, run: list[str], out: str = "") -> None:
     _exit(commands.guarded(commands.merge, c.config, list(run), out))
 
 
-ns = Collection(build, matrix, check)
+@task(help={"older_than": "also remove cache entries not used for this many days",
+            "all": "remove every cache entry (builds, worktrees, imports, mirrors, ccache)"})
+def clean(c: Context, older_than: str = "", all: bool = False) -> None:
+    """Report the caches' sizes; remove half-written entries, containers of dead runs, and
+    with --older-than/--all, cache entries."""
+    _exit(commands.guarded(commands.clean, c.config, older_than, all))
+
+
+ns = Collection(build, matrix, check, clean)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)
 report_ns.add_task(merge)

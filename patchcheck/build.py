@@ -193,7 +193,11 @@ class Builder:
             workdir=OUT,
         )
         started = time.monotonic()
-        container = self.runtime.start(spec)
+        try:
+            container = self.runtime.start(spec)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         try:
             with open(log_path, "w") as logf:
                 def out(line: str) -> None:
@@ -215,9 +219,16 @@ class Builder:
                     out("$ " + shlex.join(argv))
                     code, tail = container.run(argv, output=out, workdir=OUT)
                     if code != 0:
+                        kept = self.root / "failed" / f"{key}.log"
+                        kept.parent.mkdir(exist_ok=True)
+                        logf.flush()
+                        shutil.copyfile(log_path, kept)
                         raise BuildFailed(f"build {name} failed at `{argv[0]}` (exit {code}); "
-                                          f"log: {log_path}", str(log_path))
+                                          f"log: {kept}", str(kept))
                 _, stats = container.run(["ccache", "-s"])
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)  # nothing half-built stays in the cache
+            raise
         finally:
             container.remove()
         seconds = round(time.monotonic() - started, 1)

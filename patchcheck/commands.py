@@ -152,6 +152,22 @@ def history(settings: Settings, run: str) -> int:
     return EXIT_OK
 
 
+def clean(settings: Settings, older_than: str, everything: bool) -> int:
+    from .clean import clean as clean_caches
+
+    days = _number(older_than, "--older-than", float, minimum=0)
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception:  # noqa: BLE001 - no engine: clean the caches only
+        client = None
+        log("Docker engine not reachable: leftover containers not checked")
+    clean_caches(settings.cache_dir, days, everything, client, log)
+    return EXIT_OK
+
+
 def report(settings: Settings, run: str, open_: bool) -> int:
     from .report.regenerate import report_command
 

@@ -180,6 +180,7 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                failed: dict[str, str], runtime: Any, settings: Settings, scen: Any,
                outdir: Path, jobs: int, timeout: float, results: list[CaseResult]) -> None:
     m = settings.matrix
+    pool: ThreadPoolExecutor | None = None
     scratch = Path(tempfile.mkdtemp(prefix="patchcheck-"))
     hosts = Hosts(runtime, (Mount(str(scratch), str(scratch)),
                             Mount(str(settings.cache_dir / "builds"),
@@ -192,7 +193,8 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                 results.append(_skipped(case, records, missing[0], failed[missing[0]]))
             else:
                 runnable.append(case)
-        with CaseProgress(len(runnable)) as progress, ThreadPoolExecutor(jobs) as pool:
+        pool = ThreadPoolExecutor(jobs)
+        with CaseProgress(len(runnable)) as progress:
             def one(case: Case) -> CaseResult:
                 logdir = outdir / "cases" / case.slug
                 res = run_case(case, records, hosts, scen, scratch, logdir, ram_mib=m.ram_mib,
@@ -218,7 +220,9 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                     fut.cancel()
                 raise
     finally:
-        hosts.close()
+        hosts.close()  # first: kills every QEMU, so cases still running end at once
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(scratch, ignore_errors=True)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))

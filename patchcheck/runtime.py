@@ -21,6 +21,7 @@ from .errors import InfraError
 LABEL = "org.patchcheck"
 LABEL_RUN = "org.patchcheck.run"
 LABEL_ROLE = "org.patchcheck.role"
+LABEL_PID = "org.patchcheck.pid"  # the run's process: `invoke clean` removes containers of dead runs
 
 # A fixed script: user input only ever travels as its positional arguments.
 _SPAWN_SCRIPT = 'pidfile=$1 log=$2; shift 2; echo $$ > "$pidfile"; exec "$@" > "$log" 2>&1'
@@ -203,7 +204,8 @@ class DockerRuntime:
     def start(self, spec: ContainerSpec) -> DockerContainer:
         from docker.types import Mount as DockerMount
 
-        labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_ROLE: spec.role}
+        labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_ROLE: spec.role,
+                  LABEL_PID: str(os.getpid())}
         mounts = [
             DockerMount(m.target, m.source, type="bind", read_only=m.read_only)
             for m in spec.mounts
