@@ -8,6 +8,9 @@ from __future__ import annotations
 from invoke import Collection, Context, Exit, task
 
 from patchcheck import commands
+from patchcheck.cli import usage_errors_exit_2
+
+usage_errors_exit_2()  # unknown options: one line, exit 2 (invoke's own default is 1)
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .build import BuildRecord
-from .errors import PatchcheckError
+from .errors import InfraError, PatchcheckError
 from .machine import Machine, MachineError
 from .outcome import Observed
 from .pciconf import PciError
@@ -28,6 +28,7 @@ from .runtime import ContainerSpec, Mount, invoking_user
 from .scenario import Scenario
 
 FINAL = ("completed", "failed", "cancelled")
+REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to load
 
 
 class Hosts:
@@ -99,6 +100,9 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
     except (MachineError, PciError, PatchcheckError) as exc:
         result.observed = Observed.ERROR
         result.message = str(exc)
+    except Exception as exc:  # the container engine failed under us: no case can run
+        raise InfraError(f"container engine failed during {case.id}: "
+                         f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     finally:
         result.reproduce = result.reproduce or reproduce_command(src_b, dst_b, args, [])
         src.shutdown()
@@ -139,11 +143,15 @@ def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float
             raise
         mig = run_state = ""
     if not dst.running():
-        dst.wait_exit(2.0)
-        result.observed = Observed.FAILED
-        result.destination_status = "exited"
+        code = dst.wait_exit(2.0)
         lines = scenario.error_lines(dst.log_text())
         result.destination_error = "\n".join(lines)
+        result.destination_status = f"exited ({code})"
+        if code != REJECTED_EXIT:  # killed by a signal, or an exit QEMU never uses for this
+            result.observed = Observed.ERROR
+            result.message = f"destination QEMU crashed or was killed (exit {code})"
+            return
+        result.observed = Observed.FAILED
         result.message = lines[0] if lines else "destination QEMU exited"
         return
     result.destination_status = f"migration {mig or 'none'}, {run_state}"
