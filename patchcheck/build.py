@@ -174,6 +174,16 @@ class Builder:
         work = self.root / f".{key}.tmp"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
+        try:
+            return self._build_in(work, name, key, directory, tree, generation, image, image_id,
+                                  family, base)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)  # nothing half-built stays in the cache
+            raise
+
+    def _build_in(self, work: Path, name: str, key: str, directory: Path, tree: PreparedTree,
+                  generation: str, image: str, image_id: str, family: str,
+                  base: BuildRecord | None) -> BuildRecord:
         changed: list[str] = []
         if base is not None:
             changed = changed_files(tree, base.tree_id)
@@ -193,11 +203,7 @@ class Builder:
             workdir=OUT,
         )
         started = time.monotonic()
-        try:
-            container = self.runtime.start(spec)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
+        container = self.runtime.start(spec)
         try:
             with open(log_path, "w") as logf:
                 def out(line: str) -> None:
@@ -226,16 +232,12 @@ class Builder:
                         raise BuildFailed(f"build {name} failed at `{argv[0]}` (exit {code}); "
                                           f"log: {kept}", str(kept))
                 _, stats = container.run(["ccache", "-s"])
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)  # nothing half-built stays in the cache
-            raise
         finally:
             container.remove()
         seconds = round(time.monotonic() - started, 1)
         (work / "bin").mkdir()
         shutil.copy2(work / "build" / BINARY, work / "bin" / BINARY)
         if base is not None and sha256_file(work / "bin" / BINARY) == base.binary_sha256:
-            shutil.rmtree(work, ignore_errors=True)
             raise IncrementalUnsafe("the binary is identical to the one without the change")
         if base is not None or not self.keep_build_dir:
             shutil.rmtree(work / "build", ignore_errors=True)

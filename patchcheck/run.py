@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import queue
 import secrets
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import matrix, scenario
 from .build import BuildRecord
@@ -180,8 +181,7 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                failed: dict[str, str], runtime: Any, settings: Settings, scen: Any,
                outdir: Path, jobs: int, timeout: float, results: list[CaseResult]) -> None:
     m = settings.matrix
-    pool: ThreadPoolExecutor | None = None
-    scratch = Path(tempfile.mkdtemp(prefix="patchcheck-"))
+    scratch = scratch_dir()
     hosts = Hosts(runtime, (Mount(str(scratch), str(scratch)),
                             Mount(str(settings.cache_dir / "builds"),
                                   str(settings.cache_dir / "builds"), read_only=True)))
@@ -193,7 +193,6 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                 results.append(_skipped(case, records, missing[0], failed[missing[0]]))
             else:
                 runnable.append(case)
-        pool = ThreadPoolExecutor(jobs)
         with CaseProgress(len(runnable)) as progress:
             def one(case: Case) -> CaseResult:
                 logdir = outdir / "cases" / case.slug
@@ -201,31 +200,66 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                                accel=m.accel, timeout=timeout)
                 write_json(logdir / "result.json", res.to_dict())
                 return res
-            pending: dict[Future[CaseResult], Case] = {}
-            queue = list(runnable)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < jobs * 2:
-                        c = queue.pop(0)
-                        pending[pool.submit(one, c)] = c
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        case = pending.pop(fut)
-                        res = fut.result()
-                        results.append(res)
-                        mark = "ok" if not res.deviates else "DEVIATES"
-                        progress.advance(f"{case.id}: {res.observed.value} ({mark})")
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
+
+            for case, res in parallel(runnable, one, jobs):
+                results.append(res)
+                mark = "ok" if not res.deviates else "DEVIATES"
+                progress.advance(f"{case.id}: {res.observed.value} ({mark})")
     finally:
-        hosts.close()  # first: kills every QEMU, so cases still running end at once
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        hosts.close()  # kills every QEMU, so cases still running end at once
         shutil.rmtree(scratch, ignore_errors=True)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel(items: Sequence[T], func: Callable[[T], R], jobs: int) -> Iterator[tuple[T, R]]:
+    """Run func over items on `jobs` daemon threads; yield (item, result) as each finishes.
+
+    Daemon threads, not a ThreadPoolExecutor: when the run is interrupted, the caller stops
+    consuming, removes the QEMU containers and returns at once; a case still in flight must
+    not hold the process open (an executor's workers are joined at exit).
+    """
+    todo: queue.Queue[T] = queue.Queue()
+    done: queue.Queue[tuple[T, R | None, BaseException | None]] = queue.Queue()
+    for item in items:
+        todo.put(item)
+
+    def worker() -> None:
+        while True:
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((item, func(item), None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                done.put((item, None, exc))
+
+    for _ in range(max(1, min(jobs, len(items)))):
+        threading.Thread(target=worker, daemon=True).start()
+    try:
+        for _ in range(len(items)):
+            item, result, error = done.get()
+            if error is not None:
+                raise error
+            yield item, result  # type: ignore[misc]
+    finally:
+        while not todo.empty():  # stop the workers after the case each is running
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                break
+
+
+def scratch_dir() -> Path:
+    """The run's private (0700) directory for QMP and migration sockets. Unix socket paths
+    are limited to 107 bytes, so a long $TMPDIR falls back to /tmp."""
+    base = tempfile.gettempdir()
+    return Path(tempfile.mkdtemp(prefix="patchcheck-", dir=base if len(base) <= 40 else "/tmp"))
 
 
 def finished_cases(outdir: Path, case_list: Sequence[Case],

@@ -111,7 +111,8 @@ class DockerProcess:
             time.sleep(0.02)
         else:
             return
-        self._container.run(["kill", "-KILL", pid])
+        # `kill` is a shell builtin: minimal images have no /bin/kill (procps).
+        self._container.run(["sh", "-c", 'kill -KILL "$1"', "patchcheck-kill", pid])
 
 
 class DockerContainer:

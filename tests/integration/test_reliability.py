@@ -1,0 +1,255 @@
+"""Issue 8: interruption, faults, container hardening — against the real engine and QEMU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import docker
+import pytest
+
+from patchcheck.errors import InfraError
+from patchcheck.migrate import Hosts, run_case
+from patchcheck.outcome import Observed
+from patchcheck.results import Case
+from patchcheck.run import MatrixOptions, run_matrix
+from patchcheck.runtime import LABEL_RUN, Mount
+from patchcheck.scenario import get
+
+from .conftest import PROJECT, invoke
+
+SMALL = ["--builds", "7.2-none,7.2-v2", "--machines", "5.0..7.2", "--jobs", "2"]
+
+
+def _containers(run_id: str) -> list:
+    return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def _qemu_pids(marker: str, incoming: bool) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"qemu-system-x86_64") and \
+                any(marker.encode() in a for a in argv) and (b"-incoming" in argv) == incoming:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture()
+def hosts(runtime, settings):
+    scratch = Path(tempfile.mkdtemp(prefix="pc-"))
+    builds_dir = str(settings.cache_dir / "builds")
+    h = Hosts(runtime, (Mount(str(scratch), str(scratch)), Mount(builds_dir, builds_dir, True)))
+    yield h, scratch
+    h.close()
+
+
+def test_sigint_mid_matrix_cleans_up_within_10s(builds, tmp_path):
+    builds["7.2-none"], builds["7.2-v2"]
+    scratch = Path(tempfile.mkdtemp(prefix="pcT-"))  # short: it holds unix sockets
+    env = {**os.environ, "INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "r"), "CI": "true",
+           "TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "matrix", *SMALL, "--run-id", "intr"],
+                            cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    cases = tmp_path / "r" / "intr" / "cases"
+    _wait_for(lambda: len(list(cases.glob("*/result.json"))) >= 3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 3 and "Traceback" not in err, err[-2000:]
+    assert _containers("intr") == []
+    assert list(scratch.iterdir()) == []  # the run's private temp dirs are gone
+    data = json.loads((tmp_path / "r" / "intr" / "results.json").read_text())
+    assert data["partial"] is True and data["cases"]
+    assert 'name="partial" value="true"' in (tmp_path / "r" / "intr" / "junit.xml").read_text()
+
+
+def test_sigterm_mid_build_leaves_nothing_and_next_run_builds(builds, settings, tmp_path):
+    builds["7.2-none"]
+    token = uuid.uuid4().hex[:8]
+    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
+    patch = tmp_path / f"v2-{token}.patch"
+    patch.write_text(text.replace("hot-removed by guest", f"hot-removed by guest ({token})"))
+    args = [sys.executable, "-m", "invoke", "build", "--source", "debian:bookworm", "--fix",
+            str(patch)]
+    before = set((settings.cache_dir / "builds").glob(".*.tmp"))
+    proc = subprocess.Popen(args, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    client = docker.from_env()
+
+    def building() -> list:
+        return client.containers.list(filters={"label": "org.patchcheck.role=build"})
+    _wait_for(lambda: any(c.labels.get("org.patchcheck.pid") == str(proc.pid) for c in building()))
+    ours = [c for c in building() if c.labels.get("org.patchcheck.pid") == str(proc.pid)]
+    info = client.api.inspect_container(ours[0].id)  # hardening, as the engine sees it
+    assert info["HostConfig"]["NetworkMode"] == "none"
+    assert info["HostConfig"]["Privileged"] is False
+    assert not info["HostConfig"]["Devices"]
+    assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+    src = [m for m in info["Mounts"] if m["Destination"] == "/src"]
+    assert src and src[0]["RW"] is False
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 3 and "Traceback" not in err
+    assert not [c for c in building() if c.labels.get("org.patchcheck.pid") == str(proc.pid)]
+    assert set((settings.cache_dir / "builds").glob(".*.tmp")) <= before  # nothing half-built
+    again = subprocess.run(args, cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert Path(again.stdout.strip().splitlines()[-1]).is_file()
+
+
+def test_qemu_containers_are_hardened(builds, hosts, runtime):
+    h, _ = hosts
+    container = h.get(builds["7.2-none"].image_id)
+    info = runtime.client.api.inspect_container(container.id)
+    assert info["HostConfig"]["NetworkMode"] == "none"
+    assert info["HostConfig"]["Privileged"] is False
+    assert not info["HostConfig"]["Devices"]  # no /dev/kvm under TCG
+    assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+    builds_mount = [m for m in info["Mounts"] if m["Destination"].endswith("/builds")]
+    assert builds_mount and builds_mount[0]["RW"] is False
+    assert info["Config"]["Labels"][LABEL_RUN] == runtime.run_id
+
+
+def test_hung_destination_becomes_an_error_and_the_next_case_runs(builds, hosts, tmp_path):
+    h, scratch = hosts
+    records = {"n": replace(builds["7.2-none"], name="n")}
+    case = Case("pc-q35-6.0", "n", "n", "none")
+    stopped: list[int] = []
+
+    def stop_destination() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not stopped:
+            for pid in _qemu_pids(str(scratch), incoming=True):
+                os.kill(pid, signal.SIGSTOP)  # a hung QEMU: alive, silent
+                stopped.append(pid)
+            time.sleep(0.005)
+    thread = threading.Thread(target=stop_destination)
+    thread.start()
+    started = time.monotonic()
+    result = run_case(case, records, h, get("pds"), scratch, tmp_path / "hung", timeout=5)
+    thread.join()
+    assert stopped
+    assert result.observed == Observed.ERROR and result.expected == Observed.PASSED
+    assert time.monotonic() - started < 20
+    assert all(not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()
+               .split(b")")[-1][:3] for pid in stopped)  # killed (or a zombie being reaped)
+    after = run_case(Case("pc-q35-6.0", "n", "n", "synthetic"), records, h, get("pds"), scratch,
+                     tmp_path / "after")
+    assert after.observed == Observed.FAILED and "i=0x6e" in after.destination_error
+
+
+def test_qemu_killed_mid_case_is_an_error_with_its_log(builds, hosts, tmp_path):
+    h, scratch = hosts
+    records = {"n": replace(builds["7.2-none"], name="n")}
+    killed: list[int] = []
+
+    def kill_destination() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            for pid in _qemu_pids(str(scratch), incoming=True):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.002)
+    thread = threading.Thread(target=kill_destination)
+    thread.start()
+    result = run_case(Case("pc-q35-7.2", "n", "n", "synthetic"), records, h, get("pds"), scratch,
+                      tmp_path / "killed", timeout=10)
+    thread.join()
+    assert killed
+    assert result.observed == Observed.ERROR, result
+    assert Path(result.logs["destination"]).is_file()  # its log is kept
+
+
+def test_failed_build_skips_only_its_cases(builds, tmp_path):
+    builds["7.2-none"]
+    broken = tmp_path / "broken.patch"
+    broken.write_text("diff --git a/hw/pci/pcie.c b/hw/pci/pcie.c\n--- a/hw/pci/pcie.c\n"
+                      "+++ b/hw/pci/pcie.c\n@@ -657,2 +657,3 @@\n"
+                      "     dev->exp.hpev_notified = false;\n+#error broken on purpose\n \n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("patchcheck:\n  builds:\n    broken: {source: 'debian:bookworm', fix: '"
+                   f"{broken}'}}\n")
+    result = invoke("-f", str(cfg), "matrix", "--builds", "7.2-none,broken", "--machines", "6.0",
+                    "--guest", "synthetic", "--run-id", "skips",
+                    env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "r")})
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    data = json.loads((tmp_path / "r" / "skips" / "results.json").read_text())
+    for case in data["cases"]:
+        uses_broken = "broken" in (case["source"]["build"], case["destination"]["build"])
+        assert (case["observed"] == "skipped") == uses_broken, case["id"]
+    ran = [c for c in data["cases"] if c["observed"] != "skipped"]
+    assert ran and ran[0]["observed"] == "failed"  # 7.2-none->7.2-none still ran
+    assert "failed" in data["builds"]["broken"]
+    junit = (tmp_path / "r" / "skips" / "junit.xml").read_text()
+    assert junit.count("<skipped") == len(data["cases"]) - len(ran)
+
+
+class _EngineGoesAway:
+    """The real runtime, until the engine "goes away" after a number of QEMU starts."""
+
+    def __init__(self, runtime, after: int) -> None:
+        self.runtime, self.left = runtime, after
+        self.run_id = runtime.run_id
+        self.client = runtime.client
+
+    def __getattr__(self, name):
+        return getattr(self.runtime, name)
+
+    def start(self, spec):
+        container = self.runtime.start(spec)
+        outer = self
+
+        class Wrapped:
+            id = container.id
+
+            def spawn(self, argv, **kw):
+                outer.left -= 1
+                if outer.left < 0:
+                    raise ConnectionError("engine socket closed")
+                return container.spawn(argv, **kw)
+
+            def __getattr__(self, name):
+                return getattr(container, name)
+        return Wrapped()
+
+
+def test_engine_gone_mid_run_ends_with_partial_results(builds, settings, runtime, tmp_path):
+    builds["7.2-none"], builds["7.2-v2"]
+    local = replace(settings, reports_dir=tmp_path)
+    flaky = _EngineGoesAway(runtime, after=12)
+    options = MatrixOptions(builds=("7.2-none", "7.2-v2"), machines="5.0..7.2", jobs=1,
+                            run_id="gone", guests=("synthetic",))
+    with pytest.raises(InfraError, match="container engine failed"):
+        run_matrix(local, flaky, options, log=lambda line: None)
+    data = json.loads((tmp_path / "gone" / "results.json").read_text())
+    assert data["partial"] is True and 1 <= len(data["cases"]) <= 6
+    assert (tmp_path / "gone" / "junit.xml").is_file()
