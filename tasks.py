@@ -132,7 +132,17 @@ def clean(c: Context, older_than: str = "", all: bool = False) -> None:
     _exit(commands.guarded(commands.clean, c.config, older_than, all))
 
 
-ns = Collection(build, matrix, check, clean)
+@task(help={"builds": "comma-separated build names (default: patchcheck.matrix.builds); the "
+                      "tree's without-fix build is added",
+            "machines": "6.0,7.2 or 5.2..7.2 (default: newest <= 6.0 and newest)"})
+def probe(c: Context, builds: str = "", machines: str = "") -> None:
+    """Probe the root port's register semantics without and with each fix: which bits the
+    guest can write, against the PCIe specification; probe.json, semantics.xml, probe.md."""
+    _exit(commands.guarded(commands.probe, c.config, builds=_split(builds),
+                           machines=_split(machines)))
+
+
+ns = Collection(build, matrix, check, clean, probe)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)
 report_ns.add_task(merge)

@@ -168,6 +168,15 @@ def clean(settings: Settings, older_than: str, everything: bool) -> int:
     return EXIT_OK
 
 
+def probe(settings: Settings, builds: tuple[str, ...] = (), machines: tuple[str, ...] = ()) -> int:
+    from .probe import check_builds, probe_command
+    from .run import new_run_id
+
+    check_builds(settings, builds, machines)  # usage errors before the engine is contacted
+    with docker_runtime(f"probe-{new_run_id()}") as runtime:
+        return probe_command(settings, runtime, list(builds), list(machines), log)
+
+
 def report(settings: Settings, run: str, open_: bool) -> int:
     from .report.regenerate import report_command
 

@@ -35,6 +35,7 @@ class MatrixSettings:
     accel: str
     timeout: float
     jobs: int
+    semantics: bool = True
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def load(config: Any) -> Settings:
         accel=str(m.get("accel") or "tcg"),
         timeout=float(_int(m.get("timeout", 60), "matrix.timeout", 1)),
         jobs=_int(m.get("jobs", 0), "matrix.jobs"),
+        semantics=bool(m.get("semantics", True)),
     )
     cache = str(root.get("cache_dir") or "")
     return Settings(

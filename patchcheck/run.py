@@ -26,7 +26,7 @@ from .build import BuildRecord
 from .config import Settings
 from .errors import BuildFailed, UsageError
 from .migrate import Hosts, run_case, side
-from .outcome import Observed, exit_code_for_cases
+from .outcome import EXIT_INFRA, EXIT_OK, Observed, exit_code_for_cases
 from .pipeline import Pipeline
 from .progress import CaseProgress
 from .report import grid
@@ -128,6 +128,7 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
                                "shard": "/".join(map(str, p.shard)) if p.shard else ""})
     records: dict[str, BuildRecord] = {}
     failed: dict[str, str] = {}
+    summary_lines: list[str] = []
     try:
         pipeline = Pipeline(runtime, settings, log)
         for name in names:
@@ -161,6 +162,15 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
         run.partial = len(results) < len(case_list)
         code = exit_code_for_cases((r.observed, r.expected) for r in results)
+        if m.semantics and records and not p.shard:
+            from .probe import matrix_semantics
+
+            semantics = matrix_semantics(settings, runtime, records, outdir, log)
+            if semantics.exit_code == EXIT_INFRA or (code == EXIT_OK and semantics.exit_code):
+                code = semantics.exit_code
+            from .probe.report import verdict as semantics_verdict
+
+            summary_lines.append("Register semantics: " + semantics_verdict(semantics))
         if failed and code == 0:
             code = 3
         return code
@@ -169,6 +179,8 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         write_all(run, outdir)
         print(grid.render(run))
         print(judge(run.cases).sentence)
+        for line in summary_lines:
+            print(line)
         print(f"page: {outdir / 'index.html'}")
         print(f"reports: {outdir}")
 

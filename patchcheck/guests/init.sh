@@ -12,6 +12,7 @@
 # Marker lines (parsed by patchcheck.guests.linux):
 #   PATCHCHECK-READY settled=yes|no uptime=<s> slots=<port>:ctl=0x....:sta=0x....[,...]|none
 #   PATCHCHECK-HEARTBEAT <n> uptime=<s>
+export PATH=/bin
 /bin/busybox mkdir -p /dev /proc /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
@@ -19,11 +20,14 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 
+# --- functions (unit-tested on a fake config space: tests/unit/test_linux_guest.py) ---
+pci=/sys/bus/pci/devices
+
 uptime_s() { read -r up _ </proc/uptime; echo "$up"; }
 
 # rd DEVICE OFFSET SIZE: a little-endian config-space value, in decimal.
 rd() {
-    set -- $(od -An -tu1 -v -j "$2" -N "$3" "/sys/bus/pci/devices/$1/config")
+    set -- $(od -An -tu1 -v -j "$2" -N "$3" "$pci/$1/config")
     v=0 s=0
     for b in "$@"; do v=$((v + (b << s))); s=$((s + 8)); done
     echo "$v"
@@ -46,6 +50,7 @@ settled() {
     [ $(($1 & 0x2)) -ne 0 ] || return 0             # no power controller: nothing to agree
     if [ $(($2 & 0x400)) -ne 0 ]; then [ $(($3 & 0x40)) -eq 0 ]; else [ $(($3 & 0x40)) -ne 0 ]; fi
 }
+# --- end of functions ---
 
 ports=""
 for service in /sys/bus/pci_express/drivers/pciehp/*:pcie*; do

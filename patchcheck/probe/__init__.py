@@ -78,14 +78,20 @@ def default_machines(available: Sequence[str]) -> list[str]:
     return order({*native[-1:], *ordered[-1:]})
 
 
+def _trees(records: Mapping[str, BuildRecord]) -> dict[str, list[BuildRecord]]:
+    """Builds by tree: the source commit the fix state was applied to (else the spec)."""
+    trees: dict[str, list[BuildRecord]] = {}
+    for record in records.values():
+        trees.setdefault(record.commit or record.source, []).append(record)
+    return trees
+
+
 def pairs_of(records: Mapping[str, BuildRecord]) -> tuple[list[tuple[str, str]], list[str]]:
     """(without-fix, with-fix) build pairs of the same tree, and notes on unpaired builds."""
-    by_source: dict[str, list[BuildRecord]] = {}
-    for record in records.values():
-        by_source.setdefault(record.source, []).append(record)
     pairs: list[tuple[str, str]] = []
     notes: list[str] = []
-    for source, group in by_source.items():
+    for group in _trees(records).values():
+        source = group[0].source
         baselines = sorted((r for r in group if not r.has_fix),
                            key=lambda r: (r.fix_state != "none", r.name))
         fixed = [r for r in group if r.has_fix]
@@ -99,20 +105,26 @@ def pairs_of(records: Mapping[str, BuildRecord]) -> tuple[list[tuple[str, str]],
     return pairs, notes
 
 
-def _machines_per_source(records: Mapping[str, BuildRecord], machines: Sequence[str]
-                         ) -> dict[str, list[str]]:
-    by_source: dict[str, list[BuildRecord]] = {}
-    for record in records.values():
-        by_source.setdefault(record.source, []).append(record)
+def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[str]
+                       ) -> dict[str, list[str]]:
+    """Machine types to probe, per build: the filter (or the defaults) applied to the types
+    every build of its tree knows, so that the builds of a pair are probed on the same."""
     out: dict[str, list[str]] = {}
-    for source, group in by_source.items():
+    misses: list[str] = []
+    for group in _trees(records).values():
         common = set(group[0].machines)
         for record in group[1:]:
             common &= set(record.machines)
-        if not common:
-            raise UsageError(f"{source}: the builds share no pc-q35 machine type")
-        out[source] = select(sorted(common), ",".join(machines)) if machines else \
-            default_machines(sorted(common))
+        try:
+            chosen = select(sorted(common), ",".join(machines)) if machines else \
+                default_machines(sorted(common))
+        except UsageError as exc:
+            chosen = []
+            misses.append(f"{group[0].source}: {exc}")
+        for record in group:
+            out[record.name] = chosen
+    if records and not any(out.values()):
+        raise UsageError("no machine type to probe: " + "; ".join(misses or ["no pc-q35 type"]))
     return out
 
 
@@ -137,9 +149,9 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
                             "has_fix": r.has_fix, "binary": r.binary,
                             "binary_sha256": r.binary_sha256}
     started = time.monotonic()
-    per_source = _machines_per_source(records, machines)
-    run.machines = per_source
-    pairs, run.notes = pairs_of(records)
+    per_build = machines_per_build(records, machines)
+    run.machines = {name: ms for name, ms in per_build.items()}
+    pairs, run.unpaired = pairs_of(records)
     scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))  # short: unix socket paths
     hosts = hosts_for(runtime, scratch, settings.cache_dir)
     try:
@@ -147,7 +159,7 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
                              jobs=jobs)
         for name, record in records.items():
-            for machine in per_source[record.source]:
+            for machine in per_build[name]:
                 log(f"[probe] {name} {machine}: probing")
                 probe = runner.probe(record, machine)
                 run.probes.append(probe)
@@ -155,7 +167,7 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
                     f"{probe.seconds:.1f} s, {len(probe.violations)} spec deviation(s)"
                     + (f", {len(probe.errors)} error(s)" if probe.errors else ""))
         for without, with_fix in pairs:
-            for machine in per_source[records[without].source]:
+            for machine in per_build[without]:
                 run.pairs.append(compare_probes(run.probe(without, machine),
                                                 run.probe(with_fix, machine)))
                 run.vmstate.append(_vmstate(runner, hosts, scratch, records[without],

@@ -17,15 +17,20 @@ The value after reset is the bit in the first read of the register, before any w
 A bit that is 0 and never set cannot tell RO from an RW1C whose event never happened: it
 is classified RO with value 0, and the conformance check says so ("not exercised").
 
-Source of the attribute table (SPEC): PCI Express Base Specification, Revision 4.0
-Version 1.0, section 7.5.3 "PCI Express Capability Structure": 7.5.3.7 Link Control,
-7.5.3.8 Link Status, 7.5.3.9 Slot Capabilities, 7.5.3.10 Slot Control, 7.5.3.11 Slot Status
-(the same tables are 7.8.7 .. 7.8.11 in Revision 3.0). Attribute names are the
+Source of the attribute table (SPEC): PCI Express Base Specification, Revision 4.0,
+section 7.5.3 "PCI Express Capability Structure": 7.5.3.7 Link Control, 7.5.3.8 Link
+Status, 7.5.3.9 Slot Capabilities, 7.5.3.10 Slot Control, 7.5.3.11 Slot Status (same
+numbers in 5.0 and 6.x; 7.8.7 .. 7.8.11 in Revision 3.0). Attribute names are the
 specification's (7.4 "Configuration Register Types"): RO, HwInit (read-only to software),
 RW, RW1C, RsvdP (read-only zero, software preserves), RsvdZ (read-only zero, software
-writes zero). Only bits whose attribute holds for every revision since 3.0 are modelled;
-the others (Link Control 15:12, Slot Control 15:13, Link Status bit 10 "undefined") are
-reported as observed but not judged.
+writes zero). Only bits whose attribute is the same in every revision since 3.0 are
+modelled; the others are reported as observed but not judged: Link Control 15:12 (DRS
+Signaling Control, SRIS Clocking, Flit Mode Disable in later revisions), Slot Control
+15:13 (Auto Slot Power Limit Disable, In-Band PD Disable), Link Status bit 10 ("Undefined",
+formerly Link Training Error). "Permitted to be read-only with a value of 0b" rules are
+modelled as ReadOnlyAllowed, with the capability bit the specification ties them to. 7.5.3.11
+also says "Register fields for status bits not implemented by the device have the RsvdZ
+attribute": an RW1C event bit that reads 0 and never sets is accepted ("not exercised").
 """
 
 from __future__ import annotations
@@ -283,14 +288,13 @@ SLTCAP_HPC = 1 << 6
 SLTCAP_NCCS = 1 << 18  # No Command Completed Support
 
 
-def _field(register: str, bits: Iterable[int], name: str, attr: Attr,
-           **kw: object) -> list[SpecBit]:
-    bits = list(bits)
-    out = []
-    for b in bits:
-        label = name if len(bits) == 1 else f"{name}[{b - bits[0]}]"
-        out.append(SpecBit(register, b, label, attr, section=_SEC[register], **kw))  # type: ignore[arg-type]
-    return out
+def _field(register: str, bits: Iterable[int], name: str, attr: Attr, *,
+           reads_zero: bool = False,
+           read_only_allowed: ReadOnlyAllowed | None = None) -> list[SpecBit]:
+    """One SpecBit per bit of a field; multi-bit fields are named NAME[i]."""
+    positions = list(bits)
+    return [SpecBit(register, b, name if len(positions) == 1 else f"{name}[{b - positions[0]}]",
+                    attr, reads_zero, read_only_allowed, _SEC[register]) for b in positions]
 
 
 def _ro_if_clear(register: str, mask: int, what: str, value: int | None = 0) -> ReadOnlyAllowed:
@@ -300,6 +304,8 @@ def _ro_if_clear(register: str, mask: int, what: str, value: int | None = 0) -> 
 _SPEC_LIST: list[SpecBit] = [
     # 7.5.3.7 Link Control (Root Port view).
     *_field("lnkctl", (0, 1), "ASPMC", Attr.RW),  # ASPM Control
+    # bit 2: RsvdP up to 5.0; 6.0 uses it for PTM Propagation Delay Adaptation, RsvdP (or
+    # hardwired 0b) in a port without that PTM capability, such as QEMU's root ports.
     *_field("lnkctl", (2,), "rsvd", Attr.RSVDP),
     # Read Completion Boundary: "Root Ports: Hardwired" (RW only for Endpoints/Bridges).
     *_field("lnkctl", (3,), "RCB", Attr.RO),

@@ -22,8 +22,9 @@ from typing import Any
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from ..outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
+from ..pciconf import PciAddress
 from . import classify
-from .classify import PROBED, REGISTERS, BitChange, Change
+from .classify import PROBED, REGISTERS, BitChange, Change, Op
 from .vmstate import VmstateComparison, VmstateDiff
 
 SUITE = "semantics"
@@ -98,12 +99,33 @@ class BuildProbe:
     source: str
     binary: str
     cap_offset: int | None = None
+    root_port: list[int] = field(default_factory=list)  # bus, device, function
     reset: dict[str, int] = field(default_factory=dict)  # register values after reset
     registers: list[RegisterResult] = field(default_factory=list)
     experiments: int = 0
     seconds: float = 0.0
-    command: str = ""
+    command: str = ""  # the paused QEMU, by hand (docker run ... -monitor stdio)
     errors: list[str] = field(default_factory=list)
+
+    def hmp_lines(self, register: str, bit: int) -> list[str]:
+        """The experiment of one bit as monitor commands (legacy port I/O), with what each
+        read returned: paste them into `command`'s monitor to replay it."""
+        if self.cap_offset is None or len(self.root_port) != 3:
+            return []
+        address = PciAddress(*self.root_port)
+        lines = []
+        for text in self.bit(register, bit).trace:
+            op = Op.parse(text)
+            if not op.write and op.register != register:
+                continue  # the snapshots of other registers
+            reg = REGISTERS[op.register]
+            offset = self.cap_offset + reg.offset
+            size = {1: "b", 2: "h", 4: "w"}[reg.size]
+            port = 0xCFC + (offset & 3)
+            lines.append(f"o /w 0xcf8 {address.cf8(offset):#x}")
+            lines.append(f"o /{size} {port:#x} {op.value:#x}" if op.write else
+                         f"i /{size} {port:#x}    # {reg.title}: {op.value:#06x}")
+        return lines
 
     def bits(self) -> list[BitResult]:
         return [b for r in self.registers for b in r.bits]
@@ -168,10 +190,11 @@ class ProbeRun:
     started: str
     seconds: float = 0.0
     builds: dict[str, dict[str, Any]] = field(default_factory=dict)
-    machines: dict[str, list[str]] = field(default_factory=dict)  # source -> machine types
+    machines: dict[str, list[str]] = field(default_factory=dict)  # build -> machine types
     probes: list[BuildProbe] = field(default_factory=list)
     pairs: list[PairResult] = field(default_factory=list)
     vmstate: list[VmstateComparison] = field(default_factory=list)
+    unpaired: list[str] = field(default_factory=list)  # trees without a without-fix build
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -316,12 +339,16 @@ def junit_cases(run: ProbeRun) -> list[TestCase]:
                     f"{d.label}: {d.reason}" for d in pre]
             out += ["--- bits ---", *_register_table(without, with_fix, reg.key)]
             for c in introduced:
-                out += [f"--- trace of {reg.key} bit {c.bit} with {pair.with_fix} ---",
-                        *with_fix.bit(reg.key, c.bit).trace]
-            out += ["--- reproduce (paused QEMU; o /w 0xcf8 ADDR, o /h 0xcfc+N VALUE) ---",
-                    with_fix.command]
+                out += [f"--- reproduce bit {c.bit} ({c.name}) with {pair.with_fix}: start the "
+                        "paused QEMU, then in its monitor ---", with_fix.command,
+                        *(f"(qemu) {line}" for line in with_fix.hmp_lines(reg.key, c.bit)),
+                        f"--- the same without the fix ({pair.without}) ---",
+                        *(f"(qemu) {line}" for line in without.hmp_lines(reg.key, c.bit))]
+            if not introduced:
+                out += ["--- the paused QEMU of these experiments ---", with_fix.command]
             seconds = sum(b.seconds for b in with_fix.register(reg.key).bits) \
                 if reg.key in {r.key for r in with_fix.registers} else 0.0
+            # time: the experiments' own durations, added up (they run in parallel)
             tc = TestCase(f"{pair.name} {reg.title}", classname=classname,
                           elapsed_sec=round(seconds, 3), stdout="\n".join(out))
             errors = [b.error for b in (*without.bits(), *with_fix.bits())
@@ -359,8 +386,8 @@ def _vmstate_case(vm: VmstateComparison, classname: str) -> TestCase:
 def junit_suite(run: ProbeRun) -> TestSuite:
     """The `semantics` suite, to add next to `migration` in junit.xml."""
     cases = junit_cases(run)
-    for note in run.notes:
-        tc = TestCase(f"note: {note[:80]}", classname=f"{SUITE}.setup", stdout=note)
+    for note in run.unpaired:
+        tc = TestCase(f"unpaired: {note[:80]}", classname=f"{SUITE}.setup", stdout=note)
         tc.add_skipped_info(note)
         cases.append(tc)
     for error in run.errors:
@@ -373,6 +400,7 @@ def junit_suite(run: ProbeRun) -> TestSuite:
         if seen[(tc.classname, tc.name)] > 1:
             tc.name = f"{tc.name} #{seen[(tc.classname, tc.name)]}"
     props = {"run_id": run.run_id, "verdict": verdict(run)}
+    props.update({f"note.{i}": note for i, note in enumerate(run.notes, 1)})
     for name, b in sorted(run.builds.items()):
         props[f"build.{name}"] = (f"{b.get('source')} QEMU {b.get('qemu_version')} fix "
                                   f"{b.get('fix')}/{b.get('fix_applied')}")
@@ -434,7 +462,7 @@ def text_summary(run: ProbeRun) -> str:
     """A few lines for the terminal."""
     lines = [f"semantics {line}" if not line.startswith("  ") else line
              for line in pair_lines(run)]
-    lines += [f"note: {n}" for n in run.notes]
+    lines += [f"note: {n}" for n in [*run.unpaired, *run.notes]]
     lines.append(f"semantics: {verdict(run)}")
     return "\n".join(lines)
 
@@ -459,7 +487,7 @@ def summary_section(run: ProbeRun) -> str:
                 seen.add((pair.source, pair.machine, text))
                 lines.append(f"- {pair.machine} ({pair.source}), also without the fix (QEMU's, "
                              f"not a failure): {text}")
-    lines += [f"- note: {n}" for n in run.notes]
+    lines += [f"- note: {n}" for n in [*run.unpaired, *run.notes]]
     lines += [f"- error: {e}" for e in run.all_errors[:20]]
     lines += ["", "Every bit of every build: probe.md; machine-readable: probe.json, "
               "semantics.xml (JUnit suite `semantics`).", ""]
@@ -560,39 +588,57 @@ def _vmstate_details(run: ProbeRun) -> list[str]:
 
 
 def html_section(run: ProbeRun) -> str:
-    """An HTML fragment (<section id="semantics">) for the run's page; everything escaped."""
+    """An HTML fragment for index.html (<section id="semantics">), everything escaped; row
+    classes are the page's (passed / failed / error), rows carry data-* for machines."""
     e = html.escape
     rows = []
     for p in run.pairs:
         vm = run.vmstate_for(p.without, p.with_fix, p.machine)
-        vm_text = ("error" if vm and vm.error else "identical" if vm and vm.identical else
-                   f"{len(vm.differences)} diff, {len(vm.incompatible)} breaking" if vm else "-")
-        cls = "fail" if p.introduced else "error" if p.error else "pass"
-        rows.append(f'<tr class="{cls}"><td>{e(p.machine)}</td><td>{e(p.without)}</td>'
-                    f"<td>{e(p.with_fix)}</td><td>{len(p.changes)}</td>"
-                    f"<td>{len(p.introduced)}</td><td>{e(vm_text)}</td></tr>")
+        bad = bool(p.introduced or (vm and vm.incompatible))
+        cls = "error" if p.error or (vm and vm.error) else "failed" if bad else "passed"
+        mark = {"passed": "✓", "failed": "✗", "error": "⚠"}[cls]
+        rows.append(f'<tr class="{cls}" data-pair="{e(p.name)}" data-machine="{e(p.machine)}" '
+                    f'data-introduced="{len(p.introduced)}"><td>{mark}</td><td>{e(p.machine)}'
+                    f"</td><td>{e(p.without)}</td><td>{e(p.with_fix)}</td>"
+                    f"<td>{len(p.changes)}</td><td>{len(p.introduced)}</td>"
+                    f"<td>{e(_vm_text(vm))}</td></tr>")
     changes = []
     for p in run.pairs:
         for c in p.changes:
-            cls = "fail" if c.change == Change.INTRODUCED else ""
-            changes.append(f'<tr class="{cls}"><td>{e(p.machine)}</td><td>{e(p.name)}</td>'
+            cls = ' class="failed"' if c.change == Change.INTRODUCED else ""
+            changes.append(f"<tr{cls}><td>{e(p.machine)}</td><td>{e(p.name)}</td>"
                            f"<td>{e(REGISTERS[c.register].title)}</td><td>{c.bit}</td>"
                            f"<td>{e(c.name)}</td><td><code>{e(c.without)}</code></td>"
                            f"<td><code>{e(c.with_fix)}</code></td><td>{e(c.spec or '-')}</td>"
                            f"<td>{e(c.change.value)}{': ' + e(c.reason) if c.reason else ''}"
                            "</td></tr>")
+    seen: set[tuple[str, str, str]] = set()
+    pre = []
+    for p in run.pairs:
+        for text in deviations_text(p.preexisting):
+            if (p.source, p.machine, text) not in seen:
+                seen.add((p.source, p.machine, text))
+                pre.append(f"<li>{e(p.machine)} ({e(p.source)}): {e(text)}</li>")
     parts = ['<section id="semantics">', "<h2>Register semantics</h2>",
-             f"<p><strong>Verdict:</strong> {e(verdict(run))}</p>"]
+             '<p class="small">Each bit of the root port\'s Link Control/Status and Slot '
+             "Capabilities/Control/Status written and read back through port I/O on a fresh "
+             "paused QEMU; <code>KIND=r</code>: observed behaviour, value after reset. "
+             'Every bit: <a href="probe.md">probe.md</a>, JUnit: '
+             '<a href="semantics.xml">semantics.xml</a>.</p>',
+             f'<p class="verdict{" bad" if run.exit_code else ""}">{e(verdict(run))}</p>']
     if rows:
-        parts += ["<table><thead><tr><th>machine</th><th>without fix</th><th>with fix</th>"
-                  "<th>changed bits</th><th>introduced violations</th><th>vmstate</th></tr>"
-                  "</thead><tbody>", *rows, "</tbody></table>"]
+        parts += ["<table><thead><tr><th></th><th>machine</th><th>without fix</th>"
+                  "<th>with fix</th><th>changed bits</th><th>introduced violations</th>"
+                  "<th>vmstate</th></tr></thead><tbody>", *rows, "</tbody></table>"]
     if changes:
         parts += ["<h3>Guest-visible changes</h3><table><thead><tr><th>machine</th><th>pair</th>"
                   "<th>register</th><th>bit</th><th>name</th><th>without</th><th>with</th>"
                   "<th>spec</th><th>verdict</th></tr></thead><tbody>", *changes,
                   "</tbody></table>"]
-    parts += [f"<p>note: {e(n)}</p>" for n in run.notes]
+    if pre:
+        parts += ["<h3>Spec deviations QEMU has without the fix too (not failures)</h3><ul>",
+                  *pre, "</ul>"]
+    parts += [f"<p>note: {e(n)}</p>" for n in [*run.unpaired, *run.notes]]
     parts += [f'<p class="error">error: {e(x)}</p>' for x in run.all_errors]
     parts.append("</section>")
     return "\n".join(parts)

@@ -26,6 +26,7 @@ bit's behaviour and the reports keep it for anyone who wants to check.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 import time
@@ -37,7 +38,7 @@ from typing import Any
 
 from ..build import BuildRecord
 from ..errors import PatchcheckError
-from ..machine import Machine, MachineError
+from ..machine import FIRMWARE_DIRS, Machine, MachineError
 from ..migrate import Hosts, base_args
 from ..pciconf import (
     PCI_CAP_ID_EXP,
@@ -47,6 +48,7 @@ from ..pciconf import (
     SLTCTL_PIC_OFF,
     SLTCTL_PIC_ON,
     Monitor,
+    PciAddress,
     PciConfig,
     PciError,
     find_capability,
@@ -124,9 +126,10 @@ class Outcome:
     experiment: Experiment
     trace: list[Op]
     cap_offset: int | None = None
-    unplugged: tuple[str, ...] = ()
+    unplugged: tuple[str, ...] = ()  # by the tested writes (not by the arm)
     seconds: float = 0.0
     error: str = ""
+    address: PciAddress | None = None
 
 
 class _Tracer:
@@ -169,14 +172,14 @@ def run_experiment(exp: Experiment, machine: Monitor, root_port_id: str) -> Outc
     cfg = PciConfig(machine, find_device(machine, root_port_id))
     cap = find_capability(cfg, PCI_CAP_ID_EXP)  # walked, never assumed
     tracer = _Tracer(cfg, cap)
-    outcome = Outcome(exp, tracer.trace, cap)
-    before = _peripherals(machine)
+    outcome = Outcome(exp, tracer.trace, cap, address=cfg.address)
     tracer.snapshot()
     arm = exp.arm
     if arm is not None:
         for key, make in arm.writes:
             tracer.write(key, make(tracer.read(key)))
         tracer.snapshot()  # the state the tested writes start from
+    before = _peripherals(machine)
     current = tracer.read(exp.register.key)
     for value in STEPS:
         tracer.write(exp.register.key, written_value(exp.register, current, exp.bit, value))
@@ -237,9 +240,17 @@ class ProbeRunner:
             outcomes = list(pool.map(lambda e: self._one(record, args, e), todo))
         probe = assemble(record, machine, list(globals_), outcomes)
         probe.seconds = round(time.monotonic() - started, 2)
-        probe.command = " ".join([record.binary, "-L", "/usr/share/qemu", "-L",
-                                  "/usr/share/seabios", "-display", "none", *args])
+        probe.command = reproduce_command(record, args)
         return probe
+
+
+def reproduce_command(record: BuildRecord, args: Sequence[str]) -> str:
+    """The paused QEMU of an experiment, by hand, with the monitor on stdio."""
+    binary = Path(record.binary)
+    return shlex.join(["docker", "run", "--rm", "-it", "--network", "none",
+                       "-v", f"{binary.parent}:/qemu:ro", record.image, f"/qemu/{binary.name}",
+                       *(a for d in FIRMWARE_DIRS for a in ("-L", d)), "-display", "none",
+                       "-monitor", "stdio", *args])
 
 
 def _effects(trace: Sequence[Op], register: str) -> dict[str, list[int]]:
@@ -281,6 +292,8 @@ def assemble(record: BuildRecord, machine: str, globals_: list[str],
     if len(offsets) > 1:
         probe.errors.append(f"the Express capability moved between experiments: {sorted(offsets)}")
     probe.cap_offset = min(offsets) if offsets else None
+    port = next((o.address for o in outcomes if o.address is not None), None)
+    probe.root_port = [port.bus, port.device, port.function] if port else []
     context: dict[str, int] = {}
     for outcome in outcomes:
         for reg in (*PROBED, *CONTEXT):

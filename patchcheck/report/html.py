@@ -205,7 +205,16 @@ def render(run: RunResults, run_dir: Path) -> str:
             f"<h1>patchcheck run {escape(run.run_id)}</h1>"
             f'<p class="{cls}" id="verdict">{escape(verdict.sentence)}</p>{partial}'
             f"{_deviations(run)}{header_html(run)}<h2>Grid</h2>{legend()}{grid_html(run)}"
+            f"{_semantics(run_dir)}"
             f'<h2>Cases</h2>{cases_html(run, run_dir)}</body></html>\n')
+
+
+def _semantics(run_dir: Path) -> str:
+    """The register-semantics probe's section, when the run has one (probe.json)."""
+    from ..probe import report as probe_report
+
+    semantics = probe_report.load(run_dir)
+    return probe_report.html_section(semantics) if semantics is not None else ""
 
 
 def write(run: RunResults, run_dir: Path) -> Path:

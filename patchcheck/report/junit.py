@@ -117,7 +117,13 @@ def to_xml(run: RunResults, base: Path) -> str:
                                   f"{str(b.get('image_id', ''))[:19]}")
     suite = TestSuite("migration", _unique([testcase(r, base) for r in run.cases]),
                       properties=props, timestamp=run.started)
-    return _DISABLED.sub(r"\1", to_xml_report_string([suite], prettyprint=True))
+    suites = [suite]
+    from ..probe import report as probe_report
+
+    semantics = probe_report.load(base)
+    if semantics is not None:
+        suites.append(probe_report.junit_suite(semantics))
+    return _DISABLED.sub(r"\1", to_xml_report_string(suites, prettyprint=True))
 
 
 def write(run: RunResults, directory: Path) -> Path:

@@ -99,7 +99,7 @@ def _listed(results: list[CaseResult], describe: str) -> list[str]:
     return out
 
 
-def render(run: RunResults) -> str:
+def render(run: RunResults, semantics: Any = None) -> str:
     verdict = judge(run.cases)
     deviating = [r for r in run.cases
                  if r.deviates and r.observed in (Observed.PASSED, Observed.FAILED)]
@@ -120,6 +120,10 @@ def render(run: RunResults) -> str:
                       [_case_line(r) for r in deviating] or ["None."])
     lines += _section(f"Infrastructure errors ({len(errors)})", _listed(errors, "errored"))
     lines += _section(f"Skipped ({len(skipped)})", _listed(skipped, "skipped"))
+    if semantics is not None:
+        from ..probe import report as probe_report
+
+        lines += ["", probe_report.markdown(semantics)]
     lines += ["", "Per-case logs and reproducers: index.html and cases/ in the run directory; "
               "machine-readable: results.json, junit.xml.", ""]
     return "\n".join(lines)
@@ -128,6 +132,8 @@ def render(run: RunResults) -> str:
 def write(run: RunResults, run_dir: Path) -> Path:
     path = run_dir / "summary.md"
     tmp = run_dir / ".summary.md.tmp"
-    tmp.write_text(render(run), encoding="utf-8")
+    from ..probe import report as probe_report
+
+    tmp.write_text(render(run, probe_report.load(run_dir)), encoding="utf-8")
     tmp.replace(path)
     return path

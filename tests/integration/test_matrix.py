@@ -106,11 +106,16 @@ def test_case_logs_and_reproducer_are_kept(small_run):
 
 
 def test_default_matrix_end_to_end():
-    """`invoke matrix` on the default configuration: every case as the model expects."""
+    """`invoke matrix` on the default configuration: every migration case as the model
+    expects; the semantics probe flags v1 (PDS made guest-clearable), hence exit 1."""
     result = invoke("matrix", env={"CI": "true"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "The fix works" in result.stdout
-    run_dir = Path(result.stdout.strip().splitlines()[-1].removeprefix("reports: "))
+    semantics = [ln for ln in result.stdout.splitlines() if ln.startswith("Register semantics:")]
+    assert semantics and "7.2-v1" in semantics[0] and "PDS" in semantics[0]
+    assert "7.2-v2" not in semantics[0] and "10.0" not in semantics[0]
+    run_dir = Path(next(ln for ln in result.stdout.splitlines()
+                        if ln.startswith("reports: ")).removeprefix("reports: "))
     data = json.loads((run_dir / "results.json").read_text())
     observed = {c["observed"] for c in data["cases"]}
     assert observed == {Observed.PASSED.value, Observed.FAILED.value}

@@ -8,6 +8,7 @@ The traces marked "recorded" are verbatim from a probe of Debian bookworm's QEMU
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ from lxml import etree
 from patchcheck import config as config_mod
 from patchcheck.build import BuildRecord
 from patchcheck.errors import UsageError
-from patchcheck.probe import check_builds, default_machines, pairs_of, report, vmstate
+from patchcheck.probe import (
+    check_builds,
+    default_machines,
+    machines_per_build,
+    pairs_of,
+    report,
+    vmstate,
+)
 from patchcheck.probe import classify as c
 from patchcheck.probe.classify import Behaviour, Change, Op, Status
 from patchcheck.probe.runner import Experiment, assemble, experiments, run_experiment
@@ -379,6 +387,12 @@ def test_model_probe_classifies_like_qemu(probes: tuple[report.BuildProbe, ...])
     assert labels[3] == "RW1C=0" and labels[4] == "RW1C=0" and labels[6] == "RO=1"
     assert labels[7] == "RO=0, armed 1"
     assert v1.bit("sltsta", 6).label == "RW1C=1" and v1.bit("sltsta", 6).violation
+    assert none.root_port == [0, 0x12, 0]
+    lines = v1.hmp_lines("sltsta", 6)
+    assert set(lines[0::2]) == {"o /w 0xcf8 0x8000906c"}  # 00:12.0, dword 0x6c
+    assert lines[1] == "i /h 0xcfe    # Slot Status: 0x0040"
+    first = lines.index("o /h 0xcfe 0x40")
+    assert lines[first + 2] == "i /h 0xcfe    # Slot Status: 0x0000"  # cleared by v1
     pcc = none.bit("sltctl", 10)
     assert pcc.label == "RW=1" and pcc.unplugged == [XHCI_ID]
     assert pcc.effects["sltsta"] == [0x0040, 0x0018]
@@ -500,3 +514,15 @@ def test_pairs_and_default_machines() -> None:
     assert pairs == [] and "no build without the fix" in notes[0]
     assert default_machines(["pc-q35-5.2", "pc-q35-6.0", "pc-q35-6.1", "pc-q35-10.0"]) == \
         ["pc-q35-6.0", "pc-q35-10.0"]
+    newer = {"10.0-v2": dataclasses.replace(record("10.0-v2", "v2", True), commit="d" * 40,
+                                            source="debian:trixie",
+                                            machines=["pc-q35-6.0", "pc-q35-10.0"])}
+    both = {**records, **newer}
+    assert machines_per_build(both, []) == {"7.2-none": ["pc-q35-6.0", "pc-q35-7.2"],
+                                            "7.2-v1": ["pc-q35-6.0", "pc-q35-7.2"],
+                                            "7.2-v2": ["pc-q35-6.0", "pc-q35-7.2"],
+                                            "10.0-v2": ["pc-q35-6.0", "pc-q35-10.0"]}
+    only_new = machines_per_build(both, ["10.0"])
+    assert only_new["10.0-v2"] == ["pc-q35-10.0"] and only_new["7.2-v1"] == []
+    with pytest.raises(UsageError, match="no machine type to probe"):
+        machines_per_build(records, ["10.0"])
