@@ -50,7 +50,8 @@ def build(c: Context, source: str = "", fix: str = "none", name: str = "",
     "builds": "comma-separated build names (default: patchcheck.matrix.builds)",
     "pairs": "all, same-tree, cross, or SRC->DST, comma-separated (default from config)",
     "machines": "machine types: a list (6.0,7.2) or a range (5.2..7.2); default: all common",
-    "guest": "guest actions, comma-separated: synthetic, none (default from config)",
+    "guest": "guest actions, comma-separated: synthetic, linux, none (default from config)",
+    "accel": "auto, kvm or tcg (auto: KVM only after proving it runs a guest here)",
     "jobs": "cases run in parallel (default: CPU count)",
     "timeout": "seconds before a case is an error (default: 60)",
     "run_id": "name of the run folder under reports/ (default: a timestamp)",
@@ -59,12 +60,12 @@ def build(c: Context, source: str = "", fix: str = "none", name: str = "",
 }, optional=["resume"])
 def matrix(c: Context, builds: str = "", pairs: str = "", machines: str | None = None,
            guest: str = "", jobs: str = "", timeout: str = "", run_id: str = "", shard: str = "",
-           resume: str | bool = False) -> None:
+           resume: str | bool = False, accel: str = "") -> None:
     """Build what is missing, run the migration matrix, write junit.xml and results.json."""
     _exit(commands.guarded(
         commands.matrix, c.config, builds=_split(builds), pairs=_split(pairs),
         machines=machines, guests=_split(guest), jobs=jobs, timeout=timeout, run_id=run_id,
-        shard=shard, resume=resume))
+        shard=shard, resume=resume, accel=accel))
 
 
 images_ns = Collection("images")

@@ -71,9 +71,12 @@ def base_args(scenario: Scenario, case: Case, ram_mib: int, accel: str) -> list[
 
 def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenario: Scenario,
              scratch: Path, logdir: Path, *, ram_mib: int = 128, accel: str = "tcg",
-             timeout: float = 60.0) -> CaseResult:
+             timeout: float = 60.0, action: Any = None) -> CaseResult:
+    """One case. `action` overrides the scenario's guest action of that name (a Linux guest
+    needs its image); an action may add QEMU arguments per role (`qemu_args`), check the
+    destination after a pass (`verify_destination`) and keep console logs (`console_logs`)."""
     src_b, dst_b = builds[case.source], builds[case.destination]
-    action = scenario.action(case.guest)
+    action = action or scenario.action(case.guest)
     expected = (Observed.FAILED if scenario.expected_to_fail(
         case.machine, dst_b.has_fix, case.globals, action) else Observed.PASSED)
     result = CaseResult(case.machine, case.guest, list(case.globals), side(src_b), side(dst_b),
@@ -81,10 +84,14 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
     rundir = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))  # 0700, short socket paths
     sock = rundir / "migrate.sock"
     args = base_args(scenario, case, ram_mib, accel)
-    dst = Machine(hosts.get(dst_b.image_id), dst_b.binary, [*args, "-incoming", f"unix:{sock}"],
-                  rundir, "destination", timeout=min(timeout, 30))
-    src = Machine(hosts.get(src_b.image_id), src_b.binary, [*args, "-S"], rundir, "source",
+    extra = getattr(action, "qemu_args", None)
+    dst_extra, src_extra = (extra(rundir, "destination"), extra(rundir, "source")) if extra \
+        else ([], [])
+    dst = Machine(hosts.get(dst_b.image_id), dst_b.binary,
+                  [*args, *dst_extra, "-incoming", f"unix:{sock}"], rundir, "destination",
                   timeout=min(timeout, 30))
+    src = Machine(hosts.get(src_b.image_id), src_b.binary, [*args, *src_extra, "-S"], rundir,
+                  "source", timeout=min(timeout, 30))
     started = time.monotonic()
     deadline = started + timeout
     try:
@@ -97,6 +104,14 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
+        verify = getattr(action, "verify_destination", None)
+        if verify is not None and result.observed == Observed.PASSED:
+            problem = verify(dst, rundir, min(15.0, max(1.0, deadline - time.monotonic())))
+            if problem:  # the device state loaded, but the guest did not survive
+                result.observed = Observed.FAILED
+                result.message = problem
+        if result.deviates and hasattr(state, "summary"):
+            result.message = f"{result.message} ({state.summary()})".strip()
     except (MachineError, PciError, PatchcheckError) as exc:
         result.observed = Observed.ERROR
         result.message = str(exc)
@@ -113,6 +128,11 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
             if m.log_path.exists():
                 shutil.copyfile(m.log_path, logdir / m.log_path.name)
                 result.logs[m.name] = str(logdir / m.log_path.name)
+        consoles = getattr(action, "console_logs", None)
+        for role, path in (consoles() if consoles else {}).items():
+            if Path(path).exists():
+                shutil.copyfile(path, logdir / Path(path).name)
+                result.logs[f"{role}-console"] = str(logdir / Path(path).name)
         (logdir / "reproduce.sh").write_text("#!/bin/sh\n# " + case.id + "\n" + result.reproduce
                                              + "\n")
         result.logs["reproduce"] = str(logdir / "reproduce.sh")

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import accel as accel_mod
 from . import matrix, scenario
 from .build import BuildRecord
 from .config import Settings
@@ -35,6 +36,8 @@ from .results import Case, CaseResult, RunResults, Side, write_json
 from .runtime import Mount
 from .verdict import judge
 
+LINUX = "linux"  # the real guest: its action needs the guest image (patchcheck.guests.linux)
+
 
 @dataclass(frozen=True)
 class MatrixOptions:
@@ -46,6 +49,7 @@ class MatrixOptions:
     timeout: float | None = None
     run_id: str = ""
     scenario: str = "pds"
+    accel: str = ""  # auto, kvm or tcg; default: patchcheck.matrix.accel
     shard: str = ""  # "K/N": the K-th of N deterministic slices of the case list
     resume: bool = False  # reuse the finished cases of run `run_id`
 
@@ -66,6 +70,7 @@ class Plan:
     timeout: float
     scenario: Any
     shard: tuple[int, int] | None = None
+    accel: str = "tcg"
 
 
 def plan(settings: Settings, options: MatrixOptions) -> Plan:
@@ -78,7 +83,9 @@ def plan(settings: Settings, options: MatrixOptions) -> Plan:
               dict(m.guests))
     scen = scenario.get(options.scenario)
     for g in guests:
-        scen.action(g)  # unknown guest action -> UsageError before any work
+        if g != LINUX:
+            scen.action(g)  # unknown guest action -> UsageError before any work
+    accel_mod.validate(options.accel or m.accel)
     jobs = options.jobs if options.jobs is not None else m.jobs
     if jobs < 0:
         raise UsageError(f"--jobs {jobs}: must be >= 1")
@@ -87,7 +94,8 @@ def plan(settings: Settings, options: MatrixOptions) -> Plan:
     pairs = options.pairs or m.pairs
     matrix.pairs({n: settings.builds[n].source for n in names}, pairs)
     return Plan(tuple(names), tuple(pairs), guests, machines, jobs or os.cpu_count() or 1,
-                options.timeout or m.timeout, scen, parse_shard(options.shard))
+                options.timeout or m.timeout, scen, parse_shard(options.shard),
+                options.accel or m.accel)
 
 
 def parse_shard(text: str) -> tuple[int, int] | None:
@@ -123,7 +131,7 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
     run = RunResults(run_id, {}, [], started, partial=True, host=_host(),
                      settings={"builds": list(names), "pairs": list(p.pairs),
                                "machines": machines, "guests": guests, "jobs": jobs,
-                               "timeout": timeout, "accel": m.accel, "ram_mib": m.ram_mib,
+                               "timeout": timeout, "accel": p.accel, "ram_mib": m.ram_mib,
                                "scenario": scen.name,
                                "shard": "/".join(map(str, p.shard)) if p.shard else ""})
     records: dict[str, BuildRecord] = {}
@@ -156,8 +164,14 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         done = {r.case.id for r in results}
         todo = [c for c in case_list if c.id not in done]
         log(f"{len(todo)} cases to run, {jobs} in parallel")
+        guest_image = None
+        if LINUX in guests or p.accel != "tcg":
+            from .guests.linux import ensure_image
+
+            guest_image = ensure_image(runtime, settings, image_id=pipeline.image("bookworm"),
+                                       log=log)
         _run_cases(todo, records, failed, runtime, settings, scen, outdir, jobs, timeout,
-                   results)
+                   results, guest_image, p.accel, run.settings)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
         run.partial = len(results) < len(case_list)
@@ -191,12 +205,32 @@ def _force(scen: Any) -> str:
 
 def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
                failed: dict[str, str], runtime: Any, settings: Settings, scen: Any,
-               outdir: Path, jobs: int, timeout: float, results: list[CaseResult]) -> None:
+               outdir: Path, jobs: int, timeout: float, results: list[CaseResult],
+               guest_image: Any = None, accel: str = "tcg",
+               recorded: dict[str, Any] | None = None) -> None:
     m = settings.matrix
     scratch = scratch_dir()
-    hosts = Hosts(runtime, (Mount(str(scratch), str(scratch)),
-                            Mount(str(settings.cache_dir / "builds"),
-                                  str(settings.cache_dir / "builds"), read_only=True)))
+    mounts = [Mount(str(scratch), str(scratch)),
+              Mount(str(settings.cache_dir / "builds"), str(settings.cache_dir / "builds"),
+                    read_only=True)]
+    devices: tuple[str, ...] = ()
+    if guest_image is not None:
+        mounts.append(guest_image.mount())
+    if accel != "tcg" and records:
+        any_build = next(iter(records.values()))
+        choice = accel_mod.resolve(accel, runtime, any_build.image_id, any_build.binary,
+                                   lambda: guest_image, scratch)
+        accel, devices = choice.accel, choice.devices
+        if recorded is not None:
+            recorded["accel"] = choice.describe()
+    hosts = Hosts(runtime, tuple(mounts), devices)
+
+    def action_for(case: Case) -> Any:
+        if case.guest == LINUX:
+            from .guests.linux import LinuxAction
+
+            return LinuxAction(guest_image, ready_timeout=timeout)
+        return None
     try:
         runnable = []
         for case in case_list:
@@ -209,7 +243,7 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
             def one(case: Case) -> CaseResult:
                 logdir = outdir / "cases" / case.slug
                 res = run_case(case, records, hosts, scen, scratch, logdir, ram_mib=m.ram_mib,
-                               accel=m.accel, timeout=timeout)
+                               accel=accel, timeout=timeout, action=action_for(case))
                 write_json(logdir / "result.json", res.to_dict())
                 return res
 
