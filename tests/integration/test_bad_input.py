@@ -123,3 +123,33 @@ def test_bad_matrix_options(args, message, tmp_path):
     result = invoke("matrix", *args, env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "r")})
     line = _one_error_line(result, 2)
     assert message in line
+
+
+def test_unknown_task_option_and_task(tmp_path):
+    for args in (["matrix", "--bogus"], ["nosuchtask"]):
+        line = _one_error_line(invoke(*args), 2)
+        assert "No idea what" in line
+
+
+def test_unknown_accelerator():
+    line = _one_error_line(invoke("matrix", "--accel", "warp"), 2)
+    assert "unknown accelerator 'warp'" in line
+
+
+def test_kvm_requested_where_it_does_not_work(builds, tmp_path):
+    """/dev/kvm exists on these machines but nested KVM runs no guest: refused, exit 3."""
+    builds["7.2-none"]
+    result = invoke("matrix", "--builds", "7.2-none", "--machines", "6.0", "--guest", "synthetic",
+                    "--accel", "kvm", env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path)})
+    if result.returncode == 0:
+        pytest.skip("KVM really works on this machine")
+    line = _one_error_line(result, 3)
+    assert "KVM" in line or "kvm" in line
+
+
+def test_unwritable_report_directory(builds):
+    builds["7.2-none"]
+    result = invoke("matrix", "--builds", "7.2-none", "--machines", "6.0",
+                    env={"INVOKE_PATCHCHECK_REPORTS_DIR": "/proc/patchcheck-reports"})
+    line = _one_error_line(result, 2)
+    assert "not writable" in line
