@@ -253,3 +253,26 @@ def test_engine_gone_mid_run_ends_with_partial_results(builds, settings, runtime
     data = json.loads((tmp_path / "gone" / "results.json").read_text())
     assert data["partial"] is True and 1 <= len(data["cases"]) <= 6
     assert (tmp_path / "gone" / "junit.xml").is_file()
+
+
+def test_two_runs_at_once_build_once_and_a_corrupt_binary_is_rebuilt(builds, tmp_path):
+    builds["7.2-none"]
+    token = uuid.uuid4().hex[:8]
+    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
+    patch = tmp_path / f"v2-{token}.patch"
+    patch.write_text(text.replace("hot-removed by guest", f"hot-removed by guest [{token}]"))
+    args = [sys.executable, "-m", "invoke", "build", "--source", "debian:bookworm", "--fix",
+            str(patch)]
+    procs = [subprocess.Popen(args, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    binaries = {o[0].strip().splitlines()[-1] for o in outs}
+    assert len(binaries) == 1  # one entry, built once: the other run waited and reused it
+    built = [o for o in outs if "built:" in o[1]]
+    assert len(built) == 1 and sum("cached:" in o[1] for o in outs) == 1
+    binary = Path(binaries.pop())
+    binary.write_bytes(binary.read_bytes()[: 1 << 20])  # truncated on disk
+    again = subprocess.run(args, cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "built:" in again.stderr  # detected and rebuilt
+    assert binary.stat().st_size > 1 << 20
