@@ -143,7 +143,14 @@ def probe(c: Context, builds: str = "", machines: str = "") -> None:
                            machines=_split(machines)))
 
 
-ns = Collection(build, matrix, check, clean, probe)
+@task(help={"machines": "machine-type filter for the matrix figures (default: every type)"})
+def bench(c: Context, machines: str = "") -> None:
+    """Measure cold/incremental/cached builds, case times, matrix cold and warm, peak memory;
+    record reports/bench-<date>.json and print the table (takes 20-30 min on 2 cores)."""
+    _exit(commands.guarded(commands.bench, c.config, machines))
+
+
+ns = Collection(build, matrix, check, clean, probe, bench)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)
 report_ns.add_task(merge)

@@ -177,6 +177,15 @@ def probe(settings: Settings, builds: tuple[str, ...] = (), machines: tuple[str,
         return probe_command(settings, runtime, list(builds), list(machines), log)
 
 
+def bench(settings: Settings, machines: str) -> int:
+    from .bench import bench as run_bench
+    from .run import new_run_id
+
+    with docker_runtime(f"bench-{new_run_id()}") as runtime:
+        run_bench(settings, runtime, log, machines)
+    return EXIT_OK
+
+
 def report(settings: Settings, run: str, open_: bool) -> int:
     from .report.regenerate import report_command
 

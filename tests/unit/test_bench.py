@@ -1,0 +1,41 @@
+"""The benchmark's arithmetic and table (the numbers themselves live in reports/bench-*.json)."""
+
+from __future__ import annotations
+
+from patchcheck.bench import case_stats, percentile, table
+from patchcheck.outcome import Observed
+from patchcheck.results import RunResults
+
+
+def test_percentile_picks_from_the_data():
+    assert percentile([5, 1, 4, 2, 3], 0.5) == 3
+    assert percentile(list(range(1, 101)), 0.95) == 95
+    assert percentile([0.3], 0.95) == 0.3
+
+
+def test_case_stats_ignore_errors_and_other_guests(make_result):
+    def case(guest: str, seconds: float, observed: str = "passed"):
+        return make_result("pc-q35-6.0", "7.2-none", "7.2-v2", observed, "passed", guest=guest,
+                           seconds=seconds)
+    cases = [case("synthetic", s) for s in (0.2, 0.3, 0.4)]
+    cases.append(case("synthetic", 9.0, Observed.ERROR.value))
+    cases.append(case("linux", 6.0))
+    run = RunResults("r", {}, cases, "2026-01-01T00:00:00+00:00")
+    assert case_stats(run, "synthetic") == {"count": 3, "median_s": 0.3, "p95_s": 0.4,
+                                            "max_s": 0.4}
+    assert case_stats(run, "linux")["median_s"] == 6.0
+    assert case_stats(run, "none") == {}
+
+
+def test_table_states_ratios():
+    r = {"machine": {"cpus": 2, "cpu": "x", "memory_gib": 24.0, "kernel": "6"},
+         "cold_build": {"build": "7.2-none", "seconds": 200.0},
+         "with_fix_build": {"seconds": 3.0, "ratio_to_cold": 0.015},
+         "repeated_build_cache_hit_s": 1.2, "pair_ratio_to_cold": 1.015,
+         "synthetic_case": {"median_s": 0.3, "p95_s": 0.5, "count": 700},
+         "synthetic_throughput_per_s": 5.1, "jobs": 2, "linux_case": {"median_s": 6.0},
+         "matrix_cold_s": 900, "matrix_warm_s": 300, "matrix_cases": 800,
+         "peak_rss_mib": {"patchcheck": 80, "children": 300}}
+    text = table(r)
+    assert "0.015x cold" in text and "1.015x one cold build" in text
+    assert "median 0.30 s, p95 0.50 s over 700 cases" in text
