@@ -58,6 +58,16 @@ def _qemu_pids(marker: str, incoming: bool) -> list[int]:
     return pids
 
 
+def _build_of_a_new_fix(tmp_path: Path) -> list[str]:
+    """`invoke build` of v2 with a comment no build has seen: a real (incremental) build."""
+    token = uuid.uuid4().hex[:8]
+    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
+    patch = tmp_path / f"v2-{token}.patch"
+    patch.write_text(text.replace("hot-removed by guest", f"hot-removed by guest ({token})"))
+    return [sys.executable, "-m", "invoke", "build", "--source", "debian:bookworm", "--fix",
+            str(patch)]
+
+
 @pytest.fixture()
 def hosts(runtime, settings):
     scratch = Path(tempfile.mkdtemp(prefix="pc-"))
@@ -91,12 +101,7 @@ def test_sigint_mid_matrix_cleans_up_within_10s(builds, tmp_path):
 
 def test_sigterm_mid_build_leaves_nothing_and_next_run_builds(builds, settings, tmp_path):
     builds["7.2-none"]
-    token = uuid.uuid4().hex[:8]
-    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
-    patch = tmp_path / f"v2-{token}.patch"
-    patch.write_text(text.replace("hot-removed by guest", f"hot-removed by guest ({token})"))
-    args = [sys.executable, "-m", "invoke", "build", "--source", "debian:bookworm", "--fix",
-            str(patch)]
+    args = _build_of_a_new_fix(tmp_path)
     before = set((settings.cache_dir / "builds").glob(".*.tmp"))
     proc = subprocess.Popen(args, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -257,12 +262,7 @@ def test_engine_gone_mid_run_ends_with_partial_results(builds, settings, runtime
 
 def test_two_runs_at_once_build_once_and_a_corrupt_binary_is_rebuilt(builds, tmp_path):
     builds["7.2-none"]
-    token = uuid.uuid4().hex[:8]
-    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
-    patch = tmp_path / f"v2-{token}.patch"
-    patch.write_text(text.replace("hot-removed by guest", f"hot-removed by guest [{token}]"))
-    args = [sys.executable, "-m", "invoke", "build", "--source", "debian:bookworm", "--fix",
-            str(patch)]
+    args = _build_of_a_new_fix(tmp_path)
     procs = [subprocess.Popen(args, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]
