@@ -78,6 +78,20 @@ def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+DEVICES = "patchcheck-devices"  # the minimal device list, written into the build directory
+
+
+def devices_mak(devices: Sequence[str]) -> str:
+    return "# patchcheck: only what the reproducer needs (Kconfig selects the rest)\n" + \
+        "".join(f"{d}\n" for d in devices)
+
+
+def device_options() -> list[str]:
+    """configure takes --with-devices-ARCH=NAME as configs/devices/ARCH-softmmu/NAME.mak in the
+    (read-only) source tree; a relative NAME reaching up to / points it at the build directory."""
+    return ["--without-default-devices", f"--with-devices-x86_64=../../../..{OUT}/{DEVICES}"]
+
+
 def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
     return build_key(f"commit:{commit}", configure, image_id)
 
@@ -121,11 +135,14 @@ def load_record(directory: Path) -> BuildRecord | None:
 
 class Builder:
     def __init__(self, runtime: Any, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
-                 log: Callable[[str], None] = print, incremental: bool = True) -> None:
+                 log: Callable[[str], None] = print, incremental: bool = True,
+                 devices: Sequence[str] = ()) -> None:
         self.runtime = runtime
         self.root = cache_dir / "builds"
         self.ccache = cache_dir / "ccache"
         self.configure = list(configure)
+        self.devices = list(devices)  # non-empty: --without-default-devices plus this Kconfig list
+        self._keyed = [*self.configure, *(f"device:{d}" for d in self.devices)]
         self.jobs = jobs or os.cpu_count() or 1
         self.log = log
         self.incremental = incremental
@@ -133,7 +150,7 @@ class Builder:
 
     def build(self, name: str, tree: PreparedTree, generation: str, image: str,
               image_id: str) -> BuildRecord:
-        key = build_key(tree.tree_id, self.configure, image_id)
+        key = build_key(tree.tree_id, self._keyed, image_id)
         directory = self.root / key
         with file_lock(self.root / f"{key}.lock"):
             record = load_record(directory)
@@ -143,7 +160,7 @@ class Builder:
                 record.fix = tree.fix.to_dict()  # the same tree may come from another fix state
                 return record
             shutil.rmtree(directory, ignore_errors=True)
-            family = family_key(tree.source.commit, self.configure, image_id)
+            family = family_key(tree.source.commit, self._keyed, image_id)
             base = self.incremental_base(family, tree.tree_id) if self.incremental else None
             if base is not None:
                 try:
@@ -212,6 +229,9 @@ class Builder:
 
                 code, help_text = container.run([f"{SRC}/configure", "--help"])
                 options = supported_options(self.configure, help_text)
+                if self.devices and "--without-default-devices" in help_text:
+                    (work / "build" / f"{DEVICES}.mak").write_text(devices_mak(self.devices))
+                    options += device_options()
                 configure = [f"{SRC}/configure", *options]
                 steps = [configure, ["ninja", "-j", str(self.jobs), BINARY]]
                 if base is not None:
@@ -245,7 +265,8 @@ class Builder:
         reproduce = shlex.join([
             "docker", "run", "--rm", "--network", "none", "-v", f"{tree.path}:{SRC}:ro",
             "-v", f"{directory}/rebuild:{OUT}", "-w", OUT, image, "sh", "-c",
-            shlex.join(configure) + " && ninja " + BINARY,
+            (f"printf %s {shlex.quote(devices_mak(self.devices))} > {DEVICES}.mak && "
+             if self.devices else "") + shlex.join(configure) + " && ninja " + BINARY,
         ])
         record = BuildRecord(
             name=name, key=key, source=tree.source.spec, commit=tree.source.commit,

@@ -56,6 +56,7 @@ class Settings:
     builds: Mapping[str, BuildSpec]
     matrix: MatrixSettings
     submodules: bool = False
+    devices: tuple[str, ...] = ()  # minimal build: only these Kconfig devices (and what they select)
     nightly: NightlySettings = NightlySettings()
     project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
@@ -172,6 +173,7 @@ def load(config: Any) -> Settings:
         builds=builds,
         matrix=matrix,
         submodules=bool(root.get("submodules", False)),
+        devices=_list(build.get("devices"), "build.devices"),
         nightly=NightlySettings(
             remote=str(_section(root, "nightly").get("remote") or ""),
             refs=_list(_section(root, "nightly").get("refs"), "nightly.refs"),

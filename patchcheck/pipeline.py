@@ -20,7 +20,7 @@ class Pipeline:
         self.refresh = refresh
         self.images = images.Images(runtime, settings, log)
         self.builder = Builder(runtime, settings.cache_dir, settings.configure,
-                               settings.build_jobs, log)
+                               jobs=settings.build_jobs, log=log, devices=settings.devices)
         self.git = sources.GitSources(settings.cache_dir)
         self.debian = sources.DebianSources(
             settings.cache_dir, _lazy_fetcher(runtime, self._suite_image, log))

@@ -47,3 +47,19 @@ def test_age_sources_makes_only_changed_files_new(tmp_path):
     assert os.stat(tmp_path / "hw/pci/pci.c").st_mtime == OLD_MTIME
     assert os.stat(tmp_path / "hw/pci/pcie.c").st_mtime > OLD_MTIME + 10**8
     assert os.stat(tmp_path / ".git/index").st_mtime > OLD_MTIME + 10**8  # git's own files untouched
+
+
+def test_minimal_device_list_is_part_of_the_build_key(tmp_path):
+    from patchcheck.build import Builder, build_key, device_options, devices_mak
+
+    full = Builder(None, tmp_path, ["--disable-docs"])
+    minimal = Builder(None, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"])
+    assert full._keyed != minimal._keyed
+    assert build_key("t", full._keyed, "i") != build_key("t", minimal._keyed, "i")
+    assert device_options() == ["--without-default-devices",
+                                "--with-devices-x86_64=../../../../build/patchcheck-devices"]
+    # configure resolves NAME under /src/configs/devices/x86_64-softmmu/: four levels up is /
+    assert os.path.normpath("/src/configs/devices/x86_64-softmmu/" + device_options()[1]
+                            .split("=", 1)[1] + ".mak") == "/build/patchcheck-devices.mak"
+    assert devices_mak(["CONFIG_Q35=y", "CONFIG_PCIE_PORT=y"]).splitlines()[1:] == [
+        "CONFIG_Q35=y", "CONFIG_PCIE_PORT=y"]
