@@ -276,3 +276,29 @@ def test_two_runs_at_once_build_once_and_a_corrupt_binary_is_rebuilt(builds, tmp
     again = subprocess.run(args, cwd=PROJECT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "built:" in again.stderr  # detected and rebuilt
     assert binary.stat().st_size > 1 << 20
+
+
+def test_sigterm_mid_source_fetch_leaves_nothing(builds, tmp_path):
+    """Interrupting `apt-get source` (the network=host step): its container goes, and no
+    half-imported source stays in the cache."""
+    builds["7.2-none"]  # the builder image exists
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "build", "--source", "debian:bookworm"],
+                            cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "INVOKE_PATCHCHECK_CACHE_DIR": str(cache)})
+    client = docker.from_env()
+
+    def fetching() -> list:
+        return [c for c in client.containers.list(filters={"label": "org.patchcheck.role=fetch"})
+                if c.labels.get("org.patchcheck.pid") == str(proc.pid)]
+    _wait_for(lambda: bool(fetching()), timeout=120)
+    info = client.api.inspect_container(fetching()[0].id)
+    assert info["HostConfig"]["NetworkMode"] == "host"  # the only step that may use it
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 3 and "Traceback" not in err, err[-1500:]
+    assert fetching() == []
+    debian = cache / "debian" / "bookworm"
+    assert not debian.exists() or list(debian.iterdir()) == []
