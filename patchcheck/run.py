@@ -152,7 +152,8 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         known = {n: records[n].machines for n in records}
         fallback = sorted({t for ms in known.values() for t in ms})
         build_machines = {n: known.get(n, fallback) for n in names}
-        force = [scen_force] if m.force_native_hotplug and (scen_force := _force(scen)) else []
+        forcing = getattr(scen, "force_native_global", "")  # the scenario's "bug on a new type"
+        force = [forcing] if m.force_native_hotplug and forcing else []
         case_list = matrix.cases(build_machines, sources, p.pairs, guests,
                                  machines, force)
         if p.shard:
@@ -197,10 +198,6 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
             print(line)
         print(f"page: {outdir / 'index.html'}")
         print(f"reports: {outdir}")
-
-
-def _force(scen: Any) -> str:
-    return str(getattr(scen, "force_native_global", ""))
 
 
 def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
