@@ -26,7 +26,6 @@ from .runtime import ContainerSpec, Mount, invoking_user
 from .trees import PreparedTree
 
 BINARY = "qemu-system-x86_64"
-FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
 SRC, OUT, CCACHE = "/src", "/build", "/ccache"
 RECORD = "build.json"
 

@@ -250,4 +250,4 @@ def matrix(settings: Settings, **options: Any) -> int:
         return run_matrix(settings, runtime, opts, log, checked)
 
 
-__all__ = ["PatchcheckError", "guarded", "images", "base", "build", "matrix"]
+
