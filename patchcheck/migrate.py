@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,9 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
         monitor = RecordingMonitor(src)
         state = action.perform(monitor)
         result.slot = asdict(state) if state is not None else {}
-        result.reproduce = reproduce_command(src_b, dst_b, args, monitor.writes)
+        result.reproduce = reproduce_command(src_b, dst_b, args, monitor.writes,
+                                             _portable(src_extra, rundir),
+                                             _portable(dst_extra, rundir))
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
@@ -119,7 +121,8 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
         raise InfraError(f"container engine failed during {case.id}: "
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     finally:
-        result.reproduce = result.reproduce or reproduce_command(src_b, dst_b, args, [])
+        result.reproduce = result.reproduce or reproduce_command(
+            src_b, dst_b, args, [], _portable(src_extra, rundir), _portable(dst_extra, rundir))
         src.shutdown()
         dst.shutdown()
         result.seconds = round(time.monotonic() - started, 3)
@@ -223,22 +226,35 @@ class RecordingMonitor:
         return self.machine.qmp(command, **args)
 
 
+def _portable(extra: list[str], rundir: Path) -> list[str]:
+    """A guest's per-role QEMU arguments with the case's private directory as /tmp/pc."""
+    return [a.replace(str(rundir), "/tmp/pc") for a in extra]
+
+
 def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str],
-                      guest_writes: list[str]) -> str:
+                      guest_writes: list[str], src_extra: Sequence[str] = (),
+                      dst_extra: Sequence[str] = ()) -> str:
     """Commands a person can paste to replay the case by hand: two terminals, two monitors."""
+    kernel = [a for a in (*src_extra, *dst_extra) if a.startswith("/") and "/guests/" in a]
+    guests = {str(Path(k).parent.parent) for k in kernel}
+
     def qemu(record: BuildRecord, extra: list[str]) -> str:
         binary = Path(record.binary)
+        mounts = [x for g in sorted(guests) for x in ("-v", f"{g}:{g}:ro")]
         return shlex.join(["docker", "run", "--rm", "-it", "--network", "none",
-                           "-v", f"{binary.parent}:/qemu:ro", "-v", "/tmp/pc:/tmp/pc",
+                           "-v", f"{binary.parent}:/qemu:ro", "-v", "/tmp/pc:/tmp/pc", *mounts,
                            record.image, f"/qemu/{binary.name}", "-L", "/usr/share/qemu",
                            "-L", "/usr/share/seabios", "-display", "none", "-monitor", "stdio",
                            *args, *extra])
+    action = ("# in the source monitor: the guest action, then the migration" if not kernel else
+              "# in the source monitor: `cont`, wait for PATCHCHECK-READY in "
+              "/tmp/pc/source-console.log, then migrate")
     lines = ["mkdir -p /tmp/pc",
              "# terminal 1, the destination:",
-             qemu(dst, ["-incoming", "unix:/tmp/pc/migrate.sock"]),
+             qemu(dst, [*dst_extra, "-incoming", "unix:/tmp/pc/migrate.sock"]),
              "# terminal 2, the source (paused):",
-             qemu(src, ["-S"]),
-             "# in the source monitor: the guest action, then the migration",
+             qemu(src, [*src_extra, "-S"]),
+             action,
              *(f"#   (qemu) {w}" for w in guest_writes),
              "#   (qemu) migrate unix:/tmp/pc/migrate.sock",
              "# verdict from the destination: its stderr, then `info migrate` and `info status`"]
