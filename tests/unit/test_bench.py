@@ -33,7 +33,7 @@ def test_table_states_ratios():
          "with_fix_build": {"seconds": 3.0, "ratio_to_cold": 0.015},
          "repeated_build_cache_hit_s": 1.2, "pair_ratio_to_cold": 1.015,
          "synthetic_case": {"median_s": 0.3, "p95_s": 0.5, "count": 700},
-         "synthetic_throughput_per_s": 5.1, "jobs": 2, "linux_case": {"median_s": 6.0},
+         "matrix_cases_per_s": 5.1, "jobs": 2, "linux_case": {"median_s": 6.0},
          "matrix_cold_s": 900, "matrix_warm_s": 300, "matrix_cases": 800,
          "peak_rss_mib": {"patchcheck": 80, "children": 300}}
     text = table(r)
