@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import git
 import pytest
 from invoke.config import Config
 
@@ -67,6 +68,14 @@ class Builds:
         if name not in self._records:
             self._records[name] = self.pipeline.build(self.settings.builds[name])
         return self._records[name]
+
+    def source_repo(self, name: str) -> Path:
+        """The git repository the Debian source of build `name` was imported into."""
+        record = self[name]
+        suite = self.settings.builds[name].source.removeprefix("debian:").partition("=")[0]
+        imported = self.settings.cache_dir / "debian" / suite
+        return next(p for p in imported.iterdir()
+                    if (p / ".git").exists() and git.Repo(p).head.commit.hexsha == record.commit)
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,7 @@ def qemu_repo(tmp_path_factory, builds):
     """A local git repository made from Debian bookworm's QEMU 7.2 source import."""
     import git
 
-    record = builds["7.2-none"]
-    imported = Path(record.binary).parents[3] / "debian" / "bookworm"
-    source = next(p for p in imported.iterdir() if (p / ".git").exists())
+    source = builds.source_repo("7.2-none")
     repo = tmp_path_factory.mktemp("qemu") / "qemu"
     git.Repo.clone_from(str(source), str(repo))
     return repo

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import git
 
@@ -20,9 +19,7 @@ UNKNOWN_FIX = """    pci_word_test_and_set_mask(dev->wmask + pos + PCI_EXP_SLTST
 
 
 def test_nightly_history_and_flips(builds, tmp_path):
-    record = builds["7.2-none"]
-    imported = Path(record.binary).parents[3] / "debian" / "bookworm"
-    source = next(p for p in imported.iterdir() if (p / ".git").exists())
+    source = builds.source_repo("7.2-none")
     remote = tmp_path / "qemu"
     repo = git.Repo.clone_from(str(source), str(remote))
     branch = repo.active_branch.name

@@ -22,9 +22,7 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
     if not TOOL.exists():
         pytest.skip("gitlab-ci-local not installed (scripts/setup-host installs it)")
     assert shutil.which("rsync"), "gitlab-ci-local needs rsync (scripts/setup-host installs it)"
-    record = builds["7.2-none"]
-    imported = Path(record.binary).parents[3] / "debian" / "bookworm"
-    source = next(p for p in imported.iterdir() if (p / ".git").exists())
+    source = builds.source_repo("7.2-none")
     remote = tmp_path / "qemu"
     branch = git.Repo.clone_from(str(source), str(remote)).active_branch.name
     project = tmp_path / "project"
