@@ -146,8 +146,9 @@ def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, sh
 
 def history(settings: Settings, run: str) -> int:
     from . import nightly as nightly_mod
+    from .report.regenerate import run_dir_of
 
-    run_dir = Path(run) if "/" in run else settings.reports_dir / (run or "latest")
+    run_dir = run_dir_of(settings.reports_dir, run)
     nightly_mod.record_history(settings.reports_dir, run_dir.resolve(), log)
     return EXIT_OK
 
@@ -194,6 +195,7 @@ def report(settings: Settings, run: str, open_: bool) -> int:
 
 def merge(settings: Settings, runs: list[str], out: str) -> int:
     from .merge import merge as merge_runs
+    from .report.regenerate import run_dir_of
     from .run import new_run_id
 
     dirs: list[Path] = []
@@ -205,7 +207,7 @@ def merge(settings: Settings, runs: list[str], out: str) -> int:
                                             f"{settings.reports_dir}")
             dirs += found
         else:
-            dirs.append(Path(r) if "/" in r else settings.reports_dir / r)
+            dirs.append(run_dir_of(settings.reports_dir, r))
     out_dir = settings.reports_dir / (out or f"merged-{new_run_id()}")
     merged = merge_runs(dirs, out_dir)
     print(f"merged {len(dirs)} runs, {len(merged.cases)} cases -> {out_dir}")

@@ -43,6 +43,11 @@ def load(run_dir: Path) -> RunResults:
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
+def run_dir_of(reports_dir: Path, ref: str) -> Path:
+    """A run given as an id under reports_dir (or `latest`), or as a directory path."""
+    return Path(ref) if "/" in ref else reports_dir / (ref or "latest")
+
+
 def regenerate(run_dir: Path) -> dict[str, Path]:
     return write_reports(load(run_dir), run_dir)
 
@@ -52,7 +57,7 @@ def report_command(reports_dir: Path, run: str | None, open_: bool) -> int:
     name = run or "latest"
     if not run and not (reports_dir / "latest").exists():
         raise UsageError(f"no run in {reports_dir} (no 'latest'): pass --run ID")
-    run_dir = (Path(name) if "/" in name else reports_dir / name).resolve()  # an id, or a path
+    run_dir = run_dir_of(reports_dir, name).resolve()
     written = regenerate(run_dir)
     for path in written.values():
         print(f"wrote {path}")
