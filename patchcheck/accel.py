@@ -123,7 +123,7 @@ def probe_kvm(runtime: Any, image_id: str, binary: str, guest: GuestImage, scrat
     container = runtime.start(ContainerSpec(
         image=image_id, role="kvm-probe", network="none",
         devices=(KVM_DEVICE,) if accel == "kvm" else (),
-        user=invoking_user(),
+        user=invoking_user(), spawns=True,
         mounts=(Mount(str(rundir), str(rundir)), Mount(bindir, bindir, read_only=True),
                 guest.mount())))
     console = console_path(rundir, "kvm-probe")

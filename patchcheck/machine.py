@@ -8,7 +8,6 @@ QEMU connects, so there is no race on the socket's creation.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,9 +46,20 @@ class Machine:
         return [self.binary, *firmware, "-display", "none", *monitor, *self.args]
 
     def launch(self) -> None:
+        """Start QEMU and wait until its monitor is connected."""
+        self.start()
+        self.connect()
+
+    def start(self) -> None:
+        """Listen on the QMP socket and start the process; `connect` completes the launch.
+        (Two machines started first and connected second initialise concurrently.)"""
         self._qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True)
         self._proc = self.container.spawn(self.argv, log=str(self.log_path),
                                           pidfile=str(self.rundir / f"{self.name}.pid"))
+
+    def connect(self) -> None:
+        if self._qmp is None:
+            raise MachineError(f"{self.name}: not started")
         try:
             self._qmp.accept(timeout=self.timeout)
         except Exception as exc:  # noqa: BLE001 - QEMU exited or never connected
@@ -78,13 +88,10 @@ class Machine:
         return self._proc is not None and self._proc.poll() is None
 
     def wait_exit(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self._proc.poll() if self._proc else 0
-            if code is not None:
-                return int(code)
-            time.sleep(0.02)
-        return None
+        if self._proc is None:
+            return 0
+        code = self._proc.wait(timeout)
+        return None if code is None else int(code)
 
     def log_text(self) -> str:
         try:

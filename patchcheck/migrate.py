@@ -29,6 +29,7 @@ from .scenario import Scenario
 
 FINAL = ("completed", "failed", "cancelled")
 REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to load
+POLL = 0.005  # seconds between monitor polls while a migration runs (a round trip: ~0.3 ms)
 
 
 class Hosts:
@@ -46,7 +47,7 @@ class Hosts:
             if image_id not in self._containers:
                 self._containers[image_id] = self.runtime.start(ContainerSpec(
                     image=image_id, role="qemu", network="none", mounts=self.mounts,
-                    devices=self.devices, user=invoking_user()))
+                    devices=self.devices, user=invoking_user(), spawns=True))
             return self._containers[image_id]
 
     def close(self) -> None:
@@ -95,8 +96,10 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
     started = time.monotonic()
     deadline = started + timeout
     try:
-        dst.launch()
-        src.launch()
+        dst.start()
+        src.start()
+        dst.connect()
+        src.connect()
         monitor = RecordingMonitor(src)
         state = action.perform(monitor)
         result.slot = asdict(state) if state is not None else {}
@@ -152,7 +155,7 @@ def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
             return status
         if not dst.running():  # the destination gave up; the source may not notice for a while
             return status or "unknown"
-        time.sleep(0.02)
+        time.sleep(POLL)
     raise MachineError("timeout waiting for the migration to finish")
 
 
@@ -198,7 +201,7 @@ def _destination_state(dst: Machine, deadline: float) -> tuple[str, str]:
             break
         if time.monotonic() > deadline:
             raise MachineError("timeout waiting for the destination to load the migration")
-        time.sleep(0.02)
+        time.sleep(POLL)
     mig = str(dst.cmd("query-migrate").get("status", ""))
     dst.cmd("cont")
     return mig, str(dst.cmd("query-status").get("status", ""))

@@ -1,19 +1,26 @@
 """The container seam: a small protocol and its Docker implementation.
 
 One container is started per (image, purpose) and reused for many commands
-(`run` blocks and streams output; `spawn` starts a background process such as a
-QEMU and returns a handle). Every container carries the project label and the
-run id, so `cleanup` and `invoke clean` remove exactly what patchcheck created,
-by id.
+(`run` blocks and streams output, through `docker exec`; `spawn` starts a background
+process such as a QEMU and returns a handle). A container that spawns runs
+patchcheck/launcher.py as its main process and starts each process on request over a
+unix socket, ~1 ms instead of ~55 ms for an exec; closing the handle's connection ends
+the process. Every container carries the project label and the run id, so `cleanup`
+and `invoke clean` remove exactly what patchcheck created, by id.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import InfraError
@@ -23,8 +30,8 @@ LABEL_RUN = "org.patchcheck.run"
 LABEL_ROLE = "org.patchcheck.role"
 LABEL_PID = "org.patchcheck.pid"  # the run's process: `invoke clean` removes containers of dead runs
 
-# A fixed script: user input only ever travels as its positional arguments.
-_SPAWN_SCRIPT = 'pidfile=$1 log=$2; shift 2; echo $$ > "$pidfile"; exec "$@" > "$log" 2>&1'
+LAUNCHER = Path(__file__).with_name("launcher.py")
+LAUNCHER_IN_CONTAINER = "/opt/patchcheck/launcher.py"
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,12 @@ class ContainerSpec:
     devices: tuple[str, ...] = ()  # e.g. "/dev/kvm", only when KVM is used
     user: str | None = None  # "uid:gid"; None = the image's default (root)
     workdir: str | None = None
+    spawns: bool = False  # runs background processes (QEMUs): its main process is the launcher
 
 
 class Process(Protocol):
     def poll(self) -> int | None: ...
+    def wait(self, timeout: float) -> int | None: ...
     def kill(self) -> None: ...
 
 
@@ -82,45 +91,101 @@ def invoking_user() -> str:
     return f"{os.getuid()}:{os.getgid()}"
 
 
-class DockerProcess:
-    """A process started by `docker exec` inside a long-lived container."""
+class LaunchedProcess:
+    """A process started by the container's launcher (patchcheck/launcher.py): one unix
+    socket connection per process, which carries its exit status back."""
 
-    def __init__(self, container: DockerContainer, exec_id: str, pidfile: str) -> None:
-        self._container = container
-        self._exec_id = exec_id
-        self._pidfile = pidfile
+    def __init__(self, sock: socket.socket, pid: int) -> None:
+        self._sock = sock
+        self.pid = pid  # in the container's PID namespace
+        self._buffer = b""
+        self._code: int | None = None
+
+    @classmethod
+    def start(cls, path: str, argv: Sequence[str], log: str, pidfile: str,
+              alive: Callable[[], bool], timeout: float = 30.0) -> LaunchedProcess:
+        """Connect to the launcher at `path` (waiting while its container starts) and start
+        argv. A launcher that answers with an error gives a process that exited with 127."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                if time.monotonic() > deadline or not alive():
+                    raise InfraError(f"the launcher in the container did not start ({path})") \
+                        from None
+                time.sleep(0.01)
+        request = {"argv": list(argv), "log": log, "pidfile": pidfile}
+        sock.sendall((json.dumps(request) + "\n").encode())
+        proc = cls(sock, 0)
+        reply = proc._message(timeout)
+        if reply is None or "pid" not in reply:
+            why = (reply or {}).get("error", "no answer from the launcher")
+            with open(log, "a") as f:  # like a shell that cannot exec: the reason in the log
+                f.write(f"patchcheck launcher: cannot start {argv[0]}: {why}\n")
+            proc._code = 127
+            sock.close()
+            return proc
+        proc.pid = int(reply["pid"])
+        return proc
+
+    def _message(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next message; None if none arrived within `timeout` (0: do not wait) or
+        the connection ended (then the exit status is -1 unless one came)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self._sock.settimeout(remaining)
+                data = self._sock.recv(4096)
+            except (BlockingIOError, TimeoutError):
+                return None
+            except OSError:
+                data = b""
+            if not data:
+                if self._code is None:
+                    self._code = -1  # the launcher (its container) went away
+                return None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, waiting at most `timeout` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while self._code is None:
+            message = self._message(max(0.0, deadline - time.monotonic()))
+            if message is not None and "exit" in message:
+                self._code = int(message["exit"])
+            elif message is None and time.monotonic() >= deadline:
+                break
+        if self._code is not None:
+            self._sock.close()
+        return self._code
 
     def poll(self) -> int | None:
-        info = self._container.api.exec_inspect(self._exec_id)
-        if info.get("Running"):
-            return None
-        code = info.get("ExitCode")
-        return int(code) if code is not None else -1
+        return self.wait(0)
 
     def kill(self) -> None:
-        if self.poll() is not None:
-            return
-        for _ in range(50):  # the pid file is written by the wrapper right after exec starts
+        if self.poll() is None:
             try:
-                with open(self._pidfile) as f:
-                    pid = f.read().strip()
-                if pid:
-                    break
-            except FileNotFoundError:
+                self._sock.sendall(b'"kill"\n')
+            except OSError:
                 pass
-            time.sleep(0.02)
-        else:
-            return
-        # `kill` is a shell builtin: minimal images have no /bin/kill (procps).
-        self._container.run(["sh", "-c", 'kill -KILL "$1"', "patchcheck-kill", pid])
 
 
 class DockerContainer:
-    def __init__(self, runtime: DockerRuntime, container: Any) -> None:
+    def __init__(self, runtime: DockerRuntime, container: Any, launcher: str | None = None
+                 ) -> None:
         self._runtime = runtime
         self._container = container
         self.id: str = container.id
         self.api = runtime.client.api
+        self._launcher = launcher  # the launcher's socket, when the spec asked to spawn
 
     def run(
         self,
@@ -157,11 +222,16 @@ class DockerContainer:
         code = self.api.exec_inspect(exec_id).get("ExitCode")
         return (int(code) if code is not None else -1), "\n".join(tail)
 
-    def spawn(self, argv: Sequence[str], *, log: str, pidfile: str) -> DockerProcess:
-        cmd = ["sh", "-c", _SPAWN_SCRIPT, "patchcheck-spawn", pidfile, log, *argv]
-        exec_id = self.api.exec_create(self.id, cmd)["Id"]
-        self.api.exec_start(exec_id, detach=True)
-        return DockerProcess(self, exec_id, pidfile)
+    def spawn(self, argv: Sequence[str], *, log: str, pidfile: str) -> LaunchedProcess:
+        if self._launcher is None:
+            raise InfraError(f"container {self.id[:12]} was not started to spawn processes")
+        return LaunchedProcess.start(self._launcher, argv, log, pidfile, self.alive)
+
+    def alive(self) -> bool:
+        try:
+            return bool(self.api.inspect_container(self.id)["State"]["Running"])
+        except Exception:  # noqa: BLE001 - gone, or the engine with it
+            return False
 
     def remove(self) -> None:
         self._runtime.remove(self.id)
@@ -184,6 +254,7 @@ class DockerRuntime:
             ) from None
         self._lock = threading.Lock()
         self._started: set[str] = set()
+        self._sockets: str | None = None
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         import docker.errors
@@ -211,10 +282,19 @@ class DockerRuntime:
             DockerMount(m.target, m.source, type="bind", read_only=m.read_only)
             for m in spec.mounts
         ]
+        command = ["sleep", "infinity"]
+        launcher = None
+        if spec.spawns:
+            sockets = Path(tempfile.mkdtemp(prefix="c-", dir=self._socket_dir()))
+            launcher = str(sockets / "launcher.sock")
+            mounts += [DockerMount(str(sockets), str(sockets), type="bind"),
+                       DockerMount(LAUNCHER_IN_CONTAINER, str(LAUNCHER), type="bind",
+                                   read_only=True)]
+            command = ["python3", "-I", LAUNCHER_IN_CONTAINER, launcher]
         try:
             container = self.client.containers.run(
                 spec.image,
-                ["sleep", "infinity"],
+                command,
                 detach=True,
                 network_mode=spec.network,
                 labels=labels,
@@ -232,7 +312,15 @@ class DockerRuntime:
             raise InfraError(f"cannot start a {spec.role} container from {spec.image}: {exc}") from None
         with self._lock:
             self._started.add(str(container.id))
-        return DockerContainer(self, container)
+        return DockerContainer(self, container, launcher)
+
+    def _socket_dir(self) -> str:
+        """The runtime's private (0700) directory for launcher sockets; short, because unix
+        socket paths are limited to 107 bytes."""
+        with self._lock:
+            if self._sockets is None:
+                self._sockets = tempfile.mkdtemp(prefix="patchcheck-rt-", dir="/tmp")
+            return self._sockets
 
     def remove(self, container_id: str) -> None:
         import docker.errors
@@ -252,3 +340,6 @@ class DockerRuntime:
             ids = list(self._started)
         for cid in ids:
             self.remove(cid)
+        if self._sockets is not None:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+            self._sockets = None

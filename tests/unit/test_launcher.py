@@ -1,0 +1,85 @@
+"""The container-side launcher (patchcheck/launcher.py) and its client, run on this host:
+the launcher is plain Python, so no container is needed to check its protocol."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from patchcheck.errors import InfraError
+from patchcheck.runtime import LAUNCHER, LaunchedProcess
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[str]:
+    sock = str(tmp_path / "launcher.sock")
+    server = subprocess.Popen([sys.executable, "-I", str(LAUNCHER), sock])
+    yield sock
+    server.kill()
+    server.wait()
+
+
+def _start(sock: str, tmp_path: Path, *argv: str) -> LaunchedProcess:
+    return LaunchedProcess.start(sock, argv, str(tmp_path / "out.log"),
+                                 str(tmp_path / "out.pid"), alive=lambda: True, timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_exit_status_and_output_reach_the_client(launcher: str, tmp_path: Path) -> None:
+    proc = _start(launcher, tmp_path, "sh", "-c", 'echo "to stdout"; echo "to stderr" >&2; exit 3')
+    assert proc.wait(10) == 3
+    assert proc.poll() == 3
+    assert (tmp_path / "out.log").read_text() == "to stdout\nto stderr\n"
+    assert (tmp_path / "out.pid").read_text().strip() == str(proc.pid)
+
+
+def test_poll_does_not_wait_and_kill_ends_the_process_as_a_shell_reports_it(
+        launcher: str, tmp_path: Path) -> None:
+    proc = _start(launcher, tmp_path, "sleep", "60")
+    started = time.monotonic()
+    assert proc.poll() is None and proc.wait(0.2) is None
+    assert time.monotonic() - started < 2
+    proc.kill()
+    assert proc.wait(10) == 128 + 9
+
+
+def test_closing_the_connection_ends_a_running_process(launcher: str, tmp_path: Path) -> None:
+    proc = _start(launcher, tmp_path, "sleep", "60")
+    assert _alive(proc.pid)
+    proc._sock.close()  # patchcheck gone: no process may outlive it
+    deadline = time.monotonic() + 10
+    while _alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(proc.pid)
+
+
+def test_a_program_that_cannot_start_exits_127_with_the_reason_in_its_log(
+        launcher: str, tmp_path: Path) -> None:
+    proc = _start(launcher, tmp_path, "/nonexistent/qemu-system-x86_64", "-S")
+    assert proc.poll() == 127
+    assert "cannot start /nonexistent/qemu-system-x86_64" in (tmp_path / "out.log").read_text()
+
+
+def test_many_processes_at_once(launcher: str, tmp_path: Path) -> None:
+    procs = [LaunchedProcess.start(launcher, ["sh", "-c", f"exit {i}"], str(tmp_path / f"{i}.log"),
+                                   "", alive=lambda: True) for i in range(20)]
+    assert [p.wait(10) for p in procs] == list(range(20))
+
+
+def test_a_launcher_that_never_appears_is_an_infrastructure_error(tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match="launcher in the container did not start"):
+        LaunchedProcess.start(str(tmp_path / "none.sock"), ["true"], str(tmp_path / "log"), "",
+                              alive=lambda: False)
