@@ -8,6 +8,8 @@ QEMU connects, so there is no race on the socket's creation.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,12 +62,29 @@ class Machine:
     def connect(self) -> None:
         if self._qmp is None:
             raise MachineError(f"{self.name}: not started")
+        accepted = threading.Event()
+        threading.Thread(target=self._unblock_accept, args=(accepted,), daemon=True).start()
         try:
             self._qmp.accept(timeout=self.timeout)
+            accepted.set()
         except Exception as exc:  # noqa: BLE001 - QEMU exited or never connected
+            accepted.set()
             self.shutdown()
             raise MachineError(f"{self.name}: QEMU did not connect to QMP "
                                f"({type(exc).__name__}): {self.log_tail(3)}") from None
+
+    def _unblock_accept(self, accepted: threading.Event) -> None:
+        """A QEMU that exits before it connects (bad arguments, say) would leave `accept`
+        waiting for the whole timeout: connect to the socket in its place and hang up, so
+        that `accept` fails at once."""
+        proc = self._proc
+        if proc is None or proc.wait(self.timeout) is None or accepted.is_set():
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as poke:
+                poke.connect(str(self.qmp_path))
+        except OSError:
+            pass
 
     def cmd(self, command: str, **args: object) -> Any:
         if self._qmp is None:

@@ -93,13 +93,15 @@ def invoking_user() -> str:
 
 class LaunchedProcess:
     """A process started by the container's launcher (patchcheck/launcher.py): one unix
-    socket connection per process, which carries its exit status back."""
+    socket connection per process, which carries its exit status back. A thread per
+    process reads it, so `wait` may be called from any thread."""
 
     def __init__(self, sock: socket.socket, pid: int) -> None:
         self._sock = sock
         self.pid = pid  # in the container's PID namespace
-        self._buffer = b""
         self._code: int | None = None
+        self._exited = threading.Event()
+        self._pending = b""  # received, not yet read: the exit status may come with the pid
 
     @classmethod
     def start(cls, path: str, argv: Sequence[str], log: str, pidfile: str,
@@ -118,64 +120,76 @@ class LaunchedProcess:
                     raise InfraError(f"the launcher in the container did not start ({path})") \
                         from None
                 time.sleep(0.01)
-        request = {"argv": list(argv), "log": log, "pidfile": pidfile}
-        sock.sendall((json.dumps(request) + "\n").encode())
         proc = cls(sock, 0)
-        reply = proc._message(timeout)
-        if reply is None or "pid" not in reply:
-            why = (reply or {}).get("error", "no answer from the launcher")
+        reply: dict[str, Any] = {}
+        try:
+            sock.settimeout(timeout)
+            sock.sendall((json.dumps({"argv": list(argv), "log": log, "pidfile": pidfile})
+                          + "\n").encode())
+            while b"\n" not in proc._pending:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                proc._pending += data
+            line, _, proc._pending = proc._pending.partition(b"\n")
+            reply = json.loads(line) if line else {}
+            sock.settimeout(None)
+        except (OSError, ValueError):
+            pass
+        if "pid" not in reply:
+            why = reply.get("error", "no answer from the launcher")
             with open(log, "a") as f:  # like a shell that cannot exec: the reason in the log
                 f.write(f"patchcheck launcher: cannot start {argv[0]}: {why}\n")
-            proc._code = 127
-            sock.close()
+            proc._finish(127)
             return proc
         proc.pid = int(reply["pid"])
+        threading.Thread(target=proc._read, daemon=True).start()
         return proc
 
-    def _message(self, timeout: float | None) -> dict[str, Any] | None:
-        """The next message; None if none arrived within `timeout` (0: do not wait) or
-        the connection ended (then the exit status is -1 unless one came)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    def _read(self) -> None:
+        code = -1  # the connection ended without a status: the launcher (container) is gone
+        pending = self._pending
+        while b"\n" not in pending:  # the only message after the pid is the exit status
             try:
-                self._sock.settimeout(remaining)
                 data = self._sock.recv(4096)
-            except (BlockingIOError, TimeoutError):
-                return None
             except OSError:
                 data = b""
             if not data:
-                if self._code is None:
-                    self._code = -1  # the launcher (its container) went away
-                return None
-            self._buffer += data
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        message: dict[str, Any] = json.loads(line)
-        return message
+                break
+            pending += data
+        if b"\n" in pending:
+            try:
+                code = int(json.loads(pending.partition(b"\n")[0])["exit"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        self._finish(code)
+
+    def _finish(self, code: int) -> None:
+        self._code = code
+        self._sock.close()
+        self._exited.set()
 
     def wait(self, timeout: float) -> int | None:
         """The exit status, waiting at most `timeout` seconds for it."""
-        deadline = time.monotonic() + timeout
-        while self._code is None:
-            message = self._message(max(0.0, deadline - time.monotonic()))
-            if message is not None and "exit" in message:
-                self._code = int(message["exit"])
-            elif message is None and time.monotonic() >= deadline:
-                break
-        if self._code is not None:
-            self._sock.close()
+        self._exited.wait(timeout)
         return self._code
 
     def poll(self) -> int | None:
-        return self.wait(0)
+        return self._code
 
     def kill(self) -> None:
-        if self.poll() is None:
+        if not self._exited.is_set():
             try:
                 self._sock.sendall(b'"kill"\n')
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """Drop the connection: the launcher ends the process if it still runs."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class DockerContainer:

@@ -86,10 +86,10 @@ def test_init_script_is_valid_shell_and_a_busybox_init() -> None:
 def test_init_script_waits_on_the_slot_registers_not_on_fixed_sleeps() -> None:
     text = INIT_SCRIPT.read_text()
     before_ready = text[: text.index(READY_MARKER + " settled=$ok")]
-    # The only pause before readiness is the 20 ms poll of the registers.
-    assert re.findall(r"\b(u?sleep)\s+(\S+)", before_ready) == [("usleep", "20000")]
+    # The only pause before readiness is the 50 ms poll of the registers.
+    assert re.findall(r"\b(u?sleep)\s+(\S+)", before_ready) == [("usleep", "50000")]
     after_ready = text[text.index(READY_MARKER + " settled=$ok"):]
-    assert re.findall(r"\bsleep\s+(\S+)", after_ready) == ["1"]  # the heartbeat period
+    assert re.findall(r"\b(u?sleep)\s+(\S+)", after_ready) == [("usleep", "250000")]
 
 
 @pytest.mark.parametrize(("sltcap", "ctl", "sta", "settled"), [
@@ -117,11 +117,15 @@ def test_rd_and_expcap_on_a_fake_config_space(tmp_path: Path) -> None:
     script = _functions() + f'\npci={tmp_path}\n' + r'''
 cap=$(expcap 0000:00:12.0) || exit 3
 echo "$cap $(rd 0000:00:12.0 $((cap + 24)) 2) $(rd 0000:00:12.0 $((cap + 26)) 2) $(rd 0000:00:12.0 0 4)"
+echo "$(slot 0000:00:12.0 "$cap")"
 '''
     result = _sh(script)
     assert result.returncode == 0, result.stderr
-    cap, ctl, sta, ids = (int(x) for x in result.stdout.split())
+    first, second = result.stdout.splitlines()
+    cap, ctl, sta, ids = (int(x) for x in first.split())
     assert (cap, ctl, sta, ids) == (0x54, 0x07C0, 0x0040, 0x000C1B36)
+    sltcap = int.from_bytes(ROOT_PORT_Q35_60[cap + 20:cap + 24], "little")
+    assert sltcap and [int(x) for x in second.split()] == [sltcap, ctl, sta]
 
 
 def test_expcap_fails_without_an_express_capability(tmp_path: Path) -> None:
