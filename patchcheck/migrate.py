@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -73,39 +73,116 @@ def base_args(scenario: Scenario, case: Case, ram_mib: int, accel: str) -> list[
 def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenario: Scenario,
              scratch: Path, logdir: Path, *, ram_mib: int = 128, accel: str = "tcg",
              timeout: float = 60.0, action: Any = None) -> CaseResult:
-    """One case. `action` overrides the scenario's guest action of that name (a Linux guest
-    needs its image); an action may add QEMU arguments per role (`qemu_args`), check the
-    destination after a pass (`verify_destination`) and keep console logs (`console_logs`)."""
+    """One case, with its own source and destination QEMU."""
+    results = run_cases([case], builds, hosts, scenario, scratch, lambda c: logdir,
+                        ram_mib=ram_mib, accel=accel, timeout=timeout, action=action)
+    try:
+        return next(results)
+    finally:
+        results.close()  # ends the source QEMU
+
+
+def shares_source(action: Any) -> bool:
+    """Whether cases with this action can migrate one source QEMU one after the other."""
+    return callable(getattr(action, "again", None))
+
+
+def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: Hosts,
+              scenario: Scenario, scratch: Path, logdir: Callable[[Case], Path], *,
+              ram_mib: int = 128, accel: str = "tcg", timeout: float = 60.0,
+              action: Any = None) -> Generator[CaseResult, None, None]:
+    """Cases that differ only in their destination, yielded as each finishes.
+
+    Each case gets a fresh destination QEMU. The source QEMU is launched once, does the
+    guest action once (`perform`) and is migrated to each destination in turn; before each
+    later migration the action's `again` resumes it and reads the slot state anew (a Linux
+    guest boots once for all of them: its boot is most of a case's time). A source that
+    died or misbehaved is replaced by a fresh one for the next case. Without `again`, the
+    action allows one case per source.
+
+    `action` overrides the scenario's guest action of that name (a Linux guest needs its
+    image); an action may add QEMU arguments per role (`qemu_args`), check the destination
+    after a pass (`verify_destination`) and keep console logs (`console_logs`)."""
+    if len(cases) > 1 and not shares_source(action):
+        raise ValueError("only an action with again() runs several cases from one source")
+    if len({(c.source, c.machine, c.guest, c.globals) for c in cases}) > 1:
+        raise ValueError("cases of one source must share source build, machine, guest, globals")
+    src_b = builds[cases[0].source]
+    action = action or scenario.action(cases[0].guest)
+    args = base_args(scenario, cases[0], ram_mib, accel)
+    extra = getattr(action, "qemu_args", None)
+    srcdir = Path(tempfile.mkdtemp(prefix="src-", dir=scratch))  # 0700, short socket paths
+    src_extra = extra(srcdir, "source") if extra else []
+    source: _Source | None = None
+    try:
+        for case in cases:
+            if source is not None and not source.machine.running():
+                source = None
+            if source is None:
+                source = _Source(Machine(hosts.get(src_b.image_id), src_b.binary,
+                                         [*args, *src_extra, "-S"], srcdir, "source",
+                                         timeout=min(timeout, 30)))
+            result = _migrate_one(case, builds, hosts, scenario, source, action, args, src_extra,
+                                  srcdir, scratch, logdir(case), timeout)
+            if result.observed == Observed.ERROR:
+                source.machine.shutdown()  # the next case starts from a fresh source
+                source = None
+            yield result
+    finally:
+        if source is not None:
+            source.machine.shutdown()
+        shutil.rmtree(srcdir, ignore_errors=True)
+
+
+class _Source:
+    """The source QEMU of one or more cases: how many migrations it made so far."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.monitor = RecordingMonitor(machine)
+        self.migrations = 0
+        self.started = False
+
+
+def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
+                 scenario: Scenario, source: _Source, action: Any, args: list[str],
+                 src_extra: list[str], srcdir: Path, scratch: Path, logdir: Path,
+                 timeout: float) -> CaseResult:
     src_b, dst_b = builds[case.source], builds[case.destination]
-    action = action or scenario.action(case.guest)
     expected = (Observed.FAILED if scenario.expected_to_fail(
         case.machine, dst_b.has_fix, case.globals, action) else Observed.PASSED)
     result = CaseResult(case.machine, case.guest, list(case.globals), side(src_b), side(dst_b),
                         Observed.ERROR, expected)
     rundir = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))  # 0700, short socket paths
     sock = rundir / "migrate.sock"
-    args = base_args(scenario, case, ram_mib, accel)
     extra = getattr(action, "qemu_args", None)
-    dst_extra, src_extra = (extra(rundir, "destination"), extra(rundir, "source")) if extra \
-        else ([], [])
+    dst_extra = extra(rundir, "destination") if extra else []
     dst = Machine(hosts.get(dst_b.image_id), dst_b.binary,
                   [*args, *dst_extra, "-incoming", f"unix:{sock}"], rundir, "destination",
                   timeout=min(timeout, 30))
-    src = Machine(hosts.get(src_b.image_id), src_b.binary, [*args, *src_extra, "-S"], rundir,
-                  "source", timeout=min(timeout, 30))
+    src = source.machine
     started = time.monotonic()
     deadline = started + timeout
+
+    def reproducer(writes: list[str]) -> str:
+        return reproduce_command(src_b, dst_b, args, writes, _portable(src_extra, srcdir),
+                                 _portable(dst_extra, rundir))
     try:
         dst.start()
-        src.start()
+        if not source.started:
+            src.start()
         dst.connect()
-        src.connect()
-        monitor = RecordingMonitor(src)
-        state = action.perform(monitor)
+        if not source.started:
+            src.connect()
+            source.started = True
+            state = action.perform(source.monitor)
+        else:
+            state = action.again(src)
         result.slot = asdict(state) if state is not None else {}
-        result.reproduce = reproduce_command(src_b, dst_b, args, monitor.writes,
-                                             _portable(src_extra, rundir),
-                                             _portable(dst_extra, rundir))
+        source.migrations += 1
+        if source.migrations > 1 or shares_source(action):
+            result.slot["source_migration"] = source.migrations  # 1: the source's first
+        result.reproduce = reproducer(source.monitor.writes)
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
@@ -124,9 +201,7 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
         raise InfraError(f"container engine failed during {case.id}: "
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     finally:
-        result.reproduce = result.reproduce or reproduce_command(
-            src_b, dst_b, args, [], _portable(src_extra, rundir), _portable(dst_extra, rundir))
-        src.shutdown()
+        result.reproduce = result.reproduce or reproducer([])
         dst.shutdown()
         result.seconds = round(time.monotonic() - started, 3)
         logdir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ from . import matrix, scenario
 from .build import BuildRecord
 from .config import Settings
 from .errors import BuildFailed, UsageError
-from .migrate import Hosts, run_case, side
+from .migrate import Hosts, run_cases, side
 from .outcome import EXIT_INFRA, EXIT_OK, Observed, exit_code_for_cases
 from .pipeline import Pipeline
 from .progress import CaseProgress
@@ -237,17 +237,19 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
             else:
                 runnable.append(case)
         with CaseProgress(len(runnable)) as progress:
-            def one(case: Case) -> CaseResult:
-                logdir = outdir / "cases" / case.slug
-                res = run_case(case, records, hosts, scen, scratch, logdir, ram_mib=m.ram_mib,
-                               accel=accel, timeout=timeout, action=action_for(case))
-                write_json(logdir / "result.json", res.to_dict())
-                return res
+            def one(group: list[Case]) -> Iterator[CaseResult]:
+                def logdir(case: Case) -> Path:
+                    return outdir / "cases" / case.slug
+                for res in run_cases(group, records, hosts, scen, scratch, logdir,
+                                     ram_mib=m.ram_mib, accel=accel, timeout=timeout,
+                                     action=action_for(group[0])):
+                    write_json(logdir(res.case) / "result.json", res.to_dict())
+                    yield res
 
-            for case, res in parallel(runnable, one, jobs):
+            for _, res in parallel(source_groups(runnable), one, jobs):
                 results.append(res)
                 mark = "ok" if not res.deviates else "DEVIATES"
-                progress.advance(f"{case.id}: {res.observed.value} ({mark})")
+                progress.advance(f"{res.case.id}: {res.observed.value} ({mark})")
     finally:
         hosts.close()  # kills every QEMU, so cases still running end at once
         shutil.rmtree(scratch, ignore_errors=True)
@@ -259,15 +261,30 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def parallel(items: Sequence[T], func: Callable[[T], R], jobs: int) -> Iterator[tuple[T, R]]:
-    """Run func over items on `jobs` daemon threads; yield (item, result) as each finishes.
+def source_groups(cases: Sequence[Case]) -> list[list[Case]]:
+    """The cases as units of work: cases with the Linux guest that share source build,
+    machine type and -globals form one group (one boot, one migration per destination,
+    patchcheck.migrate.run_cases); every other case is a group of its own. The groups with
+    the Linux guest come first: they are the longest, and started last they would leave
+    one job running alone at the end."""
+    groups: dict[Any, list[Case]] = {}
+    for case in cases:
+        key = (case.source, case.machine, case.globals) if case.guest == LINUX else case.id
+        groups.setdefault((case.guest == LINUX, key), []).append(case)
+    return sorted(groups.values(), key=lambda g: g[0].guest != LINUX)
+
+
+def parallel(items: Sequence[T], func: Callable[[T], Iterable[R]], jobs: int
+             ) -> Iterator[tuple[T, R]]:
+    """Run func over items on `jobs` daemon threads; func gives an item's results one by
+    one, and each is yielded as (item, result) as soon as it is there.
 
     Daemon threads, not a ThreadPoolExecutor: when the run is interrupted, the caller stops
     consuming, removes the QEMU containers and returns at once; a case still in flight must
     not hold the process open (an executor's workers are joined at exit).
     """
     todo: queue.Queue[T] = queue.Queue()
-    done: queue.Queue[tuple[T, R | None, BaseException | None]] = queue.Queue()
+    done: queue.Queue[tuple[T, R | None, BaseException | None, bool]] = queue.Queue()
     for item in items:
         todo.put(item)
 
@@ -278,18 +295,24 @@ def parallel(items: Sequence[T], func: Callable[[T], R], jobs: int) -> Iterator[
             except queue.Empty:
                 return
             try:
-                done.put((item, func(item), None))
+                for result in func(item):
+                    done.put((item, result, None, False))
+                done.put((item, None, None, True))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                done.put((item, None, exc))
+                done.put((item, None, exc, True))
 
     for _ in range(max(1, min(jobs, len(items)))):
         threading.Thread(target=worker, daemon=True).start()
     try:
-        for _ in range(len(items)):
-            item, result, error = done.get()
+        finished = 0
+        while finished < len(items):
+            item, result, error, last = done.get()
             if error is not None:
                 raise error
-            yield item, result  # type: ignore[misc]
+            if last:
+                finished += 1
+            else:
+                yield item, result  # type: ignore[misc]
     finally:
         while not todo.empty():  # stop the workers after the case each is running
             try:

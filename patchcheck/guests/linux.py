@@ -367,9 +367,11 @@ class GuestSlotState(SlotState):
 class LinuxAction(GuestAction):
     """Boot the Linux guest and let its pciehp act on the slot (patchcheck.scenario.Action).
 
-    Per case: `qemu_args(rundir, role)` for both QEMUs (same arguments apart from the
-    console file), `perform(monitor)` on the paused source, `verify_destination(...)`
-    once the destination runs. One instance per case (it remembers the console paths).
+    Per source QEMU: `qemu_args(rundir, role)` for both QEMUs (same arguments apart from
+    the console file), `perform(monitor)` on the paused source, `verify_destination(...)`
+    once the destination runs; `again(monitor)` before each further migration of the same
+    source (patchcheck.migrate.run_cases). One instance per source (it remembers the
+    console paths and the readiness).
     """
 
     name = "linux"
@@ -382,6 +384,7 @@ class LinuxAction(GuestAction):
         self.poll = poll
         self.consoles: dict[str, Path] = {}
         self.readiness: Readiness | None = None
+        self.initial: SlotState | None = None  # the slot before the guest ran
         self.source_heartbeat = 0  # last one on the source console when verifying
         self.destination_heartbeat = 0  # first one on the destination console
 
@@ -401,10 +404,32 @@ class LinuxAction(GuestAction):
         console = self.consoles.get("source")
         if console is None:
             raise GuestError("LinuxAction: qemu_args(rundir, 'source') was not used for the source")
-        initial = read_slot_state(monitor, self.root_port_id)
+        self.initial = read_slot_state(monitor, self.root_port_id)
         monitor.qmp("cont")
-        ready = self.wait_ready(monitor, console)
-        self.readiness = ready
+        self.readiness = self.wait_ready(monitor, console)
+        return self._slot_state(monitor, self.readiness)
+
+    def again(self, monitor: Monitor) -> GuestSlotState:
+        """The source after an earlier migration of the same guest: let it run again
+        (after a completed migration it waits in `postmigrate`), wait for a heartbeat newer
+        than the last one (the guest runs on), and read the slot with the guest stopped."""
+        if self.readiness is None or self.initial is None:
+            raise GuestError("LinuxAction.again: the guest has not been booted (perform)")
+        console = self.consoles["source"]
+        beats = heartbeats(read_console(console))
+        last = beats[-1] if beats else 0
+        if str((monitor.qmp("query-status") or {}).get("status", "")) != "running":
+            monitor.qmp("cont")
+        deadline = time.monotonic() + self.ready_timeout
+        while not [b for b in heartbeats(read_console(console)) if b > last]:
+            if time.monotonic() > deadline:
+                raise GuestError(f"source guest printed no heartbeat after {last} within "
+                                 f"{self.ready_timeout:g} s when resumed for another migration")
+            time.sleep(self.poll)
+        return self._slot_state(monitor, self.readiness)
+
+    def _slot_state(self, monitor: Monitor, ready: Readiness) -> GuestSlotState:
+        assert self.initial is not None
         monitor.qmp("stop")  # the 0xcf8/0xcfc pair is not atomic: read while the guest is stopped
         try:
             state = read_slot_state(monitor, self.root_port_id)
@@ -412,7 +437,7 @@ class LinuxAction(GuestAction):
             monitor.qmp("cont")  # migrate a running guest, as in the report
         return GuestSlotState(
             state.cap_offset, state.slot_control, state.slot_status,
-            initial_control=initial.slot_control, initial_status=initial.slot_status,
+            initial_control=self.initial.slot_control, initial_status=self.initial.slot_status,
             guest_pciehp="bound" if ready.pciehp else "not bound",
             guest_settled="yes" if ready.settled else "no", guest_ready_s=ready.uptime)
 
@@ -441,7 +466,8 @@ class LinuxAction(GuestAction):
     def verify_destination(self, dst: Any, rundir: Path, timeout: float) -> str | None:
         """After the destination runs (after `cont`): None if its console shows a heartbeat
         (the guest survived the migration), else why not."""
-        src_beats = heartbeats(read_console(console_path(rundir, "source")))
+        src_beats = heartbeats(read_console(self.consoles.get("source",
+                                                             console_path(rundir, "source"))))
         self.source_heartbeat = src_beats[-1] if src_beats else 0
         console = console_path(rundir, "destination")
         deadline = time.monotonic() + timeout

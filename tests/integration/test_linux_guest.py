@@ -250,3 +250,30 @@ def test_benchmark_one_linux_case_under_tcg(hosts: tuple[Hosts, Path], guest: Gu
     record_property("linux_case_seconds", entry["seconds"])
     print(f"benchmark: one linux case under TCG: {entry['seconds']} s "
           f"(goal <= 15 s on 2 cores; load {entry['load']}) -> {path}")
+
+
+def test_one_booted_source_migrates_to_each_destination_in_turn(
+        hosts: tuple[Hosts, Path], guest: GuestImage, builds: Builds, tmp_path: Path) -> None:
+    """migrate.run_cases, as the matrix runs linux cases: one boot, then a fresh destination
+    per case. After a rejected migration and after an accepted one, the same source
+    migrates again, with the slot state the guest left, and each verdict is the
+    destination's own."""
+    from patchcheck.migrate import run_cases
+    from patchcheck.outcome import Observed
+    from patchcheck.results import Case
+
+    qemu_hosts, scratch = hosts
+    records = {"n": builds["7.2-none"], "v2": builds["7.2-v2"]}
+    cases = [Case("pc-q35-6.0", "n", d, "linux") for d in ("n", "v2", "n")]
+    results = list(run_cases(cases, records, qemu_hosts, pds.SCENARIO, scratch,
+                             lambda c: tmp_path / str(cases.index(c)), timeout=120,
+                             action=LinuxAction(guest)))
+    assert [r.observed for r in results] == [Observed.FAILED, Observed.PASSED, Observed.FAILED]
+    assert [r.expected for r in results] == [r.observed for r in results]
+    assert EXACT_ERROR in results[0].destination_error and EXACT_ERROR in results[2].destination_error
+    assert [r.slot["source_migration"] for r in results] == [1, 2, 3]
+    slots = [{k: v for k, v in r.slot.items() if k != "source_migration"} for r in results]
+    assert slots[0] == slots[1] == slots[2] and slots[0]["slot_status"] == 0
+    console = Path(results[1].logs["destination-console"]).read_text()
+    assert heartbeats(console) and "PATCHCHECK-READY" not in console  # the guest ran on
+    assert results[0].seconds > results[1].seconds  # the boot is paid once

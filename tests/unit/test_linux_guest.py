@@ -536,3 +536,39 @@ def test_watch_boot() -> None:
 def test_probe_command_line_shows_the_boot_from_the_start() -> None:
     words = accel.PROBE_APPEND.split()
     assert "earlyprintk=ttyS0" in words and "console=ttyS0" in words and "quiet" not in words
+
+
+def test_again_resumes_the_source_waits_for_a_new_heartbeat_and_reads_the_slot(
+        tmp_path: Path) -> None:
+    action = LinuxAction(_image(tmp_path), poll=0.01)
+    action.qemu_args(tmp_path, "source")
+    console = console_path(tmp_path, "source")
+    monitor = GuestMonitor(console, CONSOLE_Q35_60, (0x0771, 0x0000))
+    first = action.perform(monitor)
+    console.write_text(CONSOLE_Q35_60 + "PATCHCHECK-HEARTBEAT 3 uptime=4.5\n")
+    monitor.status = "postmigrate"  # after a completed migration
+    monitor.log.clear()
+    monitor.marker = CONSOLE_Q35_60 + "PATCHCHECK-HEARTBEAT 3 uptime=4.5\n" \
+                                      "PATCHCHECK-HEARTBEAT 4 uptime=4.75\n"
+    second = action.again(monitor)
+    assert monitor.log == ["query-status", "cont", "stop", "read", "cont"]
+    assert second == first  # the same slot, read anew, with the boot's readiness
+
+
+def test_again_without_a_new_heartbeat_is_an_error(tmp_path: Path) -> None:
+    action = LinuxAction(_image(tmp_path), ready_timeout=0.2, poll=0.01)
+    action.qemu_args(tmp_path, "source")
+    console = console_path(tmp_path, "source")
+    monitor = GuestMonitor(console, CONSOLE_Q35_60, (0x0771, 0x0000))
+    action.perform(monitor)
+    console.write_text(CONSOLE_Q35_60 + "PATCHCHECK-HEARTBEAT 3 uptime=4.5\n")
+    monitor.marker = None  # the guest does not run on
+    with pytest.raises(GuestError, match="no heartbeat after 3 within 0.2 s"):
+        action.again(monitor)
+
+
+def test_again_needs_a_booted_guest(tmp_path: Path) -> None:
+    action = LinuxAction(_image(tmp_path), poll=0.01)
+    action.qemu_args(tmp_path, "source")
+    with pytest.raises(GuestError, match="has not been booted"):
+        action.again(GuestMonitor(console_path(tmp_path, "source"), CONSOLE_Q35_60, None))

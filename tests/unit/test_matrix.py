@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 
@@ -245,3 +246,32 @@ def test_shards_partition_the_cases(n: int) -> None:
 def test_shard_rejects(k: int, n: int) -> None:
     with pytest.raises(UsageError, match="--shard"):
         matrix.shard([], k, n)
+
+
+def test_source_groups_share_one_linux_boot_per_source_type_and_globals() -> None:
+    from patchcheck.run import source_groups
+
+    cases = [Case("pc-q35-6.0", s, d, g, gl) for s in ("a", "b") for d in ("a", "b")
+             for g in ("synthetic", "linux") for gl in ((), ("x=1",))]
+    groups = source_groups(cases)
+    assert sorted(c.id for g in groups for c in g) == sorted(c.id for c in cases)  # each once
+    linux = [g for g in groups if g[0].guest == "linux"]
+    assert groups[:len(linux)] == linux  # the long groups first
+    assert sorted((g[0].source, g[0].globals, [c.destination for c in g]) for g in linux) == [
+        ("a", (), ["a", "b"]), ("a", ("x=1",), ["a", "b"]),
+        ("b", (), ["a", "b"]), ("b", ("x=1",), ["a", "b"])]
+    assert all(len(g) == 1 for g in groups[len(linux):])
+
+
+def test_parallel_yields_each_result_of_an_item_as_it_comes_and_raises_errors() -> None:
+    from patchcheck.run import parallel
+
+    got = sorted(parallel([1, 2, 3], lambda n: [n * 10 + i for i in range(n)], 2))
+    assert got == [(1, 10), (2, 20), (2, 21), (3, 30), (3, 31), (3, 32)]
+
+    def fails(n: int) -> Iterator[int]:
+        yield n
+        if n == 2:
+            raise RuntimeError("engine gone")
+    with pytest.raises(RuntimeError, match="engine gone"):
+        list(parallel([1, 2], fails, 1))
