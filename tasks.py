@@ -143,11 +143,13 @@ def probe(c: Context, builds: str = "", machines: str = "") -> None:
                            machines=_split(machines)))
 
 
-@task(help={"machines": "machine-type filter for the matrix figures (default: every type)"})
-def bench(c: Context, machines: str = "") -> None:
-    """Measure cold/incremental/cached builds, case times, matrix cold and warm, peak memory;
-    record reports/bench-<date>.json and print the table (takes 20-30 min on 2 cores)."""
-    _exit(commands.guarded(commands.bench, c.config, machines))
+@task(help={"machines": "machine-type filter for the matrix figures (default: every type)",
+            "repeat": "how many warm matrix runs to take the median of (default 2)"})
+def bench(c: Context, machines: str = "", repeat: str = "2") -> None:
+    """Measure cold (minimal and default devices), incremental and cached builds, case times,
+    matrix cold and warm, peak memory; record reports/bench-<date>.json and print the table
+    (takes 30-40 min on 2 cores)."""
+    _exit(commands.guarded(commands.bench, c.config, machines, repeat))
 
 
 ns = Collection(build, matrix, check, clean, probe, bench)

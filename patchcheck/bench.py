@@ -34,9 +34,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def case_stats(run: RunResults, guest: str) -> dict[str, float]:
+def case_stats(run: RunResults, guest: str, source_migration: int | None = None
+               ) -> dict[str, float]:
+    """Median/p95/max over the finished cases of `guest`. `source_migration`: 1 = only
+    cases whose source booted for them, 2 = only later migrations of a shared source."""
+    def wanted(slot: dict[str, Any]) -> bool:
+        if source_migration is None:
+            return True
+        n = int(slot.get("source_migration", 1))
+        return n == 1 if source_migration == 1 else n > 1
     seconds = [c.seconds for c in run.cases if c.guest == guest and c.observed.value in
-               ("passed", "failed")]
+               ("passed", "failed") and wanted(c.slot)]
     if not seconds:
         return {}
     return {"count": len(seconds), "median_s": round(statistics.median(seconds), 3),
@@ -61,12 +69,26 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
+def reference_settings(settings: Settings) -> Settings:
+    """The configuration the minimal build is measured against: the same feature-trimmed
+    configure options with QEMU's default device set."""
+    return dataclasses.replace(settings, devices=())
+
+
+def _fresh_cache(settings: Settings, prefix: str) -> Path:
+    """An empty cache directory (no builds, no ccache, no worktrees) with the Debian source
+    imports copied in: fetching is not building."""
+    fresh = Path(tempfile.mkdtemp(prefix=prefix, dir=settings.cache_dir.parent))
+    if (settings.cache_dir / "debian").is_dir():
+        shutil.copytree(settings.cache_dir / "debian", fresh / "debian", symlinks=True)
+    return fresh
+
+
 def bench(settings: Settings, runtime: Any, log: Callable[[str], None] = print,
-          machines: str = "") -> dict[str, Any]:
-    fresh = Path(tempfile.mkdtemp(prefix="bench-cache-", dir=settings.cache_dir.parent))
+          machines: str = "", repeat: int = 2) -> dict[str, Any]:
+    fresh = _fresh_cache(settings, "bench-cache-")
+    reference_cache = _fresh_cache(settings, "bench-reference-")
     try:
-        if (settings.cache_dir / "debian").is_dir():
-            shutil.copytree(settings.cache_dir / "debian", fresh / "debian", symlinks=True)
         cold = dataclasses.replace(settings, cache_dir=fresh)
         if machines:
             cold = dataclasses.replace(cold, matrix=dataclasses.replace(cold.matrix,
@@ -82,43 +104,60 @@ def bench(settings: Settings, runtime: Any, log: Callable[[str], None] = print,
         same_tree = [b for b in builds.values() if b.get("family") == first.get("family")]
         without = next(b for b in same_tree if not b.get("incremental_from"))
         with_fix = [b for b in same_tree if b.get("incremental_from")]
-        # 2. a repeated identical build: a cache hit
+        # 2. the same tree cold with the reference configuration (QEMU's default devices),
+        #    in its own empty cache: the minimal build's ratio
+        reference = reference_settings(dataclasses.replace(cold, cache_dir=reference_cache))
+        ref_record = Pipeline(runtime, reference, log=lambda line: None).build(
+            settings.builds[without["name"]])
+        # 3. a repeated identical build: a cache hit
         spec = settings.builds[with_fix[0]["name"]] if with_fix else settings.builds[without["name"]]
-        _, repeat_s = _timed(lambda: Pipeline(runtime, cold, log=lambda line: None).build(spec))
-        # 3. the default matrix again, nothing changed
-        _, warm_matrix_s = _timed(lambda: run_matrix(cold, runtime,
-                                                     MatrixOptions(run_id=f"bench-{stamp}-warm"),
-                                                     log))
-        warm_run = RunResults.load(cold.reports_dir / f"bench-{stamp}-warm" / "results.json")
+        repeats = [_timed(lambda: Pipeline(runtime, cold, log=lambda line: None).build(spec))[1]
+                   for _ in range(3)]
+        # 4. the default matrix again, nothing changed: `repeat` times, the median
+        warm: list[float] = []
+        for i in range(max(1, repeat)):
+            options = MatrixOptions(run_id=f"bench-{stamp}-warm{i + 1}")
+            started = time.monotonic()
+            run_matrix(cold, runtime, options, log)
+            warm.append(round(time.monotonic() - started, 2))
+        warm_run = RunResults.load(cold.reports_dir / f"bench-{stamp}-warm1" / "results.json")
         cold_build = float(without["seconds"])
         fix_build = float(with_fix[0]["seconds"]) if with_fix else float("nan")
-        synthetic = case_stats(warm_run, "synthetic")
-        cases_only = sum(c.seconds for c in warm_run.cases if c.guest == "synthetic")
+        warm_matrix_s = round(statistics.median(warm), 1)
         self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         result = {
             "date": stamp, "machine": machine(),
             "cold_build": {"build": without["name"], "seconds": cold_build,
-                           "qemu": without.get("qemu_version")},
+                           "qemu": without.get("qemu_version"),
+                           "devices": without.get("devices", "")},
+            "reference_cold_build": {"build": without["name"], "seconds": ref_record.seconds,
+                                     "devices": getattr(ref_record, "devices", "default"),
+                                     "ratio_minimal_to_reference":
+                                         round(cold_build / ref_record.seconds, 3)},
             "with_fix_build": {"build": with_fix[0]["name"] if with_fix else "",
                                "seconds": fix_build,
                                "ratio_to_cold": round(fix_build / cold_build, 4),
                                "recompiled": with_fix[0].get("compiled", []) if with_fix else []},
-            "repeated_build_cache_hit_s": repeat_s,
+            "repeated_build_cache_hit_s": round(statistics.median(repeats), 2),
+            "repeated_build_runs_s": repeats,
             "pair_ratio_to_cold": round((cold_build + fix_build) / cold_build, 4),
             "builds": {n: {"seconds": b.get("seconds"), "incremental_from": b.get("incremental_from")}
                        for n, b in builds.items()},
-            "synthetic_case": synthetic,
+            "synthetic_case": case_stats(warm_run, "synthetic"),
+            "synthetic_cases_per_s": _throughput(warm_run, ("synthetic", "none")),
             "matrix_cases_per_s": round(len(warm_run.cases) / warm_matrix_s, 2),
-            "synthetic_case_seconds_sum": round(cases_only, 1),
-            "linux_case": case_stats(warm_run, "linux"),
+            "linux_case": case_stats(warm_run, "linux", source_migration=1),
+            "linux_case_shared_source": case_stats(warm_run, "linux", source_migration=2),
             "matrix_cold_s": cold_matrix_s, "matrix_warm_s": warm_matrix_s,
+            "matrix_warm_runs_s": warm,
             "matrix_cases": len(warm_run.cases), "jobs": cold.matrix.jobs or os.cpu_count(),
             "peak_rss_mib": {"patchcheck": round(self_rss / 1024, 1),
                              "children": round(child_rss / 1024, 1)},
         }
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(reference_cache, ignore_errors=True)
     path = settings.reports_dir / f"bench-{stamp}.json"
     write_json(path, result)
     print(table(result))
@@ -126,28 +165,44 @@ def bench(settings: Settings, runtime: Any, log: Callable[[str], None] = print,
     return result
 
 
+def _throughput(run: RunResults, guests: Sequence[str]) -> float:
+    """Cases of `guests` per second of job time, times the jobs: what they alone would reach."""
+    seconds = sum(c.seconds for c in run.cases if c.guest in guests)
+    count = sum(1 for c in run.cases if c.guest in guests)
+    jobs = int(run.settings.get("jobs") or 1)
+    return round(count / seconds * jobs, 2) if seconds else 0.0
+
+
 def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     syn, lin = r["synthetic_case"], r["linux_case"]
+    shared = r.get("linux_case_shared_source") or {}
+    ref = r["reference_cold_build"]
     rows = [
         ("machine", f"{m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, kernel {m['kernel']}"),
-        ("cold build", f"{r['cold_build']['build']}: {r['cold_build']['seconds']:.0f} s"),
+        ("cold build (default, minimal devices)",
+         f"{r['cold_build']['build']}: {r['cold_build']['seconds']:.0f} s"),
+        ("cold build, QEMU's default devices", f"{ref['seconds']:.0f} s (minimal = "
+                                               f"{ref['ratio_minimal_to_reference']:.2f}x)"),
         ("with-fix build after it", f"{r['with_fix_build']['seconds']:.1f} s "
                                     f"({r['with_fix_build']['ratio_to_cold']:.3f}x cold)"),
-        ("repeated identical build", f"{r['repeated_build_cache_hit_s']:.1f} s (cache hit)"),
+        ("repeated identical build", f"{r['repeated_build_cache_hit_s']:.1f} s (cache hit, "
+                                     "median of 3)"),
         ("pair (without + with fix)", f"{r['pair_ratio_to_cold']:.3f}x one cold build"),
         ("synthetic case", f"median {syn.get('median_s', 0):.2f} s, p95 {syn.get('p95_s', 0):.2f} s"
                            f" over {syn.get('count', 0)} cases"),
-        ("matrix throughput (warm, all guests + probe)", f"{r['matrix_cases_per_s']:.1f} cases/s with "
-                                     f"{r['jobs']} jobs"),
-        ("linux-guest case", f"median {lin.get('median_s', 0):.1f} s" if lin else "not run"),
-        ("default matrix cold", f"{r['matrix_cold_s']:.0f} s ({r['matrix_cases']} cases)"),
-        ("default matrix warm", f"{r['matrix_warm_s']:.0f} s"),
+        ("synthetic/none throughput", f"{r.get('synthetic_cases_per_s', 0):.1f} cases/s with "
+                                      f"{r['jobs']} jobs"),
+        ("linux-guest case (boot included)", f"median {lin.get('median_s', 0):.1f} s over "
+                                             f"{lin.get('count', 0)}" if lin else "not run"),
+        ("linux-guest case, shared source", f"median {shared.get('median_s', 0):.2f} s over "
+                                            f"{shared.get('count', 0)}" if shared else "not run"),
+        ("default matrix cold", f"{r['matrix_cold_s']:.0f} s ({r['matrix_cases']} cases + probe)"),
+        ("default matrix warm", f"{r['matrix_warm_s']:.0f} s (median of "
+                                f"{len(r.get('matrix_warm_runs_s', [1]))}; "
+                                f"{r['matrix_cases_per_s']:.1f} cases/s overall)"),
         ("peak memory", f"patchcheck {r['peak_rss_mib']['patchcheck']} MiB, largest child "
                         f"{r['peak_rss_mib']['children']} MiB (QEMUs run in containers)"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"| {k.ljust(width)} | {v} |" for k, v in rows)
-
-
-

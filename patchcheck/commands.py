@@ -178,12 +178,22 @@ def probe(settings: Settings, builds: tuple[str, ...] = (), machines: tuple[str,
         return probe_command(settings, runtime, list(builds), list(machines), log)
 
 
-def bench(settings: Settings, machines: str) -> int:
+def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
     from .bench import bench as run_bench
     from .run import new_run_id
 
+    try:
+        runs = int(repeat)
+    except ValueError:
+        runs = 0
+    if runs < 1:
+        raise config_mod.UsageError(f"--repeat '{repeat}': expected a whole number >= 1")
+    if machines:
+        from .matrix import check_filter
+
+        check_filter(machines)
     with docker_runtime(f"bench-{new_run_id()}") as runtime:
-        run_bench(settings, runtime, log, machines)
+        run_bench(settings, runtime, log, machines, runs)
     return EXIT_OK
 
 

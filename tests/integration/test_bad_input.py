@@ -131,6 +131,17 @@ def test_unknown_task_option_and_task(tmp_path):
         assert "No idea what" in line
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--repeat", "0"], "--repeat '0'"),
+    (["--repeat", "twice"], "--repeat 'twice'"),
+    (["--machines", "banana"], "pc-q35"),
+])
+def test_bad_bench_options_fail_before_any_work(args, message, tmp_path):
+    result = invoke("bench", *args, env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "r")})
+    assert message in _one_error_line(result, 2)
+    assert not (tmp_path / "r").exists()
+
+
 def test_unknown_accelerator():
     line = _one_error_line(invoke("matrix", "--accel", "warp"), 2)
     assert "unknown accelerator 'warp'" in line

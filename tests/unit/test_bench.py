@@ -27,9 +27,23 @@ def test_case_stats_ignore_errors_and_other_guests(make_result):
     assert case_stats(run, "none") == {}
 
 
+def test_case_stats_split_linux_cases_by_whether_their_source_booted_for_them(make_result):
+    def case(seconds: float, migration: int):
+        r = make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed", guest="linux",
+                        seconds=seconds)
+        r.slot = {"source_migration": migration}
+        return r
+    run = RunResults("r", {}, [case(5.0, 1), case(4.0, 1), case(0.8, 2), case(0.6, 3)],
+                     "2026-01-01T00:00:00+00:00")
+    assert case_stats(run, "linux", source_migration=1)["median_s"] == 4.5
+    assert case_stats(run, "linux", source_migration=2) == {"count": 2, "median_s": 0.7,
+                                                             "p95_s": 0.8, "max_s": 0.8}
+
+
 def test_table_states_ratios():
     r = {"machine": {"cpus": 2, "cpu": "x", "memory_gib": 24.0, "kernel": "6"},
          "cold_build": {"build": "7.2-none", "seconds": 200.0},
+         "reference_cold_build": {"seconds": 400.0, "ratio_minimal_to_reference": 0.5},
          "with_fix_build": {"seconds": 3.0, "ratio_to_cold": 0.015},
          "repeated_build_cache_hit_s": 1.2, "pair_ratio_to_cold": 1.015,
          "synthetic_case": {"median_s": 0.3, "p95_s": 0.5, "count": 700},
@@ -39,3 +53,4 @@ def test_table_states_ratios():
     text = table(r)
     assert "0.015x cold" in text and "1.015x one cold build" in text
     assert "median 0.30 s, p95 0.50 s over 700 cases" in text
+    assert "400 s (minimal = 0.50x)" in text
