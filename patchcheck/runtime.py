@@ -239,7 +239,15 @@ class DockerContainer:
     def spawn(self, argv: Sequence[str], *, log: str, pidfile: str) -> LaunchedProcess:
         if self._launcher is None:
             raise InfraError(f"container {self.id[:12]} was not started to spawn processes")
-        return LaunchedProcess.start(self._launcher, argv, log, pidfile, self.alive)
+        try:
+            return LaunchedProcess.start(self._launcher, argv, log, pidfile, self.alive)
+        except InfraError as exc:
+            try:
+                said = self.api.logs(self.id, tail=3).decode("utf-8", "replace").strip()
+            except Exception:  # noqa: BLE001 - the engine may be gone as well
+                said = ""
+            raise InfraError(f"{exc}; the container said: {said or 'nothing'} (its image needs "
+                             "python3 for patchcheck/launcher.py)") from None
 
     def alive(self) -> bool:
         try:
@@ -306,7 +314,7 @@ class DockerRuntime:
                                    read_only=True)]
             command = ["python3", "-I", LAUNCHER_IN_CONTAINER, launcher]
         try:
-            container = self.client.containers.run(
+            container = self.client.containers.create(
                 spec.image,
                 command,
                 detach=True,
@@ -323,9 +331,16 @@ class DockerRuntime:
                 stop_signal="SIGKILL",
             )
         except Exception as exc:  # noqa: BLE001
-            raise InfraError(f"cannot start a {spec.role} container from {spec.image}: {exc}") from None
+            raise InfraError(f"cannot create a {spec.role} container from {spec.image}: "
+                             f"{exc}") from None
         with self._lock:
             self._started.add(str(container.id))
+        try:
+            container.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. its command is not in the image
+            self.remove(str(container.id))  # created, never started: still ours to remove
+            raise InfraError(f"cannot start a {spec.role} container from {spec.image}: "
+                             f"{exc}") from None
         return DockerContainer(self, container, launcher)
 
     def _socket_dir(self) -> str:

@@ -143,6 +143,33 @@ def test_qemu_containers_are_hardened(builds, hosts, runtime):
     assert info["Config"]["Labels"][LABEL_RUN] == runtime.run_id
 
 
+def test_a_qemu_container_that_cannot_start_is_an_error_and_is_not_left_behind(runtime):
+    """The QEMU containers run patchcheck/launcher.py with the image's python3; an image
+    without one (the plain base image) fails at start, says why, and is removed."""
+    from patchcheck.runtime import ContainerSpec
+
+    with pytest.raises(InfraError, match="cannot start a qemu container.*python3"):
+        runtime.start(ContainerSpec(image="debian:bookworm", role="qemu", spawns=True))
+    left = runtime.client.containers.list(all=True, filters={
+        "label": [f"{LABEL_RUN}={runtime.run_id}", "org.patchcheck.role=qemu"],
+        "ancestor": "debian:bookworm"})
+    assert left == []
+
+
+def test_a_qemu_that_exits_at_once_fails_its_launch_quickly(builds, hosts, tmp_path):
+    from patchcheck.machine import Machine, MachineError
+
+    h, scratch = hosts
+    record = builds["7.2-none"]
+    rundir = Path(tempfile.mkdtemp(dir=scratch))
+    qemu = Machine(h.get(record.image_id), record.binary, ["-machine", "no-such-board"], rundir,
+                   "bad", timeout=30)
+    started = time.monotonic()
+    with pytest.raises(MachineError, match="did not connect to QMP.*unsupported machine type"):
+        qemu.launch()
+    assert time.monotonic() - started < 10  # not the 30 s QMP timeout
+
+
 def test_hung_destination_becomes_an_error_and_the_next_case_runs(builds, hosts, tmp_path):
     h, scratch = hosts
     records = {"n": replace(builds["7.2-none"], name="n")}
