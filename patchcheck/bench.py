@@ -38,13 +38,12 @@ def case_stats(run: RunResults, guest: str, source_migration: int | None = None
                ) -> dict[str, float]:
     """Median/p95/max over the finished cases of `guest`. `source_migration`: 1 = only
     cases whose source booted for them, 2 = only later migrations of a shared source."""
-    def wanted(slot: dict[str, Any]) -> bool:
+    def wanted(n: int) -> bool:
         if source_migration is None:
             return True
-        n = int(slot.get("source_migration", 1))
         return n == 1 if source_migration == 1 else n > 1
     seconds = [c.seconds for c in run.cases if c.guest == guest and c.observed.value in
-               ("passed", "failed") and wanted(c.slot)]
+               ("passed", "failed") and wanted(c.source_migration)]
     if not seconds:
         return {}
     return {"count": len(seconds), "median_s": round(statistics.median(seconds), 3),

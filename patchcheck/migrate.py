@@ -180,8 +180,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
             state = action.again(src)
         result.slot = asdict(state) if state is not None else {}
         source.migrations += 1
-        if source.migrations > 1 or shares_source(action):
-            result.slot["source_migration"] = source.migrations  # 1: the source's first
+        result.source_migration = source.migrations
         result.reproduce = reproducer(source.monitor.writes)
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)

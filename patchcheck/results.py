@@ -67,6 +67,9 @@ class CaseResult:
     slot: dict[str, Any] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     reproduce: str = ""
+    # Which migration of its source QEMU this case was: 1 = the source was started for it;
+    # more: a booted Linux guest shared with the cases before it (migrate.run_cases).
+    source_migration: int = 1
 
     @property
     def case(self) -> Case:

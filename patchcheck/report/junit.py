@@ -74,6 +74,9 @@ def testcase(result: CaseResult, base: Path) -> TestCase:
         f"{result.destination.fix}/{result.destination.fix_applied}) "
         f"status {result.destination_status or '-'}",
     ]
+    if result.source_migration > 1:
+        out.append(f"source: migration {result.source_migration} of a source QEMU shared with "
+                   "the cases before it (its guest booted once)")
     if result.slot:
         out.append("slot after guest action: " + ", ".join(
             f"{k}={v:#06x}" if isinstance(v, int) else f"{k}={v}" for k, v in result.slot.items()))

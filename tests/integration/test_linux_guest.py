@@ -271,8 +271,8 @@ def test_one_booted_source_migrates_to_each_destination_in_turn(
     assert [r.observed for r in results] == [Observed.FAILED, Observed.PASSED, Observed.FAILED]
     assert [r.expected for r in results] == [r.observed for r in results]
     assert EXACT_ERROR in results[0].destination_error and EXACT_ERROR in results[2].destination_error
-    assert [r.slot["source_migration"] for r in results] == [1, 2, 3]
-    slots = [{k: v for k, v in r.slot.items() if k != "source_migration"} for r in results]
+    assert [r.source_migration for r in results] == [1, 2, 3]
+    slots = [r.slot for r in results]
     assert slots[0] == slots[1] == slots[2] and slots[0]["slot_status"] == 0
     console = Path(results[1].logs["destination-console"]).read_text()
     assert heartbeats(console) and "PATCHCHECK-READY" not in console  # the guest ran on

@@ -31,7 +31,7 @@ def test_case_stats_split_linux_cases_by_whether_their_source_booted_for_them(ma
     def case(seconds: float, migration: int):
         r = make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed", guest="linux",
                         seconds=seconds)
-        r.slot = {"source_migration": migration}
+        r.source_migration = migration
         return r
     run = RunResults("r", {}, [case(5.0, 1), case(4.0, 1), case(0.8, 2), case(0.6, 3)],
                      "2026-01-01T00:00:00+00:00")

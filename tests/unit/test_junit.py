@@ -225,3 +225,13 @@ def test_grid_symbols(make_result: MakeResult) -> None:
     assert grid.symbol(make_result("pc-q35-6.0", "a-none", "b-v1", "failed", "passed")) == "X"
     assert grid.symbol(make_result("pc-q35-6.0", "a-none", "b-v1", "error", "failed")) == "E"
     assert grid.render(RunResults("r", {}, [], "")) == "(no cases)"
+
+
+def test_a_case_from_a_shared_source_says_so(tmp_path: Path, make_result: MakeResult) -> None:
+    from patchcheck.report.junit import testcase
+
+    first = make_result("pc-q35-6.0", "7.2-none", "7.2-none", "failed", "failed", guest="linux")
+    later = make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed", guest="linux",
+                        source_migration=2)
+    assert "shared" not in testcase(first, tmp_path).stdout
+    assert "source: migration 2 of a source QEMU shared" in testcase(later, tmp_path).stdout
