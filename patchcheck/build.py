@@ -54,6 +54,9 @@ class BuildRecord:
     family: str = ""  # same commit, options and image: builds that can share a build directory
     incremental_from: str = ""  # key of the build whose directory this one was built from
     compiled: list[str] = field(default_factory=list)  # incremental: what ninja recompiled
+    # The device configuration actually used: "minimal", "default", or "default (configure
+    # lacks ...)" when a minimal build was asked for and the tree cannot do it.
+    devices: str = ""
 
     @property
     def has_fix(self) -> bool:
@@ -78,6 +81,10 @@ def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:
 
 
 DEVICES = "patchcheck-devices"  # the minimal device list, written into the build directory
+MINIMAL, DEFAULT = "minimal", "default"
+# What a minimal build needs from configure, and how `configure --help` lists it.
+DEVICE_OPTIONS = {"--without-default-devices": r"^\s+--without-default-devices(?=[\s=]|$)",
+                  "--with-devices-x86_64": r"^\s+--with-devices-ARCH="}
 
 
 def devices_mak(devices: Sequence[str]) -> str:
@@ -91,9 +98,29 @@ def device_options() -> list[str]:
     return ["--without-default-devices", f"--with-devices-x86_64=../../../..{OUT}/{DEVICES}"]
 
 
+def device_configuration(devices: Sequence[str], help_text: str) -> tuple[list[str], str]:
+    """The configure options for the device set, and what the build record says about it.
+
+    A minimal build needs both `--without-default-devices` and `--with-devices-ARCH` (QEMU
+    6.0 on); a tree whose `configure --help` lacks either is built with QEMU's default
+    device set, and the label says why."""
+    if not devices:
+        return [], DEFAULT
+    missing = [opt for opt, listed in DEVICE_OPTIONS.items()
+               if not re.search(listed, help_text, re.M)]
+    if missing:
+        return [], f"{DEFAULT} (configure lacks {' and '.join(missing)})"
+    return device_options(), MINIMAL
+
+
 def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
     return build_key(f"commit:{commit}", configure, image_id)
 
+
+# ccache's depend mode: a miss runs the compiler once (with the -MD that meson passes anyway)
+# instead of the preprocessor and then the compiler; a cold build pays almost nothing for
+# the cache. Hits are as before (direct mode, from the dependency list).
+CCACHE_MODE = {"CCACHE_DEPEND": "1"}
 
 OLD_MTIME = 946684800  # 2000-01-01: unchanged sources of an incremental build look old to ninja
 
@@ -135,12 +162,16 @@ def load_record(directory: Path) -> BuildRecord | None:
 class Builder:
     def __init__(self, runtime: Any, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
                  log: Callable[[str], None] = print, incremental: bool = True,
-                 devices: Sequence[str] = ()) -> None:
+                 devices: Sequence[str] = (), minimal_configure: Sequence[str] = ()) -> None:
+        """`configure`: the options of every build. `devices` non-empty: a minimal build,
+        --without-default-devices with this Kconfig list, plus the options `minimal_configure`
+        (further trimming that only makes sense with it); empty: QEMU's default device set and
+        `configure` alone (`minimal_configure` is ignored)."""
         self.runtime = runtime
         self.root = cache_dir / "builds"
         self.ccache = cache_dir / "ccache"
-        self.configure = list(configure)
-        self.devices = list(devices)  # non-empty: --without-default-devices plus this Kconfig list
+        self.devices = list(devices)
+        self.configure = [*configure, *(minimal_configure if self.devices else ())]
         self._keyed = [*self.configure, *(f"device:{d}" for d in self.devices)]
         self.jobs = jobs or os.cpu_count() or 1
         self.log = log
@@ -210,7 +241,7 @@ class Builder:
         self.ccache.mkdir(parents=True, exist_ok=True)
         log_path = work / "build.log"
         env = {"CCACHE_DIR": CCACHE, "CC": "ccache gcc", "CXX": "ccache g++", "HOME": OUT,
-               "CCACHE_BASEDIR": SRC}
+               "CCACHE_BASEDIR": SRC, **CCACHE_MODE}
         spec = ContainerSpec(
             image=image_id, role="build", network="none", user=invoking_user(), env=env,
             mounts=(Mount(str(tree.path), SRC, read_only=True),
@@ -228,9 +259,13 @@ class Builder:
 
                 code, help_text = container.run([f"{SRC}/configure", "--help"])
                 options = supported_options(self.configure, help_text)
-                if self.devices and "--without-default-devices" in help_text:
+                with_devices, devices_used = device_configuration(self.devices, help_text)
+                options += with_devices
+                if with_devices and base is None:  # an incremental build has it, unchanged
+                    # (a newer file would make ninja rerun meson)
                     (work / "build" / f"{DEVICES}.mak").write_text(devices_mak(self.devices))
-                    options += device_options()
+                elif self.devices and not with_devices:
+                    out(f"minimal build not possible: device set {devices_used}")
                 configure = [f"{SRC}/configure", *options]
                 steps = [configure, ["ninja", "-j", str(self.jobs), BINARY]]
                 if base is not None:
@@ -265,7 +300,7 @@ class Builder:
             "docker", "run", "--rm", "--network", "none", "-v", f"{tree.path}:{SRC}:ro",
             "-v", f"{directory}/rebuild:{OUT}", "-w", OUT, image, "sh", "-c",
             (f"printf %s {shlex.quote(devices_mak(self.devices))} > {DEVICES}.mak && "
-             if self.devices else "") + shlex.join(configure) + " && ninja " + BINARY,
+             if devices_used == MINIMAL else "") + shlex.join(configure) + " && ninja " + BINARY,
         ])
         record = BuildRecord(
             name=name, key=key, source=tree.source.spec, commit=tree.source.commit,
@@ -275,7 +310,7 @@ class Builder:
             seconds=seconds, ccache=_ccache_summary(stats), binary=str(binary),
             binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
             family=family, incremental_from=base.key if base else "",
-            compiled=compiled if base is not None else [],
+            compiled=compiled if base is not None else [], devices=devices_used,
         )
         record.machines = self.machine_types(record, work / "bin" / BINARY)
         record.binary = str(binary)

@@ -2,7 +2,8 @@
 
 invoke reports an unknown task option ("No idea what '--foo' is!") with exit code 1, which
 patchcheck uses for "a case deviates". `usage_errors_exit_2` makes such parse errors one
-line on stderr and exit code 2, like every other usage error. tasks.py calls it once.
+line on stderr and exit code 2, like every other usage error; it also lets environment
+variables set list settings (`config.list_settings_from_env`). tasks.py calls it once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from .outcome import EXIT_USAGE
 
 
 def usage_errors_exit_2() -> None:
+    from .config import list_settings_from_env
+
+    list_settings_from_env()
     if getattr(Program.parse_tasks, "_patchcheck", False):
         return
     original = Program.parse_tasks

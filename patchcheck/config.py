@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,24 @@ class Settings:
     matrix: MatrixSettings
     submodules: bool = False
     devices: tuple[str, ...] = ()  # minimal build: only these Kconfig devices (and what they select)
+    minimal_configure: tuple[str, ...] = ()  # added to `configure` for a minimal build only
     nightly: NightlySettings = NightlySettings()
     project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
     @property
     def containers_dir(self) -> Path:
         return self.project_dir / "containers"
+
+    @property
+    def minimal(self) -> bool:
+        """Builds are minimal (only `devices`, plus `minimal_configure`)."""
+        return bool(self.devices)
+
+    def full_configuration(self) -> Settings:
+        """The same settings with QEMU's default device set and `configure` alone (what
+        `build.devices: []` gives): the feature-trimmed configuration the minimal one is
+        measured and compared against."""
+        return replace(self, devices=())
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -101,6 +114,16 @@ def _int(value: Any, what: str, minimum: int = 0) -> int:
     return number
 
 
+def _devices(value: Any) -> tuple[str, ...]:
+    """build.devices: Kconfig lines such as CONFIG_Q35=y (written as the device .mak file)."""
+    devices = _list(value, "build.devices")
+    for line in devices:
+        if not re.fullmatch(r"CONFIG_[A-Z0-9_]+=[yn]", line):
+            raise UsageError(f"configuration: build.devices entry '{line}' is not a Kconfig "
+                             "line like CONFIG_Q35=y")
+    return devices
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "patchcheck"
@@ -111,6 +134,26 @@ def _guests(value: Any) -> dict[str, str]:
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
     return {name: "all" for name in _list(value, "matrix.guests")}
+
+
+def list_settings_from_env() -> None:
+    """Let environment variables set list settings, as a comma-separated string that `load`
+    splits (INVOKE_PATCHCHECK_BUILD_DEVICES= gives the full configuration,
+    INVOKE_PATCHCHECK_MATRIX_BUILDS=7.2-none,7.2-v2). invoke itself refuses them with a
+    traceback (UncastableEnvVar). Idempotent; the CLI calls it once."""
+    from invoke.env import Environment
+
+    if getattr(Environment._cast, "_patchcheck", False):
+        return
+    original = Environment._cast
+
+    def cast(self: Environment, old: Any, new: Any) -> Any:
+        if isinstance(old, list | tuple):
+            return new
+        return original(self, old, new)
+
+    cast._patchcheck = True  # type: ignore[attr-defined]
+    Environment._cast = cast  # type: ignore[method-assign]
 
 
 def plain(value: Any) -> Any:
@@ -173,7 +216,8 @@ def load(config: Any) -> Settings:
         builds=builds,
         matrix=matrix,
         submodules=bool(root.get("submodules", False)),
-        devices=_list(build.get("devices"), "build.devices"),
+        devices=_devices(build.get("devices")),
+        minimal_configure=_list(build.get("minimal_configure"), "build.minimal_configure"),
         nightly=NightlySettings(
             remote=str(_section(root, "nightly").get("remote") or ""),
             refs=_list(_section(root, "nightly").get("refs"), "nightly.refs"),

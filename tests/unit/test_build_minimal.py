@@ -1,0 +1,183 @@
+"""The minimal build: which device set a tree gets, which options each tree keeps, and what
+the build record says; real `configure --help` texts of the two default trees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke.config import Config
+
+from patchcheck import config as config_mod
+from patchcheck.build import (
+    BINARY,
+    DEVICES,
+    Builder,
+    BuildRecord,
+    device_configuration,
+    device_options,
+    supported_options,
+)
+from patchcheck.errors import UsageError
+from patchcheck.fixes import FixResult
+from patchcheck.sources import Tree
+from patchcheck.trees import PreparedTree
+
+PROJECT = Path(__file__).resolve().parents[2]
+FIXTURES = PROJECT / "tests" / "fixtures"
+FAKE_QEMU = FIXTURES / "fake-qemu"
+HELP = {v: (FIXTURES / "configure-help" / f"qemu-{v}.txt").read_text() for v in ("7.2", "10.0")}
+# QEMU 4.2 .. 5.2: --without-default-devices, but no --with-devices-ARCH
+HELP_NO_WITH_DEVICES = "\n".join(line for line in HELP["7.2"].splitlines()
+                                 if "--with-devices-ARCH" not in line)
+# before 4.1: neither
+HELP_NEITHER = "\n".join(line for line in HELP_NO_WITH_DEVICES.splitlines()
+                         if "--without-default-devices" not in line)
+
+
+def project_settings() -> config_mod.Settings:
+    cfg = Config(project_location=str(PROJECT))
+    cfg.load_project()
+    return config_mod.load(cfg)
+
+
+def test_trees_with_both_options_get_the_minimal_device_set():
+    for version in ("7.2", "10.0"):
+        assert device_configuration(["CONFIG_Q35=y"], HELP[version]) == (device_options(),
+                                                                         "minimal")
+
+
+def test_older_trees_fall_back_to_the_default_device_set_and_say_why():
+    assert device_configuration(["CONFIG_Q35=y"], HELP_NO_WITH_DEVICES) == (
+        [], "default (configure lacks --with-devices-x86_64)")
+    assert device_configuration(["CONFIG_Q35=y"], HELP_NEITHER) == (
+        [], "default (configure lacks --without-default-devices and --with-devices-x86_64)")
+
+
+def test_no_device_list_is_the_default_device_set():
+    assert device_configuration([], HELP["7.2"]) == ([], "default")
+
+
+def test_default_configuration_is_minimal_and_known_to_both_default_trees():
+    settings = project_settings()
+    assert settings.minimal
+    assert {"CONFIG_Q35=y", "CONFIG_PCIE_PORT=y", "CONFIG_USB_XHCI_NEC=y"} <= set(settings.devices)
+    assert "--without-default-features" in settings.minimal_configure
+    wanted = [*settings.configure, *settings.minimal_configure]
+    kept = {v: supported_options(wanted, HELP[v]) for v in ("7.2", "10.0")}
+    # per-tree differences are exactly what "drop unknown options" drops
+    assert set(wanted) - set(kept["7.2"]) == {"--disable-rust"}
+    assert set(wanted) - set(kept["10.0"]) == {"--with-git-submodules=ignore"}
+    for v in ("7.2", "10.0"):  # what the scenario needs stays enabled in both trees
+        assert {"--enable-tcg", "--enable-kvm", "--without-default-features",
+                "--disable-debug-info"} <= set(kept[v])
+
+
+def test_full_configuration_has_the_default_devices_and_no_minimal_options(tmp_path):
+    settings = project_settings()
+    full = settings.full_configuration()
+    assert not full.minimal and full.configure == settings.configure
+    minimal = Builder(None, tmp_path, settings.configure, devices=settings.devices,
+                      minimal_configure=settings.minimal_configure)
+    reference = Builder(None, tmp_path, full.configure, devices=full.devices,
+                        minimal_configure=full.minimal_configure)
+    assert reference.configure == list(settings.configure)
+    assert minimal.configure == [*settings.configure, *settings.minimal_configure]
+    assert minimal._keyed != reference._keyed
+
+
+@pytest.mark.parametrize("line", ["Q35", "CONFIG_Q35", "CONFIG_Q35=m", "config_q35=y"])
+def test_bad_device_lines_are_one_clear_error(line):
+    with pytest.raises(UsageError, match="build.devices entry"):
+        config_mod.load({"patchcheck": {"build": {"devices": [line]}}})
+
+
+def test_device_list_from_a_comma_separated_string():
+    settings = config_mod.load({"patchcheck": {"build": {
+        "devices": "CONFIG_Q35=y, CONFIG_PCIE_PORT=y", "minimal_configure": "--disable-docs"}}})
+    assert settings.devices == ("CONFIG_Q35=y", "CONFIG_PCIE_PORT=y")
+    assert settings.minimal_configure == ("--disable-docs",)
+
+
+# --- the build record, with a fake container runtime -----------------------------------
+
+class FakeContainer:
+    def __init__(self, runtime: FakeRuntime, spec: Any) -> None:
+        self.runtime, self.spec = runtime, spec
+
+    def run(self, argv: list[str], output: Any = None, workdir: str = "") -> tuple[int, str]:
+        self.runtime.commands.append(list(argv))
+        if argv[-1] == "--help":
+            return 0, self.runtime.help_text
+        if argv[0] == "ninja":
+            build = next(Path(m.source) for m in self.spec.mounts if m.target == "/build")
+            self.runtime.device_files.append((build / f"{DEVICES}.mak").is_file())
+            (build / BINARY).write_bytes(b"fake qemu " + json.dumps(argv).encode())
+        if argv[-2:] == ["-machine", "help"]:
+            return 0, "pc-q35-7.2  Standard PC (Q35 + ICH9, 2009)\npc-q35-6.0  ...\n"
+        return 0, ""
+
+    def remove(self) -> None:
+        pass
+
+
+class FakeRuntime:
+    def __init__(self, help_text: str) -> None:
+        self.help_text = help_text
+        self.commands: list[list[str]] = []
+        self.device_files: list[bool] = []
+
+    def start(self, spec: Any) -> FakeContainer:
+        return FakeContainer(self, spec)
+
+
+def fake_prepared_tree(tmp_path: Path) -> PreparedTree:
+    tree = Tree("git:fake-qemu@main", FAKE_QEMU, "0" * 40, "7.2.0")
+    fix = FixResult(state="none", patch=None, applied="unchanged", has_fix=False)
+    return PreparedTree(tree, FAKE_QEMU, fix, "1" * 40)
+
+
+@pytest.mark.parametrize(("help_text", "devices", "expected"), [
+    (HELP["7.2"], ["CONFIG_Q35=y"], "minimal"),
+    (HELP_NO_WITH_DEVICES, ["CONFIG_Q35=y"], "default (configure lacks --with-devices-x86_64)"),
+    (HELP["7.2"], [], "default"),
+], ids=["minimal", "fallback", "full"])
+def test_build_record_says_which_device_set_was_built(tmp_path, help_text, devices, expected):
+    runtime = FakeRuntime(help_text)
+    builder = Builder(runtime, tmp_path, ["--disable-docs", "--disable-rust"], devices=devices,
+                      minimal_configure=["--without-default-features"], log=lambda line: None)
+    record = builder.build("fake", fake_prepared_tree(tmp_path), "bookworm", "img", "sha256:1")
+    assert record.devices == expected
+    configure = next(c for c in runtime.commands
+                     if c[0] == "/src/configure" and c[-1] != "--help")
+    assert record.configure == configure
+    assert "--disable-rust" not in configure  # unknown to 7.2's configure: dropped
+    assert ("--without-default-features" in configure) == bool(devices)
+    assert ("--without-default-devices" in configure) == (expected == "minimal")
+    assert runtime.device_files == [expected == "minimal"]
+    assert ("patchcheck-devices.mak" in record.reproduce) == (expected == "minimal")
+    # the record, as results.json's builds carry it, round-trips with the device set
+    again = BuildRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again.devices == expected
+    assert record.machines == ["pc-q35-6.0", "pc-q35-7.2"]
+
+
+def test_cached_record_without_the_field_still_loads():
+    data = {f: "" for f in BuildRecord.__dataclass_fields__}
+    data.update(fix={}, configure=[], seconds=0.0, machines=[], cached=False, compiled=[])
+    del data["devices"]
+    assert BuildRecord.from_dict(data).devices == ""
+
+
+def test_environment_selects_the_full_configuration(monkeypatch):
+    config_mod.list_settings_from_env()
+    monkeypatch.setenv("INVOKE_PATCHCHECK_BUILD_DEVICES", "")
+    monkeypatch.setenv("INVOKE_PATCHCHECK_MATRIX_BUILDS", "7.2-none,7.2-v2")
+    cfg = Config(project_location=str(PROJECT))
+    cfg.load_project()
+    cfg.load_shell_env()
+    settings = config_mod.load(cfg)
+    assert settings.devices == () and not settings.minimal
+    assert settings.matrix.builds == ("7.2-none", "7.2-v2")
