@@ -72,7 +72,11 @@ class BuildRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildRecord:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        if not record.devices and record.configure:  # recorded before the field existed
+            record.devices = MINIMAL if "--without-default-devices" in record.configure \
+                else DEFAULT
+        return record
 
 
 def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:

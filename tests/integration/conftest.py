@@ -6,6 +6,7 @@ that already built them does not build again; a fresh machine builds them here.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,22 @@ def invoke(*args: str, env: dict[str, str] | None = None, cwd: Path = PROJECT,
         [sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True,
         env={**os.environ, **(env or {})}, timeout=timeout, check=False,
     )
+
+
+class MatrixRun:
+    """A finished `invoke matrix`: the process, its report directory and results.json."""
+
+    def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
+        self.result = result
+        self.stdout = result.stdout
+        reports = [ln for ln in result.stdout.splitlines() if ln.startswith("reports: ")]
+        assert reports, result.stdout[-3000:] + result.stderr[-3000:]
+        self.run_dir = Path(reports[-1].removeprefix("reports: "))
+        self.data = json.loads((self.run_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def default_matrix_run() -> MatrixRun:
+    """`invoke matrix` on the project's default configuration, run once per session: the
+    end-to-end test and the minimal-vs-full comparison both read it."""
+    return MatrixRun(invoke("matrix", env={"CI": "true"}))

@@ -12,8 +12,6 @@ import pytest
 from patchcheck.outcome import EXIT_OK, Observed
 from patchcheck.run import MatrixOptions, run_matrix
 
-from .conftest import invoke
-
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, settings, runtime, builds):
@@ -107,18 +105,16 @@ def test_case_logs_and_reproducer_are_kept(small_run):
     assert case["source_status"]  # recorded, though never the verdict
 
 
-def test_default_matrix_end_to_end():
+def test_default_matrix_end_to_end(default_matrix_run):
     """`invoke matrix` on the default configuration: every migration case as the model
     expects; the semantics probe flags v1 (PDS made guest-clearable), hence exit 1."""
-    result = invoke("matrix", env={"CI": "true"})
+    result = default_matrix_run.result
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "The fix works" in result.stdout
     semantics = [ln for ln in result.stdout.splitlines() if ln.startswith("Register semantics:")]
     assert semantics and "7.2-v1" in semantics[0] and "PDS" in semantics[0]
     assert "7.2-v2" not in semantics[0] and "10.0" not in semantics[0]
-    run_dir = Path(next(ln for ln in result.stdout.splitlines()
-                        if ln.startswith("reports: ")).removeprefix("reports: "))
-    data = json.loads((run_dir / "results.json").read_text())
+    data = default_matrix_run.data
     observed = {c["observed"] for c in data["cases"]}
     assert observed == {Observed.PASSED.value, Observed.FAILED.value}
     assert all(c["observed"] == c["expected"] for c in data["cases"])

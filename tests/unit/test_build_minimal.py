@@ -164,11 +164,14 @@ def test_build_record_says_which_device_set_was_built(tmp_path, help_text, devic
     assert record.machines == ["pc-q35-6.0", "pc-q35-7.2"]
 
 
-def test_cached_record_without_the_field_still_loads():
+def test_cached_record_without_the_field_says_what_its_configure_did():
     data = {f: "" for f in BuildRecord.__dataclass_fields__}
-    data.update(fix={}, configure=[], seconds=0.0, machines=[], cached=False, compiled=[])
+    data.update(fix={}, seconds=0.0, machines=[], cached=False, compiled=[])
     del data["devices"]
-    assert BuildRecord.from_dict(data).devices == ""
+    full = BuildRecord.from_dict({**data, "configure": ["/src/configure", "--disable-docs"]})
+    assert full.devices == "default"
+    minimal = BuildRecord.from_dict({**data, "configure": ["/src/configure", *device_options()]})
+    assert minimal.devices == "minimal"
 
 
 def test_environment_selects_the_full_configuration(monkeypatch):

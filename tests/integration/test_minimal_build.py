@@ -1,0 +1,83 @@
+"""The minimal build (the default configuration) against the full one: the default matrix
+run with both gives the same observed outcome in every case.
+
+The minimal run is the session's `invoke matrix` (shared with test_matrix.py); the full
+run is `invoke -f FILE matrix` with `build.devices: []` — QEMU's default device set and the
+feature-trimmed `build.configure` alone, as documented — so its builds are separate cache
+entries next to the minimal ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import MatrixRun, invoke
+
+Key = tuple[str, str, str, str, tuple[str, ...]]
+
+
+@pytest.fixture(scope="module")
+def full_matrix_run(tmp_path_factory: pytest.TempPathFactory) -> MatrixRun:
+    work = tmp_path_factory.mktemp("full-configuration")
+    conf = work / "full.json"
+    conf.write_text(json.dumps({"patchcheck": {"build": {"devices": []},
+                                               "reports_dir": str(work / "reports")}}))
+    return MatrixRun(invoke("-f", str(conf), "matrix", env={"CI": "true"}))
+
+
+def _key(case: dict[str, Any]) -> Key:
+    return (case["machine"], case["guest"], case["source"]["build"],
+            case["destination"]["build"], tuple(case["globals"]))
+
+
+def _outcomes(run: MatrixRun) -> dict[Key, str]:
+    found: dict[Key, str] = {}
+    for case in run.data["cases"]:
+        assert _key(case) not in found, _key(case)
+        found[_key(case)] = case["observed"]
+    return found
+
+
+def test_two_really_different_configurations(default_matrix_run, full_matrix_run):
+    minimal, full = default_matrix_run.data["builds"], full_matrix_run.data["builds"]
+    assert set(minimal) == set(full) == {"7.2-none", "7.2-v1", "7.2-v2", "10.0-v2", "10.0-none"}
+    for name in minimal:
+        small, big = minimal[name], full[name]
+        assert small["devices"] == "minimal", (name, small.get("devices"))
+        assert big["devices"] == "default", (name, big.get("devices"))
+        assert "--without-default-devices" in small["configure"]
+        assert "--without-default-devices" not in big["configure"]
+        assert small["key"] != big["key"] and small["binary"] != big["binary"]
+        assert small["binary_sha256"] != big["binary_sha256"]
+        assert small["tree_id"] == big["tree_id"]  # the same source and fix
+        assert os.path.getsize(small["binary"]) < os.path.getsize(big["binary"]), name
+        assert small["machines"] == big["machines"]  # every pc-q35 type in both
+
+
+def test_same_observed_outcome_in_every_case(default_matrix_run, full_matrix_run):
+    minimal, full = _outcomes(default_matrix_run), _outcomes(full_matrix_run)
+    assert not default_matrix_run.data["partial"] and not full_matrix_run.data["partial"]
+    assert minimal.keys() == full.keys()
+    assert len(minimal) >= 800  # the whole default matrix (853 cases with QEMU 7.2 and 10.0)
+    differ = [(key, minimal[key], full[key]) for key in minimal if minimal[key] != full[key]]
+    assert not differ, f"{len(differ)} cases differ (minimal, full): {differ[:20]}"
+    assert {"passed", "failed"} == set(minimal.values())
+
+
+def test_same_register_semantics_finding(default_matrix_run, full_matrix_run):
+    assert default_matrix_run.result.returncode == full_matrix_run.result.returncode == 1
+    probes = [json.loads((Path(run.run_dir) / "probe.json").read_text())
+              for run in (default_matrix_run, full_matrix_run)]
+    assert probes[0]["verdict"] == probes[1]["verdict"]
+    assert "7.2-v1" in probes[0]["verdict"] and "PDS" in probes[0]["verdict"]
+
+    def changes(probe: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return sorted((p["machine"], p["without"], p["with_fix"], c["register"], c["bit"],
+                       c["without"], c["with_fix"], c["change"])
+                      for p in probe["pairs"] for c in p["changes"])
+    assert changes(probes[0]) == changes(probes[1])
