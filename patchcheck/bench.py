@@ -68,12 +68,6 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def reference_settings(settings: Settings) -> Settings:
-    """The configuration the minimal build is measured against: the same feature-trimmed
-    configure options with QEMU's default device set."""
-    return dataclasses.replace(settings, devices=())
-
-
 def _fresh_cache(settings: Settings, prefix: str) -> Path:
     """An empty cache directory (no builds, no ccache, no worktrees) with the Debian source
     imports copied in: fetching is not building."""
@@ -105,7 +99,7 @@ def bench(settings: Settings, runtime: Any, log: Callable[[str], None] = print,
         with_fix = [b for b in same_tree if b.get("incremental_from")]
         # 2. the same tree cold with the reference configuration (QEMU's default devices),
         #    in its own empty cache: the minimal build's ratio
-        reference = reference_settings(dataclasses.replace(cold, cache_dir=reference_cache))
+        reference = dataclasses.replace(cold, cache_dir=reference_cache).full_configuration()
         ref_record = Pipeline(runtime, reference, log=lambda line: None).build(
             settings.builds[without["name"]])
         # 3. a repeated identical build: a cache hit

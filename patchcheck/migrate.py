@@ -117,6 +117,7 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     try:
         for case in cases:
             if source is not None and not source.machine.running():
+                source.machine.shutdown()  # died between cases: close its monitor, then replace
                 source = None
             if source is None:
                 source = _Source(Machine(hosts.get(src_b.image_id), src_b.binary,
@@ -140,8 +141,7 @@ class _Source:
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.monitor = RecordingMonitor(machine)
-        self.migrations = 0
-        self.started = False
+        self.migrations = 0  # 0: not launched yet (a source that failed is not reused)
 
 
 def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
@@ -167,14 +167,14 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
     def reproducer(writes: list[str]) -> str:
         return reproduce_command(src_b, dst_b, args, writes, _portable(src_extra, srcdir),
                                  _portable(dst_extra, rundir))
+    first = source.migrations == 0
     try:
         dst.start()
-        if not source.started:
+        if first:
             src.start()
         dst.connect()
-        if not source.started:
+        if first:
             src.connect()
-            source.started = True
             state = action.perform(source.monitor)
         else:
             state = action.again(src)
