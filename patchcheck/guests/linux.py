@@ -286,9 +286,17 @@ class Readiness:
         return bool(self.slots)
 
 
+def complete_lines(text: str) -> list[str]:
+    """The lines of a console that the guest has finished writing. The serial console is
+    a file QEMU writes byte by byte while it is read, so a last line without its newline
+    may still grow (`...ctl=` becomes `...ctl=0x07c0:sta=0x0000`, `HEARTBEAT 1` becomes
+    `HEARTBEAT 12`): it is not read until its newline is there."""
+    return text.splitlines()[:-1] if not text.endswith("\n") else text.splitlines()
+
+
 def parse_ready(text: str) -> Readiness | None:
-    """The first readiness marker on a console, or None."""
-    for line in text.splitlines():
+    """The first complete readiness marker on a console, or None."""
+    for line in complete_lines(text):
         match = _READY_RE.search(line)
         if not match:
             continue
@@ -305,8 +313,8 @@ def parse_ready(text: str) -> Readiness | None:
 
 
 def heartbeats(text: str) -> list[int]:
-    """The heartbeat counters on a console, in order."""
-    return [int(m.group(1)) for line in text.splitlines()
+    """The heartbeat counters of the complete lines of a console, in order."""
+    return [int(m.group(1)) for line in complete_lines(text)
             if (m := _HEARTBEAT_RE.search(line))]
 
 

@@ -104,6 +104,14 @@ class MatrixRun:
         self.run_dir = Path(reports[-1].removeprefix("reports: "))
         self.data = json.loads((self.run_dir / "results.json").read_text())
 
+    def unexpected(self) -> str:
+        """The cases that did not come out as the model expects, each with its message:
+        what a failing assertion should show (an `error` says why, e.g. a guest that did
+        not get ready)."""
+        lines = [f"{c['id']}: {c['observed']} (expected {c['expected']}): {c['message']}"
+                 for c in self.data["cases"] if c["observed"] != c["expected"]]
+        return "\n".join(lines) or "every case as expected"
+
 
 @pytest.fixture(scope="session")
 def default_matrix_run() -> MatrixRun:

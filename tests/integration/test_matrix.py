@@ -109,7 +109,8 @@ def test_default_matrix_end_to_end(default_matrix_run):
     """`invoke matrix` on the default configuration: every migration case as the model
     expects; the semantics probe flags v1 (PDS made guest-clearable), hence exit 1."""
     result = default_matrix_run.result
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 1, (default_matrix_run.unexpected() + "\n"
+                                    + result.stdout[-2000:] + result.stderr[-2000:])
     assert "The fix works" in result.stdout
     semantics = [ln for ln in result.stdout.splitlines() if ln.startswith("Register semantics:")]
     assert semantics and "7.2-v1" in semantics[0] and "PDS" in semantics[0]

@@ -65,12 +65,15 @@ def test_same_observed_outcome_in_every_case(default_matrix_run, full_matrix_run
     assert minimal.keys() == full.keys()
     assert len(minimal) >= 800  # the whole default matrix (853 cases with QEMU 7.2 and 10.0)
     differ = [(key, minimal[key], full[key]) for key in minimal if minimal[key] != full[key]]
-    assert not differ, f"{len(differ)} cases differ (minimal, full): {differ[:20]}"
+    assert not differ, (f"{len(differ)} cases differ (minimal, full): {differ[:20]}\n"
+                        f"minimal: {default_matrix_run.unexpected()}\n"
+                        f"full: {full_matrix_run.unexpected()}")
     assert {"passed", "failed"} == set(minimal.values())
 
 
 def test_same_register_semantics_finding(default_matrix_run, full_matrix_run):
-    assert default_matrix_run.result.returncode == full_matrix_run.result.returncode == 1
+    codes = (default_matrix_run.result.returncode, full_matrix_run.result.returncode)
+    assert codes == (1, 1), (default_matrix_run.unexpected(), full_matrix_run.unexpected())
     probes = [json.loads((Path(run.run_dir) / "probe.json").read_text())
               for run in (default_matrix_run, full_matrix_run)]
     assert probes[0]["verdict"] == probes[1]["verdict"]

@@ -173,10 +173,22 @@ def test_parse_ready_absent_partial_and_garbled() -> None:
         parse_ready("PATCHCHECK-READY settled=yes uptime=1.0 slots=0000:00:12.0:ctl=0x7:sta=0\n")
 
 
+def test_parse_ready_waits_for_the_whole_marker_line() -> None:
+    """QEMU writes the console byte by byte while patchcheck reads it: a marker cut off at
+    any byte is not yet a marker (seen: a read that ended at `...ctl=`)."""
+    line = "PATCHCHECK-READY settled=yes uptime=7.29 slots=0000:00:12.0:ctl=0x07c0:sta=0x0000\r\n"
+    for cut in range(len(line) - 1):
+        assert parse_ready("boot noise\r\n" + line[:cut]) is None, line[:cut]
+    ready = parse_ready("boot noise\r\n" + line)
+    assert ready is not None and ready.slots == (GuestSlot("0000:00:12.0", 0x07C0, 0),)
+
+
 def test_heartbeats() -> None:
     assert heartbeats(CONSOLE_Q35_60) == [1, 2, 3]
     assert heartbeats("PATCHCHECK-HEARTB") == []  # a line split by the migration
     assert heartbeats("EAT 5 uptime=9.1\nPATCHCHECK-HEARTBEAT 6 uptime=10.1\n") == [6]
+    # the last line is still being written: `HEARTBEAT 1` may become `HEARTBEAT 12`
+    assert heartbeats("PATCHCHECK-HEARTBEAT 11 uptime=3.1\r\nPATCHCHECK-HEARTBEAT 1") == [11]
 
 
 # --- the action against a fake source --------------------------------------------------------
