@@ -9,11 +9,12 @@
 #    of TCG); no fixed sleep. A slot that does not settle within pc_settle seconds (kernel
 #    command line, default 60) is reported as unsettled.
 # 3. Prints the readiness marker with each slot's registers, then a heartbeat every 0.25 s
-#    (the destination's first heartbeat is what proves the guest survived the migration).
+#    through the kernel log (the destination's first heartbeat is what proves the guest
+#    survived the migration; the console shows it after the kernel's timestamp).
 #
 # Marker lines (parsed by patchcheck.guests.linux):
 #   PATCHCHECK-READY settled=yes|no uptime=<s> slots=<port>:ctl=0x....:sta=0x....[,...]|none
-#   PATCHCHECK-HEARTBEAT <n> uptime=<s>
+#   [<kernel time>] PATCHCHECK-HEARTBEAT <n> uptime=<s>
 export PATH=/bin
 /bin/busybox mkdir -p /dev /proc /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
@@ -90,9 +91,12 @@ done
 
 echo "PATCHCHECK-READY settled=$ok uptime=$(uptime_s) slots=${report:-none}"
 dmesg | grep -E 'pciehp|Slot\(' | sed 's/^/PATCHCHECK-KLOG /'
+# Heartbeats go through the kernel log (/dev/kmsg, level 2: printed despite `quiet`), whose
+# console output polls the UART; the tty path above waits for the UART's transmit interrupt,
+# and a heartbeat loop blocked in a tty write would make a surviving guest look dead.
 n=0
 while :; do
     n=$((n + 1))
-    echo "PATCHCHECK-HEARTBEAT $n uptime=$(uptime_s)"
+    echo "<2>PATCHCHECK-HEARTBEAT $n uptime=$(uptime_s)" >/dev/kmsg
     usleep 250000
 done
