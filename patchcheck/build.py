@@ -57,6 +57,9 @@ class BuildRecord:
     # The device configuration actually used: "minimal", "default", or "default (configure
     # lacks ...)" when a minimal build was asked for and the tree cannot do it.
     devices: str = ""
+    # Minimal build: the optimisation rules the compiler wrapper applied (PATTERN:FLAGS,
+    # first match on the object's path wins); empty: QEMU's own flags everywhere.
+    optimize: list[str] = field(default_factory=list)
 
     @property
     def has_fix(self) -> bool:
@@ -121,6 +124,22 @@ def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
     return build_key(f"commit:{commit}", configure, image_id)
 
 
+# Optimisation per part of QEMU (minimal builds): CC is this wrapper, mounted read-only in the
+# build container; it appends the flags of the first rule matching the object file's path
+# and runs the real compiler. The default rules (invoke.yaml, build.minimal_optimize) compile
+# the target library (libqemu-<target>: TCG, the target CPU, memory, RAM migration: what
+# runs the guest) at -O1 and the rest of QEMU, which runs little, at -O0: nearly the compile
+# time of -O0 everywhere, the run time of -O1 (see README, "Minimal build").
+CC_WRAPPER = Path(__file__).with_name("cc-optimize")
+CC_IN_CONTAINER = "/patchcheck/cc"
+
+
+def optimize_env(rules: Sequence[str], compiler: str) -> dict[str, str]:
+    """The build container's environment for the compiler wrapper."""
+    return {"CC": CC_IN_CONTAINER, "PATCHCHECK_CC": compiler,
+            "PATCHCHECK_OPTIMIZE": "\n".join(rules)}
+
+
 # ccache's depend mode: a miss runs the compiler once (with the -MD that meson passes anyway)
 # instead of the preprocessor and then the compiler; a cold build pays almost nothing for
 # the cache. Hits are as before (direct mode, from the dependency list).
@@ -166,17 +185,22 @@ def load_record(directory: Path) -> BuildRecord | None:
 class Builder:
     def __init__(self, runtime: Any, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
                  log: Callable[[str], None] = print, incremental: bool = True,
-                 devices: Sequence[str] = (), minimal_configure: Sequence[str] = ()) -> None:
+                 devices: Sequence[str] = (), minimal_configure: Sequence[str] = (),
+                 minimal_optimize: Sequence[str] = ()) -> None:
         """`configure`: the options of every build. `devices` non-empty: a minimal build,
         --without-default-devices with this Kconfig list, plus the options `minimal_configure`
-        (further trimming that only makes sense with it); empty: QEMU's default device set and
-        `configure` alone (`minimal_configure` is ignored)."""
+        (further trimming that only makes sense with it) and the compiler wrapper's
+        optimisation rules `minimal_optimize`; empty: QEMU's default device set and
+        `configure` alone (`minimal_configure` and `minimal_optimize` are ignored)."""
         self.runtime = runtime
         self.root = cache_dir / "builds"
         self.ccache = cache_dir / "ccache"
         self.devices = list(devices)
         self.configure = [*configure, *(minimal_configure if self.devices else ())]
-        self._keyed = [*self.configure, *(f"device:{d}" for d in self.devices)]
+        self.optimize = list(minimal_optimize) if self.devices else []
+        wrapper = [f"cc-optimize:{sha256_file(CC_WRAPPER)}"] if self.optimize else []
+        self._keyed = [*self.configure, *(f"device:{d}" for d in self.devices),
+                       *(f"optimize:{rule}" for rule in self.optimize), *wrapper]
         self.jobs = jobs or os.cpu_count() or 1
         self.log = log
         self.incremental = incremental
@@ -246,13 +270,13 @@ class Builder:
         log_path = work / "build.log"
         env = {"CCACHE_DIR": CCACHE, "CC": "ccache gcc", "CXX": "ccache g++", "HOME": OUT,
                "CCACHE_BASEDIR": SRC, **CCACHE_MODE}
-        spec = ContainerSpec(
-            image=image_id, role="build", network="none", user=invoking_user(), env=env,
-            mounts=(Mount(str(tree.path), SRC, read_only=True),
-                    Mount(str(work / "build"), OUT),
-                    Mount(str(self.ccache), CCACHE)),
-            workdir=OUT,
-        )
+        mounts = [Mount(str(tree.path), SRC, read_only=True), Mount(str(work / "build"), OUT),
+                  Mount(str(self.ccache), CCACHE)]
+        if self.optimize:
+            env.update(optimize_env(self.optimize, "ccache gcc"))
+            mounts.append(Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True))
+        spec = ContainerSpec(image=image_id, role="build", network="none", user=invoking_user(),
+                             env=env, mounts=tuple(mounts), workdir=OUT)
         started = time.monotonic()
         container = self.runtime.start(spec)
         try:
@@ -300,9 +324,14 @@ class Builder:
         if base is not None or not self.keep_build_dir:
             shutil.rmtree(work / "build", ignore_errors=True)
         binary = directory / "bin" / BINARY
+        wrapper: list[str] = []
+        if self.optimize:
+            wrapper = ["-v", f"{CC_WRAPPER}:{CC_IN_CONTAINER}:ro",
+                       *(x for k, v in optimize_env(self.optimize, "gcc").items()
+                         for x in ("-e", f"{k}={v}"))]
         reproduce = shlex.join([
             "docker", "run", "--rm", "--network", "none", "-v", f"{tree.path}:{SRC}:ro",
-            "-v", f"{directory}/rebuild:{OUT}", "-w", OUT, image, "sh", "-c",
+            "-v", f"{directory}/rebuild:{OUT}", *wrapper, "-w", OUT, image, "sh", "-c",
             (f"printf %s {shlex.quote(devices_mak(self.devices))} > {DEVICES}.mak && "
              if devices_used == MINIMAL else "") + shlex.join(configure) + " && ninja " + BINARY,
         ])
@@ -315,6 +344,7 @@ class Builder:
             binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
             family=family, incremental_from=base.key if base else "",
             compiled=compiled if base is not None else [], devices=devices_used,
+            optimize=list(self.optimize),
         )
         record.machines = self.machine_types(record, work / "bin" / BINARY)
         record.binary = str(binary)

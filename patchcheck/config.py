@@ -59,6 +59,7 @@ class Settings:
     submodules: bool = False
     devices: tuple[str, ...] = ()  # minimal build: only these Kconfig devices (and what they select)
     minimal_configure: tuple[str, ...] = ()  # added to `configure` for a minimal build only
+    minimal_optimize: tuple[str, ...] = ()  # minimal build: PATTERN:FLAGS per object file
     nightly: NightlySettings = NightlySettings()
     project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
@@ -122,6 +123,17 @@ def _devices(value: Any) -> tuple[str, ...]:
             raise UsageError(f"configuration: build.devices entry '{line}' is not a Kconfig "
                              "line like CONFIG_Q35=y")
     return devices
+
+
+def _optimize(value: Any) -> tuple[str, ...]:
+    """build.minimal_optimize: PATTERN:FLAGS rules for the compiler wrapper."""
+    rules = _list(value, "build.minimal_optimize")
+    for rule in rules:
+        pattern, colon, flags = rule.partition(":")
+        if not colon or not pattern.strip() or not flags.strip() or "\n" in rule:
+            raise UsageError(f"configuration: build.minimal_optimize entry '{rule}' is not a "
+                             "rule like 'libqemu-*: -O1' (shell pattern: compiler flags)")
+    return tuple(f"{r.partition(':')[0].strip()}:{r.partition(':')[2].strip()}" for r in rules)
 
 
 def default_cache_dir() -> Path:
@@ -218,6 +230,7 @@ def load(config: Any) -> Settings:
         submodules=bool(root.get("submodules", False)),
         devices=_devices(build.get("devices")),
         minimal_configure=_list(build.get("minimal_configure"), "build.minimal_configure"),
+        minimal_optimize=_optimize(build.get("minimal_optimize")),
         nightly=NightlySettings(
             remote=str(_section(root, "nightly").get("remote") or ""),
             refs=_list(_section(root, "nightly").get("refs"), "nightly.refs"),

@@ -184,3 +184,72 @@ def test_environment_selects_the_full_configuration(monkeypatch):
     settings = config_mod.load(cfg)
     assert settings.devices == () and not settings.minimal
     assert settings.matrix.builds == ("7.2-none", "7.2-v2")
+
+
+# --- optimisation per part of QEMU: the compiler wrapper ------------------------------------
+
+RULES = ["libqemu-*:-O1", "*:-O0"]
+
+
+def _wrapped(rules: list[str], *args: str) -> list[str]:
+    """What the wrapper runs for a compiler run with these arguments (the compiler: echo)."""
+    import subprocess
+
+    from patchcheck.build import CC_WRAPPER, optimize_env
+
+    env = {"PATH": "/usr/bin:/bin", **optimize_env(rules, "echo")}
+    del env["CC"]
+    done = subprocess.run(["sh", str(CC_WRAPPER), *args], env=env, capture_output=True,
+                          text=True, check=True, timeout=10)
+    return done.stdout.split()
+
+
+def test_wrapper_appends_the_first_matching_rule_after_qemus_own_flags():
+    target = "libqemu-x86_64-softmmu.fa.p/target_i386_tcg_translate.c.o"
+    common = "libcommon.fa.p/hw_pci_pcie.c.o"
+    base = ["-O2", "-D_FORTIFY_SOURCE=2", "-c", "../src/x.c"]
+    assert _wrapped(RULES, *base, "-o", target) == [*base, "-o", target, "-O1"]
+    assert _wrapped(RULES, *base, "-o", common) == [*base, "-o", common, "-O0"]
+    # meson's configure checks compile "testfile.c" to other names: the catch-all rule
+    assert _wrapped(RULES, "testfile.c", "-o", "output.obj")[-1] == "-O0"
+    # flags are words; a rule that matches nothing adds nothing; no -o: only "*" matches
+    assert _wrapped(["libqemu-*:-O1 -fno-inline"], "-o", target)[-2:] == ["-O1", "-fno-inline"]
+    assert _wrapped(["libqemu-*:-O1"], "-c", "x.c", "-o", common) == ["-c", "x.c", "-o", common]
+    assert _wrapped(RULES, "--version") == ["--version", "-O0"]
+
+
+def test_minimal_build_compiles_through_the_wrapper_and_records_its_rules(tmp_path):
+    runtime = FakeRuntime(HELP["7.2"])
+    seen: list[Any] = []
+    start = runtime.start
+    runtime.start = lambda spec: (seen.append(spec), start(spec))[1]  # type: ignore[method-assign]
+    builder = Builder(runtime, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"],
+                      minimal_configure=["--extra-cflags=-pipe"], minimal_optimize=RULES,
+                      log=lambda line: None)
+    record = builder.build("fake", fake_prepared_tree(tmp_path), "bookworm", "img", "sha256:1")
+    assert record.optimize == RULES
+    spec = seen[0]
+    assert spec.env["CC"] == "/patchcheck/cc" and spec.env["PATCHCHECK_CC"] == "ccache gcc"
+    assert spec.env["PATCHCHECK_OPTIMIZE"].splitlines() == RULES
+    wrapper = next(m for m in spec.mounts if m.target == "/patchcheck/cc")
+    assert wrapper.read_only and Path(wrapper.source).name == "cc-optimize"
+    # the reproducer builds the same way, with the plain compiler
+    assert "CC=/patchcheck/cc" in record.reproduce and "PATCHCHECK_CC=gcc" in record.reproduce
+    # other rules are another build; the full configuration has neither wrapper nor rules
+    other = Builder(runtime, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"],
+                    minimal_configure=["--extra-cflags=-pipe"], minimal_optimize=["*:-O1"])
+    full = Builder(runtime, tmp_path, ["--disable-docs"], minimal_optimize=RULES)
+    assert other._keyed != builder._keyed and full.optimize == []
+
+
+def test_default_rules_compile_the_target_library_at_O1_and_the_rest_at_O0():
+    settings = project_settings()
+    assert settings.minimal_optimize == ("libqemu-*:-O1", "*:-O0")
+    assert not any(o.startswith("--extra-cflags") and "-O" in o
+                   for o in settings.minimal_configure)  # the wrapper's flags decide
+
+
+@pytest.mark.parametrize("rule", ["-O1", ":-O1", "libqemu-*:", "  : "])
+def test_bad_optimisation_rules_are_one_clear_error(rule):
+    with pytest.raises(UsageError, match="build.minimal_optimize entry"):
+        config_mod.load({"patchcheck": {"build": {"minimal_optimize": [rule]}}})
