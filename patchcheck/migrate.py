@@ -188,6 +188,9 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
         verify = getattr(action, "verify_destination", None)
         if verify is not None and result.observed == Observed.PASSED:
             problem = verify(dst, rundir, min(15.0, max(1.0, deadline - time.monotonic())))
+            if problem and _ended_from_outside(dst):  # e.g. the run was interrupted
+                raise MachineError(f"destination QEMU was killed, or its container removed, "
+                                   f"while the guest was checked: {problem}")
             if problem:  # the device state loaded, but the guest did not survive
                 result.observed = Observed.FAILED
                 result.message = problem
@@ -231,6 +234,15 @@ def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
             return status or "unknown"
         time.sleep(POLL)
     raise MachineError("timeout waiting for the migration to finish")
+
+
+def _ended_from_outside(machine: Machine) -> bool:
+    """The process is gone by a signal (a shell's 128+N), or with its container (-1): a QEMU
+    killed or crashed, never a verdict on the migration."""
+    if machine.running():
+        return False
+    code = machine.wait_exit(2.0)
+    return code is None or code < 0 or code > 128
 
 
 def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float) -> None:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -277,3 +278,35 @@ def test_one_booted_source_migrates_to_each_destination_in_turn(
     console = Path(results[1].logs["destination-console"]).read_text()
     assert heartbeats(console) and "PATCHCHECK-READY" not in console  # the guest ran on
     assert results[0].seconds > results[1].seconds  # the boot is paid once
+
+
+class KillingLinuxAction(LinuxAction):
+    """The Linux guest action, but the destination QEMU is killed (as an interrupted run's
+    cleanup does) just before its console is checked for heartbeats."""
+
+    def verify_destination(self, dst: Any, rundir: Path, timeout: float) -> str | None:
+        dst._proc.kill()  # the launcher sends SIGKILL: exit 137, as with `docker rm -f`
+        dst.wait_exit(10.0)
+        return super().verify_destination(dst, rundir, timeout)
+
+
+def test_destination_killed_while_the_guest_is_checked_is_an_error_not_a_verdict(
+        hosts: tuple[Hosts, Path], guest: GuestImage, builds: Builds, tmp_path: Path) -> None:
+    """A destination that dies by a signal after the migration completed says nothing about
+    the migration: the case is an `error` (rerun by --resume), never `failed` (seen: a run
+    interrupted during the check left a `failed` case that --resume kept)."""
+    from patchcheck.migrate import run_case
+    from patchcheck.outcome import Observed
+    from patchcheck.results import Case
+
+    qemu_hosts, scratch = hosts
+    records = {"v2": builds["7.2-v2"]}
+    case = Case("pc-q35-7.2", "v2", "v2", "linux")
+    killed = run_case(case, records, qemu_hosts, pds.SCENARIO, scratch, tmp_path / "killed",
+                      timeout=120, action=KillingLinuxAction(guest))
+    assert killed.observed == Observed.ERROR, killed.message
+    assert "killed" in killed.message and "exited before the guest printed" in killed.message
+    assert killed.destination_status == "migration completed, running"  # it had loaded it
+    normal = run_case(case, records, qemu_hosts, pds.SCENARIO, scratch, tmp_path / "normal",
+                      timeout=120, action=LinuxAction(guest))
+    assert normal.observed == Observed.PASSED, normal.message  # the same case, not killed

@@ -57,6 +57,9 @@ def test_two_really_different_configurations(default_matrix_run, full_matrix_run
         assert small["tree_id"] == big["tree_id"]  # the same source and fix
         assert os.path.getsize(small["binary"]) < os.path.getsize(big["binary"]), name
         assert small["machines"] == big["machines"]  # every pc-q35 type in both
+        # optimisation per part in the minimal build only; the full one keeps QEMU's -O2
+        assert small["optimize"] == ["libqemu-*:-O1", "*:-O0"] and big["optimize"] == []
+        assert "CC=/patchcheck/cc" in small["reproduce"] and "/patchcheck/cc" not in big["reproduce"]
 
 
 def test_same_observed_outcome_in_every_case(default_matrix_run, full_matrix_run):
