@@ -127,13 +127,14 @@ def _devices(value: Any) -> tuple[str, ...]:
 
 def _optimize(value: Any) -> tuple[str, ...]:
     """build.minimal_optimize: PATTERN:FLAGS rules for the compiler wrapper."""
-    rules = _list(value, "build.minimal_optimize")
-    for rule in rules:
-        pattern, colon, flags = rule.partition(":")
-        if not colon or not pattern.strip() or not flags.strip() or "\n" in rule:
+    rules = []
+    for rule in _list(value, "build.minimal_optimize"):
+        pattern, colon, flags = (part.strip() for part in rule.partition(":"))
+        if not colon or not pattern or not flags or "\n" in rule:
             raise UsageError(f"configuration: build.minimal_optimize entry '{rule}' is not a "
                              "rule like 'libqemu-*: -O1' (shell pattern: compiler flags)")
-    return tuple(f"{r.partition(':')[0].strip()}:{r.partition(':')[2].strip()}" for r in rules)
+        rules.append(f"{pattern}:{flags}")
+    return tuple(rules)
 
 
 def default_cache_dir() -> Path:

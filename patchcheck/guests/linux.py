@@ -297,7 +297,8 @@ def complete_lines(text: str) -> list[str]:
     a file QEMU writes byte by byte while it is read, so a last line without its newline
     may still grow (`...ctl=` becomes `...ctl=0x07c0:sta=0x0000`, `HEARTBEAT 1` becomes
     `HEARTBEAT 12`): it is not read until its newline is there."""
-    return text.splitlines()[:-1] if not text.endswith("\n") else text.splitlines()
+    lines = text.splitlines()
+    return lines if text.endswith("\n") else lines[:-1]
 
 
 def parse_ready(text: str) -> Readiness | None:
