@@ -60,6 +60,9 @@ class BuildRecord:
     # Minimal build: the optimisation rules the compiler wrapper applied (PATTERN:FLAGS,
     # first match on the object's path wins); empty: QEMU's own flags everywhere.
     optimize: list[str] = field(default_factory=list)
+    # Minimal build: the header precompiled per set of compiler flags (e.g. qemu/osdep.h);
+    # empty: none.
+    pch: str = ""
 
     @property
     def has_fix(self) -> bool:
@@ -124,20 +127,54 @@ def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
     return build_key(f"commit:{commit}", configure, image_id)
 
 
-# Optimisation per part of QEMU (minimal builds): CC is this wrapper, mounted read-only in the
-# build container; it appends the flags of the first rule matching the object file's path
-# and runs the real compiler. The default rules (invoke.yaml, build.minimal_optimize) compile
-# the target library (libqemu-<target>: TCG, the target CPU, memory, RAM migration: what
-# runs the guest) at -O1 and the rest of QEMU, which runs little, at -O0: nearly the compile
-# time of -O0 everywhere, the run time of -O1 (see README, "Minimal build").
-CC_WRAPPER = Path(__file__).with_name("cc-optimize")
+# The compiler wrapper of minimal builds: CC in the build container, mounted read-only. It
+# appends the flags of the first rule matching the object file's path and runs the real
+# compiler; the default rules (invoke.yaml, build.minimal_optimize) compile the target
+# library (libqemu-<target>: TCG, the target CPU, memory, RAM migration: what runs the
+# guest) at -O1 and the rest of QEMU, which runs little, at -O0: nearly the compile time of
+# -O0 everywhere, the run time of -O1 (see README, "Minimal build"). With build.minimal_pch
+# it also precompiles that header (qemu/osdep.h: glib and the C library, most of a small
+# file's compile time) once per set of compiler flags, in the build directory; GCC uses it
+# where it is valid and reads the header itself elsewhere. Same binary, byte for byte.
+CC_WRAPPER = Path(__file__).with_name("cc-minimal")
 CC_IN_CONTAINER = "/patchcheck/cc"
+PCH_DIR = "patchcheck-pch"  # in the build directory
 
 
-def optimize_env(rules: Sequence[str], compiler: str) -> dict[str, str]:
+def wrapper_env(rules: Sequence[str], compiler: str, pch: str = "") -> dict[str, str]:
     """The build container's environment for the compiler wrapper."""
-    return {"CC": CC_IN_CONTAINER, "PATCHCHECK_CC": compiler,
-            "PATCHCHECK_OPTIMIZE": "\n".join(rules)}
+    env = {"CC": CC_IN_CONTAINER, "PATCHCHECK_CC": compiler,
+           "PATCHCHECK_OPTIMIZE": "\n".join(rules)}
+    if pch:
+        env.update(PATCHCHECK_PCH=pch, PATCHCHECK_PCH_FILE=f"{SRC}/include/{pch}",
+                   PATCHCHECK_PCH_DIR=f"{OUT}/{PCH_DIR}")
+    return env
+
+
+def copy_build_dir(source: Path, target: Path) -> None:
+    """The build directory of an incremental build: a copy, except the precompiled headers,
+    hard links (the wrapper never writes into a finished one: it renames new files in)."""
+    shutil.copytree(source, target, symlinks=True,
+                    ignore=lambda d, names: [PCH_DIR] if Path(d) == source else [])
+    if (source / PCH_DIR).is_dir():
+        shutil.copytree(source / PCH_DIR, target / PCH_DIR, symlinks=True,
+                        copy_function=os.link)
+
+
+def drop_stale_pch(build_dir: Path, changed: Sequence[str], source: str = SRC) -> list[str]:
+    """Remove the precompiled headers that read a changed file (their dependency list names
+    it, under `source`): the wrapper makes them anew. The flags hashes of what was removed."""
+    wanted = {f"{source}/{rel}" for rel in changed}
+    dropped = []
+    for deps in sorted((build_dir / PCH_DIR).glob("*/*/**/*.gch.d")):
+        key = deps.relative_to(build_dir / PCH_DIR).parts[0]
+        if key in dropped:
+            continue
+        listed = set(deps.read_text().split())
+        if listed & wanted:
+            shutil.rmtree(build_dir / PCH_DIR / key)
+            dropped.append(key)
+    return dropped
 
 
 # ccache's depend mode: a miss runs the compiler once (with the -MD that meson passes anyway)
@@ -186,21 +223,24 @@ class Builder:
     def __init__(self, runtime: Any, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
                  log: Callable[[str], None] = print, incremental: bool = True,
                  devices: Sequence[str] = (), minimal_configure: Sequence[str] = (),
-                 minimal_optimize: Sequence[str] = ()) -> None:
+                 minimal_optimize: Sequence[str] = (), minimal_pch: str = "") -> None:
         """`configure`: the options of every build. `devices` non-empty: a minimal build,
         --without-default-devices with this Kconfig list, plus the options `minimal_configure`
         (further trimming that only makes sense with it) and the compiler wrapper's
-        optimisation rules `minimal_optimize`; empty: QEMU's default device set and
-        `configure` alone (`minimal_configure` and `minimal_optimize` are ignored)."""
+        optimisation rules `minimal_optimize` and its precompiled header `minimal_pch`; empty:
+        QEMU's default device set and `configure` alone (the `minimal_*` are ignored)."""
         self.runtime = runtime
         self.root = cache_dir / "builds"
         self.ccache = cache_dir / "ccache"
         self.devices = list(devices)
         self.configure = [*configure, *(minimal_configure if self.devices else ())]
         self.optimize = list(minimal_optimize) if self.devices else []
-        wrapper = [f"cc-optimize:{sha256_file(CC_WRAPPER)}"] if self.optimize else []
+        self.pch = minimal_pch if self.devices else ""
+        wrapped = self.optimize or self.pch
+        wrapper = [f"cc-minimal:{sha256_file(CC_WRAPPER)}"] if wrapped else []
         self._keyed = [*self.configure, *(f"device:{d}" for d in self.devices),
-                       *(f"optimize:{rule}" for rule in self.optimize), *wrapper]
+                       *(f"optimize:{rule}" for rule in self.optimize),
+                       *([f"pch:{self.pch}"] if self.pch else []), *wrapper]
         self.jobs = jobs or os.cpu_count() or 1
         self.log = log
         self.incremental = incremental
@@ -262,7 +302,8 @@ class Builder:
         changed: list[str] = []
         if base is not None:
             changed = changed_files(tree, base.tree_id)
-            shutil.copytree(self.root / base.key / "build", work / "build", symlinks=True)
+            copy_build_dir(self.root / base.key / "build", work / "build")
+            drop_stale_pch(work / "build", changed)
             age_sources(tree.path, changed)
         else:
             (work / "build").mkdir()
@@ -272,8 +313,9 @@ class Builder:
                "CCACHE_BASEDIR": SRC, **CCACHE_MODE}
         mounts = [Mount(str(tree.path), SRC, read_only=True), Mount(str(work / "build"), OUT),
                   Mount(str(self.ccache), CCACHE)]
-        if self.optimize:
-            env.update(optimize_env(self.optimize, "ccache gcc"))
+        pch = self.pch if (tree.path / "include" / self.pch).is_file() else ""
+        if self.optimize or pch:
+            env.update(wrapper_env(self.optimize, "ccache gcc", pch))
             mounts.append(Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True))
         spec = ContainerSpec(image=image_id, role="build", network="none", user=invoking_user(),
                              env=env, mounts=tuple(mounts), workdir=OUT)
@@ -325,9 +367,9 @@ class Builder:
             shutil.rmtree(work / "build", ignore_errors=True)
         binary = directory / "bin" / BINARY
         wrapper: list[str] = []
-        if self.optimize:
+        if self.optimize or pch:
             wrapper = ["-v", f"{CC_WRAPPER}:{CC_IN_CONTAINER}:ro",
-                       *(x for k, v in optimize_env(self.optimize, "gcc").items()
+                       *(x for k, v in wrapper_env(self.optimize, "gcc", pch).items()
                          for x in ("-e", f"{k}={v}"))]
         reproduce = shlex.join([
             "docker", "run", "--rm", "--network", "none", "-v", f"{tree.path}:{SRC}:ro",
@@ -344,7 +386,7 @@ class Builder:
             binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
             family=family, incremental_from=base.key if base else "",
             compiled=compiled if base is not None else [], devices=devices_used,
-            optimize=list(self.optimize),
+            optimize=list(self.optimize), pch=pch,
         )
         record.machines = self.machine_types(record, work / "bin" / BINARY)
         record.binary = str(binary)

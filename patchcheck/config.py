@@ -60,6 +60,7 @@ class Settings:
     devices: tuple[str, ...] = ()  # minimal build: only these Kconfig devices (and what they select)
     minimal_configure: tuple[str, ...] = ()  # added to `configure` for a minimal build only
     minimal_optimize: tuple[str, ...] = ()  # minimal build: PATTERN:FLAGS per object file
+    minimal_pch: str = ""  # minimal build: the header to precompile, as sources include it
     nightly: NightlySettings = NightlySettings()
     project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
@@ -135,6 +136,15 @@ def _optimize(value: Any) -> tuple[str, ...]:
                              "rule like 'libqemu-*: -O1' (shell pattern: compiler flags)")
         rules.append(f"{pattern}:{flags}")
     return tuple(rules)
+
+
+def _header(value: Any) -> str:
+    """build.minimal_pch: a header as QEMU's sources include it (qemu/osdep.h), or empty."""
+    header = str(value or "").strip()
+    if header and not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\.h", header):
+        raise UsageError(f"configuration: build.minimal_pch '{header}' is not a header path "
+                         "like qemu/osdep.h (relative to the tree's include/)")
+    return header
 
 
 def default_cache_dir() -> Path:
@@ -232,6 +242,7 @@ def load(config: Any) -> Settings:
         devices=_devices(build.get("devices")),
         minimal_configure=_list(build.get("minimal_configure"), "build.minimal_configure"),
         minimal_optimize=_optimize(build.get("minimal_optimize")),
+        minimal_pch=_header(build.get("minimal_pch")),
         nightly=NightlySettings(
             remote=str(_section(root, "nightly").get("remote") or ""),
             refs=_list(_section(root, "nightly").get("refs"), "nightly.refs"),

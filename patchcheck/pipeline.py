@@ -22,7 +22,8 @@ class Pipeline:
         self.builder = Builder(runtime, settings.cache_dir, settings.configure,
                                jobs=settings.build_jobs, log=log, devices=settings.devices,
                                minimal_configure=settings.minimal_configure,
-                               minimal_optimize=settings.minimal_optimize)
+                               minimal_optimize=settings.minimal_optimize,
+                               minimal_pch=settings.minimal_pch)
         self.git = sources.GitSources(settings.cache_dir)
         self.debian = sources.DebianSources(
             settings.cache_dir, _lazy_fetcher(runtime, self._suite_image, log))

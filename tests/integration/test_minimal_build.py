@@ -87,3 +87,25 @@ def test_same_register_semantics_finding(default_matrix_run, full_matrix_run):
                        c["without"], c["with_fix"], c["change"])
                       for p in probe["pairs"] for c in p["changes"])
     assert changes(probes[0]) == changes(probes[1])
+
+
+def test_precompiled_header_changes_no_byte_of_the_binary(builds, runtime, settings):
+    """The minimal build precompiles qemu/osdep.h (build.minimal_pch); the same build without
+    it is the same binary, byte for byte, and GCC used the header wherever it was valid."""
+    import dataclasses
+
+    from patchcheck.pipeline import Pipeline
+
+    with_pch = builds["7.2-none"]
+    assert with_pch.pch == "qemu/osdep.h" and with_pch.devices == "minimal"
+    plain = Pipeline(runtime, dataclasses.replace(settings, minimal_pch=""),
+                     log=lambda line: None).build(settings.builds["7.2-none"])
+    assert plain.pch == "" and plain.key != with_pch.key
+    assert plain.binary_sha256 == with_pch.binary_sha256
+    # the headers were made and used: one per set of compiler flags, in the kept build directory
+    kept = Path(with_pch.binary).parent.parent / "build" / "patchcheck-pch"
+    made = list(kept.glob("*/*/qemu/osdep.h.gch"))
+    assert 5 <= len(made) <= 40, made
+    # GCC says where it could not use one (a file that defines a macro the header tests first)
+    log = (Path(with_pch.binary).parent.parent / "build.log").read_text()
+    assert log.count("not used because") <= 5, log.count("not used because")

@@ -195,11 +195,11 @@ def _wrapped(rules: list[str], *args: str) -> list[str]:
     """What the wrapper runs for a compiler run with these arguments (the compiler: echo)."""
     import subprocess
 
-    from patchcheck.build import CC_WRAPPER, optimize_env
+    from patchcheck.build import CC_WRAPPER, wrapper_env
 
-    env = {"PATH": "/usr/bin:/bin", **optimize_env(rules, "echo")}
+    env = {"PATH": "/usr/bin:/bin", **wrapper_env(rules, "echo")}
     del env["CC"]
-    done = subprocess.run(["sh", str(CC_WRAPPER), *args], env=env, capture_output=True,
+    done = subprocess.run([str(CC_WRAPPER), *args], env=env, capture_output=True,
                           text=True, check=True, timeout=10)
     return done.stdout.split()
 
@@ -225,21 +225,29 @@ def test_minimal_build_compiles_through_the_wrapper_and_records_its_rules(tmp_pa
     runtime.start = lambda spec: (seen.append(spec), start(spec))[1]  # type: ignore[method-assign]
     builder = Builder(runtime, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"],
                       minimal_configure=["--extra-cflags=-pipe"], minimal_optimize=RULES,
-                      log=lambda line: None)
+                      minimal_pch="qemu/osdep.h", log=lambda line: None)
     record = builder.build("fake", fake_prepared_tree(tmp_path), "bookworm", "img", "sha256:1")
-    assert record.optimize == RULES
+    assert record.optimize == RULES and record.pch == "qemu/osdep.h"
     spec = seen[0]
     assert spec.env["CC"] == "/patchcheck/cc" and spec.env["PATCHCHECK_CC"] == "ccache gcc"
     assert spec.env["PATCHCHECK_OPTIMIZE"].splitlines() == RULES
     wrapper = next(m for m in spec.mounts if m.target == "/patchcheck/cc")
-    assert wrapper.read_only and Path(wrapper.source).name == "cc-optimize"
+    assert wrapper.read_only and Path(wrapper.source).name == "cc-minimal"
+    assert spec.env["PATCHCHECK_PCH"] == "qemu/osdep.h"
+    assert spec.env["PATCHCHECK_PCH_FILE"] == "/src/include/qemu/osdep.h"
+    assert spec.env["PATCHCHECK_PCH_DIR"].startswith("/build/")  # kept with the build
     # the reproducer builds the same way, with the plain compiler
     assert "CC=/patchcheck/cc" in record.reproduce and "PATCHCHECK_CC=gcc" in record.reproduce
+    assert "PATCHCHECK_PCH=qemu/osdep.h" in record.reproduce
     # other rules are another build; the full configuration has neither wrapper nor rules
     other = Builder(runtime, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"],
                     minimal_configure=["--extra-cflags=-pipe"], minimal_optimize=["*:-O1"])
-    full = Builder(runtime, tmp_path, ["--disable-docs"], minimal_optimize=RULES)
-    assert other._keyed != builder._keyed and full.optimize == []
+    full = Builder(runtime, tmp_path, ["--disable-docs"], minimal_optimize=RULES,
+                   minimal_pch="qemu/osdep.h")
+    no_pch = Builder(runtime, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"],
+                     minimal_configure=["--extra-cflags=-pipe"], minimal_optimize=RULES)
+    assert other._keyed != builder._keyed != no_pch._keyed
+    assert full.optimize == [] and full.pch == ""
 
 
 def test_default_rules_compile_the_target_library_at_O1_and_the_rest_at_O0():
