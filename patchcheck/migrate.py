@@ -123,8 +123,15 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
                 source = _Source(Machine(hosts.get(src_b.image_id), src_b.binary,
                                          [*args, *src_extra, "-S"], srcdir, "source",
                                          timeout=min(timeout, 30)))
-            result = _migrate_one(case, builds, hosts, scenario, source, action, args, src_extra,
-                                  srcdir, scratch, logdir(case), timeout)
+            earlier: list[str] = []
+            while True:
+                result, guest_lost = _migrate_one(case, builds, hosts, scenario, source, action,
+                                                  args, src_extra, srcdir, scratch,
+                                                  logdir(case), timeout)
+                if not guest_lost or earlier or not source.machine.running():
+                    break
+                earlier.append(_set_aside(result, logdir(case)))  # and once more
+            result.earlier_attempts = earlier
             if result.observed == Observed.ERROR:
                 source.machine.shutdown()  # the next case starts from a fresh source
                 source = None
@@ -133,6 +140,22 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
         if source is not None:
             source.machine.shutdown()
         shutil.rmtree(srcdir, ignore_errors=True)
+
+
+def _set_aside(first: CaseResult, logdir: Path) -> str:
+    """A case whose destination loaded the device state and runs, but whose guest printed
+    nothing afterwards, runs once more from the same source to a fresh destination
+    (run_cases). That is a failure outside the scenario's model (seen rarely, under load,
+    7.2 -> 10.0, with a source migrated before): a second attempt tells a guest that never
+    survives this migration (the same verdict twice) from a one-off. The first attempt is
+    kept: its logs move to `attempt-1/` of the case's logs; the line returned goes into the
+    final result's `earlier_attempts`."""
+    kept = logdir / "attempt-1"
+    kept.mkdir(parents=True, exist_ok=True)
+    for path in map(Path, first.logs.values()):
+        if path.parent == logdir and path.exists():
+            path.replace(kept / path.name)
+    return f"{first.observed.value}: {first.message} (logs: {kept})"
 
 
 class _Source:
@@ -147,8 +170,11 @@ class _Source:
 def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
                  scenario: Scenario, source: _Source, action: Any, args: list[str],
                  src_extra: list[str], srcdir: Path, scratch: Path, logdir: Path,
-                 timeout: float) -> CaseResult:
+                 timeout: float) -> tuple[CaseResult, bool]:
+    """The case's result, and whether the destination took the device state but its guest
+    did not survive (the action's `verify_destination` found a problem)."""
     src_b, dst_b = builds[case.source], builds[case.destination]
+    guest_lost = False
     expected = (Observed.FAILED if scenario.expected_to_fail(
         case.machine, dst_b.has_fix, case.globals, action) else Observed.PASSED)
     result = CaseResult(case.machine, case.guest, list(case.globals), side(src_b), side(dst_b),
@@ -194,6 +220,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
             if problem:  # the device state loaded, but the guest did not survive
                 result.observed = Observed.FAILED
                 result.message = problem
+                guest_lost = True
         if result.deviates and hasattr(state, "summary"):
             result.message = f"{result.message} ({state.summary()})".strip()
     except (MachineError, PciError, PatchcheckError) as exc:
@@ -220,7 +247,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
                                              + "\n")
         result.logs["reproduce"] = str(logdir / "reproduce.sh")
         shutil.rmtree(rundir, ignore_errors=True)
-    return result
+    return result, guest_lost
 
 
 def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:

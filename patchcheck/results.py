@@ -70,6 +70,9 @@ class CaseResult:
     # Which migration of its source QEMU this case was: 1 = the source was started for it;
     # more: a booted Linux guest shared with the cases before it (migrate.run_cases).
     source_migration: int = 1
+    # Earlier attempts of this case, each "observed: message (logs: DIR)": a destination whose
+    # guest did not survive a migration that loaded is tried once more (migrate._retry).
+    earlier_attempts: list[str] = field(default_factory=list)
 
     @property
     def case(self) -> Case:

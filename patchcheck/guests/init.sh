@@ -14,6 +14,7 @@
 #
 # Marker lines (parsed by patchcheck.guests.linux):
 #   PATCHCHECK-READY settled=yes|no uptime=<s> slots=<port>:ctl=0x....:sta=0x....[,...]|none
+#   PATCHCHECK-CLOCK <the kernel's clocksource>   (for reading a console by hand)
 #   [<kernel time>] PATCHCHECK-HEARTBEAT <n> uptime=<s>
 export PATH=/bin
 /bin/busybox mkdir -p /dev /proc /sys
@@ -91,6 +92,8 @@ done
 
 echo "PATCHCHECK-READY settled=$ok uptime=$(uptime_s) slots=${report:-none}"
 dmesg | grep -E 'pciehp|Slot\(' | sed 's/^/PATCHCHECK-KLOG /'
+read -r clock </sys/devices/system/clocksource/clocksource0/current_clocksource
+echo "PATCHCHECK-CLOCK $clock"
 # Heartbeats go through the kernel log (/dev/kmsg, level 2: printed despite `quiet`), whose
 # console output polls the UART; the tty path above waits for the UART's transmit interrupt,
 # and a heartbeat loop blocked in a tty write would make a surviving guest look dead.

@@ -496,12 +496,36 @@ class LinuxAction(GuestAction):
             if time.monotonic() > deadline:
                 return (f"no heartbeat on the destination console within {timeout:g} s after "
                         f"migration (last on the source: {self.source_heartbeat}; destination "
-                        f"console: {tail(read_console(console)) or 'empty'})")
+                        f"console: {tail(read_console(console)) or 'empty'}; "
+                        f"{guest_cpu_state(dst)})")
             time.sleep(self.poll)
 
     def console_logs(self) -> dict[str, Path]:
         """role -> console file, e.g. {"source": .../source-console.log, ...}."""
         return dict(self.consoles)
+
+
+_RIP_RE = re.compile(r"RIP=([0-9a-f]+)")
+_HLT_RE = re.compile(r"HLT=(\d)")
+
+
+def guest_cpu_state(machine: Any, interval: float = 0.5) -> str:
+    """What the vCPU of a guest that printed nothing is doing: its instruction pointer twice,
+    `interval` apart (moving: the guest runs; the same and halted: it waits for an
+    interrupt that does not come), from the monitor's `info registers`."""
+    samples = []
+    try:
+        for _ in range(2):
+            regs = machine.hmp("info registers")
+            rip, hlt = _RIP_RE.search(regs), _HLT_RE.search(regs)
+            samples.append((rip.group(1) if rip else "?", hlt.group(1) if hlt else "?"))
+            time.sleep(interval)
+    except Exception as exc:  # noqa: BLE001 - a diagnosis only: never hides the verdict
+        return f"vCPU state unreadable: {type(exc).__name__}"
+    (rip1, hlt1), (rip2, hlt2) = samples
+    what = ("halted, waiting for an interrupt" if rip1 == rip2 and hlt1 == hlt2 == "1"
+            else "running" if rip1 != rip2 else "stuck at one instruction")
+    return f"vCPU {what}: RIP {rip1} HLT={hlt1}, {interval:g} s later RIP {rip2} HLT={hlt2}"
 
 
 def ram_mib(requested: int) -> int:

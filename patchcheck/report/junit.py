@@ -77,6 +77,9 @@ def testcase(result: CaseResult, base: Path) -> TestCase:
     if result.source_migration > 1:
         out.append(f"source: migration {result.source_migration} of a source QEMU shared with "
                    "the cases before it (its guest booted once)")
+    for attempt in result.earlier_attempts:
+        out.append(f"earlier attempt (the destination's guest did not survive; tried again "
+                   f"with a fresh destination): {attempt}")
     if result.slot:
         out.append("slot after guest action: " + ", ".join(
             f"{k}={v:#06x}" if isinstance(v, int) else f"{k}={v}" for k, v in result.slot.items()))

@@ -310,3 +310,48 @@ def test_destination_killed_while_the_guest_is_checked_is_an_error_not_a_verdict
     normal = run_case(case, records, qemu_hosts, pds.SCENARIO, scratch, tmp_path / "normal",
                       timeout=120, action=LinuxAction(guest))
     assert normal.observed == Observed.PASSED, normal.message  # the same case, not killed
+
+
+class HangingLinuxAction(LinuxAction):
+    """The Linux guest action, but the destination's guest is stopped (so it prints nothing,
+    as a guest that hangs after the migration) on the first `hangs` destinations."""
+
+    def __init__(self, *args: Any, hangs: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hangs = hangs
+
+    def verify_destination(self, dst: Any, rundir: Path, timeout: float) -> str | None:
+        if self.hangs > 0:
+            self.hangs -= 1
+            dst.qmp("stop")
+        return super().verify_destination(dst, rundir, min(timeout, 3.0))
+
+
+@pytest.mark.parametrize("hangs", [1, 5])
+def test_a_guest_lost_after_a_migration_that_loaded_is_tried_once_more(
+        hosts: tuple[Hosts, Path], guest: GuestImage, builds: Builds, tmp_path: Path,
+        hangs: int) -> None:
+    """The destination took the device state and runs, but its guest prints nothing: the case
+    runs once more from the same source to a fresh destination. A one-off passes the second
+    time and says so; a guest lost every time fails, after exactly one more attempt; the
+    first attempt's logs are kept."""
+    from patchcheck.migrate import run_case
+    from patchcheck.outcome import Observed
+    from patchcheck.results import Case
+
+    qemu_hosts, scratch = hosts
+    records = {"n": builds["7.2-none"], "v2": builds["7.2-v2"]}
+    result = run_case(Case("pc-q35-6.0", "n", "v2", "linux"), records, qemu_hosts,
+                      pds.SCENARIO, scratch, tmp_path, timeout=120,
+                      action=HangingLinuxAction(guest, hangs=hangs))
+    assert result.expected == Observed.PASSED
+    assert len(result.earlier_attempts) == 1
+    assert result.earlier_attempts[0].startswith("failed: no heartbeat on the destination")
+    assert "vCPU" in result.earlier_attempts[0]  # what the lost guest's CPU was doing
+    assert (tmp_path / "attempt-1" / "destination-console.log").exists()
+    assert result.source_migration == 2  # the same booted source, migrated again
+    if hangs == 1:
+        assert result.observed == Observed.PASSED, result.message
+    else:
+        assert result.observed == Observed.FAILED
+        assert result.message.startswith("no heartbeat on the destination console")

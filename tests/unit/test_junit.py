@@ -235,3 +235,16 @@ def test_a_case_from_a_shared_source_says_so(tmp_path: Path, make_result: MakeRe
                         source_migration=2)
     assert "shared" not in testcase(first, tmp_path).stdout
     assert "source: migration 2 of a source QEMU shared" in testcase(later, tmp_path).stdout
+
+
+def test_a_case_tried_again_says_what_its_first_attempt_saw(tmp_path: Path,
+                                                            make_result: MakeResult) -> None:
+    from patchcheck.report.junit import testcase
+
+    once = make_result("pc-q35-6.0", "7.2-none", "10.0-v2", "passed", "passed", guest="linux")
+    twice = make_result("pc-q35-6.0", "7.2-none", "10.0-v2", "passed", "passed", guest="linux")
+    twice.earlier_attempts = ["failed: no heartbeat on the destination console (logs: x)"]
+    assert "earlier attempt" not in testcase(once, tmp_path).stdout
+    out = testcase(twice, tmp_path).stdout
+    assert "earlier attempt (the destination's guest did not survive; tried again with a " \
+           "fresh destination): failed: no heartbeat on the destination console" in out
