@@ -327,24 +327,25 @@ class Builder:
                     logf.write(line + "\n")
                     self.log(f"[{name}] {line}")
 
-                code, help_text = container.run([f"{SRC}/configure", "--help"])
-                options = supported_options(self.configure, help_text)
-                with_devices, devices_used = device_configuration(self.devices, help_text)
-                options += with_devices
-                if with_devices and base is None:  # an incremental build has it, unchanged
-                    # (a newer file would make ninja rerun meson)
-                    (work / "build" / f"{DEVICES}.mak").write_text(devices_mak(self.devices))
-                elif self.devices and not with_devices:
-                    out(f"minimal build not possible: device set {devices_used}")
-                configure = [f"{SRC}/configure", *options]
-                steps = [configure, ["ninja", "-j", str(self.jobs), BINARY]]
-                if base is not None:
-                    steps = steps[1:]
+                ninja = ["ninja", "-j", str(self.jobs), BINARY]
+                if base is None:
+                    code, help_text = container.run([f"{SRC}/configure", "--help"])
+                    options = supported_options(self.configure, help_text)
+                    with_devices, devices_used = device_configuration(self.devices, help_text)
+                    options += with_devices
+                    if with_devices:
+                        (work / "build" / f"{DEVICES}.mak").write_text(devices_mak(self.devices))
+                    elif self.devices:
+                        out(f"minimal build not possible: device set {devices_used}")
+                    configure = [f"{SRC}/configure", *options]
+                    steps = [configure, ninja]
+                    container.run(["ccache", "-z"])
+                else:  # configured as the base was (same commit and options): ninja only
+                    configure, devices_used, steps = base.configure, base.devices, [ninja]
                     _, plan = container.run(["ninja", "-n", "-d", "explain", BINARY], workdir=OUT)
                     compiled = check_incremental_plan(plan, changed)
                     out(f"incremental from {base.name} ({base.key}): recompiles "
                         + ", ".join(compiled))
-                container.run(["ccache", "-z"])
                 for argv in steps:
                     out("$ " + shlex.join(argv))
                     code, tail = container.run(argv, output=out, workdir=OUT)
@@ -355,7 +356,7 @@ class Builder:
                         shutil.copyfile(log_path, kept)
                         raise BuildFailed(f"build {name} failed at `{argv[0]}` (exit {code}); "
                                           f"log: {kept}", str(kept))
-                _, stats = container.run(["ccache", "-s"])
+                stats = "" if base is not None else container.run(["ccache", "-s"])[1]
         finally:
             container.remove()
         seconds = round(time.monotonic() - started, 1)
@@ -388,7 +389,9 @@ class Builder:
             compiled=compiled if base is not None else [], devices=devices_used,
             optimize=list(self.optimize), pch=pch,
         )
-        record.machines = self.machine_types(record, work / "bin" / BINARY)
+        # the fix of an incremental build does not change which machine types there are
+        record.machines = base.machines if base is not None and base.machines else \
+            self.machine_types(record, work / "bin" / BINARY)
         record.binary = str(binary)
         (work / RECORD).write_text(json.dumps(record.to_dict(), indent=2))
         work.rename(directory)

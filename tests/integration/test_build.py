@@ -105,6 +105,9 @@ def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime
     if not record.cached:
         assert record.incremental_from, "expected a build from the without-fix directory"
         assert any("hw_pci_pcie.c.o" in obj for obj in record.compiled), record.compiled
+        # configured as the build it came from: its configure line, devices and machine types
+        assert (record.configure, record.devices, record.machines) == (
+            none.configure, none.devices, none.machines)
     assert record.binary_sha256 != none.binary_sha256
     scratch = Path(tempfile.mkdtemp(prefix="pc-"))
     builds_dir = str(settings.cache_dir / "builds")
