@@ -164,6 +164,14 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
             log(f"resuming {run_id}: {len(results)} of {len(case_list)} cases already finished")
         done = {r.case.id for r in results}
         todo = [c for c in case_list if c.id not in done]
+        semantics_result = None
+        if m.semantics and records and not p.shard:
+            # The register-semantics probe needs only the builds: it runs beside the cases
+            # (they leave CPU idle while Linux guests wait for pciehp), with as many jobs.
+            from .probe import matrix_semantics
+
+            semantics_result = in_background("probe", lambda: matrix_semantics(
+                settings, runtime, records, outdir, log, jobs=jobs))
         log(f"{len(todo)} cases to run, {jobs} in parallel")
         guest_image = None
         if LINUX in guests or p.accel != "tcg":
@@ -177,10 +185,8 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
         run.partial = len(results) < len(case_list)
         code = exit_code_for_cases((r.observed, r.expected) for r in results)
-        if m.semantics and records and not p.shard:
-            from .probe import matrix_semantics
-
-            semantics = matrix_semantics(settings, runtime, records, outdir, log)
+        if semantics_result is not None:
+            semantics = semantics_result()
             if semantics.exit_code == EXIT_INFRA or (code == EXIT_OK and semantics.exit_code):
                 code = semantics.exit_code
             from .probe.report import verdict as semantics_verdict
@@ -259,6 +265,28 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def in_background(name: str, func: Callable[[], R]) -> Callable[[], R]:
+    """Start func on a daemon thread (an interrupted run does not wait for it); the function
+    returned waits for its result, or raises what it raised."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = func()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+
+    def result() -> R:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]  # type: ignore[no-any-return]
+    return result
 
 
 def source_groups(cases: Sequence[Case]) -> list[list[Case]]:

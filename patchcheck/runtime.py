@@ -277,6 +277,7 @@ class DockerRuntime:
         self._lock = threading.Lock()
         self._started: set[str] = set()
         self._sockets: str | None = None
+        self._closed = False  # no container starts after close (e.g. from a probe thread)
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         import docker.errors
@@ -298,6 +299,8 @@ class DockerRuntime:
     def start(self, spec: ContainerSpec) -> DockerContainer:
         from docker.types import Mount as DockerMount
 
+        if self._closed:
+            raise InfraError(f"no {spec.role} container: the run is ending")
         labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_ROLE: spec.role,
                   LABEL_PID: str(os.getpid())}
         mounts = [
@@ -334,7 +337,12 @@ class DockerRuntime:
             raise InfraError(f"cannot create a {spec.role} container from {spec.image}: "
                              f"{exc}") from None
         with self._lock:
-            self._started.add(str(container.id))
+            closing = self._closed
+            if not closing:
+                self._started.add(str(container.id))
+        if closing:  # close() ran while it was created: it missed this one
+            self.remove(str(container.id))
+            raise InfraError(f"no {spec.role} container: the run is ending")
         try:
             container.start()
         except Exception as exc:  # noqa: BLE001 - e.g. its command is not in the image
@@ -364,8 +372,9 @@ class DockerRuntime:
             self._started.discard(container_id)
 
     def close(self) -> None:
-        """Remove every container this runtime started, by id."""
+        """Remove every container this runtime started, by id; start no more."""
         with self._lock:
+            self._closed = True
             ids = list(self._started)
         for cid in ids:
             self.remove(cid)

@@ -209,14 +209,16 @@ def _vmstate(runner: ProbeRunner, hosts: Any, scratch: Path, without: BuildRecor
 
 
 def matrix_semantics(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
-                     outdir: Path, log: Log = print, machines: Sequence[str] = ()) -> ProbeRun:
+                     outdir: Path, log: Log = print, machines: Sequence[str] = (),
+                     jobs: int | None = None) -> ProbeRun:
     """For `invoke matrix`: probe the run's builds (already built), write probe.json,
     probe.md and semantics.xml into the run's folder, and return the run; the caller adds
     `junit_suite(run)` to junit.xml and `markdown(run)` / `html_section(run)` to its pages.
     Never raises for probe failures: they are in the result (run.exit_code == 3)."""
     run_id = outdir.name
     try:
-        run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir)
+        run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir,
+                        jobs=jobs)
     except PatchcheckError as exc:
         run = ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
         run.errors.append(str(exc))
