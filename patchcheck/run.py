@@ -137,6 +137,8 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
     records: dict[str, BuildRecord] = {}
     failed: dict[str, str] = {}
     summary_lines: list[str] = []
+    semantics_result: Callable[[], Any] | None = None
+    probe_scratch: Path | None = None
     try:
         pipeline = Pipeline(runtime, settings, log)
         for name in names:
@@ -164,14 +166,15 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
             log(f"resuming {run_id}: {len(results)} of {len(case_list)} cases already finished")
         done = {r.case.id for r in results}
         todo = [c for c in case_list if c.id not in done]
-        semantics_result = None
         if m.semantics and records and not p.shard:
             # The register-semantics probe needs only the builds: it runs beside the cases
             # (they leave CPU idle while Linux guests wait for pciehp), with as many jobs.
+            # Its scratch directory is ours to remove: an interrupted run does not wait for it.
             from .probe import matrix_semantics
 
+            probe_scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))
             semantics_result = in_background("probe", lambda: matrix_semantics(
-                settings, runtime, records, outdir, log, jobs=jobs))
+                settings, runtime, records, outdir, log, jobs=jobs, scratch=probe_scratch))
         log(f"{len(todo)} cases to run, {jobs} in parallel")
         guest_image = None
         if LINUX in guests or p.accel != "tcg":
@@ -196,6 +199,8 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
             code = 3
         return code
     finally:
+        if probe_scratch is not None:
+            shutil.rmtree(probe_scratch, ignore_errors=True)
         run.seconds = round(time.monotonic() - t0, 1)
         write_all(run, outdir)
         print(grid.render(run))

@@ -131,7 +131,7 @@ def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[st
 def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
               machines: Sequence[str] = (), log: Log = print, *, run_id: str = "",
               outdir: Path | None = None, jobs: int | None = None,
-              scenario_name: str = "pds") -> ProbeRun:
+              scenario_name: str = "pds", scratch: Path | None = None) -> ProbeRun:
     """Probe built QEMUs; no files written except vmstate dumps under `outdir/vmstate`."""
     from .. import scenario as scenario_mod
     from ..scenarios.pds import ROOT_PORT_ID
@@ -152,7 +152,9 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
     per_build = machines_per_build(records, machines)
     run.machines = {name: ms for name, ms in per_build.items()}
     pairs, run.unpaired = pairs_of(records)
-    scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))  # short: unix socket paths
+    # sockets and dumps; short: unix socket paths. Removed at the end, and by the caller that
+    # gave it when the probe is abandoned (an interrupted matrix does not wait for it)
+    scratch = scratch or Path(tempfile.mkdtemp(prefix="pcprobe-"))
     hosts = hosts_for(runtime, scratch, settings.cache_dir)
     try:
         runner = ProbeRunner(hosts, scratch, scen, root_port_id=ROOT_PORT_ID,
@@ -210,7 +212,7 @@ def _vmstate(runner: ProbeRunner, hosts: Any, scratch: Path, without: BuildRecor
 
 def matrix_semantics(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
                      outdir: Path, log: Log = print, machines: Sequence[str] = (),
-                     jobs: int | None = None) -> ProbeRun:
+                     jobs: int | None = None, scratch: Path | None = None) -> ProbeRun:
     """For `invoke matrix`: probe the run's builds (already built), write probe.json,
     probe.md and semantics.xml into the run's folder, and return the run; the caller adds
     `junit_suite(run)` to junit.xml and `markdown(run)` / `html_section(run)` to its pages.
@@ -218,7 +220,7 @@ def matrix_semantics(settings: Settings, runtime: Any, records: Mapping[str, Bui
     run_id = outdir.name
     try:
         run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir,
-                        jobs=jobs)
+                        jobs=jobs, scratch=scratch)
     except PatchcheckError as exc:
         run = ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
         run.errors.append(str(exc))
