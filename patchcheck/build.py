@@ -236,8 +236,7 @@ class Builder:
         self.configure = [*configure, *(minimal_configure if self.devices else ())]
         self.optimize = list(minimal_optimize) if self.devices else []
         self.pch = minimal_pch if self.devices else ""
-        wrapped = self.optimize or self.pch
-        wrapper = [f"cc-minimal:{sha256_file(CC_WRAPPER)}"] if wrapped else []
+        wrapper = [f"cc-minimal:{sha256_file(CC_WRAPPER)}"] if self.optimize or self.pch else []
         self._keyed = [*self.configure, *(f"device:{d}" for d in self.devices),
                        *(f"optimize:{rule}" for rule in self.optimize),
                        *([f"pch:{self.pch}"] if self.pch else []), *wrapper]
@@ -313,7 +312,8 @@ class Builder:
                "CCACHE_BASEDIR": SRC, **CCACHE_MODE}
         mounts = [Mount(str(tree.path), SRC, read_only=True), Mount(str(work / "build"), OUT),
                   Mount(str(self.ccache), CCACHE)]
-        pch = self.pch if (tree.path / "include" / self.pch).is_file() else ""
+        # a tree without the header (older QEMU): no precompiled header, the record says so
+        pch = self.pch if self.pch and (tree.path / "include" / self.pch).is_file() else ""
         if self.optimize or pch:
             env.update(wrapper_env(self.optimize, "ccache gcc", pch))
             mounts.append(Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True))

@@ -261,3 +261,22 @@ def test_default_rules_compile_the_target_library_at_O1_and_the_rest_at_O0():
 def test_bad_optimisation_rules_are_one_clear_error(rule):
     with pytest.raises(UsageError, match="build.minimal_optimize entry"):
         config_mod.load({"patchcheck": {"build": {"minimal_optimize": [rule]}}})
+
+
+def test_a_tree_without_the_header_is_built_without_a_precompiled_one(tmp_path):
+    import shutil
+
+    old = tmp_path / "old-qemu"
+    shutil.copytree(FAKE_QEMU, old, ignore=shutil.ignore_patterns("include"))
+    tree = Tree("git:old-qemu@main", old, "0" * 40, "2.4.0")
+    prepared = PreparedTree(tree, old, FixResult(state="none", patch=None, applied="unchanged",
+                                                 has_fix=False), "2" * 40)
+    runtime = FakeRuntime(HELP["7.2"])
+    seen: list[Any] = []
+    start = runtime.start
+    runtime.start = lambda spec: (seen.append(spec), start(spec))[1]  # type: ignore[method-assign]
+    builder = Builder(runtime, tmp_path / "cache", ["--disable-docs"], devices=["CONFIG_Q35=y"],
+                      minimal_optimize=RULES, minimal_pch="qemu/osdep.h", log=lambda line: None)
+    record = builder.build("old", prepared, "bookworm", "img", "sha256:1")
+    assert record.pch == "" and "PATCHCHECK_PCH" not in seen[0].env
+    assert seen[0].env["PATCHCHECK_OPTIMIZE"].splitlines() == RULES  # the rules still apply
