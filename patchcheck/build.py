@@ -314,7 +314,8 @@ class Builder:
                   Mount(str(self.ccache), CCACHE)]
         # a tree without the header (older QEMU): no precompiled header, the record says so
         pch = self.pch if self.pch and (tree.path / "include" / self.pch).is_file() else ""
-        if self.optimize or pch:
+        wrapped = bool(self.optimize or pch)  # CC is the wrapper, here and in the reproducer
+        if wrapped:
             env.update(wrapper_env(self.optimize, "ccache gcc", pch))
             mounts.append(Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True))
         spec = ContainerSpec(image=image_id, role="build", network="none", user=invoking_user(),
@@ -368,7 +369,7 @@ class Builder:
             shutil.rmtree(work / "build", ignore_errors=True)
         binary = directory / "bin" / BINARY
         wrapper: list[str] = []
-        if self.optimize or pch:
+        if wrapped:
             wrapper = ["-v", f"{CC_WRAPPER}:{CC_IN_CONTAINER}:ro",
                        *(x for k, v in wrapper_env(self.optimize, "gcc", pch).items()
                          for x in ("-e", f"{k}={v}"))]

@@ -71,7 +71,7 @@ class CaseResult:
     # more: a booted Linux guest shared with the cases before it (migrate.run_cases).
     source_migration: int = 1
     # Earlier attempts of this case, each "observed: message (logs: DIR)": a destination whose
-    # guest did not survive a migration that loaded is tried once more (migrate._retry).
+    # guest did not survive a migration that loaded is tried once more (migrate.run_cases).
     earlier_attempts: list[str] = field(default_factory=list)
 
     @property

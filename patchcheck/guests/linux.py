@@ -515,11 +515,11 @@ def guest_cpu_state(machine: Any, interval: float = 0.5) -> str:
     interrupt that does not come), from the monitor's `info registers`."""
     samples = []
     try:
-        for _ in range(2):
+        for pause in (interval, 0.0):
             regs = machine.hmp("info registers")
             rip, hlt = _RIP_RE.search(regs), _HLT_RE.search(regs)
             samples.append((rip.group(1) if rip else "?", hlt.group(1) if hlt else "?"))
-            time.sleep(interval)
+            time.sleep(pause)
     except Exception as exc:  # noqa: BLE001 - a diagnosis only: never hides the verdict
         return f"vCPU state unreadable: {type(exc).__name__}"
     (rip1, hlt1), (rip2, hlt2) = samples
