@@ -131,7 +131,7 @@ class GitSources:
             git.Repo.clone_from(url, tmp / "m.git", mirror=True)
             (tmp / "m.git").rename(path)
         except git.GitCommandError as exc:
-            raise UsageError(f"cannot clone '{url}': {_last_line(exc)}") from None
+            raise UsageError(_clone_error(url, exc)) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return git.Repo(path)
@@ -187,8 +187,23 @@ def _rev_parse(repo: git.Repo, ref: str) -> str | None:
 
 
 def _last_line(exc: git.GitCommandError) -> str:
-    text = str(exc.stderr or exc).strip().splitlines()
-    return text[-1].strip() if text else "git failed"
+    """git's reason in words: its last `fatal:`/`error:` line, else its last line of text.
+    GitPython hands stderr over wrapped as "\n  stderr: '...'"; the wrapper is dropped."""
+    text = str(exc.stderr or "").strip()
+    text = text.removeprefix("stderr:").strip().removeprefix("'").removesuffix("'")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().strip("'")]
+    errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+    last = (errors or lines)[-1:]
+    if not last:
+        return f"git exited with status {exc.status}"
+    return re.sub(r"^(fatal|error):\s*", "", last[0])
+
+
+def _clone_error(url: str, exc: git.GitCommandError) -> str:
+    reason = _last_line(exc)
+    if Path(url).is_dir():  # a local directory git cannot clone: no repository there
+        return f"cannot clone '{url}': it is not a git repository (git: {reason})"
+    return f"cannot clone '{url}': {reason}"
 
 
 def import_directory(src: Path, dest: Path, message: str, tag: str) -> git.Repo:
