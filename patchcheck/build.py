@@ -45,7 +45,7 @@ class BuildRecord:
     image_id: str
     configure: list[str]
     seconds: float
-    ccache: str
+    ccache: str  # ccache's statistics of a full build; "" for an incremental one (ninja only)
     binary: str
     binary_sha256: str
     reproduce: str
@@ -63,6 +63,9 @@ class BuildRecord:
     # Minimal build: the header precompiled per set of compiler flags (e.g. qemu/osdep.h);
     # empty: none.
     pch: str = ""
+    # Subprojects copied into the tree before configure: name, path, revision, and where
+    # they came from (fetched from a URL, or vendored in an imported tree).
+    subprojects: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def has_fix(self) -> bool:
@@ -388,7 +391,7 @@ class Builder:
             binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
             family=family, incremental_from=base.key if base else "",
             compiled=compiled if base is not None else [], devices=devices_used,
-            optimize=list(self.optimize), pch=pch,
+            optimize=list(self.optimize), pch=pch, subprojects=list(tree.subprojects),
         )
         # the fix of an incremental build does not change which machine types there are
         record.machines = base.machines if base is not None and base.machines else \

@@ -31,7 +31,7 @@ def fix_states(settings: Settings, spec: GitSpec, patch: str) -> tuple[str, str,
         fixes.resolve(patch)  # a missing or malformed file is a usage error, before any build
         return "none", patch, f"patch {patch}"
     tree = GitSources(settings.cache_dir).resolve(spec)
-    prepared = trees.prepare(tree, "none", settings.cache_dir, settings.submodules)
+    prepared = trees.prepare(tree, "none", settings.cache_dir)
     if prepared.fix.applied == "reverted" and prepared.fix.patch:
         return "none", prepared.fix.patch, f"{prepared.fix.patch}, already in the commit"
     return "none", "v2", "v2 (the fix QEMU merged), applied to the commit"

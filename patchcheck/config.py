@@ -56,7 +56,6 @@ class Settings:
     build_jobs: int
     builds: Mapping[str, BuildSpec]
     matrix: MatrixSettings
-    submodules: bool = False
     devices: tuple[str, ...] = ()  # minimal build: only these Kconfig devices (and what they select)
     minimal_configure: tuple[str, ...] = ()  # added to `configure` for a minimal build only
     minimal_optimize: tuple[str, ...] = ()  # minimal build: PATTERN:FLAGS per object file
@@ -228,6 +227,10 @@ def load(config: Any) -> Settings:
         jobs=_int(m.get("jobs", 0), "matrix.jobs"),
         semantics=bool(m.get("semantics", True)),
     )
+    if "submodules" in root:
+        raise UsageError("patchcheck.submodules is gone: the subprojects a build reads are "
+                         "fetched by their pinned revisions (see README, 'Subprojects'); "
+                         "remove the setting")
     cache = str(root.get("cache_dir") or "")
     return Settings(
         cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
@@ -238,7 +241,6 @@ def load(config: Any) -> Settings:
         build_jobs=_int(build.get("jobs", 0), "build.jobs"),
         builds=builds,
         matrix=matrix,
-        submodules=bool(root.get("submodules", False)),
         devices=_devices(build.get("devices")),
         minimal_configure=_list(build.get("minimal_configure"), "build.minimal_configure"),
         minimal_optimize=_optimize(build.get("minimal_optimize")),

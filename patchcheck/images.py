@@ -82,6 +82,7 @@ class Images:
         self.runtime = runtime
         self.settings = settings
         self.log = log
+        self._meson: dict[str, tuple[int, ...]] = {}
 
     def builder(self, generation: str) -> str:
         """Ensure the builder image for `generation`; return its image id."""
@@ -111,6 +112,21 @@ class Images:
         if image_id is None:
             raise InfraError(f"image {tag} was not created")
         return str(image_id)
+
+    def meson_version(self, image_id: str) -> tuple[int, ...]:
+        """The builder image's own meson (`meson --version`), asked once per image id."""
+        if image_id not in self._meson:
+            from .runtime import ContainerSpec, invoking_user
+
+            container = self.runtime.start(ContainerSpec(image=image_id, role="probe",
+                                                         network="none", user=invoking_user()))
+            try:
+                code, text = container.run(["meson", "--version"])
+            finally:
+                container.remove()
+            self._meson[image_id] = tuple(int(p) for p in re.findall(r"\d+", text)[:3]) \
+                if code == 0 else ()
+        return self._meson[image_id]
 
     def base(self, ref: str) -> None:
         """Make sure `ref` (debian:<suite>) exists: pull it, or debootstrap it offline."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from . import fixes, images, sources, trees
+from . import fixes, images, sources, subprojects, trees
 from .build import Builder, BuildRecord
 from .config import BuildSpec, Settings
 from .errors import UsageError
@@ -25,6 +26,9 @@ class Pipeline:
                                minimal_optimize=settings.minimal_optimize,
                                minimal_pch=settings.minimal_pch)
         self.git = sources.GitSources(settings.cache_dir)
+        # vendored subprojects come from imported source trees (Debian packages)
+        self.subprojects = subprojects.SubprojectStore(
+            settings.cache_dir, [settings.cache_dir / "debian"], log)
         self.debian = sources.DebianSources(
             settings.cache_dir, _lazy_fetcher(runtime, self._suite_image, log))
         self._image_ids: dict[str, str] = {}
@@ -50,16 +54,27 @@ class Pipeline:
     def build(self, spec: BuildSpec) -> BuildRecord:
         fixes.resolve(spec.fix)  # validate the fix state before any expensive step
         tree = self.resolve(spec.source)
-        prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir, self.settings.submodules)
+        prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir)
         if prepared.fix.applied == "already-present":
             self.log(f"[{spec.name}] note: {prepared.fix.note}")
         generation = images.generation_for(tree.version_tuple, self.settings.image_rules)
         image_id = self.image(generation)
+        prepared = self.complete(prepared, image_id)
         record = self.builder.build(spec.name, prepared, generation,
                                     f"{images.BUILDER_REPO}:{generation}", image_id)
         self.log(f"[{spec.name}] {'cached' if record.cached else 'built'}: QEMU {record.qemu_version}"
                  f", fix {record.fix_state} ({record.fix['applied']}) -> {record.binary}")
         return record
+
+
+    def complete(self, prepared: trees.PreparedTree, image_id: str) -> trees.PreparedTree:
+        """The tree with every subproject its configured build reads (fetched once per
+        revision; a revision that cannot be had is a BuildFailed naming it)."""
+        done = subprojects.complete(
+            prepared.path, prepared.source.repo, prepared.source.commit,
+            tuple(self.builder.configure), lambda: self.images.meson_version(image_id),
+            self.subprojects)
+        return dataclasses.replace(prepared, subprojects=tuple(done))
 
 
 def _lazy_fetcher(runtime: Any, image_for_suite: Callable[[str], str],

@@ -25,10 +25,13 @@ class PreparedTree:
     path: Path
     fix: fixes.FixResult
     tree_id: str  # git tree object id of the prepared tree: the content key
+    # subprojects copied in before configure (patchcheck.subprojects): name, path, revision,
+    # where from. Their revisions are pinned by the tree, so tree_id stays the content key.
+    subprojects: tuple[dict[str, str], ...] = ()
 
 
-def prepare(tree: Tree, fix_state: str, cache_dir: Path, submodules: bool = False) -> PreparedTree:
-    key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state)}" + ("-sub" if submodules else "")
+def prepare(tree: Tree, fix_state: str, cache_dir: Path) -> PreparedTree:
+    key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state)}"
     root = cache_dir / "worktrees"
     root.mkdir(parents=True, exist_ok=True)
     path = root / key
@@ -46,8 +49,6 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path, submodules: bool = Fals
         record.unlink(missing_ok=True)
         repo = git.Repo(tree.repo)
         repo.git.worktree("add", "--force", "--detach", str(path), tree.commit)
-        if submodules:
-            _submodules(path)
         try:
             result = fixes.apply_fix(path, fix_state)
         except PatchcheckError:
@@ -58,22 +59,6 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path, submodules: bool = Fals
         tmp.write_text(json.dumps({"fix": result.to_dict(), "tree_id": tree_id}, indent=2))
         tmp.rename(record)
         return PreparedTree(tree, path, result, tree_id)
-
-
-def _submodules(path: Path) -> None:
-    """Check out submodules where the tree has them (QEMU < 8.1: meson, dtc, keycodemapdb...).
-
-    Opt-in (patchcheck.submodules): it fetches from the submodules' upstream URLs. Best
-    effort: configure runs with --with-git-submodules=ignore, which works for trees whose
-    submodule content is vendored (release tarballs, Debian source packages).
-    """
-    if not (path / ".gitmodules").is_file():
-        return
-    try:
-        git.Repo(path).git.submodule("update", "--init", "--recursive", "--depth", "1",
-                                     kill_after_timeout=300)
-    except git.GitCommandError:
-        pass
 
 
 def _remove_worktree(repo_path: Path, path: Path) -> None:
