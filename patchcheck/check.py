@@ -3,7 +3,9 @@
 Builds the commit without and with the fix (a given patch or mbox; or, when the commit
 already carries a known fix, with that fix reverted for the "without" build), runs a small
 matrix (the boundary machine types, synthetic guest, all four directions) and prints the
-verdict and a Tested-by-style summary.
+verdict and a Tested-by-style summary. The verdict and the exit code are
+patchcheck.decision's, read back from the run's results.json and probe.json: the same
+decision `invoke matrix` made for the run.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import git
 
 from . import fixes, trees
 from .config import BuildSpec, Settings
+from .decision import Decision, decide_run, read_semantics
 from .errors import BuildFailed, UsageError
-from .outcome import CHECK_CANNOT_TEST, CHECK_FIX_FAILS, CHECK_FIX_WORKS, EXIT_INFRA
+from .outcome import CHECK_CANNOT_TEST
 from .pipeline import Pipeline
 from .results import RunResults
 from .run import MatrixOptions, new_run_id, run_matrix
 from .sources import GitSources, GitSpec
-from .verdict import judge
 
 
 def fix_states(settings: Settings, spec: GitSpec, patch: str) -> tuple[str, str, str]:
@@ -56,27 +58,26 @@ def check(settings: Settings, runtime: Any, repo: str, commit: str, patch: str,
                                  machines="")
     local = dataclasses.replace(settings, builds=builds, matrix=matrix)
     run_id = f"check-{_short(repo, commit)}-{new_run_id()}"
-    code = run_matrix(local, runtime, MatrixOptions(run_id=run_id), log)
-    if code == EXIT_INFRA:
-        return code
-    run = RunResults.load(settings.reports_dir / run_id / "results.json")
+    run_matrix(local, runtime, MatrixOptions(run_id=run_id), log)  # its code: matrix semantics
+    run_dir = settings.reports_dir / run_id
+    run = RunResults.load(run_dir / "results.json")
+    decision = decide_run(run, read_semantics(run_dir))
     commit = f"{commit} ({str(run.builds.get('with', {}).get('commit', ''))[:12]})"
-    verdict = judge(run.cases)
     print()
-    print(summary(run, repo, commit, note, verdict.fix_works))
-    return CHECK_FIX_WORKS if verdict.fix_works else CHECK_FIX_FAILS
+    print(summary(run, repo, commit, note, decision))
+    return decision.check_exit
 
 
 def _short(repo: str, commit: str) -> str:
     return "".join(c for c in commit if c.isalnum())[:12]
 
 
-def summary(run: RunResults, repo: str, commit: str, note: str, works: bool) -> str:
+def summary(run: RunResults, repo: str, commit: str, note: str, decision: Decision) -> str:
     """A paragraph for a qemu-devel reply, and the Tested-by line when it is deserved."""
     build = run.builds.get("with", {})
     types = sorted({c.machine for c in run.cases})
     failing = [c for c in run.cases if not c.destination.has_fix and c.observed.value == "failed"]
-    error = failing[0].destination_error.splitlines()[0] if failing else ""
+    error = next(iter(failing[0].destination_error.splitlines()), "") if failing else ""
     lines = [f"Tested {commit} (QEMU {build.get('qemu_version', '?')}) with {note}:",
              f"live migration of a q35 guest with an empty pcie-root-port slot that the guest "
              f"powered off (synthetic pciehp action, {run.settings.get('accel', 'tcg')}), all "
@@ -85,13 +86,9 @@ def summary(run: RunResults, repo: str, commit: str, note: str, works: bool) -> 
     if failing:
         lines.append(f"Without the fix at the destination it fails ({len(failing)} cases): "
                      f"{error.split(': ', 1)[-1]}")
-    if works:
-        lines.append("With the fix at the destination every case passes.")
-        lines.append("")
-        lines.append(f"Tested-by: {_identity(repo)}")
-    else:
-        lines.append("The fix does NOT make every case with it at the destination pass, or the "
-                     "reproducer did not fail without it: no Tested-by.")
+    lines += decision.words
+    if decision.tested_by:
+        lines += ["", f"Tested-by: {_identity(repo)}"]
     return "\n".join(lines)
 
 

@@ -25,9 +25,10 @@ from . import accel as accel_mod
 from . import matrix, scenario
 from .build import BuildRecord
 from .config import Settings
+from .decision import decide_run, semantics_of
 from .errors import BuildFailed, UsageError
 from .migrate import Hosts, run_cases, side
-from .outcome import EXIT_INFRA, EXIT_OK, Observed, exit_code_for_cases
+from .outcome import Observed
 from .pipeline import Pipeline
 from .progress import CaseProgress
 from .report import grid
@@ -187,17 +188,11 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
         run.partial = len(results) < len(case_list)
-        code = exit_code_for_cases((r.observed, r.expected) for r in results)
-        if semantics_result is not None:
-            semantics = semantics_result()
-            if semantics.exit_code == EXIT_INFRA or (code == EXIT_OK and semantics.exit_code):
-                code = semantics.exit_code
-            from .probe.report import verdict as semantics_verdict
-
-            summary_lines.append("Register semantics: " + semantics_verdict(semantics))
-        if failed and code == 0:
-            code = 3
-        return code
+        probe_run = semantics_result() if semantics_result is not None else None
+        decision = decide_run(run, semantics_of(probe_run))  # the verdict `check` reads back
+        if probe_run is not None:
+            summary_lines.append("Register semantics: " + decision.semantics.summary)
+        return decision.matrix_exit
     finally:
         if probe_scratch is not None:
             shutil.rmtree(probe_scratch, ignore_errors=True)

@@ -271,7 +271,15 @@ class SpecBit:
     def text(self) -> str:
         return f"{self.attr.value}" + (" (reads 0)" if self.reads_zero else "")
 
+    @property
+    def clause(self) -> str:
+        """Where the specification says it: "PCI Express Base Specification 4.0, 7.5.3.11
+        Slot Status Register"."""
+        return f"{SPECIFICATION}, {self.section} {REGISTERS[self.register].title} Register"
 
+
+# The revision the table follows (see the module's docstring for the other revisions).
+SPECIFICATION = "PCI Express Base Specification 4.0"
 _SEC = {"lnkctl": "7.5.3.7", "lnksta": "7.5.3.8", "sltcap": "7.5.3.9", "sltctl": "7.5.3.10",
         "sltsta": "7.5.3.11"}
 

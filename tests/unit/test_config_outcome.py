@@ -21,7 +21,6 @@ from patchcheck.outcome import (
     EXIT_OK,
     EXIT_USAGE,
     Observed,
-    exit_code_for_cases,
     exit_code_for_error,
 )
 from patchcheck.results import CaseResult
@@ -160,21 +159,6 @@ def test_parse_version() -> None:
 
 def test_exit_code_constants() -> None:
     assert (EXIT_OK, EXIT_DEVIATION, EXIT_USAGE, EXIT_INFRA) == (0, 1, 2, 3)
-
-
-@pytest.mark.parametrize("pairs, code", [
-    ([], EXIT_OK),
-    ([(P, P), (F, F)], EXIT_OK),
-    ([(P, P), (P, F)], EXIT_DEVIATION),
-    ([(F, P)], EXIT_DEVIATION),
-    ([(P, F), (E, P)], EXIT_INFRA),  # infrastructure errors win over deviations
-    ([(E, P), (P, F)], EXIT_INFRA),
-    ([(S, F)], EXIT_INFRA),
-    ([(P, P), (S, P)], EXIT_INFRA),
-])
-def test_exit_code_for_cases(pairs: list[tuple[Observed, Observed]], code: int) -> None:
-    assert exit_code_for_cases(pairs) == code
-    assert exit_code_for_cases(iter(pairs)) == code  # any iterable
 
 
 @pytest.mark.parametrize("error, code", [
