@@ -150,9 +150,9 @@ def _export(repo: git.Repo, commit: str, dest: Path) -> None:
     """The files of `commit` (no .git) into dest, through a private index."""
     dest.mkdir(parents=True)
     index = dest.parent / "index"
-    env = {"GIT_INDEX_FILE": str(index)}
+    env = {"GIT_INDEX_FILE": str(index), "GIT_WORK_TREE": str(dest)}
     repo.git.read_tree(commit, env=env)
-    repo.git.checkout_index("-a", f"--prefix={dest}/", env=env)
+    repo.git.checkout_index("-a", env=env)
     index.unlink(missing_ok=True)
 
 
