@@ -186,21 +186,20 @@ def _rev_parse(repo: git.Repo, ref: str) -> str | None:
         return None
 
 
-def _last_line(exc: git.GitCommandError) -> str:
-    """git's reason in words: its last `fatal:`/`error:` line, else its last line of text.
-    GitPython hands stderr over wrapped as "\n  stderr: '...'"; the wrapper is dropped."""
+def _git_reason(exc: git.GitCommandError) -> str:
+    """git's reason in words: its `fatal:`/`error:` lines (joined), else its last line of
+    text. GitPython hands stderr over wrapped as "\n  stderr: '...'"; the wrapper is dropped."""
     text = str(exc.stderr or "").strip()
     text = text.removeprefix("stderr:").strip().removeprefix("'").removesuffix("'")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip().strip("'")]
-    errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-    last = (errors or lines)[-1:]
-    if not last:
-        return f"git exited with status {exc.status}"
-    return re.sub(r"^(fatal|error):\s*", "", last[0])
+    errors = [re.sub(r"^(fatal|error):\s*", "", ln) for ln in lines
+              if ln.startswith(("fatal:", "error:"))]
+    reason = "; ".join(dict.fromkeys(errors)) or (lines[-1] if lines else "")
+    return reason or f"git exited with status {exc.status}"
 
 
 def _clone_error(url: str, exc: git.GitCommandError) -> str:
-    reason = _last_line(exc)
+    reason = _git_reason(exc)
     if Path(url).is_dir():  # a local directory git cannot clone: no repository there
         return f"cannot clone '{url}': it is not a git repository (git: {reason})"
     return f"cannot clone '{url}': {reason}"
