@@ -43,6 +43,7 @@ def check(settings: Settings, runtime: Any, repo: str, commit: str, patch: str,
           log: Callable[[str], None] = print) -> int:
     spec = GitSpec(repo, commit)
     without, with_fix, note = fix_states(settings, spec, patch)
+    print(f"fix: {note}")  # asserted before any build: also for a commit that cannot be built
     source = str(spec)
     builds = {"without": BuildSpec("without", source, without),
               "with": BuildSpec("with", source, with_fix)}
