@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import fixes, sources
+from . import fixes, paths, sources
 from .config import BuildSpec, Settings
-from .errors import PatchcheckError
+from .errors import PatchcheckError, UsageError, error_line
 from .outcome import EXIT_INFRA, EXIT_OK, exit_code_for_error
 
 
@@ -34,7 +34,7 @@ def guarded(func: Callable[..., int], invoke_config: Any, *args: Any, **kwargs: 
         settings = config_mod.load(invoke_config)
         return func(settings, *args, **kwargs)
     except PatchcheckError as exc:
-        print(f"patchcheck: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return exit_code_for_error(exc)
     except KeyboardInterrupt:
         print("patchcheck: interrupted; partial results were written", file=sys.stderr)
@@ -85,17 +85,37 @@ def build(settings: Settings, source: str, fix: str, name: str = "", refresh: bo
     from .pipeline import Pipeline
     from .run import new_run_id
 
-    spec = settings.builds.get(name) if name and not source else None
-    if spec is None:
-        if not source:
-            raise config_mod.UsageError("build: give --source SPEC (or --name of a configured build)")
-        spec = BuildSpec(name or f"{source}/{fix}", source, fix)
-    sources.parse_spec(spec.source)  # bad input is reported before the engine is contacted
+    spec = _build_spec(settings, source, fix, name)
+    parsed = sources.parse_spec(spec.source)  # bad input is reported before the engine is contacted
     fixes.resolve(spec.fix)
+    if isinstance(parsed, sources.GitSpec):
+        sources.GitSources(settings.cache_dir).mirror(parsed.url)  # a bad repository, too
     with docker_runtime(new_run_id()) as runtime:
         record = Pipeline(runtime, settings, log, refresh=refresh).build(spec)
     print(record.binary)
     return EXIT_OK
+
+
+def _build_spec(settings: Settings, source: str, fix: str, name: str) -> BuildSpec:
+    """--source SPEC [--fix STATE] (--name is then only a label), or --name of a configured
+    build."""
+    if source:
+        return BuildSpec(name or f"{source}/{fix}", source, fix)
+    if not name:
+        raise UsageError("build: give --source SPEC or --name of a configured build")
+    if name not in settings.builds:
+        raise UsageError(f"build: no build named '{name}' is configured (configured: "
+                         f"{', '.join(settings.builds) or 'none'}; see patchcheck.builds)")
+    return settings.builds[name]
+
+
+def _git_repository(path: str, what: str) -> None:
+    import git
+
+    try:
+        git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise UsageError(f"{what} {path} is not a git repository") from None
 
 
 def check(settings: Settings, repo: str, commit: str, patch: str) -> int:
@@ -103,9 +123,10 @@ def check(settings: Settings, repo: str, commit: str, patch: str) -> int:
     from .run import new_run_id
 
     if not repo or not commit:
-        raise config_mod.UsageError("check: give --repo PATH and --commit REV")
+        raise UsageError("check: give --repo PATH and --commit REV")
     if not Path(repo).is_dir():
-        raise config_mod.UsageError(f"check: --repo {repo} is not a directory")
+        raise UsageError(f"check: --repo {repo} is not a directory")
+    _git_repository(repo, "check: --repo")
     sources.parse_spec(f"git:{repo}@{commit}")
     with docker_runtime(new_run_id()) as runtime:
         return check_commit(settings, runtime, str(Path(repo).resolve()), commit, patch, log)
@@ -121,7 +142,9 @@ def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, sh
 
     remote = remote or settings.nightly.remote
     if not remote:
-        raise config_mod.UsageError("nightly: no remote (set patchcheck.nightly.remote or --remote)")
+        raise UsageError("nightly: no remote (set patchcheck.nightly.remote or --remote)")
+    if run_id:
+        paths.check_run_id(run_id)  # before the remote is fetched
     fixes.resolve(fix or settings.nightly.fix)
     labels = nightly_mod.tracked_refs(settings, remote, refs or settings.nightly.refs)
     builds = nightly_mod.nightly_builds(remote, labels, fix or settings.nightly.fix)
@@ -140,7 +163,8 @@ def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, sh
             return EXIT_OK
         code = run_matrix(local, runtime, opts, log, checked)
     if history and not shard:
-        nightly_mod.record_history(settings.reports_dir, settings.reports_dir / run_id, log)
+        nightly_mod.record_history(settings.reports_dir,
+                                   paths.run_dir(settings.reports_dir, run_id), log)
     return code
 
 
@@ -187,7 +211,7 @@ def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
     except ValueError:
         runs = 0
     if runs < 1:
-        raise config_mod.UsageError(f"--repeat '{repeat}': expected a whole number >= 1")
+        raise UsageError(f"--repeat '{repeat}': expected a whole number >= 1")
     if machines:
         from .matrix import check_filter
 
@@ -205,23 +229,35 @@ def report(settings: Settings, run: str, open_: bool) -> int:
 
 def merge(settings: Settings, runs: list[str], out: str) -> int:
     from .merge import merge as merge_runs
-    from .report.regenerate import run_dir_of
     from .run import new_run_id
 
-    dirs: list[Path] = []
-    for r in runs:
-        if any(ch in r for ch in "*?["):  # a pattern: the shard runs of a pipeline
-            found = sorted(p for p in settings.reports_dir.glob(r) if p.is_dir())
-            if not found:
-                raise config_mod.UsageError(f"report.merge: '{r}' matches no run in "
-                                            f"{settings.reports_dir}")
-            dirs += found
-        else:
-            dirs.append(run_dir_of(settings.reports_dir, r))
-    out_dir = settings.reports_dir / (out or f"merged-{new_run_id()}")
+    dirs = _merge_inputs(settings.reports_dir, runs)
+    out_dir = paths.run_dir(settings.reports_dir, out or f"merged-{new_run_id()}", "--out")
+    if any(d.resolve() == out_dir.resolve() for d in dirs):
+        raise UsageError(f"report.merge: --out {out} is one of the runs being merged; "
+                         "choose a new run id")
     merged = merge_runs(dirs, out_dir)
     print(f"merged {len(dirs)} runs, {len(merged.cases)} cases -> {out_dir}")
     return EXIT_OK
+
+
+def _merge_inputs(reports_dir: Path, runs: list[str]) -> list[Path]:
+    """Each --run: a run id, a pattern of run ids (the shard runs of a pipeline: 'shard-*';
+    never `latest`), or the path of a run directory."""
+    from .report.regenerate import run_dir_of
+
+    dirs: list[Path] = []
+    for r in runs:
+        if "/" not in r and any(ch in r for ch in "*?["):
+            paths.check_pattern(r, "report.merge: --run")
+            found = sorted(p for p in reports_dir.glob(r)
+                           if p.is_dir() and p.name not in paths.RESERVED_RUN_IDS)
+            if not found:
+                raise UsageError(f"report.merge: '{r}' matches no run in {reports_dir}")
+            dirs += found
+        else:
+            dirs.append(run_dir_of(reports_dir, r))
+    return dirs
 
 
 def _number(text: Any, option: str, kind: Callable[[str], Any], minimum: float) -> Any:
@@ -230,9 +266,9 @@ def _number(text: Any, option: str, kind: Callable[[str], Any], minimum: float) 
     try:
         value = kind(str(text))
     except ValueError:
-        raise config_mod.UsageError(f"{option} {text!r}: not a number") from None
+        raise UsageError(f"{option} {text!r}: not a number") from None
     if value < minimum:
-        raise config_mod.UsageError(f"{option} {text}: must be >= {minimum:g}"
+        raise UsageError(f"{option} {text}: must be >= {minimum:g}"
                                     )
     return value
 
@@ -242,19 +278,11 @@ def matrix(settings: Settings, **options: Any) -> int:
 
     options["jobs"] = _number(options.get("jobs"), "--jobs", int, minimum=1)
     options["timeout"] = _number(options.get("timeout"), "--timeout", float, minimum=1)
-    resume = options.get("resume")
-    if resume:
-        if isinstance(resume, str):
-            options["run_id"] = resume
-        elif not options.get("run_id"):
-            latest = settings.reports_dir / "latest"
-            if not latest.exists():
-                raise config_mod.UsageError("--resume: no earlier run in "
-                                            f"{settings.reports_dir}; give --resume RUN")
-            options["run_id"] = latest.resolve().name
-        if not (settings.reports_dir / options["run_id"]).is_dir():
-            raise config_mod.UsageError(f"--resume: no run {options['run_id']} in "
-                                        f"{settings.reports_dir}")
+    if options.get("run_id"):
+        paths.check_run_id(options["run_id"])
+    if options.get("resume"):
+        options["run_id"] = _resumed_run(settings.reports_dir, options["resume"],
+                                         options.get("run_id") or "")
         options["resume"] = True
     opts = MatrixOptions(**{**options, "run_id": options.get("run_id") or new_run_id()})
     checked = plan(settings, opts)
@@ -262,4 +290,15 @@ def matrix(settings: Settings, **options: Any) -> int:
         return run_matrix(settings, runtime, opts, log, checked)
 
 
-
+def _resumed_run(reports_dir: Path, resume: str | bool, run_id: str) -> str:
+    """The run `--resume [RUN]` continues: RUN, else --run-id, else the latest run."""
+    if isinstance(resume, str) and resume != "latest":
+        run_id = resume
+    elif not run_id or resume == "latest":
+        latest = reports_dir / "latest"
+        if not latest.exists():
+            raise UsageError(f"--resume: no earlier run in {reports_dir}; give --resume RUN")
+        run_id = latest.resolve().name
+    if not paths.run_dir(reports_dir, run_id, "--resume").is_dir():
+        raise UsageError(f"--resume: no run {run_id} in {reports_dir}")
+    return run_id

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from . import configsource, paths
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,16 @@ class Settings:
         return replace(self, devices=())
 
 
-def parse_version(text: str) -> tuple[int, ...]:
+def parse_version(text: str, key: tuple[str, ...] = ()) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in str(text).split("."))
     except ValueError:
-        raise UsageError(f"configuration: '{text}' is not a version like 8.0") from None
+        raise ConfigError(f"'{text}' is not a version like 8.0", key) from None
+
+
+def _key(what: str) -> tuple[str, ...]:
+    """A setting's dotted name under `patchcheck` -> its key path in invoke's config."""
+    return ("patchcheck", *what.split("."))
 
 
 def _section(tree: Any, key: str) -> Mapping[str, Any]:
@@ -91,7 +97,7 @@ def _section(tree: Any, key: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise UsageError(f"configuration: patchcheck.{key} must be a mapping")
+        raise ConfigError(f"patchcheck.{key} must be a mapping", _key(key))
     return value
 
 
@@ -102,17 +108,31 @@ def _list(value: Any, what: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in value.split(",") if part.strip())
     if isinstance(value, list | tuple):
         return tuple(str(v) for v in value)
-    raise UsageError(f"configuration: {what} must be a list")
+    raise ConfigError(f"{what} must be a list", _key(what))
 
 
 def _int(value: Any, what: str, minimum: int = 0) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise UsageError(f"configuration: {what} must be an integer, not {value!r}") from None
+        raise ConfigError(f"{what} must be an integer, not {value!r}", _key(what)) from None
     if number < minimum:
-        raise UsageError(f"configuration: {what} must be >= {minimum}, not {number}")
+        raise ConfigError(f"{what} must be >= {minimum}, not {number}", _key(what))
     return number
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _bool(value: Any, what: str) -> bool:
+    """true/false; from the environment also 1/0, yes/no, on/off (any case)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE + _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{what} must be true or false, not {value!r}", _key(what))
 
 
 def _devices(value: Any) -> tuple[str, ...]:
@@ -120,8 +140,8 @@ def _devices(value: Any) -> tuple[str, ...]:
     devices = _list(value, "build.devices")
     for line in devices:
         if not re.fullmatch(r"CONFIG_[A-Z0-9_]+=[yn]", line):
-            raise UsageError(f"configuration: build.devices entry '{line}' is not a Kconfig "
-                             "line like CONFIG_Q35=y")
+            raise ConfigError(f"build.devices entry '{line}' is not a Kconfig line like "
+                              "CONFIG_Q35=y", _key("build.devices"))
     return devices
 
 
@@ -131,8 +151,9 @@ def _optimize(value: Any) -> tuple[str, ...]:
     for rule in _list(value, "build.minimal_optimize"):
         pattern, colon, flags = (part.strip() for part in rule.partition(":"))
         if not colon or not pattern or not flags or "\n" in rule:
-            raise UsageError(f"configuration: build.minimal_optimize entry '{rule}' is not a "
-                             "rule like 'libqemu-*: -O1' (shell pattern: compiler flags)")
+            raise ConfigError(f"build.minimal_optimize entry '{rule}' is not a rule like "
+                              "'libqemu-*: -O1' (shell pattern: compiler flags)",
+                              _key("build.minimal_optimize"))
         rules.append(f"{pattern}:{flags}")
     return tuple(rules)
 
@@ -141,8 +162,9 @@ def _header(value: Any) -> str:
     """build.minimal_pch: a header as QEMU's sources include it (qemu/osdep.h), or empty."""
     header = str(value or "").strip()
     if header and not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\.h", header):
-        raise UsageError(f"configuration: build.minimal_pch '{header}' is not a header path "
-                         "like qemu/osdep.h (relative to the tree's include/)")
+        raise ConfigError(f"build.minimal_pch '{header}' is not a header path like "
+                          "qemu/osdep.h (relative to the tree's include/)",
+                          _key("build.minimal_pch"))
     return header
 
 
@@ -158,24 +180,58 @@ def _guests(value: Any) -> dict[str, str]:
     return {name: "all" for name in _list(value, "matrix.guests")}
 
 
+def _image_rules(images: Mapping[str, Any]) -> tuple[ImageRule, ...]:
+    raw_rules = images.get("rules") or [{"generation": "bookworm"}]
+    if not isinstance(raw_rules, list | tuple):
+        raise ConfigError("images.rules must be a list", _key("images.rules"))
+    rules = []
+    for raw in raw_rules:
+        if not isinstance(raw, Mapping) or "generation" not in raw:
+            raise ConfigError("each images.rules entry needs a generation", _key("images.rules"))
+        maxv = raw.get("max_version")
+        rules.append(ImageRule(str(raw["generation"]),
+                               parse_version(maxv, _key("images.rules")) if maxv else None))
+    return tuple(rules)
+
+
+def _builds(section: Mapping[str, Any]) -> dict[str, BuildSpec]:
+    """patchcheck.builds: name -> source spec and fix state; a name is a safe name (it is
+    part of case directories), see patchcheck.paths."""
+    builds: dict[str, BuildSpec] = {}
+    for name, raw in section.items():
+        key = ("patchcheck", "builds", str(name))
+        if not paths.is_safe(str(name)):
+            raise ConfigError(f"build name '{name}' is not a valid name: use {paths.RULE}", key)
+        if not isinstance(raw, Mapping) or "source" not in raw:
+            raise ConfigError(f"builds.{name} needs a source", key)
+        builds[str(name)] = BuildSpec(str(name), str(raw["source"]), str(raw.get("fix", "none")))
+    return builds
+
+
+def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec]) -> MatrixSettings:
+    return MatrixSettings(
+        builds=_list(m.get("builds"), "matrix.builds") or tuple(builds),
+        pairs=_list(m.get("pairs"), "matrix.pairs") or ("all",),
+        machines=str(m.get("machines") or ""),
+        guests=_guests(m.get("guests") or ["synthetic"]),
+        force_native_hotplug=_bool(m.get("force_native_hotplug", True),
+                                   "matrix.force_native_hotplug"),
+        ram_mib=_int(m.get("ram_mib", 128), "matrix.ram_mib", 16),
+        accel=str(m.get("accel") or "tcg"),
+        timeout=float(_int(m.get("timeout", 60), "matrix.timeout", 1)),
+        jobs=_int(m.get("jobs", 0), "matrix.jobs"),
+        semantics=_bool(m.get("semantics", True), "matrix.semantics"),
+    )
+
+
 def list_settings_from_env() -> None:
-    """Let environment variables set list settings, as a comma-separated string that `load`
-    splits (INVOKE_PATCHCHECK_BUILD_DEVICES= gives the full configuration,
-    INVOKE_PATCHCHECK_MATRIX_BUILDS=7.2-none,7.2-v2). invoke itself refuses them with a
-    traceback (UncastableEnvVar). Idempotent; the CLI calls it once."""
-    from invoke.env import Environment
+    """Environment variables give patchcheck settings as text, which `load` parses and checks
+    (a list comma-separated: INVOKE_PATCHCHECK_BUILD_DEVICES= gives the full configuration,
+    INVOKE_PATCHCHECK_MATRIX_BUILDS=7.2-none,7.2-v2), naming the variable when one is wrong.
+    Idempotent; the CLI installs it (patchcheck.cli)."""
+    from .cli import settings_from_env_as_text
 
-    if getattr(Environment._cast, "_patchcheck", False):
-        return
-    original = Environment._cast
-
-    def cast(self: Environment, old: Any, new: Any) -> Any:
-        if isinstance(old, list | tuple):
-            return new
-        return original(self, old, new)
-
-    cast._patchcheck = True  # type: ignore[attr-defined]
-    Environment._cast = cast  # type: ignore[method-assign]
+    settings_from_env_as_text()
 
 
 def plain(value: Any) -> Any:
@@ -188,66 +244,47 @@ def plain(value: Any) -> Any:
 
 
 def load(config: Any) -> Settings:
-    """Build Settings from invoke's Config (or any mapping with a `patchcheck` key)."""
+    """Build Settings from invoke's Config (or any mapping with a `patchcheck` key). A bad
+    value is a ConfigError naming where it was set (configsource.source_of)."""
+    try:
+        return _load(config)
+    except ConfigError as exc:
+        if exc.source or not exc.key:
+            raise
+        raise exc.at(configsource.source_of(config, exc.key)) from None
+
+
+def _load(config: Any) -> Settings:
     try:
         root = plain(config["patchcheck"])
     except (KeyError, TypeError):
-        raise UsageError("configuration: no 'patchcheck' section (is invoke.yaml there?)") from None
+        raise ConfigError("no 'patchcheck' section (is invoke.yaml there?)") from None
     if not isinstance(root, Mapping):
-        raise UsageError("configuration: 'patchcheck' must be a mapping")
-
-    images = _section(root, "images")
-    rules = []
-    raw_rules = images.get("rules") or [{"generation": "bookworm"}]
-    if not isinstance(raw_rules, list | tuple):
-        raise UsageError("configuration: images.rules must be a list")
-    for raw in raw_rules:
-        if not isinstance(raw, Mapping) or "generation" not in raw:
-            raise UsageError("configuration: each images.rules entry needs a generation")
-        maxv = raw.get("max_version")
-        rules.append(ImageRule(str(raw["generation"]), parse_version(maxv) if maxv else None))
-
-    build = _section(root, "build")
-    builds: dict[str, BuildSpec] = {}
-    for name, raw in _section(root, "builds").items():
-        if not isinstance(raw, Mapping) or "source" not in raw:
-            raise UsageError(f"configuration: builds.{name} needs a source")
-        builds[str(name)] = BuildSpec(str(name), str(raw["source"]), str(raw.get("fix", "none")))
-
-    m = _section(root, "matrix")
-    matrix = MatrixSettings(
-        builds=_list(m.get("builds"), "matrix.builds") or tuple(builds),
-        pairs=_list(m.get("pairs"), "matrix.pairs") or ("all",),
-        machines=str(m.get("machines") or ""),
-        guests=_guests(m.get("guests") or ["synthetic"]),
-        force_native_hotplug=bool(m.get("force_native_hotplug", True)),
-        ram_mib=_int(m.get("ram_mib", 128), "matrix.ram_mib", 16),
-        accel=str(m.get("accel") or "tcg"),
-        timeout=float(_int(m.get("timeout", 60), "matrix.timeout", 1)),
-        jobs=_int(m.get("jobs", 0), "matrix.jobs"),
-        semantics=bool(m.get("semantics", True)),
-    )
+        raise ConfigError("'patchcheck' must be a mapping", ("patchcheck",))
     if "submodules" in root:
-        raise UsageError("patchcheck.submodules is gone: the subprojects a build reads are "
-                         "fetched by their pinned revisions (see README, 'Subprojects'); "
-                         "remove the setting")
+        raise ConfigError("patchcheck.submodules is gone: the subprojects a build reads are "
+                          "fetched by their pinned revisions (see README, 'Subprojects'); "
+                          "remove the setting", _key("submodules"))
+    build = _section(root, "build")
+    builds = _builds(_section(root, "builds"))
+    nightly = _section(root, "nightly")
     cache = str(root.get("cache_dir") or "")
     return Settings(
         cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
         reports_dir=Path(str(root.get("reports_dir") or "reports")),
         apt_mirror=str(root.get("apt_mirror") or ""),
-        image_rules=tuple(rules),
+        image_rules=_image_rules(_section(root, "images")),
         configure=_list(build.get("configure"), "build.configure"),
         build_jobs=_int(build.get("jobs", 0), "build.jobs"),
         builds=builds,
-        matrix=matrix,
+        matrix=_matrix(_section(root, "matrix"), builds),
         devices=_devices(build.get("devices")),
         minimal_configure=_list(build.get("minimal_configure"), "build.minimal_configure"),
         minimal_optimize=_optimize(build.get("minimal_optimize")),
         minimal_pch=_header(build.get("minimal_pch")),
         nightly=NightlySettings(
-            remote=str(_section(root, "nightly").get("remote") or ""),
-            refs=_list(_section(root, "nightly").get("refs"), "nightly.refs"),
-            fix=str(_section(root, "nightly").get("fix") or "v2"),
+            remote=str(nightly.get("remote") or ""),
+            refs=_list(nightly.get("refs"), "nightly.refs"),
+            fix=str(nightly.get("fix") or "v2"),
         ),
     )

@@ -1,5 +1,7 @@
 """The exceptions that end a run, each tied to the exit code it maps to (see outcome.py)."""
 
+from __future__ import annotations
+
 
 class PatchcheckError(Exception):
     """A problem reported to the user as one line; never a traceback."""
@@ -7,6 +9,19 @@ class PatchcheckError(Exception):
 
 class UsageError(PatchcheckError):
     """Bad input: an option, a source spec, a patch file, the configuration."""
+
+
+class ConfigError(UsageError):
+    """A bad configuration value or file. `key` is the setting's path (("patchcheck",
+    "matrix", "jobs")), `source` where it came from: file:line:column or a variable's name."""
+
+    def __init__(self, problem: str, key: tuple[str, ...] = (), source: str = "") -> None:
+        self.problem, self.key, self.source = problem, key, source
+        super().__init__(f"configuration: {source}: {problem}" if source
+                         else f"configuration: {problem}")
+
+    def at(self, source: str) -> ConfigError:
+        return ConfigError(self.problem, self.key, source)
 
 
 class InfraError(PatchcheckError):
@@ -19,3 +34,9 @@ class BuildFailed(PatchcheckError):
     def __init__(self, message: str, log_path: str | None = None) -> None:
         super().__init__(message)
         self.log_path = log_path
+
+
+def error_line(error: BaseException) -> str:
+    """The one line on stderr an error is reported as (its lines joined, nothing cut)."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"patchcheck: error: {text or type(error).__name__}"

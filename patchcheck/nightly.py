@@ -16,6 +16,7 @@ import git
 from .config import BuildSpec, Settings
 from .errors import UsageError
 from .locks import file_lock
+from .paths import slug
 from .results import RunResults, write_json
 from .sources import GitSources, version_tuple
 
@@ -39,7 +40,7 @@ def tracked_refs(settings: Settings, remote: str, refs: Sequence[str]) -> dict[s
             for tag in tags[-int(count or 1):]:
                 out[tag] = tag
         else:
-            out[re.sub(r"[^A-Za-z0-9._-]", "_", ref)] = ref
+            out[slug(ref)] = ref
     if not out:
         raise UsageError("nightly: no refs to track (set patchcheck.nightly.refs)")
     return out
@@ -50,9 +51,14 @@ def nightly_builds(remote: str, refs: dict[str, str], fix: str) -> dict[str, Bui
     for label, ref in refs.items():
         source = f"git:{remote}@{ref}"
         for state in ("none", fix):
-            name = f"{label}-{state}"
+            name = slug(f"{label}-{_fix_label(state)}")
             builds[name] = BuildSpec(name, source, state)
     return builds
+
+
+def _fix_label(state: str) -> str:
+    """none, v2, ...; a patch file by its name without directory and suffix."""
+    return Path(state).stem if "/" in state or "." in state else state
 
 
 def nightly_settings(settings: Settings, builds: dict[str, BuildSpec]) -> Settings:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .outcome import Observed
+from .paths import slug
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Case:
 
     @property
     def slug(self) -> str:
-        return "".join(c if c.isalnum() or c in "._-" else "_" for c in self.id)
+        """The case's directory name under cases/: a safe name (patchcheck.paths)."""
+        return slug(self.id)
 
 
 @dataclass(frozen=True)

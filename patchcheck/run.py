@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import accel as accel_mod
-from . import matrix, scenario
+from . import matrix, paths, scenario
 from .build import BuildRecord
 from .config import Settings
 from .decision import decide_run, semantics_of
@@ -75,6 +75,8 @@ class Plan:
 
 
 def plan(settings: Settings, options: MatrixOptions) -> Plan:
+    if options.run_id:
+        paths.run_dir(settings.reports_dir, options.run_id)  # a safe name, inside reports_dir
     m = settings.matrix
     names = options.builds or m.builds
     for n in names:
@@ -119,7 +121,7 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
     names, guests, machines, jobs, timeout, scen = (p.names, p.guests, p.machines, p.jobs,
                                                     p.timeout, p.scenario)
     run_id = options.run_id or new_run_id()
-    outdir = settings.reports_dir / run_id
+    outdir = paths.run_dir(settings.reports_dir, run_id)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         (outdir / ".write-test").touch()

@@ -32,6 +32,7 @@ from ..build import BuildRecord
 from ..config import Settings
 from ..errors import BuildFailed, PatchcheckError, UsageError
 from ..matrix import check_filter, order, q35_version, select
+from ..paths import run_dir
 from . import report, vmstate
 from .report import ProbeRun, compare_probes, html_section, junit_suite, markdown, text_summary
 from .runner import ProbeRunner, hosts_for
@@ -237,7 +238,7 @@ def probe_command(settings: Settings, runtime: Any, build_names: Sequence[str],
 
     names = check_builds(settings, build_names, machines)
     run_id = str(getattr(runtime, "run_id", "")) or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    outdir = settings.reports_dir / run_id
+    outdir = run_dir(settings.reports_dir, run_id)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

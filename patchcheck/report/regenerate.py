@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import paths
 from ..errors import UsageError
 from ..results import RunResults, write_json
 from . import html, junit, markdown
@@ -44,8 +45,13 @@ def load(run_dir: Path) -> RunResults:
 
 
 def run_dir_of(reports_dir: Path, ref: str) -> Path:
-    """A run given as an id under reports_dir (or `latest`), or as a directory path."""
-    return Path(ref) if "/" in ref else reports_dir / (ref or "latest")
+    """A run given as an id under reports_dir (or `latest`), or as the path of a run
+    directory (one with a `/`: e.g. a pipeline's downloaded shard)."""
+    if "/" in ref:
+        return Path(ref)
+    if ref in ("", "latest"):
+        return reports_dir / "latest"
+    return paths.run_dir(reports_dir, ref, "--run")
 
 
 def regenerate(run_dir: Path) -> dict[str, Path]:
