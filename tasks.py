@@ -152,7 +152,20 @@ def bench(c: Context, machines: str = "", repeat: str = "2") -> None:
     _exit(commands.guarded(commands.bench, c.config, machines, repeat))
 
 
-ns = Collection(build, matrix, check, clean, probe, bench)
+@task(name="upstream", help={"repo": "a clone (or URL) of upstream QEMU",
+                             "ref": "the upstream ref to build (default v7.2.0)"})
+def bench_upstream(c: Context, repo: str = "", ref: str = "v7.2.0") -> None:
+    """Measure a cold build of upstream QEMU next to Debian's 7.2 (same configuration, each
+    in an empty cache) and the fetch of its subprojects, cold and cached; record
+    reports/bench-upstream-<date>.json and print the table."""
+    _exit(commands.guarded(commands.bench_upstream, c.config, repo, ref))
+
+
+ns = Collection(build, matrix, check, clean, probe)
+bench_ns = Collection("bench")
+bench_ns.add_task(bench, name="run", default=True)
+bench_ns.add_task(bench_upstream)
+ns.add_collection(bench_ns)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)
 report_ns.add_task(merge)

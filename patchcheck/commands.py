@@ -221,6 +221,18 @@ def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
     return EXIT_OK
 
 
+def bench_upstream(settings: Settings, repo: str, ref: str = "v7.2.0") -> int:
+    from .bench_upstream import bench_upstream as run_bench
+    from .run import new_run_id
+
+    if not repo:
+        raise UsageError("bench.upstream: give --repo (a clone or URL of upstream QEMU)")
+    sources.parse_spec(f"git:{repo}@{ref}")
+    with docker_runtime(f"bench-{new_run_id()}") as runtime:
+        run_bench(settings, runtime, repo, ref, log=log)
+    return EXIT_OK
+
+
 def report(settings: Settings, run: str, open_: bool) -> int:
     from .report.regenerate import report_command
 

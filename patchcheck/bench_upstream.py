@@ -1,0 +1,87 @@
+"""`invoke bench.upstream`: what building from an upstream QEMU clone costs, in one run.
+
+- the cold build of upstream v7.2.0 next to Debian's 7.2 in the same (default) configuration,
+  each in its own empty cache (no ccache, no worktrees, no builds);
+- the fetch of the subprojects that build reads, from an empty store (no vendored copy
+  offered: every one over git, through whatever URL rewriting the user's git has), and again
+  from the store.
+Recorded to reports/bench-upstream-<date>.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .bench import machine
+from .config import BuildSpec, Settings
+from .pipeline import Pipeline
+from .results import write_json
+from .sources import GitSources, GitSpec
+from .subprojects import BuildKind, SubprojectStore, needed, pins_of
+
+
+def bench_upstream(settings: Settings, runtime: Any, repo: str, ref: str = "v7.2.0",
+                   debian: str = "7.2-none", log: Callable[[str], None] = print) -> dict[str, Any]:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-upstream-", dir=settings.cache_dir.parent))
+    try:
+        fetch = _fetch_figures(settings, scratch / "fetch", repo, ref)
+        builds: dict[str, dict[str, Any]] = {}
+        for label, spec in (("debian", settings.builds[debian]),
+                            ("upstream", BuildSpec(f"upstream-{ref}", f"git:{repo}@{ref}", "none"))):
+            cache = scratch / label
+            cache.mkdir()
+            if (settings.cache_dir / "debian").is_dir():  # fetching a source is not building it
+                shutil.copytree(settings.cache_dir / "debian", cache / "debian", symlinks=True)
+            cold = dataclasses.replace(settings, cache_dir=cache)
+            record = Pipeline(runtime, cold, log=lambda line: None).build(spec)
+            builds[label] = {"source": record.source, "qemu": record.qemu_version,
+                             "seconds": record.seconds, "devices": record.devices,
+                             "subprojects": record.subprojects}
+            log(f"[bench] {label} cold build: {record.seconds:.0f} s")
+        result = {"date": stamp, "machine": machine(), "ref": ref, "builds": builds,
+                  "ratio_upstream_to_debian": round(builds["upstream"]["seconds"]
+                                                    / builds["debian"]["seconds"], 3),
+                  "subproject_fetch": fetch}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    path = settings.reports_dir / f"bench-upstream-{stamp}.json"
+    write_json(path, result)
+    print(table(result))
+    print(f"recorded: {path}")
+    return result
+
+
+def _fetch_figures(settings: Settings, cache: Path, repo: str, ref: str) -> dict[str, Any]:
+    tree = GitSources(cache).resolve(GitSpec(repo, ref))
+    kind = BuildKind(tuple(settings.configure) + tuple(settings.minimal_configure))
+    pins = needed(pins_of(tree.repo, tree.commit), kind)
+    store = SubprojectStore(cache, vendor_roots=[], log=lambda line: None)
+    times = []
+    for _ in range(2):  # cold, then from the store
+        started = time.monotonic()
+        for pin in pins:
+            store.get(pin)
+        times.append(round(time.monotonic() - started, 2))
+    return {"subprojects": [p.describe() for p in pins], "cold_s": times[0], "cached_s": times[1]}
+
+
+def table(r: dict[str, Any]) -> str:
+    b, f = r["builds"], r["subproject_fetch"]
+    rows = [
+        ("machine", f"{r['machine']['cpus']} CPUs ({r['machine']['cpu']})"),
+        ("cold build, Debian", f"{b['debian']['qemu']}: {b['debian']['seconds']:.0f} s"),
+        (f"cold build, upstream {r['ref']}", f"{b['upstream']['seconds']:.0f} s "
+                                             f"({r['ratio_upstream_to_debian']:.2f}x Debian)"),
+        ("subproject fetch, cold", f"{f['cold_s']:.2f} s ({', '.join(f['subprojects'])})"),
+        ("subproject fetch, cached", f"{f['cached_s']:.2f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"| {k.ljust(width)} | {v} |" for k, v in rows)
