@@ -188,8 +188,11 @@ CCACHE_MODE = {"CCACHE_DEPEND": "1"}
 OLD_MTIME = 946684800  # 2000-01-01: unchanged sources of an incremental build look old to ninja
 
 
-def supported_options(options: Sequence[str], help_text: str) -> list[str]:
-    """Keep the configure options this tree's `configure --help` knows about."""
+def supported_options(options: Sequence[str], help_text: str, configure_text: str = ""
+                      ) -> list[str]:
+    """Keep the configure options this tree knows about: listed by `configure --help`, or
+    parsed by the configure script without being listed (e.g. `--disable-download`, a
+    `case` pattern of QEMU 8.1's configure on)."""
     kept = []
     for opt in options:
         name = opt.split("=", 1)[0]
@@ -197,7 +200,8 @@ def supported_options(options: Sequence[str], help_text: str) -> list[str]:
         literal = re.search(rf"^\s+{re.escape(name)}(?=[\s=\[]|$)", help_text, re.M)
         listed = feature and re.search(rf"^  {re.escape(feature.group(1))}(?:\s|$)", help_text,
                                        re.M)
-        if literal or listed:
+        parsed = re.search(rf"^\s+{re.escape(opt)}\)", configure_text, re.M)
+        if literal or listed or parsed:
             kept.append(opt)
     return kept
 
@@ -334,7 +338,9 @@ class Builder:
                 ninja = ["ninja", "-j", str(self.jobs), BINARY]
                 if base is None:
                     code, help_text = container.run([f"{SRC}/configure", "--help"])
-                    options = supported_options(self.configure, help_text)
+                    script = tree.path / "configure"
+                    options = supported_options(self.configure, help_text, script.read_text(
+                        errors="replace") if script.is_file() else "")
                     with_devices, devices_used = device_configuration(self.devices, help_text)
                     options += with_devices
                     if with_devices:
