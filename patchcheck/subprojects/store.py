@@ -27,6 +27,7 @@ import git
 
 from ..errors import BuildFailed
 from ..locks import file_lock
+from ..paths import inside
 from .pins import WRAP_FILE, WRAP_GIT, Pin, parse_wrap
 
 PIN_RECORD = "pin.json"
@@ -70,7 +71,7 @@ class SubprojectStore:
         self.fetched: list[str] = []  # what this store fetched over git or URL (for tests, bench)
 
     def entry(self, pin: Pin) -> Path:
-        return self.root / pin.name / pin.revision
+        return inside(self.root, pin.name, pin.revision)  # names from the tree: stay in the cache
 
     def get(self, pin: Pin) -> tuple[Path, dict[str, str]]:
         """The content directory of the pinned revision and how it was obtained."""
