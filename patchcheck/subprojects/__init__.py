@@ -16,6 +16,7 @@ from pathlib import Path
 import git
 
 from ..locks import file_lock
+from ..paths import inside
 from .needs import BuildKind, configure_meson_minimum, needed
 from .pins import Pin, read_pins
 from .store import SubprojectStore, SubprojectUnavailable, git_reason
@@ -59,14 +60,14 @@ def complete(tree_path: Path, repo_path: Path, commit: str, configure: tuple[str
 
 
 def _place(tree_path: Path, pin: Pin, content: Path) -> None:
-    dest = tree_path / pin.path
+    dest = inside(tree_path, pin.path)  # a wrap's `directory` is the tree's word: stay in it
     stamp = dest / STAMP
     if stamp.is_file() and stamp.read_text().strip() == pin.revision:
         return
     shutil.rmtree(dest, ignore_errors=True)  # a gitlink's empty directory, or an old copy
     shutil.copytree(content, dest, symlinks=True)
     if pin.patch_directory:  # meson's overlay: the tree's own build files for the subproject
-        overlay = tree_path / "subprojects" / "packagefiles" / pin.patch_directory
+        overlay = inside(tree_path / "subprojects" / "packagefiles", pin.patch_directory)
         if overlay.is_dir():
             shutil.copytree(overlay, dest, symlinks=True, dirs_exist_ok=True)
     stamp.write_text(pin.revision + "\n")

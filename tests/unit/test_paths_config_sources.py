@@ -208,3 +208,28 @@ def test_snapshot_sees_what_the_table_must_catch(tmp_path: Path) -> None:
     assert _snapshot(tmp_path, (tmp_path / "reports",)) == before
     (tmp_path / "escape").mkdir()
     assert _snapshot(tmp_path, (tmp_path / "reports",)) != before
+
+
+# --- names read from a tree: subproject wraps -----------------------------------------------
+
+def test_a_wrap_directory_cannot_leave_the_tree(tmp_path: Path) -> None:
+    """A wrap's `directory` (and `patch_directory`) is the tree's word: `_place` removes and
+    fills that directory, so it must be inside the tree."""
+    from patchcheck.subprojects import _place
+    from patchcheck.subprojects.pins import parse_wrap
+
+    tree, victim, content = tmp_path / "tree", tmp_path / "victim", tmp_path / "content"
+    for d in (tree, victim, content):
+        d.mkdir()
+    (victim / "keep").write_text("x")
+    wrap = parse_wrap("subprojects/evil.wrap", "[wrap-git]\nurl = https://example.invalid/x\n"
+                      "revision = 0123\ndirectory = ../../victim\n")
+    with pytest.raises(UsageError, match="outside"):
+        _place(tree, wrap, content)
+    assert (victim / "keep").is_file()
+    from patchcheck.subprojects.store import SubprojectStore
+
+    escaping = parse_wrap("subprojects/x.wrap", "[wrap-git]\nurl = https://example.invalid/x\n"
+                          "revision = ../../../victim\n")
+    with pytest.raises(UsageError, match="outside"):
+        SubprojectStore(tmp_path / "cache").entry(escaping)
