@@ -22,16 +22,22 @@ def debian_fetcher(runtime: Any, image_for_suite: Callable[[str], str],
             code, text = container.run(["apt-get", "update", "-q"], output=log)
             if code != 0:
                 raise UsageError(f"apt-get update failed in a {suite} container: "
-                                 f"{text.strip().splitlines()[-1:]}")
+                                 f"{apt_reason(text)}")
             package = f"qemu={version}" if version else "qemu"
             log(f"apt-get source {package} ({suite})")
             code, text = container.run(["apt-get", "source", "-q", "--only-source", package],
                                        workdir="/out")
             if code != 0:
-                last = [ln for ln in text.splitlines() if ln.startswith("E:")][-1:] or ["failed"]
                 raise UsageError(f"debian:{suite}" + (f"={version}" if version else "")
-                                 + f": {last[0].removeprefix('E: ')}")
+                                 + f": {apt_reason(text)}")
             container.run(["chown", "-R", invoking_user(), "/out"])
         finally:
             container.remove()
     return fetch
+
+
+def apt_reason(text: str) -> str:
+    """apt's reason in words: its `E:` lines (joined), else its last line of output."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln.removeprefix("E:").strip() for ln in lines if ln.startswith("E:")]
+    return "; ".join(dict.fromkeys(errors)) or (lines or ["failed without output"])[-1]

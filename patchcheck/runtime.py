@@ -259,6 +259,18 @@ class DockerContainer:
         self._runtime.remove(self.id)
 
 
+def engine_reason(exc: BaseException) -> str:
+    """Why the engine did not answer, in words: the innermost cause of the SDK's error (No
+    such file or directory, Connection refused, Permission denied), its first line."""
+    cause, inner = exc, exc.__cause__ or exc.__context__
+    while inner is not None:
+        cause, inner = inner, inner.__cause__ or inner.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
+
+
 class DockerRuntime:
     """Docker engine through the docker SDK; every container labelled with the run id."""
 
@@ -270,9 +282,10 @@ class DockerRuntime:
             self.client = client or docker.from_env(timeout=600)
             self.client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
+            host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
             raise InfraError(
-                "Docker engine not reachable (start one: dockerd --bridge=none --iptables=false &): "
-                f"{type(exc).__name__}"
+                f"Docker engine not reachable at {host}: {engine_reason(exc)} (start one: "
+                "dockerd --bridge=none --iptables=false &)"
             ) from None
         self._lock = threading.Lock()
         self._started: set[str] = set()

@@ -189,6 +189,9 @@ ROWS = [
         ["cannot clone '{plain}'", "not a git repository"]),
     Row("nightly remote missing", ["nightly", "--remote", "{root}/nowhere"],
         ["'{root}/nowhere' does not exist"]),
+    Row("Docker engine missing keeps the reason", ["matrix", "--run-id", "fine"],
+        ["Docker engine not reachable at unix://{root}/no-docker.sock", "No such file or directory"],
+        code=3),
 ]
 
 

@@ -233,3 +233,31 @@ def test_a_wrap_directory_cannot_leave_the_tree(tmp_path: Path) -> None:
                           "revision = ../../../victim\n")
     with pytest.raises(UsageError, match="outside"):
         SubprojectStore(tmp_path / "cache").entry(escaping)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("Hit:1 x\nE: Failed to fetch z\nE: Some index files failed to download.\n",
+     "Failed to fetch z; Some index files failed to download."),
+    ("Reading package lists...\nE: Unable to find a source package for qemu=9.9\n",
+     "Unable to find a source package for qemu=9.9"),
+    ("a\nb\n", "b"),
+    ("", "failed without output"),
+])
+def test_apt_reason(text: str, reason: str) -> None:
+    from patchcheck.fetch import apt_reason
+
+    assert apt_reason(text) == reason
+
+
+def test_engine_reason_is_the_innermost_cause() -> None:
+    from patchcheck.runtime import engine_reason
+
+    try:
+        try:
+            raise FileNotFoundError(2, "No such file or directory")
+        except OSError as inner:
+            raise RuntimeError("Error while fetching server API version: ('Connection "
+                               "aborted.', ...)") from inner
+    except RuntimeError as exc:
+        assert engine_reason(exc) == "No such file or directory"
+    assert engine_reason(RuntimeError("one\ntwo")) == "one"
