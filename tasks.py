@@ -10,7 +10,7 @@ from invoke import Collection, Context, Exit, task
 from patchcheck import commands
 from patchcheck.cli import usage_errors_exit_2
 
-usage_errors_exit_2()  # unknown options: one line, exit 2 (invoke's own default is 1)
+usage_errors_exit_2()  # unknown options, configuration errors: one line, exit 2, never a traceback
 
 
 def _split(value: str) -> tuple[str, ...]:
