@@ -280,8 +280,7 @@ def _number(text: Any, option: str, kind: Callable[[str], Any], minimum: float) 
     except ValueError:
         raise UsageError(f"{option} {text!r}: not a number") from None
     if value < minimum:
-        raise UsageError(f"{option} {text}: must be >= {minimum:g}"
-                                    )
+        raise UsageError(f"{option} {text}: must be >= {minimum:g}")
     return value
 
 
