@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import git
 
 from ..errors import UsageError
+from ..paths import is_safe
 
 SUBMODULE, WRAP_GIT, WRAP_FILE = "submodule", "wrap-git", "wrap-file"
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -50,7 +51,12 @@ class Pin:
 def read_pins(repo: git.Repo, commit: str, origin_url: str = "") -> list[Pin]:
     """Every submodule and wrap the commit pins. `origin_url` resolves relative submodule
     URLs (`../keycodemapdb.git`), as git does against the superproject's remote."""
-    return [*_submodules(repo, commit, origin_url), *_wraps(repo, commit)]
+    pins = [*_submodules(repo, commit, origin_url), *_wraps(repo, commit)]
+    for pin in pins:  # both become a directory of the store: <name>/<revision>
+        if not (is_safe(pin.name) and is_safe(pin.revision)):
+            raise UsageError(f"{commit[:12]}: {pin.path} pins '{pin.name}' at '{pin.revision}': "
+                             "not a plain name and commit id or tag")
+    return pins
 
 
 def _submodules(repo: git.Repo, commit: str, origin_url: str) -> list[Pin]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import git
 
-from ..errors import BuildFailed
+from ..errors import BuildFailed, UsageError
 from ..locks import file_lock
 from ..paths import inside
 from .pins import WRAP_FILE, WRAP_GIT, Pin, parse_wrap
@@ -116,7 +116,10 @@ class SubprojectStore:
                     theirs = parse_wrap(wrap.name, wrap.read_text(errors="replace"))
                 except Exception:  # noqa: BLE001 - someone else's tree: not a source then
                     continue
-                directory = wrap.parent.parent / theirs.path
+                try:  # their wrap's `directory`: inside their tree only
+                    directory = inside(wrap.parent.parent, theirs.path)
+                except UsageError:
+                    continue
                 same = (theirs.kind, theirs.revision) == (
                     WRAP_GIT if pin.kind != WRAP_FILE else WRAP_FILE, pin.revision)
                 if same and directory.is_dir() and any(directory.iterdir()):

@@ -284,3 +284,26 @@ def test_wrap_file_is_downloaded_and_its_hash_checked(tmp_path: Path) -> None:
     assert (content / "z.c").read_text() == "int z;\n"
     with pytest.raises(SubprojectUnavailable, match="sha256"):
         _store(tmp_path / "other").get(parse_wrap("subprojects/zlib.wrap", text.format("1" * 64)))
+
+
+def test_a_revision_that_is_no_plain_name_is_refused(tmp_path: Path) -> None:
+    tree = tmp_path / "qemu"
+    repo = git.Repo.init(tree)
+    (tree / "subprojects").mkdir()
+    (tree / "subprojects" / "x.wrap").write_text(
+        f"[wrap-git]\nurl = {UPSTREAM}x\nrevision = ../../../escape\n")
+    repo.git.add("-A")
+    commit = _commit(repo, "a wrap whose revision would leave the store")
+    with pytest.raises(UsageError, match="not a plain name and commit id or tag"):
+        pins_of(tree, commit)
+
+
+def test_a_vendored_directory_outside_its_tree_is_not_used(tmp_path: Path) -> None:
+    imports = tmp_path / "debian"
+    (imports / "trixie" / "1%10.0" / "subprojects").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("not theirs\n")
+    (imports / "trixie" / "1%10.0" / "subprojects" / "kcm.wrap").write_text(
+        f"[wrap-git]\nurl = {UPSTREAM}kcm\nrevision = {'e' * 40}\ndirectory = ../../../../outside\n")
+    pin = Pin("kcm", "subprojects/kcm", WRAP_GIT, f"{UPSTREAM}kcm", "e" * 40)
+    assert _store(tmp_path, [imports]).vendored(pin) is None
