@@ -186,7 +186,7 @@ def _rev_parse(repo: git.Repo, ref: str) -> str | None:
         return None
 
 
-def _git_reason(exc: git.GitCommandError) -> str:
+def git_reason(exc: git.GitCommandError) -> str:
     """git's reason in words: its `fatal:`/`error:` lines (joined), else its last line of
     text. GitPython hands stderr over wrapped as "\n  stderr: '...'"; the wrapper is dropped."""
     text = str(exc.stderr or "").strip()
@@ -199,7 +199,7 @@ def _git_reason(exc: git.GitCommandError) -> str:
 
 
 def _clone_error(url: str, exc: git.GitCommandError) -> str:
-    reason = _git_reason(exc)
+    reason = git_reason(exc)
     if Path(url).is_dir():  # a local directory git cannot clone: no repository there
         return f"cannot clone '{url}': it is not a git repository (git: {reason})"
     return f"cannot clone '{url}': {reason}"

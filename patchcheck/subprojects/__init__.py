@@ -19,10 +19,10 @@ from ..locks import file_lock
 from ..paths import inside
 from .needs import BuildKind, configure_meson_minimum, needed
 from .pins import Pin, read_pins
-from .store import SubprojectStore, SubprojectUnavailable, git_reason
+from .store import SubprojectStore, SubprojectUnavailable
 
 __all__ = ["BuildKind", "Pin", "SubprojectStore", "SubprojectUnavailable", "complete",
-           "git_reason", "needed", "pins_of", "read_pins"]
+           "needed", "pins_of", "read_pins"]
 
 STAMP = ".patchcheck-subproject"  # in each copied subproject: the revision it holds
 

@@ -28,6 +28,7 @@ import git
 from ..errors import BuildFailed, UsageError
 from ..locks import file_lock
 from ..paths import inside
+from ..sources import git_reason
 from .pins import WRAP_FILE, WRAP_GIT, Pin, parse_wrap
 
 PIN_RECORD = "pin.json"
@@ -50,14 +51,6 @@ class SubprojectUnavailable(BuildFailed):
 
 def _url_base(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/" if "/" in url else url
-
-
-def git_reason(exc: git.GitCommandError) -> str:
-    """git's own words for a failure: the last meaningful line of its stderr."""
-    text = str(exc.stderr or "").strip().removeprefix("stderr:").strip().strip("'\"").strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    reason = lines[-1] if lines else f"git exited with status {exc.status}"
-    return reason.removeprefix("fatal: ").removeprefix("error: ")
 
 
 class SubprojectStore:

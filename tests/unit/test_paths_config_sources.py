@@ -13,7 +13,7 @@ from patchcheck import config, configsource, paths
 from patchcheck.errors import ConfigError, UsageError, error_line
 from patchcheck.report.regenerate import run_dir_of
 from patchcheck.results import Case
-from patchcheck.sources import _clone_error, _git_reason
+from patchcheck.sources import _clone_error, git_reason
 
 from .test_bad_input_table import _snapshot
 
@@ -186,7 +186,7 @@ def test_clone_error_keeps_the_reason(tmp_path: Path) -> None:
     assert _clone_error(str(plain), exc) == (f"cannot clone '{plain}': it is not a git "
                                              f"repository (git: repository '{plain}' does not exist)")
     exc = _clone_failure(f"file://{tmp_path}/nowhere", tmp_path / "m2.git")
-    assert "'" + f"{tmp_path}/nowhere' does not appear to be a git repository" in _git_reason(exc)
+    assert "'" + f"{tmp_path}/nowhere' does not appear to be a git repository" in git_reason(exc)
 
 
 @pytest.mark.parametrize("stderr, reason", [
@@ -198,7 +198,7 @@ def test_clone_error_keeps_the_reason(tmp_path: Path) -> None:
 def test_git_reason(stderr: str, reason: str) -> None:
     exc = git.GitCommandError(["git", "clone"], 128)
     exc.stderr = stderr
-    assert _git_reason(exc) == reason
+    assert git_reason(exc) == reason
 
 
 def test_snapshot_sees_what_the_table_must_catch(tmp_path: Path) -> None:
