@@ -434,8 +434,9 @@ def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
 
 
 def age_sources(root: Path, changed: Sequence[str]) -> None:
-    """The timestamp trap (bug-notes.md): ninja compares mtimes, so make every source file
-    of the tree older than the copied build outputs, and the changed files newer."""
+    """The timestamp trap (docs/builds.md, "Incremental fix builds"): ninja compares
+    mtimes, so make every source file of the tree older than the copied build outputs, and
+    the changed files newer."""
     for dirpath, dirnames, filenames in os.walk(root):
         if ".git" in dirnames:
             dirnames.remove(".git")

@@ -263,7 +263,7 @@ def _load(config: Any) -> Settings:
         raise ConfigError("'patchcheck' must be a mapping", ("patchcheck",))
     if "submodules" in root:
         raise ConfigError("patchcheck.submodules is gone: the subprojects a build reads are "
-                          "fetched by their pinned revisions (see README, 'Subprojects'); "
+                          "fetched by their pinned revisions (see docs/builds.md, 'Subprojects'); "
                           "remove the setting", _key("submodules"))
     build = _section(root, "build")
     builds = _builds(_section(root, "builds"))

@@ -73,12 +73,19 @@ def outcome(data: dict, machine: str, source: str, destination: str) -> dict:
     return case
 
 
-def test_v7_2_0_builds_with_its_submodules_and_the_fix_is_tested(clone: Path, tmp_path: Path
-                                                                 ) -> None:
-    result = check(clone, "v7.2.0", tmp_path)
+@pytest.fixture(scope="module")
+def v720(clone: Path, tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`invoke check` of upstream v7.2.0, once for the module: the process and its reports."""
+    reports = tmp_path_factory.mktemp("v720")
+    return check(clone, "v7.2.0", reports), reports
+
+
+def test_v7_2_0_builds_with_its_submodules_and_the_fix_is_tested(v720) -> None:
+    result, reports = v720
     assert result.returncode == 0, output(result)
     assert "\nTested-by: " in result.stdout
-    data = run_data(tmp_path)
+    data = run_data(reports)
     without, with_fix = data["builds"]["without"], data["builds"]["with"]
     assert without["qemu_version"] == "7.2.0" and without["fix"]["applied"] == "unchanged"
     assert with_fix["fix"]["state"] == "v2" and with_fix["fix"]["applied"] == "clean"
@@ -90,13 +97,12 @@ def test_v7_2_0_builds_with_its_submodules_and_the_fix_is_tested(clone: Path, tm
     assert outcome(data, "pc-q35-6.0", "without", "with")["observed"] == "passed"
 
 
-def test_a_second_check_fetches_and_builds_nothing(clone: Path, tmp_path: Path) -> None:
-    check(clone, "v7.2.0", tmp_path / "first")  # whatever ran before: now everything is there
-    result = check(clone, "v7.2.0", tmp_path / "second")
+def test_a_second_check_fetches_and_builds_nothing(clone: Path, tmp_path: Path, v720) -> None:
+    result = check(clone, "v7.2.0", tmp_path)  # after the module's first check of it
     assert result.returncode == 0, output(result)
     logged = result.stdout + result.stderr
     assert "fetching" not in logged and "] built: " not in logged, output(result)
-    assert logged.count("] cached: ") == 2
+    assert logged.count("] cached: ") >= 2  # both builds, from the cache
 
 
 def test_master_carries_v2_none_reverts_it_and_check_passes(clone: Path, tmp_path: Path) -> None:
@@ -135,9 +141,13 @@ def test_master_against_debian_7_2_as_debian_10_0_against_it(clone: Path, tmp_pa
                         env=mirror_env())
         assert result.returncode == 0, output(result)  # every case as the model expects
         runs[newer] = _observed(tmp_path / "reports" / newer, {newer: "newer"})
-    common = set(runs["up-master"]) & set(runs["10.0-v2"])
-    assert len(common) >= 2 * 15, sorted(common)  # both directions on every common q35 type
-    assert {k: runs["up-master"][k] for k in common} == {k: runs["10.0-v2"][k] for k in common}
+    # master dropped the oldest q35 types (5.1 is its oldest here): every type it shares
+    # with 7.2, in both directions, 10.0 shares with 7.2 too, and each comes out the same
+    common = set(runs["up-master"])
+    assert common <= set(runs["10.0-v2"]), sorted(common - set(runs["10.0-v2"]))
+    assert {m for m, _, _ in common} >= {"pc-q35-6.0", "pc-q35-6.1", "pc-q35-7.2"}
+    assert len(common) == 2 * len({m for m, _, _ in common})
+    assert runs["up-master"] == {k: runs["10.0-v2"][k] for k in common}
     assert runs["up-master"][("pc-q35-6.0", "newer", "7.2-none")] == "failed"
     assert runs["up-master"][("pc-q35-6.0", "7.2-none", "newer")] == "passed"
 

@@ -206,7 +206,7 @@ def test_parse_q35_version(name: str, version: tuple[int, ...] | None) -> None:
 @pytest.mark.parametrize(
     ("machine", "dest_fix", "forced", "powers_off", "fails"),
     [
-        # Measured on QEMU 7.2 with the synthetic action (see docs/bug-notes.md).
+        # Measured on QEMU 7.2 with the synthetic action (docs/scenario-pds.md).
         ("pc-q35-6.0", False, False, True, True),  # unpatched -> unpatched, fixed -> unpatched
         ("pc-q35-6.0", True, False, True, False),  # -> fixed (v1 or v2)
         ("pc-q35-5.2", False, False, True, True),
