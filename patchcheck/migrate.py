@@ -1,9 +1,10 @@
 """Run one migration case and judge it from the destination QEMU.
 
 The trap (docs/scenario-pds.md, "How a case is judged"): the source often says
-`completed` although the destination rejected the stream and exited. So the verdict is the destination's: its process is
-alive, its own migration status is completed, and it runs after `cont`. The source's
-status is recorded for the report but never decides anything.
+`completed` although the destination rejected the stream and exited. So the verdict is
+the destination's: its process is alive, its own migration status is completed, and it
+runs after `cont`. The source's status is recorded for the report but never decides
+anything.
 """
 
 from __future__ import annotations
