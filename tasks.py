@@ -22,6 +22,12 @@ def _exit(code: int) -> None:
         raise Exit(code=code)
 
 
+def _scenario(c: Context, name: str) -> None:
+    """--scenario NAME: the run's patchcheck.matrix.scenario (checked when the config loads)."""
+    if name:
+        c.config["patchcheck"].setdefault("matrix", {})["scenario"] = name
+
+
 @task(help={"generation": "only this builder generation (bookworm, trixie, ...); default: all"})
 def images(c: Context, generation: str = "") -> None:
     """Build the builder images (rebuilt only when their Dockerfile changes)."""
@@ -57,11 +63,13 @@ def build(c: Context, source: str = "", fix: str = "none", name: str = "",
     "run_id": "name of the run folder under reports/ (default: a timestamp)",
     "shard": "run only the K-th of N deterministic slices of the cases, as K/N",
     "resume": "resume an interrupted run (default: the latest): only its unfinished cases run",
+    "scenario": "the bug: pds (default: patchcheck.matrix.scenario)",
 }, optional=["resume"])
 def matrix(c: Context, builds: str = "", pairs: str = "", machines: str | None = None,
            guest: str = "", jobs: str = "", timeout: str = "", run_id: str = "", shard: str = "",
-           resume: str | bool = False, accel: str = "") -> None:
+           resume: str | bool = False, accel: str = "", scenario: str = "") -> None:
     """Build what is missing, run the migration matrix, write junit.xml and results.json."""
+    _scenario(c, scenario)
     _exit(commands.guarded(
         commands.matrix, c.config, builds=_split(builds), pairs=_split(pairs),
         machines=machines, guests=_split(guest), jobs=jobs, timeout=timeout, run_id=run_id,
@@ -76,10 +84,13 @@ images_ns.add_task(base)
     "commit": "the commit to test: any rev, also one not reachable from a branch",
     "patch": "the fix as a patch file or git format-patch mbox (default: v2, or the fix "
              "the commit already carries, reverted for the build without it)",
+    "scenario": "the bug: pds (default: patchcheck.matrix.scenario)",
 })
-def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "") -> None:
+def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "",
+          scenario: str = "") -> None:
     """Reviewer check of one commit: exit 0 the fix works, 1 it does not, 125 untestable
     (for git bisect run)."""
+    _scenario(c, scenario)
     _exit(commands.guarded(commands.check, c.config, repo, commit, patch))
 
 
@@ -93,12 +104,14 @@ def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "") -> 
     "build_only": "only build what changed (the pipeline's build stage)",
     "no_history": "do not append this run to reports/history.json",
     "machines": "machine-type filter, as for matrix",
+    "scenario": "the bug: pds (default: patchcheck.matrix.scenario)",
 }, iterable=["ref"])
 def nightly(c: Context, remote: str = "", ref: list[str] | None = None, fix: str = "",
             shard: str = "", run_id: str = "", build_only: bool = False,
-            no_history: bool = False, machines: str | None = None) -> None:
+            no_history: bool = False, machines: str | None = None, scenario: str = "") -> None:
     """Nightly: build the tracked refs without and with the fix, run the full matrix, and say
     what changed since the previous run."""
+    _scenario(c, scenario)
     _exit(commands.guarded(commands.nightly, c.config, remote, tuple(ref or ()), fix, shard,
                            run_id, build_only, not no_history, machines))
 
@@ -135,10 +148,12 @@ def clean(c: Context, older_than: str = "", all: bool = False) -> None:
 
 @task(help={"builds": "comma-separated build names (default: patchcheck.matrix.builds); the "
                       "tree's without-fix build is added",
-            "machines": "6.0,7.2 or 5.2..7.2 (default: newest <= 6.0 and newest)"})
-def probe(c: Context, builds: str = "", machines: str = "") -> None:
-    """Probe the root port's register semantics without and with each fix: which bits the
+            "machines": "6.0,7.2 or 5.2..7.2 (default: newest <= 6.0 and newest)",
+            "scenario": "the bug: pds (default: patchcheck.matrix.scenario)"})
+def probe(c: Context, builds: str = "", machines: str = "", scenario: str = "") -> None:
+    """Probe the scenario's device registers without and with each fix: which bits the
     guest can write, against the PCIe specification; probe.json, semantics.xml, probe.md."""
+    _scenario(c, scenario)
     _exit(commands.guarded(commands.probe, c.config, builds=_split(builds),
                            machines=_split(machines)))
 

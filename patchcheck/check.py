@@ -16,7 +16,7 @@ from typing import Any
 
 import git
 
-from . import fixes, trees
+from . import fixes, scenarios, trees
 from .config import BuildSpec, Settings
 from .decision import Decision, decide_run, read_semantics
 from .errors import BuildFailed, UsageError
@@ -77,20 +77,25 @@ def summary(run: RunResults, repo: str, commit: str, note: str, decision: Decisi
     """A paragraph for a qemu-devel reply, and the Tested-by line when it is deserved."""
     build = run.builds.get("with", {})
     types = sorted({c.machine for c in run.cases})
-    failing = [c for c in run.cases if not c.destination.has_fix and c.observed.value == "failed"]
+    failing = [c for c in run.cases if c.observed.value == "failed"
+               and not (c.destination if _fix_side(run) == "destination" else c.source).has_fix]
     error = next(iter(failing[0].destination_error.splitlines()), "") if failing else ""
+    words = scenarios.get(str(run.settings.get("scenario") or scenarios.DEFAULT)).words
     lines = [f"Tested {commit} (QEMU {build.get('qemu_version', '?')}) with {note}:",
-             f"live migration of a q35 guest with an empty pcie-root-port slot that the guest "
-             f"powered off (synthetic pciehp action, {run.settings.get('accel', 'tcg')}), all "
-             f"four directions between the builds without and with the fix, on "
+             f"{words.reproducer} (synthetic guest action, {run.settings.get('accel', 'tcg')}), "
+             f"all four directions between the builds without and with the fix, on "
              f"{', '.join(types)}."]
     if failing:
-        lines.append(f"Without the fix at the destination it fails ({len(failing)} cases): "
+        lines.append(f"Without the fix at the {words.fix_side} it fails ({len(failing)} cases): "
                      f"{error.split(': ', 1)[-1]}")
     lines += decision.words
     if decision.tested_by:
         lines += ["", f"Tested-by: {_identity(repo)}"]
     return "\n".join(lines)
+
+
+def _fix_side(run: RunResults) -> str:
+    return scenarios.get(str(run.settings.get("scenario") or scenarios.DEFAULT)).words.fix_side
 
 
 def _identity(repo: str) -> str:

@@ -38,6 +38,7 @@ class MatrixSettings:
     timeout: float
     jobs: int
     semantics: bool = True
+    scenario: str = ""  # the bug: a name in patchcheck.scenarios.REGISTRY
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec]) -> MatrixSett
         timeout=float(_int(m.get("timeout", 60), "matrix.timeout", 1)),
         jobs=_int(m.get("jobs", 0), "matrix.jobs"),
         semantics=_bool(m.get("semantics", True), "matrix.semantics"),
+        scenario=_scenario(m.get("scenario")),
     )
 
 
@@ -288,3 +290,13 @@ def _load(config: Any) -> Settings:
             fix=str(nightly.get("fix") or "v2"),
         ),
     )
+
+
+def _scenario(value: object) -> str:
+    from . import scenarios
+
+    name = str(value or scenarios.DEFAULT)
+    if name not in scenarios.REGISTRY:
+        raise ConfigError(f"matrix.scenario '{name}' is not a known scenario (known: "
+                          f"{', '.join(scenarios.names())})", _key("matrix.scenario"))
+    return name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .errors import UsageError
 from .results import Case
@@ -97,20 +97,20 @@ def pairs(builds: Mapping[str, str], selectors: Sequence[str]) -> list[tuple[str
     return [p for p in chosen if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
 
 
-def boundary(machines: Sequence[str]) -> list[str]:
-    """Newest type <= 6.0, oldest >= 6.1, and the newest: where the behaviour turns."""
-    ordered = order(machines)
-    old = [m for m in ordered if q35_version(m)[:2] <= (6, 0)]
-    new = [m for m in ordered if q35_version(m)[:2] >= (6, 1)]
-    picked = ([old[-1]] if old else []) + ([new[0]] if new else []) + ordered[-1:]
-    return order(picked)
+Boundary = Callable[[Sequence[str]], list[str]]  # a scenario's turning machine types
 
 
-def machines_for(selector: str, machines: Sequence[str]) -> list[str]:
+def newest(machines: Sequence[str]) -> list[str]:
+    return list(machines[-1:])
+
+
+def machines_for(selector: str, machines: Sequence[str], boundary: Boundary = newest
+                 ) -> list[str]:
+    """`all`, `boundary` (the scenario's turning types), `newest`, or a list of types."""
     if selector == "all":
         return list(machines)
     if selector == "boundary":
-        return boundary(machines)
+        return order(boundary(machines))
     if selector == "newest":
         return list(machines[-1:])
     return [m for m in machines if m in {_as_type(s) for s in selector.split(",")}]
@@ -123,10 +123,12 @@ def cases(
     guests: Mapping[str, str],
     machine_filter: str = "",
     force_native: Sequence[str] = (),
+    boundary: Boundary = newest,
 ) -> list[Case]:
     """Every case, in a stable order. `guests` maps action -> machine selector
-    (all | boundary | newest | a list of types); `force_native` are -globals for one extra
-    case per pair on the newest common type."""
+    (all | boundary | newest | a list of types; `boundary` says which types the scenario's
+    behaviour turns on); `force_native` are -globals for one extra case per pair on the
+    newest common type."""
     out: list[Case] = []
     for src, dst in pairs(build_sources, pair_selectors):
         common = order(set(build_machines[src]) & set(build_machines[dst]))
@@ -137,7 +139,7 @@ def cases(
         if not selected:
             continue
         for guest, selector in guests.items():
-            for machine in machines_for(selector, selected):
+            for machine in machines_for(selector, selected, boundary):
                 out.append(Case(machine, src, dst, guest))
         if force_native:
             for guest in guests:

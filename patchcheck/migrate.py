@@ -1,6 +1,6 @@
 """Run one migration case and judge it from the destination QEMU.
 
-The trap (docs/scenario-pds.md, "How a case is judged"): the source often says
+The trap (docs/, "How a case is judged"): the source often says
 `completed` although the destination rejected the stream and exited. So the verdict is
 the destination's: its process is alive, its own migration status is completed, and it
 runs after `cont`. The source's status is recorded for the report but never decides
@@ -15,7 +15,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from .outcome import Observed
 from .pciconf import PciError
 from .results import Case, CaseResult, Side
 from .runtime import ContainerSpec, Mount, invoking_user
-from .scenario import Scenario
+from .scenarios.base import Action, Scenario
 
 FINAL = ("completed", "failed", "cancelled")
 REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to load
@@ -73,7 +72,7 @@ def base_args(scenario: Scenario, case: Case, ram_mib: int, accel: str) -> list[
 
 def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenario: Scenario,
              scratch: Path, logdir: Path, *, ram_mib: int = 128, accel: str = "tcg",
-             timeout: float = 60.0, action: Any = None) -> CaseResult:
+             timeout: float = 60.0, action: Action | None = None) -> CaseResult:
     """One case, with its own source and destination QEMU."""
     results = run_cases([case], builds, hosts, scenario, scratch, lambda c: logdir,
                         ram_mib=ram_mib, accel=accel, timeout=timeout, action=action)
@@ -83,37 +82,31 @@ def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenar
         results.close()  # ends the source QEMU
 
 
-def shares_source(action: Any) -> bool:
-    """Whether cases with this action can migrate one source QEMU one after the other."""
-    return callable(getattr(action, "again", None))
-
-
 def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: Hosts,
               scenario: Scenario, scratch: Path, logdir: Callable[[Case], Path], *,
               ram_mib: int = 128, accel: str = "tcg", timeout: float = 60.0,
-              action: Any = None) -> Generator[CaseResult, None, None]:
+              action: Action | None = None) -> Generator[CaseResult, None, None]:
     """Cases that differ only in their destination, yielded as each finishes.
 
     Each case gets a fresh destination QEMU. The source QEMU is launched once, does the
     guest action once (`perform`) and is migrated to each destination in turn; before each
-    later migration the action's `again` resumes it and reads the slot state anew (a Linux
+    later migration the action's `again` resumes it and reads the guest state anew (a Linux
     guest boots once for all of them: its boot is most of a case's time). A source that
-    died or misbehaved is replaced by a fresh one for the next case. Without `again`, the
-    action allows one case per source.
+    died or misbehaved is replaced by a fresh one for the next case. An action whose
+    `shares_source` is false allows one case per source.
 
     `action` overrides the scenario's guest action of that name (a Linux guest needs its
     image); an action may add QEMU arguments per role (`qemu_args`), check the destination
     after a pass (`verify_destination`) and keep console logs (`console_logs`)."""
-    if len(cases) > 1 and not shares_source(action):
-        raise ValueError("only an action with again() runs several cases from one source")
+    action = action or scenario.action(cases[0].guest)
+    if len(cases) > 1 and not action.shares_source:
+        raise ValueError("only an action that shares its source runs several cases from one")
     if len({(c.source, c.machine, c.guest, c.globals) for c in cases}) > 1:
         raise ValueError("cases of one source must share source build, machine, guest, globals")
     src_b = builds[cases[0].source]
-    action = action or scenario.action(cases[0].guest)
     args = base_args(scenario, cases[0], ram_mib, accel)
-    extra = getattr(action, "qemu_args", None)
     srcdir = Path(tempfile.mkdtemp(prefix="src-", dir=scratch))  # 0700, short socket paths
-    src_extra = extra(srcdir, "source") if extra else []
+    src_extra = action.qemu_args(srcdir, "source")
     source: _Source | None = None
     try:
         for case in cases:
@@ -169,7 +162,7 @@ class _Source:
 
 
 def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
-                 scenario: Scenario, source: _Source, action: Any, args: list[str],
+                 scenario: Scenario, source: _Source, action: Action, args: list[str],
                  src_extra: list[str], srcdir: Path, scratch: Path, logdir: Path,
                  timeout: float) -> tuple[CaseResult, bool]:
     """The case's result, and whether the destination took the device state but its guest
@@ -177,13 +170,12 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
     src_b, dst_b = builds[case.source], builds[case.destination]
     guest_lost = False
     expected = (Observed.FAILED if scenario.expected_to_fail(
-        case.machine, dst_b.has_fix, case.globals, action) else Observed.PASSED)
+        case.machine, side(src_b), side(dst_b), case.globals, action) else Observed.PASSED)
     result = CaseResult(case.machine, case.guest, list(case.globals), side(src_b), side(dst_b),
                         Observed.ERROR, expected)
     rundir = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))  # 0700, short socket paths
     sock = rundir / "migrate.sock"
-    extra = getattr(action, "qemu_args", None)
-    dst_extra = extra(rundir, "destination") if extra else []
+    dst_extra = action.qemu_args(rundir, "destination")
     dst = Machine(hosts.get(dst_b.image_id), dst_b.binary,
                   [*args, *dst_extra, "-incoming", f"unix:{sock}"], rundir, "destination",
                   timeout=min(timeout, 30))
@@ -193,7 +185,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
 
     def reproducer(writes: list[str]) -> str:
         return reproduce_command(src_b, dst_b, args, writes, _portable(src_extra, srcdir),
-                                 _portable(dst_extra, rundir))
+                                 _portable(dst_extra, rundir), action.replay_note())
     first = source.migrations == 0
     try:
         dst.start()
@@ -205,16 +197,16 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
             state = action.perform(source.monitor)
         else:
             state = action.again(src)
-        result.slot = asdict(state) if state is not None else {}
+        result.guest_state = state.to_dict() if state is not None else {}
         source.migrations += 1
         result.source_migration = source.migrations
         result.reproduce = reproducer(source.monitor.writes)
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
-        verify = getattr(action, "verify_destination", None)
-        if verify is not None and result.observed == Observed.PASSED:
-            problem = verify(dst, rundir, min(15.0, max(1.0, deadline - time.monotonic())))
+        if result.observed == Observed.PASSED:
+            problem = action.verify_destination(
+                dst, rundir, min(15.0, max(1.0, deadline - time.monotonic())))
             if problem and _ended_from_outside(dst):  # e.g. the run was interrupted
                 raise MachineError(f"destination QEMU was killed, or its container removed, "
                                    f"while the guest was checked: {problem}")
@@ -222,8 +214,9 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
                 result.observed = Observed.FAILED
                 result.message = problem
                 guest_lost = True
-        if result.deviates and hasattr(state, "summary"):
-            result.message = f"{result.message} ({state.summary()})".strip()
+        summary = state.summary() if state is not None and result.deviates else ""
+        if summary:
+            result.message = f"{result.message} ({summary})".strip()
     except (MachineError, PciError, PatchcheckError) as exc:
         result.observed = Observed.ERROR
         result.message = str(exc)
@@ -239,8 +232,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
             if m.log_path.exists():
                 shutil.copyfile(m.log_path, logdir / m.log_path.name)
                 result.logs[m.name] = str(logdir / m.log_path.name)
-        consoles = getattr(action, "console_logs", None)
-        for role, path in (consoles() if consoles else {}).items():
+        for role, path in action.console_logs().items():
             if Path(path).exists():
                 shutil.copyfile(path, logdir / Path(path).name)
                 result.logs[f"{role}-console"] = str(logdir / Path(path).name)
@@ -350,7 +342,9 @@ def _portable(extra: list[str], rundir: Path) -> list[str]:
 
 def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str],
                       guest_writes: list[str], src_extra: Sequence[str] = (),
-                      dst_extra: Sequence[str] = ()) -> str:
+                      dst_extra: Sequence[str] = (),
+                      action: str = "# in the source monitor: the guest action, then the "
+                                    "migration") -> str:
     """Commands a person can paste to replay the case by hand: two terminals, two monitors."""
     kernel = [a for a in (*src_extra, *dst_extra) if a.startswith("/") and "/guests/" in a]
     guests = {str(Path(k).parent.parent) for k in kernel}
@@ -363,9 +357,6 @@ def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str],
                            record.image, f"/qemu/{binary.name}", "-L", "/usr/share/qemu",
                            "-L", "/usr/share/seabios", "-display", "none", "-monitor", "stdio",
                            *args, *extra])
-    action = ("# in the source monitor: the guest action, then the migration" if not kernel else
-              "# in the source monitor: `cont`, wait for PATCHCHECK-READY in "
-              "/tmp/pc/source-console.log, then migrate")
     lines = ["mkdir -p /tmp/pc",
              "# terminal 1, the destination:",
              qemu(dst, [*dst_extra, "-incoming", "unix:/tmp/pc/migrate.sock"]),

@@ -66,7 +66,8 @@ class CaseResult:
     seconds: float = 0.0
     source_status: str = ""  # what the source said; recorded, never used for the verdict
     destination_status: str = ""
-    slot: dict[str, Any] = field(default_factory=dict)
+    # What the guest action left in the device, read back (the scenario's GuestState).
+    guest_state: dict[str, Any] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     reproduce: str = ""
     # Which migration of its source QEMU this case was: 1 = the source was started for it;
@@ -96,6 +97,8 @@ class CaseResult:
     def from_dict(cls, data: dict[str, Any]) -> CaseResult:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
+        if "slot" in data and "guest_state" not in data:  # written before the field's rename
+            values["guest_state"] = data["slot"]
         values["source"] = Side(**data["source"])
         values["destination"] = Side(**data["destination"])
         values["observed"] = Observed(data["observed"])

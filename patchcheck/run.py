@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import accel as accel_mod
-from . import matrix, paths, scenario
+from . import matrix, paths, scenarios
 from .build import BuildRecord
 from .config import Settings
 from .decision import decide_run, semantics_of
@@ -35,6 +35,10 @@ from .report import grid
 from .report.regenerate import write_all
 from .results import Case, CaseResult, RunResults, Side, write_json
 from .runtime import Mount
+from .scenarios.base import Action, Scenario
+
+if TYPE_CHECKING:
+    from .guests.linux import GuestImage
 from .verdict import judge
 
 LINUX = "linux"  # the real guest: its action needs the guest image (patchcheck.guests.linux)
@@ -49,7 +53,7 @@ class MatrixOptions:
     jobs: int | None = None
     timeout: float | None = None
     run_id: str = ""
-    scenario: str = "pds"
+    scenario: str = ""  # default: patchcheck.matrix.scenario
     accel: str = ""  # auto, kvm or tcg; default: patchcheck.matrix.accel
     shard: str = ""  # "K/N": the K-th of N deterministic slices of the case list
     resume: bool = False  # reuse the finished cases of run `run_id`
@@ -69,7 +73,7 @@ class Plan:
     machines: str
     jobs: int
     timeout: float
-    scenario: Any
+    scenario: Scenario
     shard: tuple[int, int] | None = None
     accel: str = "tcg"
 
@@ -84,10 +88,12 @@ def plan(settings: Settings, options: MatrixOptions) -> Plan:
             raise UsageError(f"no build named '{n}' (configured: {', '.join(settings.builds)})")
     guests = ({g: m.guests.get(g, "all") for g in options.guests} if options.guests else
               dict(m.guests))
-    scen = scenario.get(options.scenario)
-    for g in guests:
+    scen = scenarios.get(options.scenario or m.scenario)
+    for g in guests:  # an unknown guest action: a UsageError before any work
+        if g == LINUX and not scen.linux_guest:
+            raise UsageError(f"scenario {scen.name} has no Linux guest action")
         if g != LINUX:
-            scen.action(g)  # unknown guest action -> UsageError before any work
+            scen.action(g)
     accel_mod.validate(options.accel or m.accel)
     jobs = options.jobs if options.jobs is not None else m.jobs
     if jobs < 0:
@@ -157,10 +163,10 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         known = {n: records[n].machines for n in records}
         fallback = sorted({t for ms in known.values() for t in ms})
         build_machines = {n: known.get(n, fallback) for n in names}
-        forcing = getattr(scen, "force_native_global", "")  # the scenario's "bug on a new type"
+        forcing = scen.force_global  # the -global that brings the bug to a new type
         force = [forcing] if m.force_native_hotplug and forcing else []
         case_list = matrix.cases(build_machines, sources, p.pairs, guests,
-                                 machines, force)
+                                 machines, force, scen.boundary)
         if p.shard:
             case_list = matrix.shard(case_list, *p.shard)
         results = run.cases  # filled as cases finish: an interrupted run still reports them
@@ -209,9 +215,9 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
 
 
 def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
-               failed: dict[str, str], runtime: Any, settings: Settings, scen: Any,
+               failed: dict[str, str], runtime: Any, settings: Settings, scen: Scenario,
                outdir: Path, jobs: int, timeout: float, results: list[CaseResult],
-               guest_image: Any = None, accel: str = "tcg",
+               guest_image: GuestImage | None = None, accel: str = "tcg",
                recorded: dict[str, Any] | None = None) -> None:
     m = settings.matrix
     scratch = scratch_dir()
@@ -223,18 +229,22 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
         mounts.append(guest_image.mount())
     if accel != "tcg" and records:
         any_build = next(iter(records.values()))
+        def image() -> GuestImage:
+            if guest_image is None:
+                raise UsageError("the Linux guest's image was not made")
+            return guest_image
         choice = accel_mod.resolve(accel, runtime, any_build.image_id, any_build.binary,
-                                   lambda: guest_image, scratch)
+                                   image, scratch)
         accel, devices = choice.accel, choice.devices
         if recorded is not None:
             recorded["accel"] = choice.describe()
     hosts = Hosts(runtime, tuple(mounts), devices)
 
-    def action_for(case: Case) -> Any:
+    def action_for(case: Case) -> Action | None:
         if case.guest == LINUX:
-            from .guests.linux import LinuxAction
-
-            return LinuxAction(guest_image, ready_timeout=timeout)
+            if guest_image is None:
+                raise UsageError("the Linux guest's image was not made")
+            return scen.linux_action(guest_image, timeout)
         return None
     try:
         runnable = []

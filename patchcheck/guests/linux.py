@@ -28,14 +28,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import InfraError, PatchcheckError
 from ..locks import file_lock
-from ..pciconf import SLTSTA_PDS, Monitor
 from ..runtime import ContainerSpec, Mount, invoking_user
-from ..scenarios.pds import ROOT_PORT_ID, GuestAction, SlotState, read_slot_state
+from ..scenarios.base import Action, GuestState, Monitor
+
+if TYPE_CHECKING:
+    from ..machine import Machine
 
 SUITE = "bookworm"  # the builder generation whose APT sources provide the packages
 KERNEL_PACKAGE = "linux-image-amd64"
@@ -343,69 +345,37 @@ def tail(text: str, lines: int = 5) -> str:
 # --- The guest action ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GuestSlotState(SlotState):
-    """SlotState read on the source once the guest is ready, plus what it was at start."""
-
-    initial_control: int = 0
-    initial_status: int = 0
-    guest_pciehp: str = ""  # "bound" or "not bound"
-    guest_settled: str = ""  # "yes" or "no"
-    guest_ready_s: float = 0.0  # guest uptime at the readiness marker
-
-    @property
-    def presence_cleared(self) -> bool:
-        """PDS was set at start and is clear now: QEMU unplugged the slot on power-off."""
-        return bool(self.initial_status & SLTSTA_PDS) and not self.presence_detected
-
-    @property
-    def powered_off_by_guest(self) -> bool:
-        """The guest's pciehp powered the slot off. QEMU clears PDS exactly on a guest's
-        power-on -> power-off transition of an occupied slot, so that is the evidence."""
-        return self.guest_pciehp == "bound" and self.powered_off and self.presence_cleared
-
-    def summary(self) -> str:
-        regs = (f"Slot Control {self.initial_control:#06x} -> {self.slot_control:#06x}, "
-                f"Slot Status {self.initial_status:#06x} -> {self.slot_status:#06x}")
-        if self.guest_pciehp != "bound":
-            what = "the guest's pciehp did not drive the slot (no native PCIe hotplug)"
-        elif self.powered_off_by_guest:
-            what = "the guest's pciehp powered the slot off (QEMU unplugged it, PDS cleared)"
-        elif self.powered_off:
-            what = "the guest's pciehp left the slot off without a power-on/off cycle"
-        else:
-            what = "the guest's pciehp left the slot powered on"
-        unsettled = "" if self.guest_settled != "no" else "; pciehp had NOT settled"
-        return f"{what}{unsettled}: {regs}"
-
-
-class LinuxAction(GuestAction):
-    """Boot the Linux guest and let its pciehp act on the slot (patchcheck.scenario.Action).
+class LinuxAction(Action):
+    """Boot the Linux guest and let its drivers act on the device (a scenarios.base.Action).
 
     Per source QEMU: `qemu_args(rundir, role)` for both QEMUs (same arguments apart from
     the console file), `perform(monitor)` on the paused source, `verify_destination(...)`
-    once the destination runs; `again(monitor)` before each further migration of the same
+    once the destination runs; `again(machine)` before each further migration of the same
     source (patchcheck.migrate.run_cases). One instance per source (it remembers the
-    console paths and the readiness).
+    console paths and the readiness). A scenario subclasses it for what it reads of the
+    device before the guest runs (`before`) and once the guest is ready (`after`).
     """
 
     name = "linux"
+    shares_source = True
 
-    def __init__(self, image: GuestImage, root_port_id: str = ROOT_PORT_ID, *,
-                 ready_timeout: float = READY_TIMEOUT, poll: float = 0.05) -> None:
-        super().__init__(root_port_id)
+    def __init__(self, image: GuestImage, *, ready_timeout: float = READY_TIMEOUT,
+                 poll: float = 0.05) -> None:
         self.image = image
         self.ready_timeout = ready_timeout
         self.poll = poll
         self.consoles: dict[str, Path] = {}
         self.readiness: Readiness | None = None
-        self.initial: SlotState | None = None  # the slot before the guest ran
         self.source_heartbeat = 0  # last one on the source console when verifying
         self.destination_heartbeat = 0  # first one on the destination console
 
-    @property
-    def powers_off_slot(self) -> bool:
-        return True
+    # Hooks of the scenario, with the defaults of one that reads nothing.
+    def before(self, monitor: Monitor) -> None:
+        """On the paused source, before the guest runs."""
+
+    def after(self, monitor: Monitor, ready: Readiness) -> GuestState | None:
+        """With the guest ready (and stopped for the moment): what it did to the device."""
+        return None
 
     def qemu_args(self, rundir: Path, role: str) -> list[str]:
         console = console_path(rundir, role)
@@ -413,48 +383,46 @@ class LinuxAction(GuestAction):
         return ["-kernel", str(self.image.boot_kernel), "-initrd", str(self.image.initrd),
                 "-append", KERNEL_APPEND, "-serial", f"file:{console}"]
 
-    def perform(self, monitor: Monitor) -> GuestSlotState:
-        """On the paused source: note the slot, run the guest until it is ready (pciehp has
-        settled), then read the slot registers with the guest stopped for that moment."""
+    def replay_note(self) -> str:
+        return ("# in the source monitor: `cont`, wait for PATCHCHECK-READY in "
+                "/tmp/pc/source-console.log, then migrate")
+
+    def perform(self, monitor: Monitor) -> GuestState | None:
+        """On the paused source: `before`, run the guest until it is ready (its drivers have
+        settled), then `after` with the guest stopped for that moment."""
         console = self.consoles.get("source")
         if console is None:
             raise GuestError("LinuxAction: qemu_args(rundir, 'source') was not used for the source")
-        self.initial = read_slot_state(monitor, self.root_port_id)
+        self.before(monitor)
         monitor.qmp("cont")
         self.readiness = self.wait_ready(monitor, console)
-        return self._slot_state(monitor, self.readiness)
+        return self._after(monitor, self.readiness)
 
-    def again(self, monitor: Monitor) -> GuestSlotState:
+    def again(self, machine: Machine) -> GuestState | None:
         """The source after an earlier migration of the same guest: let it run again
         (after a completed migration it waits in `postmigrate`), wait for a heartbeat newer
-        than the last one (the guest runs on), and read the slot with the guest stopped."""
-        if self.readiness is None or self.initial is None:
+        than the last one (the guest runs on), and read the device with the guest stopped."""
+        if self.readiness is None:
             raise GuestError("LinuxAction.again: the guest has not been booted (perform)")
         console = self.consoles["source"]
         beats = heartbeats(read_console(console))
         last = beats[-1] if beats else 0
-        if str((monitor.qmp("query-status") or {}).get("status", "")) != "running":
-            monitor.qmp("cont")
+        if str((machine.qmp("query-status") or {}).get("status", "")) != "running":
+            machine.qmp("cont")
         deadline = time.monotonic() + self.ready_timeout
         while not [b for b in heartbeats(read_console(console)) if b > last]:
             if time.monotonic() > deadline:
                 raise GuestError(f"source guest printed no heartbeat after {last} within "
                                  f"{self.ready_timeout:g} s when resumed for another migration")
             time.sleep(self.poll)
-        return self._slot_state(monitor, self.readiness)
+        return self._after(machine, self.readiness)
 
-    def _slot_state(self, monitor: Monitor, ready: Readiness) -> GuestSlotState:
-        assert self.initial is not None
-        monitor.qmp("stop")  # the 0xcf8/0xcfc pair is not atomic: read while the guest is stopped
+    def _after(self, monitor: Monitor, ready: Readiness) -> GuestState | None:
+        monitor.qmp("stop")  # config access is not atomic: read while the guest is stopped
         try:
-            state = read_slot_state(monitor, self.root_port_id)
+            return self.after(monitor, ready)
         finally:
             monitor.qmp("cont")  # migrate a running guest, as in the report
-        return GuestSlotState(
-            state.cap_offset, state.slot_control, state.slot_status,
-            initial_control=self.initial.slot_control, initial_status=self.initial.slot_status,
-            guest_pciehp="bound" if ready.pciehp else "not bound",
-            guest_settled="yes" if ready.settled else "no", guest_ready_s=ready.uptime)
 
     def wait_ready(self, monitor: Monitor, console: Path) -> Readiness:
         deadline = time.monotonic() + self.ready_timeout
@@ -478,7 +446,7 @@ class LinuxAction(GuestAction):
                                  f"(console: {tail(read_console(console)) or 'empty'})")
             time.sleep(self.poll)
 
-    def verify_destination(self, dst: Any, rundir: Path, timeout: float) -> str | None:
+    def verify_destination(self, machine: Machine, rundir: Path, timeout: float) -> str | None:
         """After the destination runs (after `cont`): None if its console shows a heartbeat
         (the guest survived the migration), else why not."""
         src_beats = heartbeats(read_console(self.consoles.get("source",
@@ -491,13 +459,13 @@ class LinuxAction(GuestAction):
             if beats:
                 self.destination_heartbeat = beats[0]
                 return None
-            if not dst.running():
+            if not machine.running():
                 return "destination QEMU exited before the guest printed a heartbeat"
             if time.monotonic() > deadline:
                 return (f"no heartbeat on the destination console within {timeout:g} s after "
                         f"migration (last on the source: {self.source_heartbeat}; destination "
                         f"console: {tail(read_console(console)) or 'empty'}; "
-                        f"{guest_cpu_state(dst)})")
+                        f"{guest_cpu_state(machine)})")
             time.sleep(self.poll)
 
     def console_logs(self) -> dict[str, Path]:
@@ -534,7 +502,7 @@ def ram_mib(requested: int) -> int:
 
 
 __all__ = [
-    "GuestError", "GuestImage", "GuestSlot", "GuestSlotState", "LinuxAction", "Readiness",
+    "GuestError", "GuestImage", "GuestSlot", "LinuxAction", "Readiness",
     "KERNEL_APPEND", "MIN_RAM_MIB", "console_path", "ensure_image", "guests_dir",
     "heartbeats", "image_key", "parse_ready", "ram_mib",
 ]

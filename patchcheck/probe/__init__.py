@@ -132,18 +132,17 @@ def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[st
 def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
               machines: Sequence[str] = (), log: Log = print, *, run_id: str = "",
               outdir: Path | None = None, jobs: int | None = None,
-              scenario_name: str = "pds", scratch: Path | None = None) -> ProbeRun:
+              scenario_name: str = "", scratch: Path | None = None) -> ProbeRun:
     """Probe built QEMUs; no files written except vmstate dumps under `outdir/vmstate`."""
-    from .. import scenario as scenario_mod
-    from ..scenarios.pds import ROOT_PORT_ID
+    from .. import scenarios
 
-    scen = scenario_mod.get(scenario_name)
+    scen = scenarios.get(scenario_name or settings.matrix.scenario or scenarios.DEFAULT)
     m = settings.matrix
     jobs = jobs or m.jobs or 2 * (os.cpu_count() or 1)
     run = ProbeRun(run_id or str(getattr(runtime, "run_id", "")),
                    datetime.now(UTC).isoformat(timespec="seconds"),
                    settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
-                             "scenario": scen.name, "root_port": ROOT_PORT_ID})
+                             "scenario": scen.name, "root_port": scen.probe_device})
     for name, r in records.items():
         run.builds[name] = {"name": name, "source": r.source, "qemu_version": r.qemu_version,
                             "fix": r.fix_state, "fix_applied": str(r.fix.get("applied", "")),
@@ -158,7 +157,7 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
     scratch = scratch or Path(tempfile.mkdtemp(prefix="pcprobe-"))
     hosts = hosts_for(runtime, scratch, settings.cache_dir)
     try:
-        runner = ProbeRunner(hosts, scratch, scen, root_port_id=ROOT_PORT_ID,
+        runner = ProbeRunner(hosts, scratch, scen, root_port_id=scen.probe_device,
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
                              jobs=jobs)
         for name, record in records.items():

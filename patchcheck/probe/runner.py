@@ -55,7 +55,7 @@ from ..pciconf import (
     find_device,
 )
 from ..results import Case
-from ..scenario import Scenario
+from ..scenarios.base import Scenario
 from . import classify
 from .classify import CONTEXT, PROBED, REGISTERS, Op, Register
 from .report import BitResult, BuildProbe, RegisterResult

@@ -80,9 +80,10 @@ def testcase(result: CaseResult, base: Path) -> TestCase:
     for attempt in result.earlier_attempts:
         out.append(f"earlier attempt (the destination's guest did not survive; tried again "
                    f"with a fresh destination): {attempt}")
-    if result.slot:
-        out.append("slot after guest action: " + ", ".join(
-            f"{k}={v:#06x}" if isinstance(v, int) else f"{k}={v}" for k, v in result.slot.items()))
+    if result.guest_state:
+        out.append("guest state after the action: " + ", ".join(
+            f"{k}={v:#06x}" if isinstance(v, int) else f"{k}={v}"
+            for k, v in result.guest_state.items()))
     for role in ("source", "destination"):
         tail = _tail(base / logs[role]) if role in logs else ""
         if tail:

@@ -98,7 +98,7 @@ def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime
     from patchcheck.outcome import Observed
     from patchcheck.results import Case
     from patchcheck.runtime import Mount
-    from patchcheck.scenario import get
+    from patchcheck.scenarios import get
 
     none = builds["7.2-none"]
     text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()

@@ -30,20 +30,18 @@ import pytest
 from patchcheck import accel
 from patchcheck.build import BuildRecord
 from patchcheck.config import Settings
-from patchcheck.guests.linux import (
-    GuestImage,
-    GuestSlotState,
-    LinuxAction,
-    ensure_image,
-    heartbeats,
-    read_console,
-)
+from patchcheck.guests.linux import GuestImage, ensure_image, heartbeats, read_console
 from patchcheck.machine import Machine, MachineError
 from patchcheck.migrate import Hosts
+from patchcheck.results import Side
 from patchcheck.runtime import DockerRuntime, Mount
 from patchcheck.scenarios import pds
+from patchcheck.scenarios.pds.linux import GuestSlotState
+from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction
 
 from .conftest import Builds
+
+WITHOUT = Side("b", "7.2.22", "none", "unchanged", False, "/qemu")  # a build without the fix
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +155,7 @@ def test_q35_60_unpatched_to_unpatched_fails_after_the_guest_powered_the_slot_of
     assert slot.powered_off and not slot.presence_detected and slot.slot_status == 0
     assert slot.powered_off_by_guest, slot.summary()
     assert "pciehp: Slot(0): No device found" in outcome.logs["source-console.log"]
-    assert pds.SCENARIO.expected_to_fail("pc-q35-6.0", False, (), outcome.action)
+    assert pds.SCENARIO.expected_to_fail("pc-q35-6.0", WITHOUT, WITHOUT, (), outcome.action)
 
 
 def test_q35_60_unpatched_to_v2_passes_and_the_guest_keeps_running(
@@ -182,7 +180,7 @@ def test_q35_72_passes_without_pciehp(hosts: tuple[Hosts, Path], guest: GuestIma
     assert outcome.survived is None
     # ACPI hotplug (>= 6.1): the OS gets no native hotplug, pciehp leaves the slot alone.
     assert outcome.slot.guest_pciehp == "not bound" and not outcome.slot.presence_detected
-    assert not pds.SCENARIO.expected_to_fail("pc-q35-7.2", False, (), outcome.action)
+    assert not pds.SCENARIO.expected_to_fail("pc-q35-7.2", WITHOUT, WITHOUT, (), outcome.action)
 
 
 def test_guest_image_is_cached_and_tiny(runtime: DockerRuntime, settings: Settings,
@@ -273,7 +271,7 @@ def test_one_booted_source_migrates_to_each_destination_in_turn(
     assert [r.expected for r in results] == [r.observed for r in results]
     assert EXACT_ERROR in results[0].destination_error and EXACT_ERROR in results[2].destination_error
     assert [r.source_migration for r in results] == [1, 2, 3]
-    slots = [r.slot for r in results]
+    slots = [r.guest_state for r in results]
     assert slots[0] == slots[1] == slots[2] and slots[0]["slot_status"] == 0
     console = Path(results[1].logs["destination-console"]).read_text()
     assert heartbeats(console) and "PATCHCHECK-READY" not in console  # the guest ran on

@@ -28,9 +28,9 @@ from patchcheck.migrate import Hosts, base_args
 from patchcheck.pciconf import PCI_CAP_ID_EXP, PciAddress, PciConfig, find_capability, find_device
 from patchcheck.results import Case
 from patchcheck.runtime import DockerRuntime, Mount
-from patchcheck.scenarios.pds import (
+from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.slot import (
     ROOT_PORT_ID,
-    SCENARIO,
     XHCI_ID,
     SyntheticAction,
     expected_destination_error,

@@ -23,7 +23,7 @@ from patchcheck.outcome import Observed
 from patchcheck.results import Case
 from patchcheck.run import MatrixOptions, run_matrix
 from patchcheck.runtime import LABEL_RUN, Mount
-from patchcheck.scenario import get
+from patchcheck.scenarios import get
 
 from .conftest import PROJECT, invoke
 

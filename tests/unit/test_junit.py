@@ -45,7 +45,7 @@ def run(tmp_path: Path, make_result: MakeResult) -> RunResults:
         # passed, as expected
         make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed", seconds=0.4,
                     source_status="completed", destination_status="running",
-                    slot={"sltsta": 0x40, "sltctl": 0x7c0}, reproduce="qemu-system-x86_64 ..."),
+                    guest_state={"sltsta": 0x40, "sltctl": 0x7c0}, reproduce="qemu-system-x86_64 ..."),
         # failed, as expected: the bug reproduces
         make_result("pc-q35-6.0", "7.2-none", "7.2-none", "failed", "failed", seconds=0.3,
                     destination_error=DEST_ERROR, source_status="completed",
@@ -153,7 +153,7 @@ def test_junit_system_out(run: RunResults, tmp_path: Path) -> None:
     assert "<escape & markup>" in out  # escaped in the file, intact after parsing
 
     passed = outs[("migration.pc-q35-6.0", "7.2-none->7.2-v2[synthetic]")]
-    assert "slot after guest action: sltsta=0x0040, sltctl=0x07c0" in passed
+    assert "guest state after the action: sltsta=0x0040, sltctl=0x07c0" in passed
     assert "status completed" in passed and "status running" in passed
     assert "[[ATTACHMENT|" not in passed  # no logs, no attachments
     for text in outs.values():

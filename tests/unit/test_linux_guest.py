@@ -29,8 +29,6 @@ from patchcheck.guests.linux import (
     GuestError,
     GuestImage,
     GuestSlot,
-    GuestSlotState,
-    LinuxAction,
     Readiness,
     console_path,
     ensure_image,
@@ -38,10 +36,18 @@ from patchcheck.guests.linux import (
     image_key,
     parse_ready,
 )
-from patchcheck.scenario import Action
+from patchcheck.results import Side
+from patchcheck.scenarios.base import Action
 from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.linux import GuestSlotState
+from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction
 
 from .test_pds_model import ROOT_PORT_Q35_60, SLTSTA_W1C, FakeMonitor
+
+
+def _side(has_fix: bool) -> Side:
+    return Side("b", "7.2.0", "v2" if has_fix else "none", "", has_fix, "/qemu")
+
 
 # A source console as the guest printed it on pc-q35-6.0 (QEMU 7.2, TCG), trimmed.
 CONSOLE_Q35_60 = """\
@@ -222,8 +228,8 @@ def test_linux_action_is_an_action_and_gives_qemu_args(tmp_path: Path) -> None:
                                       "destination": rundir / "destination-console.log"}
     # The model: same as synthetic.
     for machine, fails in (("pc-q35-6.0", True), ("pc-q35-6.1", False), ("pc-q35-7.2", False)):
-        assert SCENARIO.expected_to_fail(machine, False, (), action) is fails
-        assert not SCENARIO.expected_to_fail(machine, True, (), action)
+        assert SCENARIO.expected_to_fail(machine, _side(False), _side(False), (), action) is fails
+        assert not SCENARIO.expected_to_fail(machine, _side(False), _side(True), (), action)
     assert image.mount().source == image.mount().target == str(tmp_path / "guests")
     assert image.mount().read_only
 

@@ -10,6 +10,7 @@ import pytest
 from patchcheck import matrix
 from patchcheck.errors import UsageError
 from patchcheck.results import Case
+from patchcheck.scenarios.pds import SCENARIO
 
 Q35_72 = [f"pc-q35-{v}" for v in ("4.0", "4.0.1", "4.1", "4.2", "5.0", "5.1", "5.2", "6.0",
                                    "6.1", "6.2", "7.0", "7.1", "7.2")]
@@ -160,14 +161,15 @@ def test_pairs_errors(selector: str, message: str) -> None:
     ([], []),
 ])
 def test_boundary(machines: list[str], expected: list[str]) -> None:
-    assert names(matrix.boundary(machines)) == expected
+    assert names(SCENARIO.boundary(machines)) == expected
 
 
 def test_machines_for() -> None:
     sel = matrix.order(Q35_72)
     assert matrix.machines_for("all", sel) == sel
     assert names(matrix.machines_for("newest", sel)) == ["7.2"]
-    assert names(matrix.machines_for("boundary", sel)) == ["6.0", "6.1", "7.2"]
+    assert names(matrix.machines_for("boundary", sel, SCENARIO.boundary)) == ["6.0", "6.1", "7.2"]
+    assert names(matrix.machines_for("boundary", sel)) == ["7.2"]  # a scenario without turns
     assert names(matrix.machines_for("6.0,pc-q35-7.2,9.2", sel)) == ["6.0", "7.2"]
 
 
@@ -175,7 +177,8 @@ MACHINES = {"7.2-none": Q35_72, "7.2-v2": Q35_72, "10.0-none": Q35_100}
 
 
 def test_cases_counts_and_order() -> None:
-    got = matrix.cases(MACHINES, BUILDS, ["all"], {"synthetic": "all", "none": "boundary"})
+    got = matrix.cases(MACHINES, BUILDS, ["all"], {"synthetic": "all", "none": "boundary"},
+                       boundary=SCENARIO.boundary)
     # 8 pairs share the 13 types of 7.2 (13 synthetic + 3 boundary cases each);
     # 10.0-none->10.0-none has all 20 types (20 + 3)
     assert len(got) == 8 * (13 + 3) + (20 + 3) == len(set(got))

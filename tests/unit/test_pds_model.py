@@ -17,7 +17,9 @@ from patchcheck.pciconf import (
     find_capability,
     find_device,
 )
-from patchcheck.scenarios.pds import (
+from patchcheck.results import Side
+from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.slot import (
     FORCE_NATIVE_HOTPLUG,
     ROOT_PORT_ID,
     NoAction,
@@ -26,8 +28,6 @@ from patchcheck.scenarios.pds import (
     expected_destination_error,
     expected_to_fail,
     force_native_hotplug_args,
-    make_action,
-    parse_q35_version,
     qemu_args,
 )
 
@@ -199,8 +199,16 @@ def root_port(image: bytes = ROOT_PORT_Q35_60) -> tuple[FakeMonitor, PciConfig]:
         ("xpc-q35-6.0", None),
     ],
 )
-def test_parse_q35_version(name: str, version: tuple[int, ...] | None) -> None:
-    assert parse_q35_version(name) == version
+def test_q35_version_is_parsed_once_for_every_module(name: str, version: tuple[int, ...] | None
+                                                    ) -> None:
+    from patchcheck.errors import UsageError
+    from patchcheck.matrix import q35_version
+
+    if version is None:
+        with pytest.raises(UsageError):
+            q35_version(name)
+    else:
+        assert q35_version(name) == version
 
 
 @pytest.mark.parametrize(
@@ -253,12 +261,14 @@ def test_force_native_hotplug_and_error_text() -> None:
 
 
 def test_actions_by_name() -> None:
-    synthetic, none = make_action("synthetic"), make_action("none")
+    from patchcheck.errors import UsageError
+
+    synthetic, none = SCENARIO.action("synthetic"), SCENARIO.action("none")
     assert isinstance(synthetic, SyntheticAction) and synthetic.powers_off_slot is True
     assert isinstance(none, NoAction) and none.powers_off_slot is False
     assert (synthetic.name, none.name) == ("synthetic", "none")
-    with pytest.raises(ValueError, match="unknown guest action"):
-        make_action("reboot")
+    with pytest.raises(UsageError, match="unknown guest action 'reboot' for scenario pds"):
+        SCENARIO.action("reboot")
 
 
 # --- PciAddress / PciConfig -----------------------------------------------------------------
@@ -440,7 +450,7 @@ qemu-system-x86_64: load of migration failed: Invalid argument
 
 def test_scenario_object() -> None:
     from patchcheck.errors import UsageError
-    from patchcheck.scenario import get
+    from patchcheck.scenarios import get
 
     scenario = get("pds")
     assert scenario.name == "pds"
@@ -449,11 +459,16 @@ def test_scenario_object() -> None:
     with pytest.raises(UsageError):
         scenario.action("bogus")
     forced = ("ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",)
-    assert scenario.expected_to_fail("pc-q35-7.2", False, forced, synthetic) is True
-    assert scenario.expected_to_fail("pc-q35-7.2", False, (), synthetic) is False
-    assert scenario.expected_to_fail("pc-q35-6.0", False, (), synthetic) is True
-    assert scenario.expected_to_fail("pc-q35-6.0", True, (), synthetic) is False
-    assert scenario.expected_to_fail("pc-q35-6.0", False, (), none) is False
+    def side(has_fix: bool) -> Side:
+        return Side("b", "7.2.0", "v2" if has_fix else "none", "", has_fix, "/qemu")
+    without, with_fix = side(False), side(True)
+    assert scenario.expected_to_fail("pc-q35-7.2", with_fix, without, forced, synthetic) is True
+    assert scenario.expected_to_fail("pc-q35-7.2", without, without, (), synthetic) is False
+    assert scenario.expected_to_fail("pc-q35-6.0", with_fix, without, (), synthetic) is True
+    assert scenario.expected_to_fail("pc-q35-6.0", without, with_fix, (), synthetic) is False
+    assert scenario.expected_to_fail("pc-q35-6.0", without, without, (), none) is False
+    assert [m[7:] for m in scenario.boundary(["pc-q35-5.2", "pc-q35-6.0", "pc-q35-6.1",
+                                              "pc-q35-7.2"])] == ["6.0", "6.1", "7.2"]
 
     lines = scenario.error_lines("qemu-system-x86_64: warning: unrelated\n" + DESTINATION_LOG)
     assert len(lines) == 5 and "i=0x6e read: 0 device: 40" in lines[0]

@@ -30,7 +30,7 @@ from patchcheck.probe import (
 from patchcheck.probe import classify as c
 from patchcheck.probe.classify import Behaviour, Change, Op, Status
 from patchcheck.probe.runner import Experiment, assemble, experiments, run_experiment
-from patchcheck.scenarios.pds import ROOT_PORT_ID, XHCI_ID
+from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, XHCI_ID
 
 XSD = Path(__file__).resolve().parents[1] / "fixtures" / "junit-10.xsd"
 

@@ -1,4 +1,4 @@
-"""The PCIe "Presence Detect State" (PDS) live-migration reproducer, as data and guest actions.
+"""The PDS reproducer's topology, slot registers and guest actions.
 
 A pcie-root-port whose only child (an xHCI) sits at device 0x12 of the secondary bus: slot
 device 0 is empty. On q35 <= 6.0 (native PCIe hotplug on bridges) QEMU sets PDS at cold plug;
@@ -9,12 +9,12 @@ without the fix builds the port with PDS set and rejects the migrated config byt
 
 from __future__ import annotations
 
-import re
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from ..errors import UsageError
-from ..pciconf import (
+from ...errors import UsageError
+from ...matrix import q35_version
+from ...pciconf import (
     PCI_CAP_ID_EXP,
     SLTCTL,
     SLTCTL_PCC,
@@ -29,7 +29,7 @@ from ..pciconf import (
     find_capability,
     find_device,
 )
-from ..scenario import Action
+from ..base import Action, GuestState
 
 ROOT_PORT_ID = "pcie-root-port18"
 XHCI_ID = "nex-usb-xhci0"
@@ -46,8 +46,6 @@ POWER_ON_SLTCTL = SLTCTL_PIC_ON  # 0x0100: power indicator on, power controller 
 POWER_OFF_SLTCTL = SLTCTL_PIC_OFF | SLTCTL_PCC  # 0x0700: indicator off, power off
 ACK_SLTSTA = SLTSTA_PDC | SLTSTA_CC  # 0x0018: W1C ack of the events
 
-_Q35_RE = re.compile(r"pc-q35-(\d+(?:\.\d+)+)")
-
 
 def qemu_args(ram_mib: int) -> list[str]:
     """RAM size and device topology (machine, accel, -nodefaults are the caller's)."""
@@ -60,18 +58,14 @@ def force_native_hotplug_args() -> list[str]:
     return ["-global", FORCE_NATIVE_HOTPLUG]
 
 
-def parse_q35_version(name: str) -> tuple[int, ...] | None:
-    """Version of a pc-q35 machine type: pc-q35-4.0.1 -> (4, 0, 1); others -> None."""
-    match = _Q35_RE.fullmatch(name)
-    return tuple(int(part) for part in match.group(1).split(".")) if match else None
-
-
 def uses_native_hotplug(machine: str, native_hotplug_forced: bool) -> bool:
     """Whether root ports use native PCIe hotplug (and so set PDS at cold plug)."""
     if native_hotplug_forced:
         return True
-    version = parse_q35_version(machine)
-    return version is not None and version[:2] <= LAST_NATIVE_HOTPLUG_Q35
+    try:
+        return q35_version(machine)[:2] <= LAST_NATIVE_HOTPLUG_Q35
+    except UsageError:  # not a pc-q35 type
+        return False
 
 
 def expected_to_fail(
@@ -92,7 +86,7 @@ def expected_destination_error(cap_offset: int) -> str:
 
 
 @dataclass(frozen=True)
-class SlotState:
+class SlotState(GuestState):
     """The root port's Express capability offset and its slot registers."""
 
     cap_offset: int
@@ -111,6 +105,9 @@ class SlotState:
     def slot_status_offset(self) -> int:
         return self.cap_offset + SLTSTA
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def _root_port(monitor: Monitor, qdev_id: str) -> tuple[PciConfig, int]:
     cfg = PciConfig(monitor, find_device(monitor, qdev_id))
@@ -126,32 +123,25 @@ def read_slot_state(monitor: Monitor, qdev_id: str = ROOT_PORT_ID) -> SlotState:
     return _state(*_root_port(monitor, qdev_id))
 
 
-class GuestAction(ABC):
+class GuestAction(Action):
     """What the guest does to the slot; run on the paused source before migrating."""
-
-    name: str
 
     def __init__(self, root_port_id: str = ROOT_PORT_ID) -> None:
         self.root_port_id = root_port_id
 
-    @property
-    @abstractmethod
-    def powers_off_slot(self) -> bool:
-        """Whether the action powers the slot off (the model's `action_powers_off`)."""
+    # The model's input: whether the action powers the slot off (clearing PDS on the source).
+    powers_off_slot: bool = False
 
-    @abstractmethod
     def perform(self, monitor: Monitor) -> SlotState:
         """Do the action; return the slot registers read afterwards."""
+        raise NotImplementedError
 
 
 class SyntheticAction(GuestAction):
     """Replays Linux pciehp on the empty slot: power on, power off, ack the events."""
 
     name = "synthetic"
-
-    @property
-    def powers_off_slot(self) -> bool:
-        return True
+    powers_off_slot = True
 
     def perform(self, monitor: Monitor) -> SlotState:
         cfg, cap = _root_port(monitor, self.root_port_id)
@@ -165,65 +155,10 @@ class NoAction(GuestAction):
     """Leaves the slot alone (the guest never touched it): migration must pass."""
 
     name = "none"
-
-    @property
-    def powers_off_slot(self) -> bool:
-        return False
+    powers_off_slot = False
 
     def perform(self, monitor: Monitor) -> SlotState:
         return read_slot_state(monitor, self.root_port_id)
 
 
-ACTIONS: dict[str, type[GuestAction]] = {cls.name: cls for cls in (SyntheticAction, NoAction)}
-
-
-def make_action(name: str, root_port_id: str = ROOT_PORT_ID) -> GuestAction:
-    try:
-        return ACTIONS[name](root_port_id)
-    except KeyError:
-        known = ", ".join(sorted(ACTIONS))
-        raise ValueError(f"unknown guest action {name!r} (known: {known})") from None
-
-
-# Destination log lines that explain a rejected stream, most specific first.
-_ERROR_MARKERS = (
-    "Bad config data",
-    "Failed to load",
-    "error while loading state",
-    "load of migration failed",
-)
-
-
-def error_lines(log: str) -> list[str]:
-    """The destination's migration-load error lines; else the log's last 5 non-empty lines."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    matched = [line for line in lines if any(marker in line for marker in _ERROR_MARKERS)]
-    return matched or lines[-5:]
-
-
-class PdsScenario:
-    """This module as a patchcheck.scenario.Scenario."""
-
-    name = "pds"
-    force_native_global = FORCE_NATIVE_HOTPLUG
-
-    def qemu_args(self, ram_mib: int) -> list[str]:
-        return qemu_args(ram_mib)
-
-    def action(self, name: str) -> GuestAction:
-        try:
-            return make_action(name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-
-    def expected_to_fail(
-        self, machine: str, dest_has_fix: bool, globals_: tuple[str, ...], action: Action
-    ) -> bool:
-        forced = FORCE_NATIVE_HOTPLUG in globals_
-        return expected_to_fail(machine, dest_has_fix, forced, action.powers_off_slot)
-
-    def error_lines(self, log: str) -> list[str]:
-        return error_lines(log)
-
-
-SCENARIO = PdsScenario()
+ACTIONS: dict[str, type[Action]] = {cls.name: cls for cls in (SyntheticAction, NoAction)}

@@ -1,0 +1,138 @@
+"""The scenario seam: what a bug must say about itself so that generic code can build,
+run and judge it. A scenario is a package under patchcheck/scenarios/ that subclasses
+`Scenario` (and `Action` for its guest actions); generic code asks these questions and
+never names a register, a device or a machine-type boundary.
+
+Required: `name`, `title`, `qemu_args`, `actions`, `expected_to_fail`. Everything else
+has a default that suits a scenario without it (no forcing -global, no probe, no Linux
+guest, no known fixes, generic words).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..guests.linux import GuestImage
+    from ..machine import Machine
+    from ..results import Side
+
+# Destination log lines that explain a rejected migration stream, most specific first.
+LOAD_ERROR_MARKERS = ("Bad config data", "Failed to load", "error while loading state",
+                      "load of migration failed")
+
+
+class Monitor(Protocol):
+    """A QEMU monitor as a guest action uses it (HMP and QMP commands)."""
+
+    def hmp(self, command: str) -> str: ...
+
+    def qmp(self, command: str, **args: object) -> Any: ...
+
+
+class GuestState(ABC):
+    """What a guest action left in the device, read back (recorded with the case)."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for results.json and the JUnit output."""
+
+    def summary(self) -> str:
+        """One line for a deviating case's message ("" when there is nothing to add)."""
+        return ""
+
+
+class Action(ABC):
+    """What the guest does on the paused source before it is migrated."""
+
+    name: str = ""
+
+    @abstractmethod
+    def perform(self, monitor: Monitor) -> GuestState | None:
+        """Do the action on the source (started with -S, monitor connected)."""
+
+    # Optional hooks, with the defaults of an action that needs none of them.
+    shares_source: bool = False  # again() may migrate one source to several destinations
+
+    def again(self, machine: Machine) -> GuestState | None:
+        """Before a further migration of the same source (only if shares_source)."""
+        raise NotImplementedError(f"guest action {self.name} migrates a source only once")
+
+    def qemu_args(self, rundir: Path, role: str) -> list[str]:
+        """Extra QEMU arguments per role ("source", "destination"), e.g. a kernel to boot."""
+        return []
+
+    def verify_destination(self, machine: Machine, rundir: Path, timeout: float) -> str | None:
+        """After a passing migration: a problem of the guest (None: it survived)."""
+        return None
+
+    def console_logs(self) -> dict[str, Path]:
+        """Console logs to keep with the case, by role."""
+        return {}
+
+    def replay_note(self) -> str:
+        """What a person does in the source monitor before migrating, for reproduce.sh."""
+        return "# in the source monitor: the guest action, then the migration"
+
+
+@dataclass(frozen=True)
+class Words:
+    """How reports and `invoke check` talk about the scenario."""
+
+    reproducer: str  # "live migration of a q35 guest whose ... (synthetic guest action)"
+    fix_side: str  # "destination" or "source": which build the fix must be in
+
+
+class Scenario(ABC):
+    name: str = ""
+    title: str = ""  # one line: the bug
+
+    @abstractmethod
+    def qemu_args(self, ram_mib: int) -> list[str]:
+        """RAM and device topology (machine, accel and -nodefaults are the caller's)."""
+
+    @abstractmethod
+    def actions(self) -> Mapping[str, type[Action]]:
+        """The guest actions by name (e.g. synthetic, none)."""
+
+    @abstractmethod
+    def expected_to_fail(self, machine: str, source: Side, destination: Side,
+                         globals_: Sequence[str], action: Action) -> bool:
+        """The model: does this case fail, given both builds' fix state?"""
+
+    # Optional, with defaults.
+    words: Words = Words("live migration", "destination")
+    force_global: str = ""  # a -global that brings the bug to the newest machine type
+    devices: tuple[str, ...] = ()  # Kconfig devices its topology needs beyond the defaults
+    probe_device: str = ""  # the qdev id whose registers the semantics probe examines
+
+    def action(self, name: str) -> Action:
+        try:
+            return self.actions()[name]()
+        except KeyError:
+            known = ", ".join(sorted(self.actions()))
+            raise UsageError(f"unknown guest action '{name}' for scenario {self.name} "
+                             f"(known: {known})") from None
+
+    def error_lines(self, log: str) -> list[str]:
+        """The destination's migration-load error lines; else the log's last 5 lines."""
+        lines = [line.strip() for line in log.splitlines() if line.strip()]
+        matched = [ln for ln in lines if any(m in ln for m in LOAD_ERROR_MARKERS)]
+        return matched or lines[-5:]
+
+    linux_guest: bool = False  # it has a real Linux guest action (`--guest linux`)
+
+    def linux_action(self, image: GuestImage, ready_timeout: float) -> Action:
+        """The real Linux guest on this scenario's topology (when `linux_guest`)."""
+        raise UsageError(f"scenario {self.name} has no Linux guest action")
+
+    def boundary(self, machines: Sequence[str]) -> list[str]:
+        """The machine types where the behaviour turns (the `boundary` selector): by
+        default the newest."""
+        return list(machines[-1:])

@@ -1,0 +1,66 @@
+"""The PCIe "Presence Detect State" (PDS) live-migration bug (docs/scenario-pds.md).
+
+A pcie-root-port whose only child (an xHCI) sits at device 0x12 of the secondary bus: slot
+device 0 is empty. On q35 <= 6.0 (native PCIe hotplug on bridges) QEMU sets PDS at cold plug;
+a guest that powers the slot off makes QEMU unplug the children and clear PDS. A destination
+without the fix builds the port with PDS set and rejects the migrated config byte
+(``Bad config data: i=0x6e read: 0 device: 40``). Only the destination needs the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from ...matrix import q35_version
+from ..base import Action, Scenario, Words
+from .linux import PdsLinuxAction
+from .slot import (
+    ACTIONS,
+    FORCE_NATIVE_HOTPLUG,
+    LAST_NATIVE_HOTPLUG_Q35,
+    ROOT_PORT_ID,
+    GuestAction,
+    expected_to_fail,
+    qemu_args,
+)
+
+if TYPE_CHECKING:
+    from ...guests.linux import GuestImage
+    from ...results import Side
+
+
+class PdsScenario(Scenario):
+    name = "pds"
+    title = "PCIe slot Presence Detect State vs. live migration (hw/pci/pcie.c)"
+    words = Words(reproducer="live migration of a q35 guest with an empty pcie-root-port slot "
+                             "that the guest powered off", fix_side="destination")
+    force_global = FORCE_NATIVE_HOTPLUG
+    devices = ("CONFIG_Q35=y", "CONFIG_PCIE_PORT=y", "CONFIG_USB_XHCI_NEC=y")
+    probe_device = ROOT_PORT_ID
+
+    def qemu_args(self, ram_mib: int) -> list[str]:
+        return qemu_args(ram_mib)
+
+    def actions(self) -> Mapping[str, type[Action]]:
+        return ACTIONS
+
+    def expected_to_fail(self, machine: str, source: Side, destination: Side,
+                         globals_: Sequence[str], action: Action) -> bool:
+        powers_off = isinstance(action, GuestAction | PdsLinuxAction) and action.powers_off_slot
+        return expected_to_fail(machine, destination.has_fix, FORCE_NATIVE_HOTPLUG in globals_,
+                                powers_off)
+
+    linux_guest = True
+
+    def linux_action(self, image: GuestImage, ready_timeout: float) -> Action:
+        return PdsLinuxAction(image, ready_timeout=ready_timeout)
+
+    def boundary(self, machines: Sequence[str]) -> list[str]:
+        """Newest type with native hotplug (<= 6.0), oldest without, and the newest."""
+        old = [m for m in machines if q35_version(m)[:2] <= LAST_NATIVE_HOTPLUG_Q35]
+        new = [m for m in machines if q35_version(m)[:2] > LAST_NATIVE_HOTPLUG_Q35]
+        return list(dict.fromkeys([*old[-1:], *new[:1], *machines[-1:]]))
+
+
+SCENARIO = PdsScenario()
