@@ -36,7 +36,8 @@ from .outcome import (
     EXIT_OK,
 )
 from .probe import report as probe_report
-from .probe.classify import REGISTERS, SPEC, BitChange
+from .probe.classify import BitChange
+from .probe.registers import RegisterSet
 from .probe.report import PairResult, ProbeRun
 from .results import RunResults
 from .verdict import Verdict, judge
@@ -122,12 +123,20 @@ def semantics_of(run: ProbeRun | None) -> Semantics:
     incompatible = tuple(f"vmstate of {v.with_fix} on {v.machine}: {len(v.incompatible)} "
                          f"difference(s) from {v.without} that break a migration direction"
                          for v in run.vmstate if v.incompatible)
-    return Semantics(ran=bool(run.pairs or run.all_errors), violations=_violations(run.introduced),
+    return Semantics(ran=bool(run.pairs or run.all_errors),
+                     violations=_violations(run.introduced, _registers(run)),
                      incompatible=incompatible, errors=tuple(run.all_errors),
                      summary=probe_report.verdict(run))
 
 
-def _violations(introduced: Sequence[tuple[PairResult, BitChange]]) -> tuple[Violation, ...]:
+def _registers(run: ProbeRun) -> RegisterSet | None:
+    from . import scenarios
+
+    return scenarios.get(str(run.settings.get("scenario", ""))).probe
+
+
+def _violations(introduced: Sequence[tuple[PairResult, BitChange]],
+                registers: RegisterSet | None) -> tuple[Violation, ...]:
     """One Violation per (with-fix build, bit, change), with every machine type it is seen on."""
     seen: dict[tuple[str, str, int, str, str], tuple[BitChange, list[str]]] = {}
     for pair, c in introduced:
@@ -135,8 +144,8 @@ def _violations(introduced: Sequence[tuple[PairResult, BitChange]]) -> tuple[Vio
         seen.setdefault(key, (c, []))[1].append(pair.machine)
     found = []
     for (build, *_), (c, machines) in seen.items():
-        spec = SPEC.get(c.key)
-        found.append(Violation(REGISTERS[c.register].title, c.bit, c.name, c.without, c.with_fix,
+        spec = registers.spec.get(c.key) if registers else None
+        found.append(Violation(c.title or c.register, c.bit, c.name, c.without, c.with_fix,
                                c.spec, spec.clause if spec else "", build, tuple(machines)))
     return tuple(found)
 

@@ -5,7 +5,7 @@ selects bus/device/function and the dword; the data is then read or written at p
 0xcfc + (offset & 3) with the access size. From the monitor that is the HMP commands
 
     o /w 0xcf8 0x8000906c       # select 00:12.0, dword 0x6c
-    o /h 0xcfe 0x0018           # 16-bit write to offset 0x6e
+    o /h 0xcfe 0x0018           # 16-bit write to offset 0x6c + 2
     i /h 0xcfe                  # -> "portw[0x0cfe] = 0x0018"
 
 (HMP sizes: b = 8, h = 16, w = 32 bit). The address/data pair is not atomic: use it
@@ -29,56 +29,6 @@ PCI_STATUS = 0x06
 PCI_STATUS_CAP_LIST = 0x10
 PCI_CAPABILITY_LIST = 0x34
 PCI_CAP_ID_EXP = 0x10  # PCI Express capability
-
-# PCI Express capability registers, as offsets from the capability's start.
-EXP_FLAGS = 0x02
-EXP_FLAGS_SLOT = 0x0100  # Slot Implemented
-DEVCAP = 0x04
-DEVCTL = 0x08
-DEVSTA = 0x0A
-LNKCAP = 0x0C
-LNKCTL = 0x10
-LNKSTA = 0x12
-SLTCAP = 0x14
-SLTCTL = 0x18
-SLTSTA = 0x1A
-
-# Slot Capabilities bits.
-SLTCAP_ABP = 0x0001  # Attention Button Present
-SLTCAP_PCP = 0x0002  # Power Controller Present
-SLTCAP_MRLSP = 0x0004  # MRL Sensor Present
-SLTCAP_AIP = 0x0008  # Attention Indicator Present
-SLTCAP_PIP = 0x0010  # Power Indicator Present
-SLTCAP_HPS = 0x0020  # Hot-Plug Surprise
-SLTCAP_HPC = 0x0040  # Hot-Plug Capable
-
-# Slot Control bits.
-SLTCTL_ABPE = 0x0001
-SLTCTL_PFDE = 0x0002
-SLTCTL_MRLSCE = 0x0004
-SLTCTL_PDCE = 0x0008
-SLTCTL_CCIE = 0x0010
-SLTCTL_HPIE = 0x0020
-SLTCTL_AIC = 0x00C0  # Attention Indicator Control (2 bits)
-SLTCTL_AIC_OFF = 0x00C0
-SLTCTL_PIC = 0x0300  # Power Indicator Control (2 bits)
-SLTCTL_PIC_ON = 0x0100
-SLTCTL_PIC_BLINK = 0x0200
-SLTCTL_PIC_OFF = 0x0300
-SLTCTL_PCC = 0x0400  # Power Controller Control: 1 = power off
-SLTCTL_EIC = 0x0800
-SLTCTL_DLLSCE = 0x1000
-
-# Slot Status bits.
-SLTSTA_ABP = 0x0001  # Attention Button Pressed (W1C)
-SLTSTA_PFD = 0x0002  # Power Fault Detected (W1C)
-SLTSTA_MRLSC = 0x0004  # MRL Sensor Changed (W1C)
-SLTSTA_PDC = 0x0008  # Presence Detect Changed (W1C)
-SLTSTA_CC = 0x0010  # Command Completed (W1C)
-SLTSTA_MRLSS = 0x0020  # MRL Sensor State (RO)
-SLTSTA_PDS = 0x0040  # Presence Detect State (RO)
-SLTSTA_EIS = 0x0080  # Electromechanical Interlock Status (RO)
-SLTSTA_DLLSC = 0x0100  # Data Link Layer State Changed (W1C)
 
 _HMP_SIZE = {1: "b", 2: "h", 4: "w"}
 # HMP "i" prints e.g. "portw[0x0cfe] = 0x0040": b/w/l for 8/16/32 bit.

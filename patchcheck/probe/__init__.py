@@ -1,15 +1,16 @@
-"""Register-semantics probe: does a fix change what the guest sees in the root port's
-PCI Express registers, and does it break the specification?
+"""Register-semantics probe: does a fix change what the guest sees in a device's registers,
+and does it break the specification?
 
-Migration passing is not enough: the first version of the PDS fix (v1) makes the
-read-only Presence Detect State bit guest-clearable. For every tree with a build without
-the fix and builds with it, on each q35 machine type of interest, the probe
+Migration passing is not enough: a fix can make a read-only bit guest-clearable and still
+migrate. The scenario says which registers of which device (its RegisterSet, registers.py).
+For every tree with a build without the fix and builds with it, on each machine type of
+interest (the scenario's, or a filter), the probe
 
-1. classifies every bit of Link Control, Link Status, Slot Capabilities, Slot Control
-   and Slot Status (RO, RW, RW1C, value after reset) by writing it on a fresh paused QEMU
-   and reading it back through port-I/O configuration access (runner.py, classify.py);
+1. classifies every bit of those registers (RO, RW, RW1C, value after reset) by writing it
+   on a fresh paused QEMU and reading it back through port-I/O configuration access
+   (runner.py, classify.py);
 2. compares the without-fix and with-fix builds bit by bit (classify.compare);
-3. holds every observation against the PCIe specification's attribute (classify.SPEC):
+3. holds every observation against the specification's attribute (the RegisterSet's spec):
    a violation the fix introduces is a failure, one QEMU has anyway is only reported;
 4. compares the builds' `-dump-vmstate` output (vmstate.py).
 
@@ -31,22 +32,17 @@ from typing import Any
 from ..build import BuildRecord
 from ..config import Settings
 from ..errors import BuildFailed, PatchcheckError, UsageError
-from ..matrix import check_filter, order, q35_version, select
+from ..matrix import check_filter, order, select
 from ..paths import run_dir
 from . import report, vmstate
 from .report import ProbeRun, compare_probes, html_section, junit_suite, markdown, text_summary
 from .runner import ProbeRunner, hosts_for
 
 __all__ = ["probe_command", "run_probe", "matrix_semantics", "check_builds", "ProbeRun",
-           "junit_suite", "markdown", "html_section", "text_summary", "default_machines",
+           "junit_suite", "markdown", "html_section", "text_summary",
            "pairs_of"]
 
 Log = Callable[[str], None]
-
-# The newest q35 type whose compat properties select native PCIe hotplug (PDS set at cold
-# plug: the bit the PDS fixes touch is 1 and so testable), and the newest type.
-_NATIVE_HOTPLUG_LAST = (6, 0)
-
 
 def check_builds(settings: Settings, names: Sequence[str], machines: Sequence[str] = ()
                  ) -> list[str]:
@@ -70,13 +66,6 @@ def check_builds(settings: Settings, names: Sequence[str], machines: Sequence[st
         if baseline and baseline not in out:
             out.append(baseline)
     return out
-
-
-def default_machines(available: Sequence[str]) -> list[str]:
-    """Newest type with native PCIe hotplug (<= 6.0) and the newest type."""
-    ordered = order(available)
-    native = [m for m in ordered if q35_version(m)[:2] <= _NATIVE_HOTPLUG_LAST]
-    return order({*native[-1:], *ordered[-1:]})
 
 
 def _trees(records: Mapping[str, BuildRecord]) -> dict[str, list[BuildRecord]]:
@@ -106,8 +95,8 @@ def pairs_of(records: Mapping[str, BuildRecord]) -> tuple[list[tuple[str, str]],
     return pairs, notes
 
 
-def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[str]
-                       ) -> dict[str, list[str]]:
+def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[str],
+                       default: Callable[[Sequence[str]], list[str]]) -> dict[str, list[str]]:
     """Machine types to probe, per build: the filter (or the defaults) applied to the types
     every build of its tree knows, so that the builds of a pair are probed on the same."""
     out: dict[str, list[str]] = {}
@@ -118,7 +107,7 @@ def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[st
             common &= set(record.machines)
         try:
             chosen = select(sorted(common), ",".join(machines)) if machines else \
-                default_machines(sorted(common))
+                default(order(common))
         except UsageError as exc:
             chosen = []
             misses.append(f"{group[0].source}: {exc}")
@@ -136,20 +125,23 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
     """Probe built QEMUs; no files written except vmstate dumps under `outdir/vmstate`."""
     from .. import scenarios
 
-    scen = scenarios.get(scenario_name or settings.matrix.scenario or scenarios.DEFAULT)
+    scen = scenarios.get(scenario_name or settings.matrix.scenario)
+    registers = scen.probe
+    if registers is None:
+        raise UsageError(f"scenario {scen.name} has no register-semantics probe")
     m = settings.matrix
     jobs = jobs or m.jobs or 2 * (os.cpu_count() or 1)
     run = ProbeRun(run_id or str(getattr(runtime, "run_id", "")),
                    datetime.now(UTC).isoformat(timespec="seconds"),
                    settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
-                             "scenario": scen.name, "root_port": scen.probe_device})
+                             "scenario": scen.name, "device": registers.device})
     for name, r in records.items():
         run.builds[name] = {"name": name, "source": r.source, "qemu_version": r.qemu_version,
                             "fix": r.fix_state, "fix_applied": str(r.fix.get("applied", "")),
                             "has_fix": r.has_fix, "binary": r.binary,
                             "binary_sha256": r.binary_sha256}
     started = time.monotonic()
-    per_build = machines_per_build(records, machines)
+    per_build = machines_per_build(records, machines, registers.machines)
     run.machines = {name: ms for name, ms in per_build.items()}
     pairs, run.unpaired = pairs_of(records)
     # sockets and dumps; short: unix socket paths. Removed at the end, and by the caller that
@@ -157,7 +149,7 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
     scratch = scratch or Path(tempfile.mkdtemp(prefix="pcprobe-"))
     hosts = hosts_for(runtime, scratch, settings.cache_dir)
     try:
-        runner = ProbeRunner(hosts, scratch, scen, root_port_id=scen.probe_device,
+        runner = ProbeRunner(hosts, scratch, scen, registers,
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
                              jobs=jobs)
         for name, record in records.items():
@@ -171,7 +163,7 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
         for without, with_fix in pairs:
             for machine in per_build[without]:
                 run.pairs.append(compare_probes(run.probe(without, machine),
-                                                run.probe(with_fix, machine)))
+                                                run.probe(with_fix, machine), registers))
                 run.vmstate.append(_vmstate(runner, hosts, scratch, records[without],
                                             records[with_fix], machine, outdir, log))
     finally:

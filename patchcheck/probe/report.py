@@ -24,7 +24,8 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 from ..outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
 from ..pciconf import PciAddress
 from . import classify
-from .classify import PROBED, REGISTERS, BitChange, Change, Op
+from .classify import BitChange, Change, Op
+from .registers import RegisterSet
 from .vmstate import VmstateComparison, VmstateDiff
 
 SUITE = "semantics"
@@ -50,7 +51,7 @@ class BitResult:
     effects: dict[str, list[int]] = field(default_factory=dict)  # other register: [before, after]
     unplugged: list[str] = field(default_factory=list)
     effects_text: str = ""
-    trace: list[str] = field(default_factory=list)  # "w sltsta 0x0040", in order
+    trace: list[str] = field(default_factory=list)  # "w ctl 0x0040", in order
     seconds: float = 0.0
     error: str = ""
 
@@ -118,7 +119,7 @@ class BuildProbe:
             op = Op.parse(text)
             if not op.write and op.register != register:
                 continue  # the snapshots of other registers
-            reg = REGISTERS[op.register]
+            reg = self.register(op.register)  # a probed register (arms write those too)
             offset = self.cap_offset + reg.offset
             size = {1: "b", 2: "h", 4: "w"}[reg.size]
             port = 0xCFC + (offset & 3)
@@ -161,6 +162,7 @@ class Deviation:
     label: str
     spec: str
     reason: str
+    title: str = ""  # the register's title
 
 
 @dataclass
@@ -248,16 +250,18 @@ class ProbeRun:
 # Comparison
 
 
-def compare_probes(without: BuildProbe, with_fix: BuildProbe) -> PairResult:
+def compare_probes(without: BuildProbe, with_fix: BuildProbe, registers: RegisterSet
+                   ) -> PairResult:
     pair = PairResult(without.machine, without.source, without.build, with_fix.build)
     if without.errors or with_fix.errors:
         pair.error = "; ".join([*without.errors, *with_fix.errors])[:500]
-    pair.changes = classify.compare(without.observations(), with_fix.observations())
+    pair.changes = classify.compare(without.observations(), with_fix.observations(), registers)
     changed = {c.key for c in pair.changes if c.aspect == "behaviour"}
     for bit in with_fix.violations:
         if bit.key not in changed:
             pair.preexisting.append(Deviation(bit.register, bit.bit, bit.name, bit.label,
-                                              bit.spec, bit.reason))
+                                              bit.spec, bit.reason,
+                                              registers.title(bit.register)))
     return pair
 
 
@@ -266,7 +270,8 @@ def deviations_text(deviations: Sequence[Deviation]) -> list[str]:
     groups: dict[tuple[str, str, str], list[str]] = {}
     for d in deviations:
         groups.setdefault((d.register, d.spec, d.label), []).append(d.name)
-    return [f"{REGISTERS[reg].title}: {', '.join(names)} (spec {spec}, observed {label})"
+    titles = {d.register: d.title or d.register for d in deviations}
+    return [f"{titles[reg]}: {', '.join(names)} (spec {spec}, observed {label})"
             for (reg, spec, label), names in groups.items()]
 
 
@@ -274,13 +279,13 @@ def _where(probe: BuildProbe, register: str) -> str:
     try:
         return probe.register(register).where
     except KeyError:
-        return REGISTERS[register].title
+        return register
 
 
 def verdict(run: ProbeRun) -> str:
     if run.all_errors:
         return f"probe incomplete: {len(run.all_errors)} error(s); first: {run.all_errors[0]}"
-    found = [f"{p.with_fix} on {p.machine}: {REGISTERS[c.register].title} bit {c.bit} {c.name} "
+    found = [f"{p.with_fix} on {p.machine}: {c.title or c.register} bit {c.bit} {c.name} "
              f"{c.without} -> {c.with_fix} (spec {c.spec})" for p, c in run.introduced]
     broken = [f"{v.with_fix} on {v.machine}: vmstate {len(v.incompatible)} incompatible "
               f"difference(s)" for v in run.vmstate if v.incompatible]
@@ -326,7 +331,7 @@ def junit_cases(run: ProbeRun) -> list[TestCase]:
         except KeyError:
             continue
         classname = f"{SUITE}.{pair.machine}"
-        for reg in PROBED:
+        for reg in with_fix.registers or without.registers:
             changes = [c for c in pair.changes if c.register == reg.key]
             introduced = [c for c in changes if c.change == Change.INTRODUCED]
             where = _where(with_fix, reg.key)
@@ -421,7 +426,7 @@ def _hex(value: int | None) -> str:
 
 
 def _change_text(c: BitChange) -> str:
-    text = (f"{REGISTERS[c.register].title} bit {c.bit} {c.name}: {c.without} -> {c.with_fix}"
+    text = (f"{c.title or c.register} bit {c.bit} {c.name}: {c.without} -> {c.with_fix}"
             f" [spec {c.spec or 'not modelled'}] {c.change.value}")
     if c.aspect != "behaviour":
         text += f" ({c.aspect}: {c.detail.get('without')} -> {c.detail.get('with_fix')})"
@@ -509,7 +514,7 @@ def markdown(run: ProbeRun, full: bool = False) -> str:
                 verdict_text = c.change.value + (f": {c.reason}" if c.reason else "")
                 if c.aspect != "behaviour":
                     verdict_text += f" ({c.detail.get('without')} -> {c.detail.get('with_fix')})"
-                out.append(f"| {p.machine} | {p.name} | {REGISTERS[c.register].title} | {c.bit} "
+                out.append(f"| {p.machine} | {p.name} | {c.title or c.register} | {c.bit} "
                            f"| {c.name} | {c.without} | {c.with_fix} | {c.spec or '-'} | "
                            f"{_md(verdict_text)} |")
         out.append("")
@@ -529,7 +534,7 @@ def _full_tables(run: ProbeRun) -> list[str]:
                 "Builds: " + ", ".join(f"{p.build} (QEMU {p.qemu_version}, fix {p.fix}/"
                                        f"{p.fix_applied}, {p.experiments} experiments in "
                                        f"{p.seconds:.1f} s)" for p in probes), ""]
-        for reg in PROBED:
+        for reg in next((p.registers for p in probes if p.registers), []):
             first = next((p for p in probes if reg.key in {r.key for r in p.registers}), None)
             if first is None:
                 continue
@@ -537,19 +542,19 @@ def _full_tables(run: ProbeRun) -> list[str]:
             out += [f"#### {first.register(reg.key).where}: after reset {resets}", "",
                     "| bit | name | spec | " + " | ".join(names) + " | notes |",
                     "|---|---|---|" + "---|" * len(names) + "---|"]
-            for bit in range(reg.bits):
+            for bit in range(reg.size * 8):
                 cells: list[str] = []
                 armed: set[str] = set()
                 effects: dict[str, str] = {}
                 spec = ""
-                name = classify.bit_name(reg.key, bit)
+                name = "?"
                 for p in probes:
                     try:
                         b = p.bit(reg.key, bit)
                     except KeyError:
                         cells.append("-")
                         continue
-                    spec = b.spec
+                    spec, name = b.spec, b.name
                     mark = " ✗" if b.violation else " ?" if b.status == "not-exercised" else ""
                     cells.append(f"{b.label}{mark}")
                     if b.armed:
@@ -607,7 +612,7 @@ def html_section(run: ProbeRun) -> str:
         for c in p.changes:
             cls = ' class="failed"' if c.change == Change.INTRODUCED else ""
             changes.append(f"<tr{cls}><td>{e(p.machine)}</td><td>{e(p.name)}</td>"
-                           f"<td>{e(REGISTERS[c.register].title)}</td><td>{c.bit}</td>"
+                           f"<td>{e(c.title or c.register)}</td><td>{c.bit}</td>"
                            f"<td>{e(c.name)}</td><td><code>{e(c.without)}</code></td>"
                            f"<td><code>{e(c.with_fix)}</code></td><td>{e(c.spec or '-')}</td>"
                            f"<td>{e(c.change.value)}{': ' + e(c.reason) if c.reason else ''}"

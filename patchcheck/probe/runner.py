@@ -1,14 +1,12 @@
 """Drive paused QEMUs to record register traces, one fresh QEMU per (register, bit).
 
 Why a fresh QEMU per experiment: writing back the original value does not restore a
-root port. Slot Status event bits are RW1C (a write-back of a set bit clears it), QEMU
-undoes writes that would clear events that are not set (pcie_cap_slot_write_config), a
-Slot Control write is a "command" that sets Command Completed, and a power-on -> power-off
-transition unplugs the devices behind the slot and clears Presence Detect State: state
-that no register write brings back. A paused QEMU starts and answers QMP in ~0.1 s, so
+device. Status event bits are RW1C (a write-back of a set bit clears it), a control
+register write can be a "command" that sets a completion bit, and a write can unplug
+devices or change state that no register write brings back. A paused QEMU starts and answers QMP in ~0.1 s, so
 every experiment gets its own, and experiments run in parallel.
 
-One experiment, for bit b of register R (through the PDS scenario's topology, paused, -S):
+One experiment, for bit b of register R (the scenario's topology, paused, -S):
 
     read every probed and context register          (values after reset)
     optional arm: a guest-realistic action that sets the bit, where one exists,
@@ -30,7 +28,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,83 +38,31 @@ from ..build import BuildRecord
 from ..errors import PatchcheckError
 from ..machine import FIRMWARE_DIRS, Machine, MachineError
 from ..migrate import Hosts, base_args
-from ..pciconf import (
-    PCI_CAP_ID_EXP,
-    SLTCTL_EIC,
-    SLTCTL_PCC,
-    SLTCTL_PIC,
-    SLTCTL_PIC_OFF,
-    SLTCTL_PIC_ON,
-    Monitor,
-    PciAddress,
-    PciConfig,
-    PciError,
-    find_capability,
-    find_device,
-)
+from ..pciconf import Monitor, PciAddress, PciConfig, PciError, find_capability, find_device
 from ..results import Case
 from ..scenarios.base import Scenario
 from . import classify
-from .classify import CONTEXT, PROBED, REGISTERS, Op, Register
+from .classify import Op
+from .registers import Arm, Register, RegisterSet
 from .report import BitResult, BuildProbe, RegisterResult
 
 STEPS = (0, 1, 0, 1)  # the values written to the tested bit, in order
 
 
 @dataclass(frozen=True)
-class Arm:
-    """Writes that make a status bit 1 the way a guest would, so that it can be tested."""
-
-    why: str
-    writes: tuple[tuple[str, Callable[[int], int]], ...]  # (register, current -> value)
-
-
-def _same(value: int) -> int:
-    return value
-
-
-def _power_on(sltctl: int) -> int:
-    return (sltctl & ~(SLTCTL_PCC | SLTCTL_PIC)) | SLTCTL_PIC_ON
-
-
-def _power_off(sltctl: int) -> int:
-    return (sltctl & ~SLTCTL_PIC) | SLTCTL_PIC_OFF | SLTCTL_PCC
-
-
-def _interlock(sltctl: int) -> int:
-    return sltctl | SLTCTL_EIC
-
-
-ARMS: dict[tuple[str, int], Arm] = {
-    # PCIe 4.0 6.7.3.2: a write to Slot Control is a command; the port sets Command Completed.
-    ("sltsta", 4): Arm("Slot Control written with its own value (command completed)",
-                       (("sltctl", _same),)),
-    # Power the empty slot on, then off (what Linux pciehp does): QEMU unplugs the devices
-    # behind it and reports the presence change. Sets PDC only where PDS was set.
-    ("sltsta", 3): Arm("slot powered on, then off (presence changes where PDS was set)",
-                       (("sltctl", _power_on), ("sltctl", _power_off))),
-    # Electromechanical Interlock Control 1b toggles the interlock: EIS becomes 1b.
-    ("sltsta", 7): Arm("Electromechanical Interlock Control written 1b (interlock toggles)",
-                       (("sltctl", _interlock),)),
-}
-
-
-@dataclass(frozen=True)
 class Experiment:
     register: Register
     bit: int
-
-    @property
-    def arm(self) -> Arm | None:
-        return ARMS.get((self.register.key, self.bit))
+    arm: Arm | None = None
 
     @property
     def slug(self) -> str:
         return f"{self.register.key}-{self.bit}"
 
 
-def experiments() -> list[Experiment]:
-    return [Experiment(reg, bit) for reg in PROBED for bit in range(reg.bits)]
+def experiments(registers: RegisterSet) -> list[Experiment]:
+    return [Experiment(reg, bit, registers.arms.get((reg.key, bit)))
+            for reg in registers.probed for bit in range(reg.bits)]
 
 
 @dataclass
@@ -135,24 +81,27 @@ class Outcome:
 class _Tracer:
     """Register-level access to the root port's Express capability, recording every op."""
 
-    def __init__(self, cfg: PciConfig, cap: int) -> None:
+    def __init__(self, cfg: PciConfig, cap: int, registers: RegisterSet) -> None:
         self.cfg = cfg
         self.cap = cap
+        self.registers = registers
+        self.by_key = registers.registers
         self.trace: list[Op] = []
 
     def read(self, key: str) -> int:
-        reg = REGISTERS[key]
+        reg = self.by_key[key]
         value = self.cfg.read(self.cap + reg.offset, reg.size)
         self.trace.append(classify.read(key, value))
         return value
 
     def write(self, key: str, value: int) -> None:
-        reg = REGISTERS[key]
+        reg = self.by_key[key]
         self.trace.append(classify.write(key, value))
         self.cfg.write(self.cap + reg.offset, reg.size, value)
 
     def snapshot(self) -> dict[str, int]:
-        return {reg.key: self.read(reg.key) for reg in (*PROBED, *CONTEXT)}
+        return {reg.key: self.read(reg.key)
+                for reg in (*self.registers.probed, *self.registers.context)}
 
 
 def written_value(register: Register, current: int, bit: int, value: int) -> int:
@@ -166,12 +115,12 @@ def _peripherals(monitor: Monitor) -> set[str]:
     return {str(e["name"]) for e in monitor.qmp("qom-list", path="/machine/peripheral") or []}
 
 
-def run_experiment(exp: Experiment, machine: Monitor, root_port_id: str) -> Outcome:
+def run_experiment(exp: Experiment, machine: Monitor, registers: RegisterSet) -> Outcome:
     """One experiment on a freshly launched, paused QEMU (the caller launches and stops it).
     `machine` is anything with hmp() and qmp(): a patchcheck.machine.Machine."""
-    cfg = PciConfig(machine, find_device(machine, root_port_id))
-    cap = find_capability(cfg, PCI_CAP_ID_EXP)  # walked, never assumed
-    tracer = _Tracer(cfg, cap)
+    cfg = PciConfig(machine, find_device(machine, registers.device))
+    cap = find_capability(cfg, registers.capability)  # walked, never assumed
+    tracer = _Tracer(cfg, cap, registers)
     outcome = Outcome(exp, tracer.trace, cap, address=cfg.address)
     tracer.snapshot()
     arm = exp.arm
@@ -192,13 +141,13 @@ def run_experiment(exp: Experiment, machine: Monitor, root_port_id: str) -> Outc
 class ProbeRunner:
     """Runs every experiment of one (build, machine type) and turns them into a BuildProbe."""
 
-    def __init__(self, hosts: Hosts, scratch: Path, scenario: Scenario, *,
-                 root_port_id: str, ram_mib: int = 128, accel: str = "tcg",
+    def __init__(self, hosts: Hosts, scratch: Path, scenario: Scenario,
+                 registers: RegisterSet, *, ram_mib: int = 128, accel: str = "tcg",
                  timeout: float = 30.0, jobs: int = 2) -> None:
         self.hosts = hosts
         self.scratch = scratch
         self.scenario = scenario
-        self.root_port_id = root_port_id
+        self.registers = registers
         self.ram_mib = ram_mib
         self.accel = accel
         self.timeout = timeout
@@ -218,7 +167,7 @@ class ProbeRunner:
                            "probe", timeout=self.timeout)
             try:
                 qemu.launch()
-                outcome = run_experiment(exp, qemu, self.root_port_id)
+                outcome = run_experiment(exp, qemu, self.registers)
                 outcome.seconds = round(time.monotonic() - started, 3)
                 return outcome
             except (MachineError, PciError, PatchcheckError) as exc:
@@ -235,10 +184,10 @@ class ProbeRunner:
               selected: Sequence[Experiment] | None = None) -> BuildProbe:
         args = self.args(record, machine, globals_)
         started = time.monotonic()
-        todo = list(selected) if selected is not None else experiments()
+        todo = list(selected) if selected is not None else experiments(self.registers)
         with ThreadPoolExecutor(self.jobs) as pool:
             outcomes = list(pool.map(lambda e: self._one(record, args, e), todo))
-        probe = assemble(record, machine, list(globals_), outcomes)
+        probe = assemble(record, machine, list(globals_), outcomes, self.registers)
         probe.seconds = round(time.monotonic() - started, 2)
         probe.command = reproduce_command(record, args)
         return probe
@@ -282,7 +231,7 @@ def effects_text(effects: Mapping[str, Sequence[int]], unplugged: Sequence[str])
 
 
 def assemble(record: BuildRecord, machine: str, globals_: list[str],
-             outcomes: Sequence[Outcome]) -> BuildProbe:
+             outcomes: Sequence[Outcome], registers: RegisterSet) -> BuildProbe:
     """Outcomes -> classified, judged register tables."""
     probe = BuildProbe(build=record.name, machine=machine, globals=globals_,
                        qemu_version=record.qemu_version, fix=record.fix_state,
@@ -296,13 +245,13 @@ def assemble(record: BuildRecord, machine: str, globals_: list[str],
     probe.root_port = [port.bus, port.device, port.function] if port else []
     context: dict[str, int] = {}
     for outcome in outcomes:
-        for reg in (*PROBED, *CONTEXT):
+        for reg in (*registers.probed, *registers.context):
             value = classify.reset_value(outcome.trace, reg.key)
             if value is not None and reg.key not in context:
                 context[reg.key] = value
     probe.reset = dict(context)
     by_register: dict[str, RegisterResult] = {}
-    for reg in PROBED:
+    for reg in registers.probed:
         address = None if probe.cap_offset is None else probe.cap_offset + reg.offset
         by_register[reg.key] = RegisterResult(reg.key, reg.title, reg.offset, address, reg.size,
                                               context.get(reg.key), reg.style, [])
@@ -314,13 +263,13 @@ def assemble(record: BuildRecord, machine: str, globals_: list[str],
             behaviour = classify.BitBehaviour(classify.Behaviour.UNTESTED, None)
         else:
             behaviour = classify.classify_bit(outcome.trace, key, exp.bit)
-        spec = classify.SPEC.get((key, exp.bit))
+        spec = registers.spec.get((key, exp.bit))
         conformance = classify.check(spec, behaviour, context)
         if outcome.error:
             conformance = classify.Conformance(classify.Status.UNTESTED, outcome.error)
         effects = _effects(outcome.trace, key)
         by_register[key].bits.append(BitResult(
-            register=key, bit=exp.bit, name=classify.bit_name(key, exp.bit),
+            register=key, bit=exp.bit, name=registers.bit_name(key, exp.bit),
             behaviour=behaviour.kind.value, reset=behaviour.reset, value=behaviour.value,
             label=behaviour.label, spec=spec.text if spec else "",
             status=conformance.status.value, reason=conformance.reason,

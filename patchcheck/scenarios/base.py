@@ -21,6 +21,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from ..guests.linux import GuestImage
     from ..machine import Machine
+    from ..probe.registers import RegisterSet
     from ..results import Side
 
 # Destination log lines that explain a rejected migration stream, most specific first.
@@ -110,7 +111,7 @@ class Scenario(ABC):
     words: Words = Words("live migration", "destination")
     force_global: str = ""  # a -global that brings the bug to the newest machine type
     devices: tuple[str, ...] = ()  # Kconfig devices its topology needs beyond the defaults
-    probe_device: str = ""  # the qdev id whose registers the semantics probe examines
+    probe: RegisterSet | None = None  # what the register-semantics probe examines
 
     def action(self, name: str) -> Action:
         try:

@@ -19,10 +19,11 @@ from patchcheck.decision import (
     semantics_of,
 )
 from patchcheck.probe import report
-from patchcheck.probe.classify import SPEC, BitChange, Change
+from patchcheck.probe.classify import BitChange, Change
 from patchcheck.probe.report import PairResult, ProbeRun
 from patchcheck.probe.vmstate import FORWARD, VmstateComparison, VmstateDiff
 from patchcheck.results import CaseResult, RunResults
+from patchcheck.scenarios.pds.registers import SPEC
 from patchcheck.verdict import judge
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
@@ -59,7 +60,8 @@ def migration_cases(make_result: MakeResult, outcome: str) -> list[CaseResult]:
 
 def pds_change() -> BitChange:
     return BitChange("sltsta", 6, "PDS", "RO=1", "RW1C=1", "RO", Change.INTRODUCED,
-                     "RO in PCIe 4.0 7.5.3.11, but guest writes change it (observed RW1C=1)")
+                     "RO in PCIe 4.0 7.5.3.11, but guest writes change it (observed RW1C=1)",
+                     title="Slot Status")
 
 
 def probe_run(finding: str) -> ProbeRun | None:
@@ -67,7 +69,8 @@ def probe_run(finding: str) -> ProbeRun | None:
     if finding == "off":
         return None
     run = ProbeRun("r", "2026-12-02T00:00:00+00:00")
-    conforming = BitChange("sltctl", 10, "PCC", "RW=0", "RW=1", "RW", Change.CONFORMING)
+    conforming = BitChange("sltctl", 10, "PCC", "RW=0", "RW=1", "RW", Change.CONFORMING,
+                           title="Slot Control")
     for machine in (OLD, NEW):
         pair = PairResult(machine, "git:qemu@HEAD", "7.2-none", "7.2-v1", changes=[conforming])
         if finding == "introduced" and machine == OLD:

@@ -9,7 +9,6 @@ import pytest
 
 from patchcheck.pciconf import (
     PCI_CAP_ID_EXP,
-    SLTSTA_PDS,
     PciAddress,
     PciConfig,
     PciError,
@@ -19,6 +18,7 @@ from patchcheck.pciconf import (
 )
 from patchcheck.results import Side
 from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.registers import SLTSTA_PDS
 from patchcheck.scenarios.pds.slot import (
     FORCE_NATIVE_HOTPLUG,
     ROOT_PORT_ID,

@@ -21,7 +21,6 @@ from patchcheck.build import BuildRecord
 from patchcheck.errors import UsageError
 from patchcheck.probe import (
     check_builds,
-    default_machines,
     machines_per_build,
     pairs_of,
     report,
@@ -30,7 +29,10 @@ from patchcheck.probe import (
 from patchcheck.probe import classify as c
 from patchcheck.probe.classify import Behaviour, Change, Op, Status
 from patchcheck.probe.runner import Experiment, assemble, experiments, run_experiment
+from patchcheck.scenarios.pds import registers as R
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, XHCI_ID
+
+REGISTER_SET = R.register_set(ROOT_PORT_ID)
 
 XSD = Path(__file__).resolve().parents[1] / "fixtures" / "junit-10.xsd"
 
@@ -154,21 +156,21 @@ def test_transitions_need_a_read_right_after_the_write() -> None:
 
 
 def test_spec_table_slot_status_and_capabilities() -> None:
-    attrs = {b: c.SPEC[("sltsta", b)].attr for b in range(16)}
+    attrs = {b: R.SPEC[("sltsta", b)].attr for b in range(16)}
     assert attrs[6] == c.Attr.RO and attrs[5] == c.Attr.RO and attrs[7] == c.Attr.RO
     assert {b for b, a in attrs.items() if a == c.Attr.RW1C} == {0, 1, 2, 3, 4, 8}
     assert all(attrs[b] == c.Attr.RSVDZ for b in range(9, 16))
-    assert all(c.SPEC[("sltcap", b)].attr == c.Attr.HWINIT for b in range(32))
-    assert c.SPEC[("lnksta", 14)].attr == c.SPEC[("lnksta", 15)].attr == c.Attr.RW1C
-    assert c.SPEC[("sltctl", 11)].reads_zero and c.SPEC[("lnkctl", 5)].reads_zero
-    for (reg, bit), spec in c.SPEC.items():
-        assert 0 <= bit < c.REGISTERS[reg].bits and spec.section.startswith("7.5.3.")
-    assert c.bit_name("sltsta", 6) == "PDS" and c.bit_name("lnksta", 10) == "undef"
+    assert all(R.SPEC[("sltcap", b)].attr == c.Attr.HWINIT for b in range(32))
+    assert R.SPEC[("lnksta", 14)].attr == R.SPEC[("lnksta", 15)].attr == c.Attr.RW1C
+    assert R.SPEC[("sltctl", 11)].reads_zero and R.SPEC[("lnkctl", 5)].reads_zero
+    for (reg, bit), spec in R.SPEC.items():
+        assert 0 <= bit < R.REGISTERS[reg].bits and spec.section.startswith("7.5.3.")
+    assert REGISTER_SET.bit_name("sltsta", 6) == "PDS" and REGISTER_SET.bit_name("lnksta", 10) == "undef"
 
 
 def _check(register: str, bit: int, ops: list[Op], context: dict[str, int] | None = None
            ) -> c.Conformance:
-    return c.check(c.SPEC.get((register, bit)), c.classify_bit(ops, register, bit),
+    return c.check(R.SPEC.get((register, bit)), c.classify_bit(ops, register, bit),
                    CONTEXT if context is None else context)
 
 
@@ -188,32 +190,32 @@ def _ro0() -> c.BitBehaviour:
 
 
 def test_read_only_zero_where_the_spec_permits_it() -> None:
-    dllsce = c.SPEC[("sltctl", 12)]
+    dllsce = R.SPEC[("sltctl", 12)]
     assert c.check(dllsce, _ro0(), {"lnkcap": 1 << 20}).status == Status.VIOLATION
     assert c.check(dllsce, _ro0(), {"lnkcap": 0}).status == Status.OK
     assert c.check(dllsce, _ro0(), {}).status == Status.VIOLATION  # condition unknown
-    ccie = c.SPEC[("sltctl", 4)]  # hardwired only when No Command Completed Support is 1b
+    ccie = R.SPEC[("sltctl", 4)]  # hardwired only when No Command Completed Support is 1b
     assert c.check(ccie, _ro0(), {"sltcap": 0}).status == Status.VIOLATION
-    assert c.check(ccie, _ro0(), {"sltcap": c.SLTCAP_NCCS}).status == Status.OK
-    pcc = c.SPEC[("sltctl", 10)]  # without a power controller the value is undefined
+    assert c.check(ccie, _ro0(), {"sltcap": R.SLTCAP_NCCS}).status == Status.OK
+    pcc = R.SPEC[("sltctl", 10)]  # without a power controller the value is undefined
     ro1 = c.classify_transitions([c.Transition(1, 0, 1)], 1)
     assert c.check(pcc, ro1, {"sltcap": 0}).status == Status.OK
-    assert c.check(pcc, ro1, {"sltcap": c.SLTCAP_PCP}).status == Status.VIOLATION
-    assert c.check(c.SPEC[("lnkctl", 9)], _ro0(), {}).status == Status.OK  # HAWD
+    assert c.check(pcc, ro1, {"sltcap": R.SLTCAP_PCP}).status == Status.VIOLATION
+    assert c.check(R.SPEC[("lnkctl", 9)], _ro0(), {}).status == Status.OK  # HAWD
 
 
 def test_rw1c_never_set_and_reserved_bits() -> None:
-    dllsc = c.SPEC[("sltsta", 8)]
+    dllsc = R.SPEC[("sltsta", 8)]
     assert c.check(dllsc, _ro0(), {}).status == Status.NOT_EXERCISED
     stuck = c.classify_transitions([c.Transition(1, 1, 1), c.Transition(1, 0, 1)], 1)
     assert c.check(dllsc, stuck, {}).status == Status.VIOLATION
-    rsvd = c.SPEC[("sltsta", 9)]
+    rsvd = R.SPEC[("sltsta", 9)]
     assert c.check(rsvd, _ro0(), {}).status == Status.OK
     assert c.check(rsvd, stuck, {}).status == Status.VIOLATION
     assert c.check(None, stuck, {}).status == Status.NOT_MODELLED
     rw = c.classify_transitions([c.Transition(0, 1, 1), c.Transition(1, 0, 0)], 0)
-    assert c.check(c.SPEC[("sltcap", 6)], rw, {}).status == Status.VIOLATION
-    assert c.check(c.SPEC[("sltctl", 11)], rw, {}).status == Status.VIOLATION  # EIC must read 0
+    assert c.check(R.SPEC[("sltcap", 6)], rw, {}).status == Status.VIOLATION
+    assert c.check(R.SPEC[("sltctl", 11)], rw, {}).status == Status.VIOLATION  # EIC must read 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,20 +224,20 @@ def test_rw1c_never_set_and_reserved_bits() -> None:
 
 def _obs(ops: list[Op], register: str, bit: int, effects: str = "") -> c.Observation:
     b = c.classify_bit(ops, register, bit)
-    return c.Observation(b, c.check(c.SPEC.get((register, bit)), b, CONTEXT), effects)
+    return c.Observation(b, c.check(R.SPEC.get((register, bit)), b, CONTEXT), effects)
 
 
 def test_compare_flags_v1_pds_as_an_introduced_violation() -> None:
     key = ("sltsta", 6)
-    changes = c.compare({key: _obs(PDS_NONE, *key)}, {key: _obs(PDS_V1, *key)})
+    changes = c.compare({key: _obs(PDS_NONE, *key)}, {key: _obs(PDS_V1, *key)}, REGISTER_SET)
     assert len(changes) == 1
     change = changes[0]
     assert (change.register, change.bit, change.name) == ("sltsta", 6, "PDS")
     assert (change.without, change.with_fix, change.spec) == ("RO=1", "RW1C=1", "RO")
     assert change.change == Change.INTRODUCED
-    assert c.compare({key: _obs(PDS_NONE, *key)}, {key: _obs(PDS_NONE, *key)}) == []
+    assert c.compare({key: _obs(PDS_NONE, *key)}, {key: _obs(PDS_NONE, *key)}, REGISTER_SET) == []
     # The other way round (a fix that makes PDS read-only again) resolves a violation.
-    assert c.compare({key: _obs(PDS_V1, *key)}, {key: _obs(PDS_NONE, *key)})[0].change == \
+    assert c.compare({key: _obs(PDS_V1, *key)}, {key: _obs(PDS_NONE, *key)}, REGISTER_SET)[0].change == \
         Change.RESOLVED
 
 
@@ -244,10 +246,10 @@ def test_compare_unmodelled_bits_and_side_effects() -> None:
     rw = c.Observation(c.classify_transitions([c.Transition(0, 1, 1)], 0),
                        c.Conformance(Status.NOT_MODELLED))
     ro = c.Observation(_ro0(), c.Conformance(Status.NOT_MODELLED))
-    assert c.compare({key: ro}, {key: rw})[0].change == Change.NOT_JUDGED
+    assert c.compare({key: ro}, {key: rw}, REGISTER_SET)[0].change == Change.NOT_JUDGED
     pcc = ("sltctl", 10)
     changes = c.compare({pcc: _obs(PCC, *pcc, "sltsta 0x0040->0x0018")},
-                        {pcc: _obs(PCC, *pcc, "sltsta 0x0040->0x0010")})
+                        {pcc: _obs(PCC, *pcc, "sltsta 0x0040->0x0010")}, REGISTER_SET)
     assert [(x.aspect, x.change) for x in changes] == [("side effects", Change.NOT_JUDGED)]
 
 
@@ -355,8 +357,9 @@ def record(name: str, fix: str, has_fix: bool) -> BuildRecord:
 
 def probe(name: str, v1: bool) -> report.BuildProbe:
     rec = record(name, "v1" if v1 else "none", v1)
-    outcomes = [run_experiment(e, FakeRootPort(v1), ROOT_PORT_ID) for e in experiments()]
-    return assemble(rec, "pc-q35-6.0", [], outcomes)
+    outcomes = [run_experiment(e, FakeRootPort(v1), REGISTER_SET)
+                for e in experiments(REGISTER_SET)]
+    return assemble(rec, "pc-q35-6.0", [], outcomes, REGISTER_SET)
 
 
 @pytest.fixture(scope="module")
@@ -365,12 +368,12 @@ def probes() -> tuple[report.BuildProbe, report.BuildProbe]:
 
 
 def test_experiments_cover_every_bit_once_on_a_fresh_port() -> None:
-    exps = experiments()
+    exps = experiments(REGISTER_SET)
     assert len(exps) == 16 + 16 + 32 + 16 + 16
     assert len({e.slug for e in exps}) == len(exps)
-    assert Experiment(c.SLOT_STATUS, 4).arm is not None
+    assert next(e for e in exps if (e.register, e.bit) == (R.SLOT_STATUS, 4)).arm is not None
     port = FakeRootPort()
-    outcome = run_experiment(Experiment(c.SLOT_STATUS, 6), port, ROOT_PORT_ID)
+    outcome = run_experiment(Experiment(R.SLOT_STATUS, 6), port, REGISTER_SET)
     assert outcome.cap_offset == 0x54  # walked 0x40 -> 0x48 -> 0x54
     writes = [op for op in outcome.trace if op.write]
     assert [str(w) for w in writes] == ["w sltsta 0x0000", "w sltsta 0x0040"] * 2
@@ -401,11 +404,11 @@ def test_model_probe_classifies_like_qemu(probes: tuple[report.BuildProbe, ...])
 def test_model_probe_comparison_junit_and_reports(
         probes: tuple[report.BuildProbe, ...], tmp_path: Path) -> None:
     none, v1 = probes
-    pair = report.compare_probes(none, v1)
+    pair = report.compare_probes(none, v1, REGISTER_SET)
     assert [(x.register, x.bit, x.change) for x in pair.changes] == \
         [("sltsta", 6, Change.INTRODUCED)]
     assert {d.name for d in pair.preexisting} >= {"ASPMC[0]", "DLLSCE"}
-    same = report.compare_probes(none, probe("7.2-v2", False))
+    same = report.compare_probes(none, probe("7.2-v2", False), REGISTER_SET)
     assert same.changes == [] and same.introduced == []
     run = report.ProbeRun("r1", "2024-01-01T00:00:00", probes=[none, v1], pairs=[pair])
     run.vmstate.append(vmstate.VmstateComparison("pc-q35-6.0", "7.2-none", "7.2-v1",
@@ -418,7 +421,7 @@ def test_model_probe_comparison_junit_and_reports(
     schema = etree.XMLSchema(etree.parse(str(XSD)))
     assert schema.validate(doc), schema.error_log
     cases = doc.findall(".//testcase")
-    assert len(cases) == len(c.PROBED) + 1  # one per register, one for vmstate
+    assert len(cases) == len(R.PROBED) + 1  # one per register, one for vmstate
     failed = [tc for tc in cases if tc.find("failure") is not None]
     assert [tc.get("name") for tc in failed] == ["7.2-none->7.2-v1 Slot Status"]
     assert "bit 6 PDS: RO=1 -> RW1C=1" in failed[0].find("failure").get("message")
@@ -505,24 +508,24 @@ def test_check_builds_adds_the_trees_build_without_the_fix() -> None:
         check_builds(settings, ["7.2-v1"], ["q35-6.0"])
 
 
-def test_pairs_and_default_machines() -> None:
+def test_pairs_and_probe_machines() -> None:
     records = {"7.2-none": record("7.2-none", "none", False),
                "7.2-v1": record("7.2-v1", "v1", True), "7.2-v2": record("7.2-v2", "v2", True)}
     pairs, notes = pairs_of(records)
     assert pairs == [("7.2-none", "7.2-v1"), ("7.2-none", "7.2-v2")] and notes == []
     pairs, notes = pairs_of({"7.2-v1": records["7.2-v1"]})
     assert pairs == [] and "no build without the fix" in notes[0]
-    assert default_machines(["pc-q35-5.2", "pc-q35-6.0", "pc-q35-6.1", "pc-q35-10.0"]) == \
+    assert R.probe_machines(["pc-q35-5.2", "pc-q35-6.0", "pc-q35-6.1", "pc-q35-10.0"]) == \
         ["pc-q35-6.0", "pc-q35-10.0"]
     newer = {"10.0-v2": dataclasses.replace(record("10.0-v2", "v2", True), commit="d" * 40,
                                             source="debian:trixie",
                                             machines=["pc-q35-6.0", "pc-q35-10.0"])}
     both = {**records, **newer}
-    assert machines_per_build(both, []) == {"7.2-none": ["pc-q35-6.0", "pc-q35-7.2"],
+    assert machines_per_build(both, [], R.probe_machines) == {"7.2-none": ["pc-q35-6.0", "pc-q35-7.2"],
                                             "7.2-v1": ["pc-q35-6.0", "pc-q35-7.2"],
                                             "7.2-v2": ["pc-q35-6.0", "pc-q35-7.2"],
                                             "10.0-v2": ["pc-q35-6.0", "pc-q35-10.0"]}
-    only_new = machines_per_build(both, ["10.0"])
+    only_new = machines_per_build(both, ["10.0"], R.probe_machines)
     assert only_new["10.0-v2"] == ["pc-q35-10.0"] and only_new["7.2-v1"] == []
     with pytest.raises(UsageError, match="no machine type to probe"):
-        machines_per_build(records, ["10.0"])
+        machines_per_build(records, ["10.0"], R.probe_machines)

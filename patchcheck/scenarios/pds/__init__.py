@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ...matrix import q35_version
 from ..base import Action, Scenario, Words
 from .linux import PdsLinuxAction
+from .registers import register_set
 from .slot import (
     ACTIONS,
     FORCE_NATIVE_HOTPLUG,
@@ -37,7 +38,7 @@ class PdsScenario(Scenario):
                              "that the guest powered off", fix_side="destination")
     force_global = FORCE_NATIVE_HOTPLUG
     devices = ("CONFIG_Q35=y", "CONFIG_PCIE_PORT=y", "CONFIG_USB_XHCI_NEC=y")
-    probe_device = ROOT_PORT_ID
+    probe = register_set(ROOT_PORT_ID)
 
     def qemu_args(self, ram_mib: int) -> list[str]:
         return qemu_args(ram_mib)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...guests.linux import GuestImage, LinuxAction, Readiness
-from ...pciconf import SLTSTA_PDS
 from ..base import Monitor
+from .registers import SLTSTA_PDS
 from .slot import ROOT_PORT_ID, SlotState, read_slot_state
 
 

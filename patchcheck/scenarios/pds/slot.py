@@ -14,8 +14,9 @@ from typing import Any
 
 from ...errors import UsageError
 from ...matrix import q35_version
-from ...pciconf import (
-    PCI_CAP_ID_EXP,
+from ...pciconf import PCI_CAP_ID_EXP, Monitor, PciConfig, find_capability, find_device
+from ..base import Action, GuestState
+from .registers import (
     SLTCTL,
     SLTCTL_PCC,
     SLTCTL_PIC_OFF,
@@ -24,12 +25,7 @@ from ...pciconf import (
     SLTSTA_CC,
     SLTSTA_PDC,
     SLTSTA_PDS,
-    Monitor,
-    PciConfig,
-    find_capability,
-    find_device,
 )
-from ..base import Action, GuestState
 
 ROOT_PORT_ID = "pcie-root-port18"
 XHCI_ID = "nex-usb-xhci0"
