@@ -28,15 +28,21 @@ from .sources import GitSources, GitSpec
 
 
 def fix_states(settings: Settings, spec: GitSpec, patch: str) -> tuple[str, str, str]:
-    """(without, with, note): the fix states of the two builds."""
+    """(without, with, note): the fix states of the two builds. Without a patch: the fix the
+    commit already carries (reverted for the build without it), else the scenario's first
+    known fix."""
+    known = fixes.known_fixes(settings.matrix.scenario)
     if patch:
-        fixes.resolve(patch)  # a missing or malformed file is a usage error, before any build
+        fixes.resolve(patch, known)  # a missing or malformed file: a usage error, before builds
         return "none", patch, f"patch {patch}"
     tree = GitSources(settings.cache_dir).resolve(spec)
-    prepared = trees.prepare(tree, "none", settings.cache_dir)
+    prepared = trees.prepare(tree, "none", settings.cache_dir, known)
     if prepared.fix.applied == "reverted" and prepared.fix.patch:
         return "none", prepared.fix.patch, f"{prepared.fix.patch}, already in the commit"
-    return "none", "v2", "v2 (the fix QEMU merged), applied to the commit"
+    if not known.patches:
+        raise UsageError(f"scenario {known.scenario} knows no fix: give --patch")
+    first = known.patches[0].name
+    return "none", first, f"{first} (the {known.scenario} scenario's fix), applied to the commit"
 
 
 def check(settings: Settings, runtime: Any, repo: str, commit: str, patch: str,

@@ -87,7 +87,7 @@ def build(settings: Settings, source: str, fix: str, name: str = "", refresh: bo
 
     spec = _build_spec(settings, source, fix, name)
     parsed = sources.parse_spec(spec.source)  # bad input is reported before the engine is contacted
-    fixes.resolve(spec.fix)
+    fixes.resolve(spec.fix, fixes.known_fixes(settings.matrix.scenario))
     if isinstance(parsed, sources.GitSpec):
         sources.GitSources(settings.cache_dir).mirror(parsed.url)  # a bad repository, too
     with docker_runtime(new_run_id()) as runtime:
@@ -145,7 +145,7 @@ def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, sh
         raise UsageError("nightly: no remote (set patchcheck.nightly.remote or --remote)")
     if run_id:
         paths.check_run_id(run_id)  # before the remote is fetched
-    fixes.resolve(fix or settings.nightly.fix)
+    fixes.resolve(fix or settings.nightly.fix, fixes.known_fixes(settings.matrix.scenario))
     labels = nightly_mod.tracked_refs(settings, remote, refs or settings.nightly.refs)
     builds = nightly_mod.nightly_builds(remote, labels, fix or settings.nightly.fix)
     local = nightly_mod.nightly_settings(settings, builds)

@@ -3,7 +3,7 @@
 A build asks for one fix state:
   none        the tree without any known fix (a fix the tree already has is reverted)
   reverted    like none, but it is an error when the tree carries no known fix
-  v1, v2      the two candidate fixes shipped in patchcheck/patches/
+  v1, v2      the scenario's known fixes (patchcheck/scenarios/<name>/patches/)
   <path>      a user patch file or a `git format-patch` mbox
 
 Patches are applied with git (`--3way` as the fallback); a patch that reverse-applies
@@ -16,13 +16,11 @@ import hashlib
 import re
 import subprocess
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 from .errors import UsageError
 from .sources import commit_env
 
-KNOWN = ("v2", "v1")  # checked in this order when looking for a fix already in a tree
 NO_FIX = ("none", "reverted")
 
 
@@ -58,20 +56,48 @@ class FixResult:
         return asdict(self)
 
 
-def shipped(name: str) -> Patch:
-    ref = resources.files("patchcheck") / "patches" / f"{name}.patch"
-    return Patch(name, Path(str(ref)))
+@dataclass(frozen=True)
+class KnownFixes:
+    """A scenario's fixes by name, in the order a tree is searched for one it carries."""
+
+    scenario: str
+    patches: tuple[Patch, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.patches)
+
+    def get(self, name: str) -> Patch | None:
+        return next((p for p in self.patches if p.name == name), None)
 
 
-def resolve(state: str) -> Patch | None:
+def known_fixes(scenario: str = "") -> KnownFixes:
+    """The known fixes of a scenario ("": the default one)."""
+    from . import scenarios
+
+    scen = scenarios.get(scenario)
+    return KnownFixes(scen.name, tuple(Patch(name, path) for name, path in scen.fixes().items()))
+
+
+def shipped(name: str, known: KnownFixes | None = None) -> Patch:
+    patch = (known or known_fixes()).get(name)
+    if patch is None:
+        raise UsageError(f"no known fix named '{name}'")
+    return patch
+
+
+def resolve(state: str, known: KnownFixes | None = None) -> Patch | None:
     """Turn a fix state into the patch it names (None for none/reverted); validate files."""
     if state in NO_FIX:
         return None
-    if state in KNOWN:
-        return shipped(state)
+    known = known or known_fixes()
+    patch = known.get(state)
+    if patch is not None:
+        return patch
     path = Path(state).expanduser()
     if not path.is_file():
-        raise UsageError(f"fix '{state}': no such patch file (states: none, reverted, v1, v2, FILE)")
+        names = ", ".join(["none", "reverted", *known.names, "FILE"])
+        raise UsageError(f"fix '{state}': no such patch file (states: {names})")
     data = path.read_bytes()
     if not data.strip():
         raise UsageError(f"patch {path}: the file is empty")
@@ -82,11 +108,15 @@ def resolve(state: str) -> Patch | None:
     return Patch(path.name, path.resolve())
 
 
-def fix_key(state: str) -> str:
-    """A stable key for a fix state: its name, or the hash of the user patch's content."""
-    patch = resolve(state)
-    if patch is None or state in KNOWN:
+def fix_key(state: str, known: KnownFixes | None = None) -> str:
+    """A stable key for a fix state: the scenario's name and the fix's, or the hash of the
+    user patch's content."""
+    known = known or known_fixes()
+    patch = resolve(state, known)
+    if patch is None:
         return state
+    if known.get(state) is not None:
+        return f"{known.scenario}-{state}"
     return f"file-{patch.digest[:16]}"
 
 
@@ -129,10 +159,9 @@ def applies(tree: Path, patch: Patch, *, reverse: bool = False) -> bool:
     return _git(tree, *args, stdin=patch.text).returncode == 0
 
 
-def present_fix(tree: Path) -> Patch | None:
+def present_fix(tree: Path, known: KnownFixes | None = None) -> Patch | None:
     """The known fix the tree already contains (it reverse-applies), if any."""
-    for name in KNOWN:
-        patch = shipped(name)
+    for patch in (known or known_fixes()).patches:
         if applies(tree, patch, reverse=True):
             return patch
     return None
@@ -145,11 +174,12 @@ def _commit(tree: Path, message: str) -> None:
         raise UsageError(f"cannot commit the fix in {tree}: {_first_error(out.stderr)}")
 
 
-def apply_fix(tree: Path, state: str) -> FixResult:
+def apply_fix(tree: Path, state: str, known: KnownFixes | None = None) -> FixResult:
     """Bring the checked-out `tree` (a git worktree) into fix state `state`; commit the result."""
-    patch = resolve(state)
+    known = known or known_fixes()
+    patch = resolve(state, known)
     if patch is None:
-        present = present_fix(tree)
+        present = present_fix(tree, known)
         if present is None:
             if state == "reverted":
                 raise UsageError(f"fix 'reverted': the tree at {tree} carries no known fix to revert")

@@ -32,6 +32,7 @@ class Pipeline:
         self.debian = sources.DebianSources(
             settings.cache_dir, _lazy_fetcher(runtime, self._suite_image, log))
         self._image_ids: dict[str, str] = {}
+        self.known = fixes.known_fixes(settings.matrix.scenario)  # the fix states' patches
 
     def _suite_image(self, suite: str) -> str:
         images.dockerfile(self.settings.containers_dir, suite)  # unknown suite -> UsageError
@@ -52,9 +53,9 @@ class Pipeline:
         return self.git.resolve(spec)
 
     def build(self, spec: BuildSpec) -> BuildRecord:
-        fixes.resolve(spec.fix)  # validate the fix state before any expensive step
+        fixes.resolve(spec.fix, self.known)  # validate the fix state before any expensive step
         tree = self.resolve(spec.source)
-        prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir)
+        prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir, self.known)
         if prepared.fix.applied == "already-present":
             self.log(f"[{spec.name}] note: {prepared.fix.note}")
         generation = images.generation_for(tree.version_tuple, self.settings.image_rules)

@@ -30,8 +30,11 @@ class PreparedTree:
     subprojects: tuple[dict[str, str], ...] = ()
 
 
-def prepare(tree: Tree, fix_state: str, cache_dir: Path) -> PreparedTree:
-    key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state)}"
+def prepare(tree: Tree, fix_state: str, cache_dir: Path,
+            known: fixes.KnownFixes | None = None) -> PreparedTree:
+    """`known`: the scenario's fixes (default: the default scenario's)."""
+    known = known or fixes.known_fixes()
+    key = f"{tree.commit[:16]}-{fixes.fix_key(fix_state, known)}"
     root = cache_dir / "worktrees"
     root.mkdir(parents=True, exist_ok=True)
     path = root / key
@@ -50,7 +53,7 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path) -> PreparedTree:
         repo = git.Repo(tree.repo)
         repo.git.worktree("add", "--force", "--detach", str(path), tree.commit)
         try:
-            result = fixes.apply_fix(path, fix_state)
+            result = fixes.apply_fix(path, fix_state, known)
         except PatchcheckError:
             _remove_worktree(tree.repo, path)
             raise

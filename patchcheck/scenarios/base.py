@@ -129,6 +129,11 @@ class Scenario(ABC):
 
     linux_guest: bool = False  # it has a real Linux guest action (`--guest linux`)
 
+    def fixes(self) -> dict[str, Path]:
+        """The known fixes by name (fix states), in the order a tree is searched for one it
+        already carries."""
+        return {}
+
     def linux_action(self, image: GuestImage, ready_timeout: float) -> Action:
         """The real Linux guest on this scenario's topology (when `linux_guest`)."""
         raise UsageError(f"scenario {self.name} has no Linux guest action")

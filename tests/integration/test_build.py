@@ -82,7 +82,7 @@ def test_cli_build_prints_the_binary(builds):
 def test_user_patch_file_builds_like_v2(builds, pipeline, tmp_path):
     """A user's patch file is applied with git and recorded; same content -> same tree as v2."""
     patch = tmp_path / "my-fix.patch"
-    patch.write_text((PROJECT / "patchcheck" / "patches" / "v2.patch").read_text())
+    patch.write_text((PROJECT / "patchcheck" / "scenarios" / "pds" / "patches" / "v2.patch").read_text())
     record = pipeline.build(BuildSpec("mine", "debian:bookworm", str(patch)))
     assert record.fix["applied"] == "clean" and record.fix["patch"] == "my-fix.patch"
     assert record.tree_id == builds["7.2-v2"].tree_id
@@ -101,7 +101,7 @@ def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime
     from patchcheck.scenarios import get
 
     none = builds["7.2-none"]
-    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
+    text = (PROJECT / "patchcheck" / "scenarios" / "pds" / "patches" / "v2.patch").read_text()
     patch = tmp_path / "v2-reworded.patch"
     patch.write_text(text.replace("Avoid migration abortion when this device hot-removed by guest",
                                   "Do not compare PDS on load (incremental build test)"))

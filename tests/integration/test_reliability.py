@@ -61,7 +61,7 @@ def _qemu_pids(marker: str, incoming: bool) -> list[int]:
 def _build_of_a_new_fix(tmp_path: Path) -> list[str]:
     """`invoke build` of v2 with a comment no build has seen: a real (incremental) build."""
     token = uuid.uuid4().hex[:8]
-    text = (PROJECT / "patchcheck" / "patches" / "v2.patch").read_text()
+    text = (PROJECT / "patchcheck" / "scenarios" / "pds" / "patches" / "v2.patch").read_text()
     patch = tmp_path / f"v2-{token}.patch"
     patch.write_text(text.replace("hot-removed by guest", f"hot-removed by guest ({token})"))
     return [sys.executable, "-m", "invoke", "build", "--source", "debian:bookworm", "--fix",

@@ -70,7 +70,7 @@ def test_load_project_invoke_yaml(yaml_tree: dict[str, Any], tmp_path: Path,
 
     for spec in settings.builds.values():
         sources.parse_spec(spec.source)
-        assert spec.fix in (*fixes.KNOWN, *fixes.NO_FIX)
+        assert spec.fix in (*fixes.known_fixes(settings.matrix.scenario).names, *fixes.NO_FIX)
 
 
 def test_load_with_invoke_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

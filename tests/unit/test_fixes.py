@@ -281,8 +281,10 @@ def test_patch_outside_the_tree(fake_tree: Tree, tmp_path: Path, target: str) ->
 # --- fix_key --------------------------------------------------------------------------
 
 def test_fix_key_names() -> None:
-    for state in ("none", "reverted", "v1", "v2"):
+    for state in ("none", "reverted"):
         assert fixes.fix_key(state) == state
+    for state in ("v1", "v2"):  # a known fix is its scenario's: pds-v2 and aer-v2 never mix
+        assert fixes.fix_key(state) == f"pds-{state}"
 
 
 def test_fix_key_files_are_content_hashed(tmp_path: Path) -> None:
@@ -307,9 +309,10 @@ def count_apply(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = fixes.apply_fix
 
-    def counting(tree: Path, state: str) -> fixes.FixResult:
+    def counting(tree: Path, state: str, known: fixes.KnownFixes | None = None
+                 ) -> fixes.FixResult:
         calls.append(state)
-        return real(tree, state)
+        return real(tree, state, known)
 
     monkeypatch.setattr(fixes, "apply_fix", counting)
     return calls

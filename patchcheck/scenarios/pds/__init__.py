@@ -10,6 +10,7 @@ without the fix builds the port with PDS set and rejects the migrated config byt
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...matrix import q35_version
@@ -25,6 +26,8 @@ from .slot import (
     expected_to_fail,
     qemu_args,
 )
+
+PATCHES = Path(__file__).with_name("patches")
 
 if TYPE_CHECKING:
     from ...guests.linux import GuestImage
@@ -56,6 +59,10 @@ class PdsScenario(Scenario):
 
     def linux_action(self, image: GuestImage, ready_timeout: float) -> Action:
         return PdsLinuxAction(image, ready_timeout=ready_timeout)
+
+    def fixes(self) -> dict[str, Path]:
+        """v2: the cmask change QEMU merged (8.1); v1: the seed thread's w1cmask change."""
+        return {name: PATCHES / f"{name}.patch" for name in ("v2", "v1")}
 
     def boundary(self, machines: Sequence[str]) -> list[str]:
         """Newest type with native hotplug (<= 6.0), oldest without, and the newest."""
