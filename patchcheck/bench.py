@@ -68,7 +68,7 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def _fresh_cache(settings: Settings, prefix: str) -> Path:
+def fresh_cache(settings: Settings, prefix: str) -> Path:
     """An empty cache directory (no builds, no ccache, no worktrees) with the Debian source
     imports copied in: fetching is not building."""
     fresh = Path(tempfile.mkdtemp(prefix=prefix, dir=settings.cache_dir.parent))
@@ -79,8 +79,8 @@ def _fresh_cache(settings: Settings, prefix: str) -> Path:
 
 def bench(settings: Settings, runtime: Any, log: Callable[[str], None] = print,
           machines: str = "", repeat: int = 2) -> dict[str, Any]:
-    fresh = _fresh_cache(settings, "bench-cache-")
-    reference_cache = _fresh_cache(settings, "bench-reference-")
+    fresh = fresh_cache(settings, "bench-cache-")
+    reference_cache = fresh_cache(settings, "bench-reference-")
     try:
         cold = dataclasses.replace(settings, cache_dir=fresh)
         if machines:
@@ -151,11 +151,15 @@ def bench(settings: Settings, runtime: Any, log: Callable[[str], None] = print,
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.rmtree(reference_cache, ignore_errors=True)
-    path = settings.reports_dir / f"bench-{stamp}.json"
-    write_json(path, result)
-    print(table(result))
-    print(f"recorded: {path}")
+    record(settings.reports_dir / f"bench-{stamp}.json", result, table(result))
     return result
+
+
+def record(path: Path, result: dict[str, Any], text: str) -> None:
+    """Write a bench's figures and print its table."""
+    write_json(path, result)
+    print(text)
+    print(f"recorded: {path}")
 
 
 def _throughput(run: RunResults, guests: Sequence[str]) -> float:

@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .bench import machine
+from .bench import fresh_cache, machine, record
 from .config import BuildSpec, Settings
 from .pipeline import Pipeline
-from .results import write_json
 from .sources import GitSources, GitSpec
 from .subprojects import BuildKind, SubprojectStore, needed, pins_of
 
@@ -31,31 +30,27 @@ def bench_upstream(settings: Settings, runtime: Any, repo: str, ref: str = "v7.2
                    debian: str = "7.2-none", log: Callable[[str], None] = print) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     scratch = Path(tempfile.mkdtemp(prefix="bench-upstream-", dir=settings.cache_dir.parent))
+    caches: list[Path] = []
     try:
         fetch = _fetch_figures(settings, scratch / "fetch", repo, ref)
         builds: dict[str, dict[str, Any]] = {}
         for label, spec in (("debian", settings.builds[debian]),
                             ("upstream", BuildSpec(f"upstream-{ref}", f"git:{repo}@{ref}", "none"))):
-            cache = scratch / label
-            cache.mkdir()
-            if (settings.cache_dir / "debian").is_dir():  # fetching a source is not building it
-                shutil.copytree(settings.cache_dir / "debian", cache / "debian", symlinks=True)
-            cold = dataclasses.replace(settings, cache_dir=cache)
-            record = Pipeline(runtime, cold, log=lambda line: None).build(spec)
-            builds[label] = {"source": record.source, "qemu": record.qemu_version,
-                             "seconds": record.seconds, "devices": record.devices,
-                             "subprojects": record.subprojects}
-            log(f"[bench] {label} cold build: {record.seconds:.0f} s")
+            caches.append(fresh_cache(settings, f"bench-{label}-"))  # Debian imports only
+            cold = dataclasses.replace(settings, cache_dir=caches[-1])
+            built = Pipeline(runtime, cold, log=lambda line: None).build(spec)
+            builds[label] = {"source": built.source, "qemu": built.qemu_version,
+                             "seconds": built.seconds, "devices": built.devices,
+                             "subprojects": built.subprojects}
+            log(f"[bench] {label} cold build: {built.seconds:.0f} s")
         result = {"date": stamp, "machine": machine(), "ref": ref, "builds": builds,
                   "ratio_upstream_to_debian": round(builds["upstream"]["seconds"]
                                                     / builds["debian"]["seconds"], 3),
                   "subproject_fetch": fetch}
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    path = settings.reports_dir / f"bench-upstream-{stamp}.json"
-    write_json(path, result)
-    print(table(result))
-    print(f"recorded: {path}")
+        for path in (scratch, *caches):
+            shutil.rmtree(path, ignore_errors=True)
+    record(settings.reports_dir / f"bench-upstream-{stamp}.json", result, table(result))
     return result
 
 
