@@ -25,6 +25,25 @@ from patchcheck.pipeline import Pipeline
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+def _upstream_data() -> Path:
+    """Real upstream QEMU commits and mirrors of their subprojects (test data beside the
+    project: `../shared/qemu-upstream`). A clean clone elsewhere finds them beside the
+    repository it was cloned from; PATCHCHECK_QEMU_UPSTREAM names them outright."""
+    if os.environ.get("PATCHCHECK_QEMU_UPSTREAM"):
+        return Path(os.environ["PATCHCHECK_QEMU_UPSTREAM"])
+    candidates = [PROJECT.parent / "shared" / "qemu-upstream"]
+    try:
+        origin = git.Repo(PROJECT).remotes.origin.url
+    except (AttributeError, ValueError, git.GitError):
+        origin = ""
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "qemu-upstream")
+    return next((c for c in candidates if (c / "qemu.git").is_dir()), candidates[0])
+
+
+UPSTREAM_DATA = _upstream_data()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):

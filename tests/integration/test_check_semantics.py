@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT, invoke
+from .conftest import PROJECT, UPSTREAM_DATA, invoke
 
-UPSTREAM = PROJECT.parent / "shared" / "qemu-upstream" / "qemu.git"
+UPSTREAM = UPSTREAM_DATA / "qemu.git"
 PDS_LINE = ("- Slot Status bit 6 (PDS): read-only (RO=1) without the fix, write-1-to-clear "
             "(RW1C=1) with it; specified read-only (RO) in PCI Express Base Specification 4.0, "
             "7.5.3.11 Slot Status Register")

@@ -18,9 +18,9 @@ from patchcheck import trees
 from patchcheck.sources import GitSources, GitSpec
 from patchcheck.subprojects import BuildKind, SubprojectStore, SubprojectUnavailable, needed, pins_of
 
-from .conftest import PROJECT, invoke
+from .conftest import UPSTREAM_DATA, invoke
 
-UPSTREAM = PROJECT.parent / "shared" / "qemu-upstream"
+UPSTREAM = UPSTREAM_DATA
 MISSING_TESTFLOAT = "40619cbb3bf32872df8c53cc457039229428a263"
 PDS_ERROR = "Bad config data: i=0x6e read: 0 device: 40"
 
