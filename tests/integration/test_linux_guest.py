@@ -87,7 +87,7 @@ def run_linux_case(hosts: tuple[Hosts, Path], guest: GuestImage, machine: str,
     action = LinuxAction(guest)
     rundir = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))
     sock = rundir / "migrate.sock"
-    args = ["-nodefaults", "-machine", machine, "-accel", "tcg", *pds.qemu_args(RAM_MIB)]
+    args = ["-nodefaults", "-machine", machine, "-accel", "tcg", *pds.SCENARIO.qemu_args(RAM_MIB)]
     destination = Machine(qemu_hosts.get(dst.image_id), dst.binary,
                           [*args, *action.qemu_args(rundir, "destination"), "-incoming",
                            f"unix:{sock}"], rundir, "destination", timeout=30)
@@ -132,7 +132,7 @@ def _judge(dst: Machine, action: LinuxAction, rundir: Path,
     except MachineError:
         dst.wait_exit(5.0)  # the monitor went away: the destination is exiting
     if not dst.running():
-        return "failed", "\n".join(pds.error_lines(dst.log_text())), None
+        return "failed", "\n".join(pds.SCENARIO.error_lines(dst.log_text())), None
     if (mig, state) != ("completed", "running"):
         return "failed", f"migration {mig}, state {state}", None
     survived = action.verify_destination(dst, rundir, timeout=10.0)
