@@ -43,7 +43,7 @@ def test_unpatched_destination_fails_on_6_0(small_run):
     case = _case(data, "pc-q35-6.0", "7.2-none", "7.2-none", "synthetic")
     assert case["observed"] == "failed" and case["expected"] == "failed"
     assert "Bad config data: i=0x6e read: 0 device: 40" in case["destination_error"]
-    assert case["slot"]["slot_control"] & 0x0400  # the guest action powered the slot off
+    assert case["guest_state"]["slot_control"] & 0x0400  # the guest action powered the slot off
 
 
 def test_fix_at_destination_passes_and_only_destination_matters(small_run):
