@@ -6,6 +6,7 @@ recording how the fix went in; the tree's git tree id is the content key builds 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path,
                 data = json.loads(record.read_text())
                 wt = git.Repo(path)
                 if not wt.is_dirty(untracked_files=True) and wt.head.commit.tree.hexsha == data["tree_id"]:
-                    return PreparedTree(tree, path, fixes.FixResult(**data["fix"]), data["tree_id"])
+                    return PreparedTree(tree, path, _as_asked(fixes.FixResult(**data["fix"]),
+                                                              fix_state), data["tree_id"])
             except (ValueError, KeyError, TypeError, git.GitError):
                 pass  # damaged entry: prepared again below
         _remove_worktree(tree.repo, path)
@@ -62,6 +64,16 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path,
         tmp.write_text(json.dumps({"fix": result.to_dict(), "tree_id": tree_id}, indent=2))
         tmp.rename(record)
         return PreparedTree(tree, path, result, tree_id)
+
+
+def _as_asked(result: fixes.FixResult, fix_state: str) -> fixes.FixResult:
+    """A prepared tree found in the cache, as this request names it: a user's patch file is
+    keyed by its content, so the entry may have been made from a file of another name."""
+    patch = fixes.resolve(fix_state) if result.state != fix_state else None
+    if patch is None:
+        return result
+    return dataclasses.replace(result, state=fix_state, patch=patch.name,
+                               note=result.note.replace(str(result.patch), patch.name))
 
 
 def _remove_worktree(repo_path: Path, path: Path) -> None:

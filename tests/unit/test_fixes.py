@@ -342,6 +342,21 @@ def test_prepare_is_cached(fake_tree: Tree, tmp_path: Path, count_apply: list[st
     assert second == first
 
 
+def test_a_cached_tree_is_named_by_the_patch_file_asked_for(fake_tree: Tree, tmp_path: Path,
+                                                            count_apply: list[str]) -> None:
+    """Patch files are keyed by content: a second file with the same content reuses the tree,
+    but the record names the file asked for (it named the first one's file)."""
+    a, b = tmp_path / "first.patch", tmp_path / "my-fix.patch"
+    a.write_bytes(fixes.shipped("v2").text)
+    b.write_bytes(fixes.shipped("v2").text)
+    cache = tmp_path / "cache"
+    first = trees.prepare(fake_tree, str(a), cache)
+    second = trees.prepare(fake_tree, str(b), cache)
+    assert count_apply == [str(a)] and second.path == first.path
+    assert (first.fix.patch, second.fix.patch) == ("first.patch", "my-fix.patch")
+    assert second.fix.state == str(b) and second.fix.has_fix
+
+
 def test_prepare_keys_by_fix(fake_tree: Tree, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     none = trees.prepare(fake_tree, "none", cache)
