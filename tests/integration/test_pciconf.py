@@ -146,7 +146,7 @@ def test_q35_72_pds_not_set(start: Start) -> None:
 
 
 def test_q35_72_forced_native_hotplug_sets_pds(start: Start) -> None:
-    qemu = start("pc-q35-7.2", SCENARIO.force_native_global)
+    qemu = start("pc-q35-7.2", SCENARIO.force_global)
     assert read_slot_state(qemu).presence_detected
     after = SyntheticAction().perform(qemu)
     assert after.slot_control == 0x0700 and not after.presence_detected
