@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from . import fixes, images, sources, subprojects, trees
+from . import fixes, images, scenarios, sources, subprojects, trees
 from .build import Builder, BuildRecord
 from .config import BuildSpec, Settings
 from .errors import UsageError
@@ -21,7 +21,8 @@ class Pipeline:
         self.refresh = refresh
         self.images = images.Images(runtime, settings, log)
         self.builder = Builder(runtime, settings.cache_dir, settings.configure,
-                               jobs=settings.build_jobs, log=log, devices=settings.devices,
+                               jobs=settings.build_jobs, log=log,
+                               devices=minimal_devices(settings),
                                minimal_configure=settings.minimal_configure,
                                minimal_optimize=settings.minimal_optimize,
                                minimal_pch=settings.minimal_pch)
@@ -76,6 +77,15 @@ class Pipeline:
             tuple(self.builder.configure), lambda: self.images.meson_version(image_id),
             self.subprojects)
         return dataclasses.replace(prepared, subprojects=tuple(done))
+
+
+def minimal_devices(settings: Settings) -> tuple[str, ...]:
+    """A minimal build's Kconfig devices: build.devices, and the devices the scenario's
+    topology needs that the list lacks. () (QEMU's default set) stays ()."""
+    if not settings.devices:
+        return ()
+    needed = scenarios.get(settings.matrix.scenario).devices
+    return (*settings.devices, *(d for d in needed if d not in settings.devices))
 
 
 def _lazy_fetcher(runtime: Any, image_for_suite: Callable[[str], str],

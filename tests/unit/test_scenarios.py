@@ -87,3 +87,15 @@ def test_the_setting_chooses_a_known_scenario(tmp_path: Path, monkeypatch: pytes
     assert config.load({"patchcheck": {"matrix": {"scenario": "pds"}}}).matrix.scenario == "pds"
     with pytest.raises(ConfigError, match="matrix.scenario 'aer' is not a known scenario"):
         config.load({"patchcheck": {"matrix": {"scenario": "aer"}}})
+
+
+def test_a_minimal_build_gets_the_devices_its_scenario_needs(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchcheck import config
+    from patchcheck.pipeline import minimal_devices
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    short = config.load({"patchcheck": {"build": {"devices": ["CONFIG_Q35=y"]}}})
+    assert minimal_devices(short) == ("CONFIG_Q35=y", "CONFIG_PCIE_PORT=y", "CONFIG_USB_XHCI_NEC=y")
+    full = config.load({"patchcheck": {"build": {"devices": []}}})
+    assert minimal_devices(full) == ()  # QEMU's default device set has them all
