@@ -35,10 +35,10 @@ from .outcome import (
     EXIT_INFRA,
     EXIT_OK,
 )
-from .probe import report as probe_report
+from .probe import model as probe_model
 from .probe.classify import BitChange
+from .probe.model import PairResult, ProbeRun
 from .probe.registers import RegisterSet
-from .probe.report import PairResult, ProbeRun
 from .results import RunResults
 from .verdict import Verdict, judge
 
@@ -126,7 +126,7 @@ def semantics_of(run: ProbeRun | None) -> Semantics:
     return Semantics(ran=bool(run.pairs or run.all_errors),
                      violations=_violations(run.introduced, _registers(run)),
                      incompatible=incompatible, errors=tuple(run.all_errors),
-                     summary=probe_report.verdict(run))
+                     summary=probe_model.verdict(run))
 
 
 def _registers(run: ProbeRun) -> RegisterSet | None:
@@ -154,7 +154,7 @@ def read_semantics(run_dir: Path) -> Semantics:
     """The probe result a matrix run wrote (probe.json); none when the run had no probe."""
     if not (run_dir / "probe.json").exists():
         return Semantics()
-    run = probe_report.load(run_dir)
+    run = probe_model.load(run_dir)
     if run is None:
         return Semantics(ran=True, errors=(f"{run_dir / 'probe.json'} is unreadable",),
                          summary="probe result unreadable")

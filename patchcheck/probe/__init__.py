@@ -35,7 +35,8 @@ from ..errors import BuildFailed, PatchcheckError, UsageError
 from ..matrix import check_filter, order, select
 from ..paths import run_dir
 from . import report, vmstate
-from .report import ProbeRun, compare_probes, html_section, junit_suite, markdown, text_summary
+from .model import ProbeRun, compare_probes
+from .report import html_section, junit_suite, markdown, text_summary
 from .runner import ProbeRunner, hosts_for
 
 __all__ = ["probe_command", "run_probe", "matrix_semantics", "check_builds", "ProbeRun",

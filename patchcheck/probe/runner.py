@@ -43,8 +43,8 @@ from ..results import Case
 from ..scenarios.base import Scenario
 from . import classify
 from .classify import Op
+from .model import BitResult, BuildProbe, RegisterResult
 from .registers import Arm, Register, RegisterSet
-from .report import BitResult, BuildProbe, RegisterResult
 
 STEPS = (0, 1, 0, 1)  # the values written to the tested bit, in order
 

@@ -211,9 +211,10 @@ def render(run: RunResults, run_dir: Path) -> str:
 
 def _semantics(run_dir: Path) -> str:
     """The register-semantics probe's section, when the run has one (probe.json)."""
+    from ..probe import model as probe_model
     from ..probe import report as probe_report
 
-    semantics = probe_report.load(run_dir)
+    semantics = probe_model.load(run_dir)
     return probe_report.html_section(semantics) if semantics is not None else ""
 
 

@@ -125,9 +125,10 @@ def to_xml(run: RunResults, base: Path) -> str:
     suite = TestSuite("migration", _unique([testcase(r, base) for r in run.cases]),
                       properties=props, timestamp=run.started)
     suites = [suite]
+    from ..probe import model as probe_model
     from ..probe import report as probe_report
 
-    semantics = probe_report.load(base)
+    semantics = probe_model.load(base)
     if semantics is not None:
         suites.append(probe_report.junit_suite(semantics))
     return _DISABLED.sub(r"\1", to_xml_report_string(suites, prettyprint=True))

@@ -132,8 +132,8 @@ def render(run: RunResults, semantics: Any = None) -> str:
 def write(run: RunResults, run_dir: Path) -> Path:
     path = run_dir / "summary.md"
     tmp = run_dir / ".summary.md.tmp"
-    from ..probe import report as probe_report
+    from ..probe import model as probe_model
 
-    tmp.write_text(render(run, probe_report.load(run_dir)), encoding="utf-8")
+    tmp.write_text(render(run, probe_model.load(run_dir)), encoding="utf-8")
     tmp.replace(path)
     return path

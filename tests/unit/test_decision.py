@@ -20,7 +20,7 @@ from patchcheck.decision import (
 )
 from patchcheck.probe import report
 from patchcheck.probe.classify import BitChange, Change
-from patchcheck.probe.report import PairResult, ProbeRun
+from patchcheck.probe.model import PairResult, ProbeRun
 from patchcheck.probe.vmstate import FORWARD, VmstateComparison, VmstateDiff
 from patchcheck.results import CaseResult, RunResults
 from patchcheck.scenarios.pds.registers import SPEC

@@ -22,6 +22,7 @@ from patchcheck.errors import UsageError
 from patchcheck.probe import (
     check_builds,
     machines_per_build,
+    model,
     pairs_of,
     report,
     vmstate,
@@ -355,7 +356,7 @@ def record(name: str, fix: str, has_fix: bool) -> BuildRecord:
                        reproduce="", machines=["pc-q35-6.0", "pc-q35-7.2"])
 
 
-def probe(name: str, v1: bool) -> report.BuildProbe:
+def probe(name: str, v1: bool) -> model.BuildProbe:
     rec = record(name, "v1" if v1 else "none", v1)
     outcomes = [run_experiment(e, FakeRootPort(v1), REGISTER_SET)
                 for e in experiments(REGISTER_SET)]
@@ -363,7 +364,7 @@ def probe(name: str, v1: bool) -> report.BuildProbe:
 
 
 @pytest.fixture(scope="module")
-def probes() -> tuple[report.BuildProbe, report.BuildProbe]:
+def probes() -> tuple[model.BuildProbe, model.BuildProbe]:
     return probe("7.2-none", False), probe("7.2-v1", True)
 
 
@@ -380,7 +381,7 @@ def test_experiments_cover_every_bit_once_on_a_fresh_port() -> None:
     assert "o /h 0xcfe 0x40" in port.commands  # Slot Status is the upper word of dword 0x6c
 
 
-def test_model_probe_classifies_like_qemu(probes: tuple[report.BuildProbe, ...]) -> None:
+def test_model_probe_classifies_like_qemu(probes: tuple[model.BuildProbe, ...]) -> None:
     none, v1 = probes
     assert none.cap_offset == 0x54 and not none.errors
     assert none.register("sltsta").address == 0x6E
@@ -402,19 +403,19 @@ def test_model_probe_classifies_like_qemu(probes: tuple[report.BuildProbe, ...])
 
 
 def test_model_probe_comparison_junit_and_reports(
-        probes: tuple[report.BuildProbe, ...], tmp_path: Path) -> None:
+        probes: tuple[model.BuildProbe, ...], tmp_path: Path) -> None:
     none, v1 = probes
-    pair = report.compare_probes(none, v1, REGISTER_SET)
+    pair = model.compare_probes(none, v1, REGISTER_SET)
     assert [(x.register, x.bit, x.change) for x in pair.changes] == \
         [("sltsta", 6, Change.INTRODUCED)]
     assert {d.name for d in pair.preexisting} >= {"ASPMC[0]", "DLLSCE"}
-    same = report.compare_probes(none, probe("7.2-v2", False), REGISTER_SET)
+    same = model.compare_probes(none, probe("7.2-v2", False), REGISTER_SET)
     assert same.changes == [] and same.introduced == []
-    run = report.ProbeRun("r1", "2024-01-01T00:00:00", probes=[none, v1], pairs=[pair])
+    run = model.ProbeRun("r1", "2024-01-01T00:00:00", probes=[none, v1], pairs=[pair])
     run.vmstate.append(vmstate.VmstateComparison("pc-q35-6.0", "7.2-none", "7.2-v1",
                                                  identical=True, sections=205))
     assert run.exit_code == 1
-    assert "Slot Status bit 6 PDS RO=1 -> RW1C=1 (spec RO)" in report.verdict(run)
+    assert "Slot Status bit 6 PDS RO=1 -> RW1C=1 (spec RO)" in model.verdict(run)
 
     paths = report.write(run, tmp_path)
     doc = etree.parse(str(paths["junit"]))
@@ -432,15 +433,15 @@ def test_model_probe_comparison_junit_and_reports(
     assert '<section id="semantics">' in report.html_section(run)
     assert "VIOLATION Slot Status bit 6 PDS" in report.text_summary(run)
     assert '"exit_code": 1' in paths["json"].read_text()
-    loaded = report.load(tmp_path)  # probe.json is enough to rebuild every report
+    loaded = model.load(tmp_path)  # probe.json is enough to rebuild every report
     assert loaded is not None and loaded.exit_code == 1
     assert report.markdown(loaded, full=True) == md
     assert report.junit_xml(loaded) == paths["junit"].read_text()
-    assert report.load(tmp_path / "nowhere") is None
+    assert model.load(tmp_path / "nowhere") is None
 
-    clean = report.ProbeRun("r2", "2024-01-01T00:00:00", probes=[none], pairs=[same])
+    clean = model.ProbeRun("r2", "2024-01-01T00:00:00", probes=[none], pairs=[same])
     assert clean.exit_code == 0
-    assert report.verdict(clean) == "no fix changes guest-visible register behaviour"
+    assert model.verdict(clean) == "no fix changes guest-visible register behaviour"
 
 
 # --------------------------------------------------------------------------------------------
