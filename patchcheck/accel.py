@@ -20,15 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InfraError, UsageError
-from .guests.linux import (
-    KERNEL_APPEND,
-    PANIC,
-    GuestImage,
-    console_path,
-    parse_ready,
-    read_console,
-    tail,
-)
+from .guests.image import GuestImage
+from .guests.linux import KERNEL_APPEND, PANIC, console_path, parse_ready, read_console, tail
 from .machine import Machine, MachineError
 from .runtime import ContainerSpec, Mount, invoking_user
 

@@ -38,7 +38,7 @@ from .runtime import Mount
 from .scenarios.base import Action, Scenario
 
 if TYPE_CHECKING:
-    from .guests.linux import GuestImage
+    from .guests.image import GuestImage
 from .verdict import judge
 
 LINUX = "linux"  # the real guest: its action needs the guest image (patchcheck.guests.linux)
@@ -187,7 +187,7 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
         log(f"{len(todo)} cases to run, {jobs} in parallel")
         guest_image = None
         if LINUX in guests or p.accel != "tcg":
-            from .guests.linux import ensure_image
+            from .guests.image import ensure_image
 
             guest_image = ensure_image(runtime, settings, image_id=pipeline.image("bookworm"),
                                        log=log)

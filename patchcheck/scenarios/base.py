@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..guests.linux import GuestImage
+    from ..guests.image import GuestImage
     from ..machine import Machine
     from ..probe.registers import RegisterSet
     from ..results import Side

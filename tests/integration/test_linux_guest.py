@@ -30,7 +30,8 @@ import pytest
 from patchcheck import accel
 from patchcheck.build import BuildRecord
 from patchcheck.config import Settings
-from patchcheck.guests.linux import GuestImage, ensure_image, heartbeats, read_console
+from patchcheck.guests.image import GuestImage, ensure_image
+from patchcheck.guests.linux import heartbeats, read_console
 from patchcheck.machine import Machine, MachineError
 from patchcheck.migrate import Hosts
 from patchcheck.results import Side

@@ -20,20 +20,17 @@ import pytest
 from patchcheck import accel
 from patchcheck.config import MatrixSettings, Settings
 from patchcheck.errors import InfraError, UsageError
+from patchcheck.guests import image as guest_image
 from patchcheck.guests import linux
+from patchcheck.guests.image import INIT_SCRIPT, GuestError, GuestImage, ensure_image, image_key
 from patchcheck.guests.linux import (
     HEARTBEAT_MARKER,
-    INIT_SCRIPT,
     KERNEL_APPEND,
     READY_MARKER,
-    GuestError,
-    GuestImage,
     GuestSlot,
     Readiness,
     console_path,
-    ensure_image,
     heartbeats,
-    image_key,
     parse_ready,
 )
 from patchcheck.results import Side
@@ -447,15 +444,15 @@ def test_image_key_covers_the_init_script() -> None:
 
 
 def test_load_image_rejects_incomplete_directories(tmp_path: Path) -> None:
-    assert linux.load_image(tmp_path) is None
+    assert guest_image.load_image(tmp_path) is None
     (tmp_path / "guest.json").write_text('{"key": "k"}')
     (tmp_path / "vmlinuz").write_bytes(b"k")
     (tmp_path / "initrd.img").write_bytes(b"i")
-    assert linux.load_image(tmp_path) is None  # versions missing
+    assert guest_image.load_image(tmp_path) is None  # versions missing
     (tmp_path / "initrd.img").unlink()
     (tmp_path / "guest.json").write_text(json.dumps(
         {"key": "k", "kernel_package": "p", "kernel_version": "v", "busybox_version": "b"}))
-    assert linux.load_image(tmp_path) is None  # initrd missing
+    assert guest_image.load_image(tmp_path) is None  # initrd missing
 
 
 def test_ram_floor() -> None:

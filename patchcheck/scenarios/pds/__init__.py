@@ -30,7 +30,7 @@ from .slot import (
 PATCHES = Path(__file__).with_name("patches")
 
 if TYPE_CHECKING:
-    from ...guests.linux import GuestImage
+    from ...guests.image import GuestImage
     from ...results import Side
 
 

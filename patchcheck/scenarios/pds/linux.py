@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...guests.linux import GuestImage, LinuxAction, Readiness
+from ...guests.image import GuestImage
+from ...guests.linux import LinuxAction, Readiness
 from ..base import Monitor
 from .registers import SLTSTA_PDS
 from .slot import ROOT_PORT_ID, SlotState, read_slot_state
