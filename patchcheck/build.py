@@ -20,13 +20,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .configure import (
+    DEFAULT,
+    DEVICES,
+    MINIMAL,
+    OUT,
+    device_configuration,
+    devices_mak,
+    supported_options,
+)
 from .errors import BuildFailed
+from .incremental import (
+    PCH_DIR,
+    IncrementalUnsafe,
+    age_sources,
+    changed_files,
+    check_incremental_plan,
+    copy_build_dir,
+    drop_stale_pch,
+)
 from .locks import file_lock
 from .runtime import ContainerSpec, Mount, invoking_user
 from .trees import PreparedTree
 
 BINARY = "qemu-system-x86_64"
-SRC, OUT, CCACHE = "/src", "/build", "/ccache"
+SRC, CCACHE = "/src", "/ccache"  # the tree and the compiler cache in the container; OUT: the build
 RECORD = "build.json"
 
 
@@ -93,39 +111,6 @@ def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-DEVICES = "patchcheck-devices"  # the minimal device list, written into the build directory
-MINIMAL, DEFAULT = "minimal", "default"
-# What a minimal build needs from configure, and how `configure --help` lists it.
-DEVICE_OPTIONS = {"--without-default-devices": r"^\s+--without-default-devices(?=[\s=]|$)",
-                  "--with-devices-x86_64": r"^\s+--with-devices-ARCH="}
-
-
-def devices_mak(devices: Sequence[str]) -> str:
-    return "# patchcheck: only what the reproducer needs (Kconfig selects the rest)\n" + \
-        "".join(f"{d}\n" for d in devices)
-
-
-def device_options() -> list[str]:
-    """configure takes --with-devices-ARCH=NAME as configs/devices/ARCH-softmmu/NAME.mak in the
-    (read-only) source tree; a relative NAME reaching up to / points it at the build directory."""
-    return ["--without-default-devices", f"--with-devices-x86_64=../../../..{OUT}/{DEVICES}"]
-
-
-def device_configuration(devices: Sequence[str], help_text: str) -> tuple[list[str], str]:
-    """The configure options for the device set, and what the build record says about it.
-
-    A minimal build needs both `--without-default-devices` and `--with-devices-ARCH` (QEMU
-    6.0 on); a tree whose `configure --help` lacks either is built with QEMU's default
-    device set, and the label says why."""
-    if not devices:
-        return [], DEFAULT
-    missing = [opt for opt, listed in DEVICE_OPTIONS.items()
-               if not re.search(listed, help_text, re.M)]
-    if missing:
-        return [], f"{DEFAULT} (configure lacks {' and '.join(missing)})"
-    return device_options(), MINIMAL
-
-
 def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
     return build_key(f"commit:{commit}", configure, image_id)
 
@@ -141,7 +126,6 @@ def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
 # where it is valid and reads the header itself elsewhere. Same binary, byte for byte.
 CC_WRAPPER = Path(__file__).with_name("cc-minimal")
 CC_IN_CONTAINER = "/patchcheck/cc"
-PCH_DIR = "patchcheck-pch"  # in the build directory
 
 
 def wrapper_env(rules: Sequence[str], compiler: str, pch: str = "") -> dict[str, str]:
@@ -154,57 +138,10 @@ def wrapper_env(rules: Sequence[str], compiler: str, pch: str = "") -> dict[str,
     return env
 
 
-def copy_build_dir(source: Path, target: Path) -> None:
-    """The build directory of an incremental build: a copy, except the precompiled headers,
-    hard links (the wrapper never writes into a finished one: it renames new files in)."""
-    shutil.copytree(source, target, symlinks=True,
-                    ignore=lambda d, names: [PCH_DIR] if Path(d) == source else [])
-    if (source / PCH_DIR).is_dir():
-        shutil.copytree(source / PCH_DIR, target / PCH_DIR, symlinks=True,
-                        copy_function=os.link)
-
-
-def drop_stale_pch(build_dir: Path, changed: Sequence[str], source: str = SRC) -> list[str]:
-    """Remove the precompiled headers that read a changed file (their dependency list names
-    it, under `source`): the wrapper makes them anew. The flags hashes of what was removed."""
-    wanted = {f"{source}/{rel}" for rel in changed}
-    dropped = []
-    for deps in sorted((build_dir / PCH_DIR).glob("*/*/**/*.gch.d")):
-        key = deps.relative_to(build_dir / PCH_DIR).parts[0]
-        if key in dropped:
-            continue
-        listed = set(deps.read_text().split())
-        if listed & wanted:
-            shutil.rmtree(build_dir / PCH_DIR / key)
-            dropped.append(key)
-    return dropped
-
-
 # ccache's depend mode: a miss runs the compiler once (with the -MD that meson passes anyway)
 # instead of the preprocessor and then the compiler; a cold build pays almost nothing for
 # the cache. Hits are as before (direct mode, from the dependency list).
 CCACHE_MODE = {"CCACHE_DEPEND": "1"}
-
-OLD_MTIME = 946684800  # 2000-01-01: unchanged sources of an incremental build look old to ninja
-
-
-def supported_options(options: Sequence[str], help_text: str, configure_text: str = ""
-                      ) -> list[str]:
-    """Keep the configure options this tree knows about: listed by `configure --help`, or
-    parsed by the configure script without being listed (e.g. `--disable-download`, a
-    `case` pattern of QEMU 8.1's configure on)."""
-    kept = []
-    for opt in options:
-        name = opt.split("=", 1)[0]
-        feature = re.match(r"--(?:enable|disable)-(.+)$", name)
-        literal = re.search(rf"^\s+{re.escape(name)}(?=[\s=\[]|$)", help_text, re.M)
-        listed = feature and re.search(rf"^  {re.escape(feature.group(1))}(?:\s|$)", help_text,
-                                       re.M)
-        parsed = re.search(rf"^\s+{re.escape(opt)}\)", configure_text, re.M)
-        if literal or listed or parsed:
-            kept.append(opt)
-    return kept
-
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -309,7 +246,7 @@ class Builder:
         if base is not None:
             changed = changed_files(tree, base.tree_id)
             copy_build_dir(self.root / base.key / "build", work / "build")
-            drop_stale_pch(work / "build", changed)
+            drop_stale_pch(work / "build", changed, SRC)
             age_sources(tree.path, changed)
         else:
             (work / "build").mkdir()
@@ -420,51 +357,6 @@ class Builder:
             raise BuildFailed(f"build {record.name}: `{BINARY} -machine help` failed: {text[-200:]}")
         return sorted({line.split()[0] for line in text.splitlines()
                        if line.startswith("pc-q35-")})
-
-
-class IncrementalUnsafe(Exception):
-    """The incremental build cannot be shown to contain the change: build from scratch."""
-
-
-def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
-    import git
-
-    out = git.Repo(tree.path).git.diff("--name-only", base_tree_id, tree.tree_id)
-    return [line for line in out.splitlines() if line.strip()]
-
-
-def age_sources(root: Path, changed: Sequence[str]) -> None:
-    """The timestamp trap (docs/builds.md, "Incremental fix builds"): ninja compares
-    mtimes, so make every source file of the tree older than the copied build outputs, and
-    the changed files newer."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        if ".git" in dirnames:
-            dirnames.remove(".git")
-        for f in filenames:
-            path = os.path.join(dirpath, f)
-            if not os.path.islink(path):
-                os.utime(path, (OLD_MTIME, OLD_MTIME))
-    now = time.time()
-    for rel in changed:
-        target = root / rel
-        if target.is_file():
-            os.utime(target, (now, now))
-
-
-def check_incremental_plan(plan: str, changed: Sequence[str]) -> list[str]:
-    """From `ninja -n -d explain`: what will be compiled. Every changed C file must be, and
-    the plan must be small; otherwise the incremental build is not trusted."""
-    compiled = sorted(set(re.findall(r"Compiling C(?:\+\+)? object (\S+)", plan)))
-    sources = [c for c in changed if c.endswith(".c")]
-    for src in sources:
-        stem = src.replace("/", "_")
-        if not any(stem in obj for obj in compiled):
-            raise IncrementalUnsafe(f"ninja would not recompile {src}")
-    if not sources:
-        raise IncrementalUnsafe("the change touches no C file")
-    if len(compiled) > 50:
-        raise IncrementalUnsafe(f"ninja would recompile {len(compiled)} objects")
-    return compiled
 
 
 def _ccache_summary(stats: str) -> str:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from patchcheck.build import OLD_MTIME, IncrementalUnsafe, age_sources, check_incremental_plan
+from patchcheck.incremental import OLD_MTIME, IncrementalUnsafe, age_sources, check_incremental_plan
 
 PLAN = """ninja explain: output libcommon.fa.p/hw_pci_pcie.c.o older than most recent input
 [1/3] Compiling C object libcommon.fa.p/hw_pci_pcie.c.o
@@ -50,7 +50,8 @@ def test_age_sources_makes_only_changed_files_new(tmp_path):
 
 
 def test_minimal_device_list_is_part_of_the_build_key(tmp_path):
-    from patchcheck.build import Builder, build_key, device_options, devices_mak
+    from patchcheck.build import Builder, build_key
+    from patchcheck.configure import device_options, devices_mak
 
     full = Builder(None, tmp_path, ["--disable-docs"])
     minimal = Builder(None, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"])

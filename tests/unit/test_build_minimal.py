@@ -11,15 +11,8 @@ import pytest
 from invoke.config import Config
 
 from patchcheck import config as config_mod
-from patchcheck.build import (
-    BINARY,
-    DEVICES,
-    Builder,
-    BuildRecord,
-    device_configuration,
-    device_options,
-    supported_options,
-)
+from patchcheck.build import BINARY, Builder, BuildRecord
+from patchcheck.configure import DEVICES, device_configuration, device_options, supported_options
 from patchcheck.errors import UsageError
 from patchcheck.fixes import FixResult
 from patchcheck.sources import Tree

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from invoke.config import Config
 
-from patchcheck import build, config, images
+from patchcheck import build, config, configure, images
 from patchcheck.config import ImageRule
 from patchcheck.errors import BuildFailed, InfraError, PatchcheckError, UsageError
 from patchcheck.outcome import (
@@ -449,12 +449,12 @@ CONFIGURE = [
 
 
 def test_supported_options_72() -> None:
-    kept = build.supported_options(CONFIGURE, HELP_72)
+    kept = configure.supported_options(CONFIGURE, HELP_72)
     assert kept == [o for o in CONFIGURE if o != "--disable-rust"]  # order kept
 
 
 def test_supported_options_100() -> None:
-    kept = build.supported_options(CONFIGURE, HELP_100)
+    kept = configure.supported_options(CONFIGURE, HELP_100)
     # QEMU 10.0 has no --with-git-submodules; --disable-werror is a feature there
     assert kept == [o for o in CONFIGURE if o != "--with-git-submodules=ignore"]
 
@@ -472,8 +472,8 @@ def test_supported_options_100() -> None:
     ("--enable-lto", False, False),
 ])
 def test_supported_options_single(option: str, in72: bool, in100: bool) -> None:
-    assert build.supported_options([option], HELP_72) == ([option] if in72 else [])
-    assert build.supported_options([option], HELP_100) == ([option] if in100 else [])
+    assert configure.supported_options([option], HELP_72) == ([option] if in72 else [])
+    assert configure.supported_options([option], HELP_100) == ([option] if in100 else [])
 
 
 @pytest.mark.parametrize("option, help_text", [
@@ -482,14 +482,14 @@ def test_supported_options_single(option: str, in72: bool, in100: bool) -> None:
     ("--target-list-ex", HELP_72),
 ])
 def test_supported_options_no_false_positives(option: str, help_text: str) -> None:
-    assert build.supported_options([option], help_text) == []
+    assert configure.supported_options([option], help_text) == []
 
 
 def test_supported_options_against_invoke_yaml() -> None:
-    configure = list(config.load(invoke_config()).configure)
-    kept = build.supported_options(configure, HELP_72)
+    options = list(config.load(invoke_config()).configure)
+    kept = configure.supported_options(options, HELP_72)
     assert "--target-list=x86_64-softmmu" in kept
-    assert set(kept) <= set(configure)
+    assert set(kept) <= set(options)
 
 
 def test_build_key() -> None:
