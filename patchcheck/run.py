@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import queue
 import secrets
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from . import accel as accel_mod
 from . import matrix, paths, scenarios
@@ -27,6 +25,7 @@ from .build import BuildRecord
 from .config import Settings
 from .decision import decide_run, semantics_of
 from .errors import BuildFailed, UsageError
+from .jobs import in_background, parallel
 from .migrate import Hosts, run_cases, side
 from .outcome import Observed
 from .pipeline import Pipeline
@@ -275,32 +274,6 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
 
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def in_background(name: str, func: Callable[[], R]) -> Callable[[], R]:
-    """Start func on a daemon thread (an interrupted run does not wait for it); the function
-    returned waits for its result, or raises what it raised."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = func()
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    thread.start()
-
-    def result() -> R:
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]  # type: ignore[no-any-return]
-    return result
-
-
 def source_groups(cases: Sequence[Case]) -> list[list[Case]]:
     """The cases as units of work: cases with the Linux guest that share source build,
     machine type and -globals form one group (one boot, one migration per destination,
@@ -312,53 +285,6 @@ def source_groups(cases: Sequence[Case]) -> list[list[Case]]:
         key = (case.source, case.machine, case.globals) if case.guest == LINUX else case.id
         groups.setdefault((case.guest == LINUX, key), []).append(case)
     return sorted(groups.values(), key=lambda g: g[0].guest != LINUX)
-
-
-def parallel(items: Sequence[T], func: Callable[[T], Iterable[R]], jobs: int
-             ) -> Iterator[tuple[T, R]]:
-    """Run func over items on `jobs` daemon threads; func gives an item's results one by
-    one, and each is yielded as (item, result) as soon as it is there.
-
-    Daemon threads, not a ThreadPoolExecutor: when the run is interrupted, the caller stops
-    consuming, removes the QEMU containers and returns at once; a case still in flight must
-    not hold the process open (an executor's workers are joined at exit).
-    """
-    todo: queue.Queue[T] = queue.Queue()
-    done: queue.Queue[tuple[T, R | None, BaseException | None, bool]] = queue.Queue()
-    for item in items:
-        todo.put(item)
-
-    def worker() -> None:
-        while True:
-            try:
-                item = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                for result in func(item):
-                    done.put((item, result, None, False))
-                done.put((item, None, None, True))
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                done.put((item, None, exc, True))
-
-    for _ in range(max(1, min(jobs, len(items)))):
-        threading.Thread(target=worker, daemon=True).start()
-    try:
-        finished = 0
-        while finished < len(items):
-            item, result, error, last = done.get()
-            if error is not None:
-                raise error
-            if last:
-                finished += 1
-            else:
-                yield item, result  # type: ignore[misc]
-    finally:
-        while not todo.empty():  # stop the workers after the case each is running
-            try:
-                todo.get_nowait()
-            except queue.Empty:
-                break
 
 
 def scratch_dir() -> Path:

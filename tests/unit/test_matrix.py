@@ -267,7 +267,7 @@ def test_source_groups_share_one_linux_boot_per_source_type_and_globals() -> Non
 
 
 def test_parallel_yields_each_result_of_an_item_as_it_comes_and_raises_errors() -> None:
-    from patchcheck.run import parallel
+    from patchcheck.jobs import parallel
 
     got = sorted(parallel([1, 2, 3], lambda n: [n * 10 + i for i in range(n)], 2))
     assert got == [(1, 10), (2, 20), (2, 21), (3, 30), (3, 31), (3, 32)]

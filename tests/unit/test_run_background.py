@@ -1,4 +1,4 @@
-"""The probe runs beside the matrix's cases (run.in_background), and a runtime that is
+"""The probe runs beside the matrix's cases (jobs.in_background), and a runtime that is
 closing starts no container (an interrupted run's probe thread cannot leave one behind)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from patchcheck.errors import InfraError
-from patchcheck.run import in_background
+from patchcheck.jobs import in_background
 from patchcheck.runtime import ContainerSpec, DockerRuntime
 
 
