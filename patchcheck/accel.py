@@ -17,13 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import InfraError, UsageError
 from .guests.image import GuestImage
 from .guests.linux import KERNEL_APPEND, PANIC, console_path, parse_ready, read_console, tail
 from .machine import Machine, MachineError
-from .runtime import ContainerSpec, Mount, invoking_user
+from .runtime import ContainerSpec, Mount, Runtime, invoking_user
 
 ACCELS = ("auto", "kvm", "tcg")
 KVM_DEVICE = "/dev/kvm"
@@ -105,7 +104,7 @@ def watch_boot(console: Callable[[], str], alive: Callable[[], bool], *,
         sleep(poll)
 
 
-def probe_kvm(runtime: Any, image_id: str, binary: str, guest: GuestImage, scratch: Path, *,
+def probe_kvm(runtime: Runtime, image_id: str, binary: str, guest: GuestImage, scratch: Path, *,
               first_output: float = FIRST_OUTPUT_TIMEOUT, ready: float = READY_TIMEOUT,
               accel: str = "kvm") -> ProbeResult:
     """Boot the Linux guest under `-accel kvm` in a container of `image_id` that gets
@@ -140,7 +139,7 @@ def probe_kvm(runtime: Any, image_id: str, binary: str, guest: GuestImage, scrat
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-def resolve(requested: str, runtime: Any, image_id: str, binary: str,
+def resolve(requested: str, runtime: Runtime, image_id: str, binary: str,
             guest: Callable[[], GuestImage], scratch: Path,
             log: Callable[[str], None] = print, kvm_device: str = KVM_DEVICE) -> AccelChoice:
     """`--accel` for a run: decide, log which accelerator is used and why, return it.

@@ -24,6 +24,7 @@ from .config import Settings
 from .pipeline import Pipeline
 from .results import RunResults, write_json
 from .run import MatrixOptions, run_matrix
+from .runtime import Runtime
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -77,7 +78,7 @@ def fresh_cache(settings: Settings, prefix: str) -> Path:
     return fresh
 
 
-def bench(settings: Settings, runtime: Any, log: Callable[[str], None] = print,
+def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = print,
           machines: str = "", repeat: int = 2) -> dict[str, Any]:
     fresh = fresh_cache(settings, "bench-cache-")
     reference_cache = fresh_cache(settings, "bench-reference-")

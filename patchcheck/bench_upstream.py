@@ -22,11 +22,12 @@ from typing import Any
 from .bench import fresh_cache, machine, record
 from .config import BuildSpec, Settings
 from .pipeline import Pipeline
+from .runtime import Runtime
 from .sources import GitSources, GitSpec
 from .subprojects import BuildKind, SubprojectStore, needed, pins_of
 
 
-def bench_upstream(settings: Settings, runtime: Any, repo: str, ref: str = "v7.2.0",
+def bench_upstream(settings: Settings, runtime: Runtime, repo: str, ref: str = "v7.2.0",
                    debian: str = "7.2-none", log: Callable[[str], None] = print) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     scratch = Path(tempfile.mkdtemp(prefix="bench-upstream-", dir=settings.cache_dir.parent))

@@ -40,7 +40,7 @@ from .incremental import (
     drop_stale_pch,
 )
 from .locks import file_lock
-from .runtime import ContainerSpec, Mount, invoking_user
+from .runtime import ContainerSpec, Mount, Runtime, invoking_user, run_command
 from .trees import PreparedTree
 
 BINARY = "qemu-system-x86_64"
@@ -164,7 +164,7 @@ def load_record(directory: Path) -> BuildRecord | None:
 
 
 class Builder:
-    def __init__(self, runtime: Any, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
+    def __init__(self, runtime: Runtime, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
                  log: Callable[[str], None] = print, incremental: bool = True,
                  devices: Sequence[str] = (), minimal_configure: Sequence[str] = (),
                  minimal_optimize: Sequence[str] = (), minimal_pch: str = "") -> None:
@@ -314,17 +314,14 @@ class Builder:
         if base is not None or not self.keep_build_dir:
             shutil.rmtree(work / "build", ignore_errors=True)
         binary = directory / "bin" / BINARY
-        wrapper: list[str] = []
-        if wrapped:
-            wrapper = ["-v", f"{CC_WRAPPER}:{CC_IN_CONTAINER}:ro",
-                       *(x for k, v in wrapper_env(self.optimize, "gcc", pch).items()
-                         for x in ("-e", f"{k}={v}"))]
-        reproduce = shlex.join([
-            "docker", "run", "--rm", "--network", "none", "-v", f"{tree.path}:{SRC}:ro",
-            "-v", f"{directory}/rebuild:{OUT}", *wrapper, "-w", OUT, image, "sh", "-c",
-            (f"printf %s {shlex.quote(devices_mak(self.devices))} > {DEVICES}.mak && "
-             if devices_used == MINIMAL else "") + shlex.join(configure) + " && ninja " + BINARY,
-        ])
+        rebuild = (f"printf %s {shlex.quote(devices_mak(self.devices))} > {DEVICES}.mak && "
+                  if devices_used == MINIMAL else "") + shlex.join(configure) + " && ninja " + BINARY
+        reproduce = shlex.join(run_command(
+            self.runtime.cli, image, ["sh", "-c", rebuild],
+            mounts=[Mount(str(tree.path), SRC, read_only=True),
+                    Mount(f"{directory}/rebuild", OUT),
+                    *([Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True)] if wrapped else [])],
+            env=wrapper_env(self.optimize, "gcc", pch) if wrapped else None, workdir=OUT))
         record = BuildRecord(
             name=name, key=key, source=tree.source.spec, commit=tree.source.commit,
             tree_id=tree.tree_id, qemu_version=tree.source.qemu_version,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import git
 
@@ -24,6 +23,7 @@ from .outcome import CHECK_CANNOT_TEST
 from .pipeline import Pipeline
 from .results import RunResults
 from .run import MatrixOptions, new_run_id, run_matrix
+from .runtime import Runtime
 from .sources import GitSources, GitSpec
 
 
@@ -45,7 +45,7 @@ def fix_states(settings: Settings, spec: GitSpec, patch: str) -> tuple[str, str,
     return "none", first, f"{first} (the {known.scenario} scenario's fix), applied to the commit"
 
 
-def check(settings: Settings, runtime: Any, repo: str, commit: str, patch: str,
+def check(settings: Settings, runtime: Runtime, repo: str, commit: str, patch: str,
           log: Callable[[str], None] = print) -> int:
     spec = GitSpec(repo, commit)
     without, with_fix, note = fix_states(settings, spec, patch)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .runtime import LABEL, LABEL_PID
+from .runtime import LABEL_PID, LABEL_RUN, OwnContainer, Runtime
 
 AREAS = ("builds", "worktrees", "debian", "git", "guests", "ccache")
 
@@ -103,14 +103,10 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def dead_run_containers(client: Any) -> list[Any]:
+def dead_run_containers(runtime: Runtime) -> list[OwnContainer]:
     """Containers patchcheck labelled whose run process is gone (never a live run's)."""
-    found = []
-    for c in client.containers.list(all=True, filters={"label": LABEL}):
-        pid = c.labels.get(LABEL_PID, "")
-        if pid and not _alive(pid):
-            found.append(c)
-    return found
+    return [c for c in runtime.own_containers()
+            if c.labels.get(LABEL_PID, "") and not _alive(c.labels[LABEL_PID])]
 
 
 def human(n: float) -> str:
@@ -121,16 +117,16 @@ def human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def clean(cache: Path, older_than_days: float | None, everything: bool, client: Any,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+def clean(cache: Path, older_than_days: float | None, everything: bool,
+          runtime: Runtime | None, log: Callable[[str], None] = print) -> dict[str, Any]:
     removed: list[str] = []
     for path in leftovers(cache):
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         removed.append(str(path))
-    if client is not None:
-        for c in dead_run_containers(client):
-            c.remove(force=True)
-            removed.append(f"container {c.short_id} (run {c.labels.get(LABEL + '.run', '?')})")
+    if runtime is not None:
+        for c in dead_run_containers(runtime):
+            runtime.remove(c.id)
+            removed.append(f"container {c.short_id} (run {c.labels.get(LABEL_RUN, '?')})")
     now = time.time()
     kept = []
     for e in entries(cache):

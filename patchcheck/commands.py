@@ -15,7 +15,7 @@ from typing import Any
 from . import config as config_mod
 from . import fixes, paths, sources
 from .config import BuildSpec, Settings
-from .errors import PatchcheckError, UsageError, error_line
+from .errors import InfraError, PatchcheckError, UsageError, error_line
 from .outcome import EXIT_INFRA, EXIT_OK, exit_code_for_error
 
 
@@ -45,7 +45,7 @@ def guarded(func: Callable[..., int], invoke_config: Any, *args: Any, **kwargs: 
 
 @contextmanager
 def docker_runtime(run_id: str) -> Iterator[Any]:
-    from .runtime import DockerRuntime
+    from .docker_runtime import DockerRuntime
 
     runtime = DockerRuntime(run_id)
     try:
@@ -179,17 +179,20 @@ def history(settings: Settings, run: str) -> int:
 
 def clean(settings: Settings, older_than: str, everything: bool) -> int:
     from .clean import clean as clean_caches
+    from .docker_runtime import DockerRuntime
+    from .run import new_run_id
 
     days = _number(older_than, "--older-than", float, minimum=0)
     try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception:  # noqa: BLE001 - no engine: clean the caches only
-        client = None
-        log("Docker engine not reachable: leftover containers not checked")
-    clean_caches(settings.cache_dir, days, everything, client, log)
+        runtime: DockerRuntime | None = DockerRuntime(f"clean-{new_run_id()}")
+    except InfraError as exc:  # no engine: clean the caches only
+        runtime = None
+        log(f"{exc}: leftover containers not checked")
+    try:
+        clean_caches(settings.cache_dir, days, everything, runtime, log)
+    finally:
+        if runtime is not None:
+            runtime.close()
     return EXIT_OK
 
 

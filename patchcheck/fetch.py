@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .errors import UsageError
-from .runtime import ContainerSpec, Mount, invoking_user
+from .runtime import ContainerSpec, Mount, Runtime, invoking_user
 
 
-def debian_fetcher(runtime: Any, image_for_suite: Callable[[str], str],
+def debian_fetcher(runtime: Runtime, image_for_suite: Callable[[str], str],
                    log: Callable[[str], None] = print) -> Callable[[str, str | None, Path], None]:
     def fetch(suite: str, version: str | None, outdir: Path) -> None:
         image = image_for_suite(suite)

@@ -14,11 +14,10 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .config import ImageRule, Settings
 from .errors import InfraError, UsageError
-from .runtime import LABEL
+from .runtime import LABEL, Runtime
 
 LABEL_DOCKERFILE = "org.patchcheck.dockerfile-sha256"
 BUILDER_REPO = "patchcheck-builder"
@@ -78,7 +77,8 @@ def host_apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str | None:
 
 
 class Images:
-    def __init__(self, runtime: Any, settings: Settings, log: Callable[[str], None] = print) -> None:
+    def __init__(self, runtime: Runtime, settings: Settings,
+                 log: Callable[[str], None] = print) -> None:
         self.runtime = runtime
         self.settings = settings
         self.log = log
@@ -94,24 +94,8 @@ class Images:
             return str(self.runtime.image_id(tag))
         self.base(base_image_of(path))
         self.log(f"building image {tag} from {path.name}")
-        client = self.runtime.client
-        try:
-            for chunk in client.api.build(
-                path=str(path.parent), dockerfile=path.name, tag=tag, rm=True, forcerm=True,
-                decode=True, network_mode="host", labels={LABEL: "1", LABEL_DOCKERFILE: digest},
-            ):
-                if "stream" in chunk and chunk["stream"].strip():
-                    self.log(chunk["stream"].rstrip())
-                if "error" in chunk:
-                    raise InfraError(f"image {tag}: {chunk['error'].strip()}")
-        except InfraError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise InfraError(f"image {tag}: {exc}") from None
-        image_id = self.runtime.image_id(tag)
-        if image_id is None:
-            raise InfraError(f"image {tag} was not created")
-        return str(image_id)
+        return self.runtime.build_image(path.parent, path.name, tag,
+                                        {LABEL: "1", LABEL_DOCKERFILE: digest}, self.log)
 
     def meson_version(self, image_id: str) -> tuple[int, ...]:
         """The builder image's own meson (`meson --version`), asked once per image id."""
@@ -133,11 +117,8 @@ class Images:
         if self.runtime.image_id(ref) is not None:
             return
         repo, _, suite = ref.partition(":")
-        try:
-            self.runtime.client.images.pull(repo, tag=suite or "latest")
+        if self.runtime.pull_image(repo, suite or "latest"):
             return
-        except Exception:  # noqa: BLE001 - no registry reachable: make it locally
-            pass
         if repo != "debian" or not suite:
             raise InfraError(f"base image {ref} missing and cannot be made with debootstrap")
         self.debootstrap(suite)
@@ -160,7 +141,4 @@ class Images:
                 raise InfraError(f"debootstrap {suite}: {tail[0]}")
             tarball = Path(tmp) / "root.tar"
             subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
-            self.runtime.client.api.import_image_from_file(
-                str(tarball), repository="debian", tag=suite,
-                changes=[f"LABEL {LABEL}=1"],
-            )
+            self.runtime.import_image(tarball, "debian", suite, [f"LABEL {LABEL}=1"])

@@ -18,8 +18,21 @@ from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from .errors import PatchcheckError
+from .runtime import Mount, run_command
 
 FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
+
+
+def reproducer(cli: str, image: str, binary: str, args: Sequence[str],
+               mounts: Sequence[Mount] = ()) -> list[str]:
+    """A QEMU as patchcheck runs it, by hand: in its builder image, network none, the monitor
+    on stdio."""
+    path = Path(binary)
+    return run_command(cli, image, [f"/qemu/{path.name}",
+                                    *(a for d in FIRMWARE_DIRS for a in ("-L", d)),
+                                    "-display", "none", "-monitor", "stdio", *args],
+                       mounts=[Mount(str(path.parent), "/qemu", read_only=True), *mounts],
+                       interactive=True)
 
 
 class MachineError(PatchcheckError):

@@ -20,11 +20,11 @@ from typing import Any
 
 from .build import BuildRecord
 from .errors import InfraError, PatchcheckError
-from .machine import Machine, MachineError
+from .machine import Machine, MachineError, reproducer
 from .outcome import Observed
 from .pciconf import PciError
 from .results import Case, CaseResult, Side
-from .runtime import ContainerSpec, Mount, invoking_user
+from .runtime import Container, ContainerSpec, Mount, Runtime, invoking_user
 from .scenarios.base import Action, Scenario
 
 FINAL = ("completed", "failed", "cancelled")
@@ -35,14 +35,14 @@ POLL = 0.005  # seconds between monitor polls while a migration runs (a round tr
 class Hosts:
     """One long-lived container per builder image for the whole run; QEMUs are exec'ed in it."""
 
-    def __init__(self, runtime: Any, mounts: tuple[Mount, ...], devices: tuple[str, ...] = ()):
+    def __init__(self, runtime: Runtime, mounts: tuple[Mount, ...], devices: tuple[str, ...] = ()):
         self.runtime = runtime
         self.mounts = mounts
         self.devices = devices
         self._lock = threading.Lock()
-        self._containers: dict[str, Any] = {}
+        self._containers: dict[str, Container] = {}
 
-    def get(self, image_id: str) -> Any:
+    def get(self, image_id: str) -> Container:
         with self._lock:
             if image_id not in self._containers:
                 self._containers[image_id] = self.runtime.start(ContainerSpec(
@@ -185,7 +185,8 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
 
     def reproducer(writes: list[str]) -> str:
         return reproduce_command(src_b, dst_b, args, writes, _portable(src_extra, srcdir),
-                                 _portable(dst_extra, rundir), action.replay_note())
+                                 _portable(dst_extra, rundir), action.replay_note(),
+                                 hosts.runtime.cli)
     first = source.migrations == 0
     try:
         dst.start()
@@ -344,19 +345,15 @@ def reproduce_command(src: BuildRecord, dst: BuildRecord, args: list[str],
                       guest_writes: list[str], src_extra: Sequence[str] = (),
                       dst_extra: Sequence[str] = (),
                       action: str = "# in the source monitor: the guest action, then the "
-                                    "migration") -> str:
+                                    "migration", cli: str = "docker") -> str:
     """Commands a person can paste to replay the case by hand: two terminals, two monitors."""
     kernel = [a for a in (*src_extra, *dst_extra) if a.startswith("/") and "/guests/" in a]
-    guests = {str(Path(k).parent.parent) for k in kernel}
+    guests = [Mount(g, g, read_only=True) for g in sorted({str(Path(k).parent.parent)
+                                                           for k in kernel})]
 
     def qemu(record: BuildRecord, extra: list[str]) -> str:
-        binary = Path(record.binary)
-        mounts = [x for g in sorted(guests) for x in ("-v", f"{g}:{g}:ro")]
-        return shlex.join(["docker", "run", "--rm", "-it", "--network", "none",
-                           "-v", f"{binary.parent}:/qemu:ro", "-v", "/tmp/pc:/tmp/pc", *mounts,
-                           record.image, f"/qemu/{binary.name}", "-L", "/usr/share/qemu",
-                           "-L", "/usr/share/seabios", "-display", "none", "-monitor", "stdio",
-                           *args, *extra])
+        return shlex.join(reproducer(cli, record.image, record.binary, [*args, *extra],
+                                     [Mount("/tmp/pc", "/tmp/pc"), *guests]))
     lines = ["mkdir -p /tmp/pc",
              "# terminal 1, the destination:",
              qemu(dst, [*dst_extra, "-incoming", "unix:/tmp/pc/migrate.sock"]),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 from . import fixes, images, scenarios, sources, subprojects, trees
 from .build import Builder, BuildRecord
 from .config import BuildSpec, Settings
 from .errors import UsageError
+from .runtime import Runtime
 
 
 class Pipeline:
-    def __init__(self, runtime: Any, settings: Settings, log: Callable[[str], None] = print,
+    def __init__(self, runtime: Runtime, settings: Settings, log: Callable[[str], None] = print,
                  refresh: bool = False) -> None:
         self.runtime = runtime
         self.settings = settings
@@ -88,7 +88,7 @@ def minimal_devices(settings: Settings) -> tuple[str, ...]:
     return (*settings.devices, *(d for d in needed if d not in settings.devices))
 
 
-def _lazy_fetcher(runtime: Any, image_for_suite: Callable[[str], str],
+def _lazy_fetcher(runtime: Runtime, image_for_suite: Callable[[str], str],
                   log: Callable[[str], None]) -> Callable[..., None]:
     from .fetch import debian_fetcher
 

@@ -33,7 +33,7 @@ from .progress import CaseProgress
 from .report import grid
 from .report.regenerate import write_all
 from .results import Case, CaseResult, RunResults, Side, write_json
-from .runtime import Mount
+from .runtime import Mount, Runtime
 from .scenarios.base import Action, Scenario
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def parse_shard(text: str) -> tuple[int, int] | None:
     return shard
 
 
-def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
+def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                log: Callable[[str], None] = print, checked: Plan | None = None) -> int:
     p = checked or plan(settings, options)
     m = settings.matrix
@@ -214,7 +214,7 @@ def run_matrix(settings: Settings, runtime: Any, options: MatrixOptions,
 
 
 def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
-               failed: dict[str, str], runtime: Any, settings: Settings, scen: Scenario,
+               failed: dict[str, str], runtime: Runtime, settings: Settings, scen: Scenario,
                outdir: Path, jobs: int, timeout: float, results: list[CaseResult],
                guest_image: GuestImage | None = None, accel: str = "tcg",
                recorded: dict[str, Any] | None = None) -> None:

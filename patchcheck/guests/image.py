@@ -21,12 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ..config import Settings
 from ..errors import InfraError, PatchcheckError
 from ..locks import file_lock
-from ..runtime import ContainerSpec, Mount, invoking_user
+from ..runtime import ContainerSpec, Mount, Runtime, invoking_user
 
 SUITE = "bookworm"  # the builder generation whose APT sources provide the packages
 KERNEL_PACKAGE = "linux-image-amd64"
@@ -160,7 +159,7 @@ def parse_versions(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def ensure_image(runtime: Any, settings: Settings, *, image_id: str | None = None,
+def ensure_image(runtime: Runtime, settings: Settings, *, image_id: str | None = None,
                  refresh: bool = False, log: Callable[[str], None] = print) -> GuestImage:
     """The guest image, built on first use (or with `refresh`, to pick up newer packages).
 
@@ -181,7 +180,7 @@ def ensure_image(runtime: Any, settings: Settings, *, image_id: str | None = Non
         return _build(runtime, image_id, directory, key, init_text, log)
 
 
-def _build(runtime: Any, image_id: str, directory: Path, key: str, init_text: str,
+def _build(runtime: Runtime, image_id: str, directory: Path, key: str, init_text: str,
            log: Callable[[str], None]) -> GuestImage:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=directory.parent))
@@ -220,7 +219,7 @@ def _build(runtime: Any, image_id: str, directory: Path, key: str, init_text: st
     return replace(image, cached=False)
 
 
-def _run(runtime: Any, image_id: str, role: str, network: str, mount: Mount, argv: list[str],
+def _run(runtime: Runtime, image_id: str, role: str, network: str, mount: Mount, argv: list[str],
          log: Callable[[str], None]) -> None:
     container = runtime.start(ContainerSpec(image=image_id, role=role, network=network,
                                             mounts=(mount,), workdir="/work"))

@@ -34,6 +34,7 @@ from ..config import Settings
 from ..errors import BuildFailed, PatchcheckError, UsageError
 from ..matrix import check_filter, order, select
 from ..paths import run_dir
+from ..runtime import Runtime
 from . import report, vmstate
 from .model import ProbeRun, compare_probes
 from .report import html_section, junit_suite, markdown, text_summary
@@ -119,7 +120,7 @@ def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[st
     return out
 
 
-def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
+def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildRecord],
               machines: Sequence[str] = (), log: Log = print, *, run_id: str = "",
               outdir: Path | None = None, jobs: int | None = None,
               scenario_name: str = "", scratch: Path | None = None) -> ProbeRun:
@@ -132,7 +133,7 @@ def run_probe(settings: Settings, runtime: Any, records: Mapping[str, BuildRecor
         raise UsageError(f"scenario {scen.name} has no register-semantics probe")
     m = settings.matrix
     jobs = jobs or m.jobs or 2 * (os.cpu_count() or 1)
-    run = ProbeRun(run_id or str(getattr(runtime, "run_id", "")),
+    run = ProbeRun(run_id or runtime.run_id,
                    datetime.now(UTC).isoformat(timespec="seconds"),
                    settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
                              "scenario": scen.name, "device": registers.device})
@@ -203,7 +204,7 @@ def _vmstate(runner: ProbeRunner, hosts: Any, scratch: Path, without: BuildRecor
     return comparison
 
 
-def matrix_semantics(settings: Settings, runtime: Any, records: Mapping[str, BuildRecord],
+def matrix_semantics(settings: Settings, runtime: Runtime, records: Mapping[str, BuildRecord],
                      outdir: Path, log: Log = print, machines: Sequence[str] = (),
                      jobs: int | None = None, scratch: Path | None = None) -> ProbeRun:
     """For `invoke matrix`: probe the run's builds (already built), write probe.json,
@@ -221,7 +222,7 @@ def matrix_semantics(settings: Settings, runtime: Any, records: Mapping[str, Bui
     return run
 
 
-def probe_command(settings: Settings, runtime: Any, build_names: Sequence[str],
+def probe_command(settings: Settings, runtime: Runtime, build_names: Sequence[str],
                   machines: Sequence[str], log: Log = print) -> int:
     """`invoke probe`: build what is missing, probe, write reports/<run-id>/probe.json,
     semantics.xml and probe.md; print the summary. Exit code: 0 no fix introduces a
@@ -229,7 +230,7 @@ def probe_command(settings: Settings, runtime: Any, build_names: Sequence[str],
     from ..pipeline import Pipeline
 
     names = check_builds(settings, build_names, machines)
-    run_id = str(getattr(runtime, "run_id", "")) or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_id = runtime.run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     outdir = run_dir(settings.reports_dir, run_id)
     try:
         outdir.mkdir(parents=True, exist_ok=True)

@@ -32,14 +32,14 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..build import BuildRecord
 from ..errors import PatchcheckError
-from ..machine import FIRMWARE_DIRS, Machine, MachineError
+from ..machine import Machine, MachineError, reproducer
 from ..migrate import Hosts, base_args
 from ..pciconf import Monitor, PciAddress, PciConfig, PciError, find_capability, find_device
 from ..results import Case
+from ..runtime import Runtime
 from ..scenarios.base import Scenario
 from . import classify
 from .classify import Op
@@ -189,17 +189,13 @@ class ProbeRunner:
             outcomes = list(pool.map(lambda e: self._one(record, args, e), todo))
         probe = assemble(record, machine, list(globals_), outcomes, self.registers)
         probe.seconds = round(time.monotonic() - started, 2)
-        probe.command = reproduce_command(record, args)
+        probe.command = reproduce_command(record, args, self.hosts.runtime.cli)
         return probe
 
 
-def reproduce_command(record: BuildRecord, args: Sequence[str]) -> str:
+def reproduce_command(record: BuildRecord, args: Sequence[str], cli: str = "docker") -> str:
     """The paused QEMU of an experiment, by hand, with the monitor on stdio."""
-    binary = Path(record.binary)
-    return shlex.join(["docker", "run", "--rm", "-it", "--network", "none",
-                       "-v", f"{binary.parent}:/qemu:ro", record.image, f"/qemu/{binary.name}",
-                       *(a for d in FIRMWARE_DIRS for a in ("-L", d)), "-display", "none",
-                       "-monitor", "stdio", *args])
+    return shlex.join(reproducer(cli, record.image, record.binary, args))
 
 
 def _effects(trace: Sequence[Op], register: str) -> dict[str, list[int]]:
@@ -286,7 +282,7 @@ def assemble(record: BuildRecord, machine: str, globals_: list[str],
     return probe
 
 
-def hosts_for(runtime: Any, scratch: Path, cache_dir: Path) -> Hosts:
+def hosts_for(runtime: Runtime, scratch: Path, cache_dir: Path) -> Hosts:
     """QEMU host containers: the scratch dir (sockets, dumps) and the build cache, read-only."""
     from ..runtime import Mount
 

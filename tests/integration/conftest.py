@@ -64,7 +64,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def runtime() -> Iterator[object]:
-    from patchcheck.runtime import DockerRuntime
+    from patchcheck.docker_runtime import DockerRuntime
 
     rt = DockerRuntime("pytest-integration")
     yield rt

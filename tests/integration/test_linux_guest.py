@@ -30,12 +30,13 @@ import pytest
 from patchcheck import accel
 from patchcheck.build import BuildRecord
 from patchcheck.config import Settings
+from patchcheck.docker_runtime import DockerRuntime
 from patchcheck.guests.image import GuestImage, ensure_image
 from patchcheck.guests.linux import heartbeats, read_console
 from patchcheck.machine import Machine, MachineError
 from patchcheck.migrate import Hosts
 from patchcheck.results import Side
-from patchcheck.runtime import DockerRuntime, Mount
+from patchcheck.runtime import Mount
 from patchcheck.scenarios import pds
 from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction

@@ -23,11 +23,12 @@ import pytest
 
 from patchcheck.build import BuildRecord
 from patchcheck.config import Settings
+from patchcheck.docker_runtime import DockerRuntime
 from patchcheck.machine import Machine
 from patchcheck.migrate import Hosts, base_args
 from patchcheck.pciconf import PCI_CAP_ID_EXP, PciAddress, PciConfig, find_capability, find_device
 from patchcheck.results import Case
-from patchcheck.runtime import DockerRuntime, Mount
+from patchcheck.runtime import Mount
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.slot import (
     ROOT_PORT_ID,

@@ -19,12 +19,12 @@ import pytest
 from lxml import etree
 
 from patchcheck.config import Settings
+from patchcheck.docker_runtime import DockerRuntime
 from patchcheck.outcome import EXIT_DEVIATION
 from patchcheck.probe import probe_command, run_probe
 from patchcheck.probe.classify import Change
 from patchcheck.probe.model import ProbeRun
 from patchcheck.probe.report import write
-from patchcheck.runtime import DockerRuntime
 
 from .conftest import Builds
 

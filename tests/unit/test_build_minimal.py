@@ -15,8 +15,11 @@ from patchcheck.build import BINARY, Builder, BuildRecord
 from patchcheck.configure import DEVICES, device_configuration, device_options, supported_options
 from patchcheck.errors import UsageError
 from patchcheck.fixes import FixResult
+from patchcheck.runtime import ContainerSpec
 from patchcheck.sources import Tree
 from patchcheck.trees import PreparedTree
+
+from .. import fakes
 
 PROJECT = Path(__file__).resolve().parents[2]
 FIXTURES = PROJECT / "tests" / "fixtures"
@@ -99,34 +102,25 @@ def test_device_list_from_a_comma_separated_string():
 
 # --- the build record, with a fake container runtime -----------------------------------
 
-class FakeContainer:
-    def __init__(self, runtime: FakeRuntime, spec: Any) -> None:
-        self.runtime, self.spec = runtime, spec
+class FakeRuntime(fakes.FakeRuntime):
+    """configure --help prints the tree's options; ninja writes a binary; -machine help lists
+    two q35 types."""
 
-    def run(self, argv: list[str], output: Any = None, workdir: str = "") -> tuple[int, str]:
-        self.runtime.commands.append(list(argv))
+    def __init__(self, help_text: str) -> None:
+        super().__init__()
+        self.help_text = help_text
+        self.device_files: list[bool] = []
+
+    def respond(self, spec: ContainerSpec, argv: list[str]) -> tuple[int, str]:
         if argv[-1] == "--help":
-            return 0, self.runtime.help_text
+            return 0, self.help_text
         if argv[0] == "ninja":
-            build = next(Path(m.source) for m in self.spec.mounts if m.target == "/build")
-            self.runtime.device_files.append((build / f"{DEVICES}.mak").is_file())
+            build = next(Path(m.source) for m in spec.mounts if m.target == "/build")
+            self.device_files.append((build / f"{DEVICES}.mak").is_file())
             (build / BINARY).write_bytes(b"fake qemu " + json.dumps(argv).encode())
         if argv[-2:] == ["-machine", "help"]:
             return 0, "pc-q35-7.2  Standard PC (Q35 + ICH9, 2009)\npc-q35-6.0  ...\n"
         return 0, ""
-
-    def remove(self) -> None:
-        pass
-
-
-class FakeRuntime:
-    def __init__(self, help_text: str) -> None:
-        self.help_text = help_text
-        self.commands: list[list[str]] = []
-        self.device_files: list[bool] = []
-
-    def start(self, spec: Any) -> FakeContainer:
-        return FakeContainer(self, spec)
 
 
 def fake_prepared_tree(tmp_path: Path) -> PreparedTree:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from patchcheck.docker_runtime import LaunchedProcess
 from patchcheck.errors import InfraError
-from patchcheck.runtime import LAUNCHER, LaunchedProcess
+from patchcheck.runtime import LAUNCHER
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,13 @@ from patchcheck.guests.linux import (
     parse_ready,
 )
 from patchcheck.results import Side
+from patchcheck.runtime import ContainerSpec
 from patchcheck.scenarios.base import Action
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction
 
+from .. import fakes
 from .test_pds_model import ROOT_PORT_Q35_60, SLTSTA_W1C, FakeMonitor
 
 
@@ -367,14 +369,18 @@ def test_slot_state_summary_variants() -> None:
 # --- the image cache, with a fake container runtime ------------------------------------------
 
 
-class FakeContainer:
-    def __init__(self, runtime: FakeRuntime, spec: Any) -> None:
-        self.runtime, self.spec, self.id = runtime, spec, f"c{len(runtime.specs)}"
+class FakeRuntime(fakes.FakeRuntime):
+    """The guest image's two containers: the fetch writes two packages, the assembly checks
+    its inputs and writes the image."""
 
-    def run(self, argv: Sequence[str], **kwargs: Any) -> tuple[int, str]:
-        work = Path(self.spec.mounts[0].source)
-        if self.spec.role == "guest-fetch":
-            if self.runtime.fail_fetch:
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_fetch = False
+
+    def respond(self, spec: ContainerSpec, argv: list[str]) -> tuple[int, str]:
+        work = Path(spec.mounts[0].source)
+        if spec.role == "guest-fetch":
+            if self.fail_fetch:
                 return 100, "Reading package lists...\nE: Unable to locate package busybox-static"
             (work / "linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb").write_bytes(b"k")
             (work / "busybox-static_1.35_amd64.deb").write_bytes(b"b")
@@ -389,20 +395,6 @@ class FakeContainer:
                                             "kernel_version=6.1.176-1\nbusybox_version=1:1.35\n")
         return 0, ""
 
-    def remove(self) -> None:
-        self.runtime.removed += 1
-
-
-class FakeRuntime:
-    def __init__(self) -> None:
-        self.specs: list[Any] = []
-        self.removed = 0
-        self.fail_fetch = False
-
-    def start(self, spec: Any) -> FakeContainer:
-        self.specs.append(spec)
-        return FakeContainer(self, spec)
-
 
 def _settings(cache: Path) -> Settings:
     matrix = MatrixSettings((), (), "", {}, True, 128, "tcg", 60.0, 0)
@@ -415,7 +407,7 @@ def test_ensure_image_builds_once_in_two_containers(tmp_path: Path) -> None:
     image = ensure_image(runtime, _settings(tmp_path), image_id="sha256:builder", log=logs.append)
     assert [(s.role, s.network, s.image) for s in runtime.specs] == [
         ("guest-fetch", "host", "sha256:builder"), ("guest-assemble", "none", "sha256:builder")]
-    assert runtime.removed == 2
+    assert len(runtime.removed) == 2
     assert image.directory == tmp_path / "guests" / image_key(INIT_SCRIPT.read_text())
     assert sorted(p.name for p in image.directory.iterdir()) == [
         "guest.json", "initrd.img", "vmlinux", "vmlinuz"]
@@ -433,7 +425,7 @@ def test_ensure_image_failure_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match="Unable to locate package busybox-static"):
         ensure_image(runtime, _settings(tmp_path), image_id="i", log=lambda line: None)
     assert [p.name for p in (tmp_path / "guests").iterdir() if p.is_dir()] == []
-    assert runtime.removed == 1
+    assert len(runtime.removed) == 1
 
 
 def test_image_key_covers_the_init_script() -> None:

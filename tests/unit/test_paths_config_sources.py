@@ -250,7 +250,7 @@ def test_apt_reason(text: str, reason: str) -> None:
 
 
 def test_engine_reason_is_the_innermost_cause() -> None:
-    from patchcheck.runtime import engine_reason
+    from patchcheck.docker_runtime import engine_reason
 
     try:
         try:

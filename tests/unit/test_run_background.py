@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from patchcheck.docker_runtime import DockerRuntime
 from patchcheck.errors import InfraError
 from patchcheck.jobs import in_background
-from patchcheck.runtime import ContainerSpec, DockerRuntime
+from patchcheck.runtime import ContainerSpec
 
 
 def test_background_work_runs_beside_the_caller_and_hands_over_its_result():
