@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     args = base_args(scenario, cases[0], ram_mib, accel)
     srcdir = Path(tempfile.mkdtemp(prefix="src-", dir=scratch))  # 0700, short socket paths
     src_extra = action.qemu_args(srcdir, "source")
+    shared = _Shared(builds, hosts, scenario, action, args, src_extra, srcdir, scratch, timeout)
     source: _Source | None = None
     try:
         for case in cases:
@@ -119,9 +121,7 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
                                          timeout=min(timeout, 30)))
             earlier: list[str] = []
             while True:
-                result, guest_lost = _migrate_one(case, builds, hosts, scenario, source, action,
-                                                  args, src_extra, srcdir, scratch,
-                                                  logdir(case), timeout)
+                result, guest_lost = _migrate_one(shared, source, case, logdir(case))
                 if not guest_lost or earlier or not source.machine.running():
                     break
                 earlier.append(_set_aside(result, logdir(case)))  # and once more
@@ -161,12 +161,28 @@ class _Source:
         self.migrations = 0  # 0: not launched yet (a source that failed is not reused)
 
 
-def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
-                 scenario: Scenario, source: _Source, action: Action, args: list[str],
-                 src_extra: list[str], srcdir: Path, scratch: Path, logdir: Path,
-                 timeout: float) -> tuple[CaseResult, bool]:
+@dataclass(frozen=True)
+class _Shared:
+    """What the cases of one source share."""
+
+    builds: Mapping[str, BuildRecord]
+    hosts: Hosts
+    scenario: Scenario
+    action: Action
+    args: list[str]  # both QEMUs' arguments (machine, accel, topology, -globals)
+    src_extra: list[str]  # the action's arguments for the source
+    srcdir: Path  # the source's private directory
+    scratch: Path
+    timeout: float
+
+
+def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
+                 ) -> tuple[CaseResult, bool]:
     """The case's result, and whether the destination took the device state but its guest
     did not survive (the action's `verify_destination` found a problem)."""
+    builds, hosts, scenario, action = shared.builds, shared.hosts, shared.scenario, shared.action
+    args, src_extra, srcdir, scratch, timeout = (shared.args, shared.src_extra, shared.srcdir,
+                                                 shared.scratch, shared.timeout)
     src_b, dst_b = builds[case.source], builds[case.destination]
     guest_lost = False
     expected = (Observed.FAILED if scenario.expected_to_fail(
@@ -183,7 +199,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
     started = time.monotonic()
     deadline = started + timeout
 
-    def reproducer(writes: list[str]) -> str:
+    def replay(writes: list[str]) -> str:
         return reproduce_command(src_b, dst_b, args, writes, _portable(src_extra, srcdir),
                                  _portable(dst_extra, rundir), action.replay_note(),
                                  hosts.runtime.cli)
@@ -201,7 +217,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
         result.guest_state = state.to_dict() if state is not None else {}
         source.migrations += 1
         result.source_migration = source.migrations
-        result.reproduce = reproducer(source.monitor.writes)
+        result.reproduce = replay(source.monitor.writes)
         src.cmd("migrate", uri=f"unix:{sock}")
         result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
@@ -225,7 +241,7 @@ def _migrate_one(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts,
         raise InfraError(f"container engine failed during {case.id}: "
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     finally:
-        result.reproduce = result.reproduce or reproducer([])
+        result.reproduce = result.reproduce or replay([])
         dst.shutdown()
         result.seconds = round(time.monotonic() - started, 3)
         logdir.mkdir(parents=True, exist_ok=True)

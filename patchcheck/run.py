@@ -190,8 +190,8 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
 
             guest_image = ensure_image(runtime, settings, image_id=pipeline.image("bookworm"),
                                        log=log)
-        _run_cases(todo, records, failed, runtime, settings, scen, outdir, jobs, timeout,
-                   results, guest_image, p.accel, run.settings)
+        _run_cases(RunContext(settings, runtime, scen, records, failed, outdir, jobs, timeout,
+                              p.accel, guest_image, run.settings), todo, results)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
         run.partial = len(results) < len(case_list)
@@ -213,11 +213,28 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         print(f"reports: {outdir}")
 
 
-def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
-               failed: dict[str, str], runtime: Runtime, settings: Settings, scen: Scenario,
-               outdir: Path, jobs: int, timeout: float, results: list[CaseResult],
-               guest_image: GuestImage | None = None, accel: str = "tcg",
-               recorded: dict[str, Any] | None = None) -> None:
+@dataclass
+class RunContext:
+    """What running the cases needs from the run."""
+
+    settings: Settings
+    runtime: Runtime
+    scenario: Scenario
+    records: dict[str, BuildRecord]  # the builds that exist
+    failed: dict[str, str]  # the builds that failed, and why: their cases are skipped
+    outdir: Path
+    jobs: int
+    timeout: float
+    accel: str = "tcg"
+    guest_image: GuestImage | None = None  # the Linux guest, when a case needs it
+    recorded: dict[str, Any] | None = None  # the run's settings: what `auto` resolved to
+
+
+def _run_cases(ctx: RunContext, case_list: Sequence[Case], results: list[CaseResult]) -> None:
+    records, failed, runtime, settings, scen = (ctx.records, ctx.failed, ctx.runtime,
+                                                ctx.settings, ctx.scenario)
+    outdir, jobs, timeout, guest_image, accel = (ctx.outdir, ctx.jobs, ctx.timeout,
+                                                 ctx.guest_image, ctx.accel)
     m = settings.matrix
     scratch = scratch_dir()
     mounts = [Mount(str(scratch), str(scratch)),
@@ -235,8 +252,8 @@ def _run_cases(case_list: Sequence[Case], records: dict[str, BuildRecord],
         choice = accel_mod.resolve(accel, runtime, any_build.image_id, any_build.binary,
                                    image, scratch)
         accel, devices = choice.accel, choice.devices
-        if recorded is not None:
-            recorded["accel"] = choice.describe()
+        if ctx.recorded is not None:
+            ctx.recorded["accel"] = choice.describe()
     hosts = Hosts(runtime, tuple(mounts), devices)
 
     def action_for(case: Case) -> Action | None:
