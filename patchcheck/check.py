@@ -83,10 +83,10 @@ def summary(run: RunResults, repo: str, commit: str, note: str, decision: Decisi
     """A paragraph for a qemu-devel reply, and the Tested-by line when it is deserved."""
     build = run.builds.get("with", {})
     types = sorted({c.machine for c in run.cases})
+    words = scenarios.get(str(run.settings.get("scenario", ""))).words
     failing = [c for c in run.cases if c.observed.value == "failed"
-               and not (c.destination if _fix_side(run) == "destination" else c.source).has_fix]
+               and not (c.destination if words.fix_side == "destination" else c.source).has_fix]
     error = next(iter(failing[0].destination_error.splitlines()), "") if failing else ""
-    words = scenarios.get(str(run.settings.get("scenario") or scenarios.DEFAULT)).words
     lines = [f"Tested {commit} (QEMU {build.get('qemu_version', '?')}) with {note}:",
              f"{words.reproducer} (synthetic guest action, {run.settings.get('accel', 'tcg')}), "
              f"all four directions between the builds without and with the fix, on "
@@ -98,10 +98,6 @@ def summary(run: RunResults, repo: str, commit: str, note: str, decision: Decisi
     if decision.tested_by:
         lines += ["", f"Tested-by: {_identity(repo)}"]
     return "\n".join(lines)
-
-
-def _fix_side(run: RunResults) -> str:
-    return scenarios.get(str(run.settings.get("scenario") or scenarios.DEFAULT)).words.fix_side
 
 
 def _identity(repo: str) -> str:

@@ -112,7 +112,7 @@ def machines_for(selector: str, machines: Sequence[str], boundary: Boundary = ne
     if selector == "boundary":
         return order(boundary(machines))
     if selector == "newest":
-        return list(machines[-1:])
+        return newest(machines)
     return [m for m in machines if m in {_as_type(s) for s in selector.split(",")}]
 
 

@@ -47,7 +47,7 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path,
                 wt = git.Repo(path)
                 if not wt.is_dirty(untracked_files=True) and wt.head.commit.tree.hexsha == data["tree_id"]:
                     return PreparedTree(tree, path, _as_asked(fixes.FixResult(**data["fix"]),
-                                                              fix_state), data["tree_id"])
+                                                              fix_state, known), data["tree_id"])
             except (ValueError, KeyError, TypeError, git.GitError):
                 pass  # damaged entry: prepared again below
         _remove_worktree(tree.repo, path)
@@ -66,10 +66,11 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path,
         return PreparedTree(tree, path, result, tree_id)
 
 
-def _as_asked(result: fixes.FixResult, fix_state: str) -> fixes.FixResult:
+def _as_asked(result: fixes.FixResult, fix_state: str, known: fixes.KnownFixes
+              ) -> fixes.FixResult:
     """A prepared tree found in the cache, as this request names it: a user's patch file is
     keyed by its content, so the entry may have been made from a file of another name."""
-    patch = fixes.resolve(fix_state) if result.state != fix_state else None
+    patch = fixes.resolve(fix_state, known) if result.state != fix_state else None
     if patch is None:
         return result
     return dataclasses.replace(result, state=fix_state, patch=patch.name,
