@@ -174,7 +174,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             log(f"resuming {run_id}: {len(results)} of {len(case_list)} cases already finished")
         done = {r.case.id for r in results}
         todo = [c for c in case_list if c.id not in done]
-        if m.semantics and records and not p.shard:
+        if m.semantics and records and not p.shard and scen.probe is not None:
             # The register-semantics probe needs only the builds: it runs beside the cases
             # (they leave CPU idle while Linux guests wait for pciehp), with as many jobs.
             # Its scratch directory is ours to remove: an interrupted run does not wait for it.
