@@ -9,7 +9,7 @@ matrix (did everything come out as expected):
   0  otherwise
 
 check (`git bisect run` semantics: is the fix good on this commit):
-  1  proven bad: a case with the fix at the destination failed, the reproducer did not
+  1  proven bad: a case with the fix (on the scenario's side) failed, the reproducer did not
      fail without the fix, or the fix introduces a specification violation (a fix that
      makes migration pass but breaks a register's guest-visible semantics is not a fix)
   125  a build failed: the commit cannot be tested
@@ -40,7 +40,7 @@ from .probe.classify import BitChange
 from .probe.model import PairResult, ProbeRun
 from .probe.registers import RegisterSet
 from .results import RunResults
-from .verdict import Verdict, judge
+from .verdict import Verdict, judge_run
 
 
 class Migration(enum.StrEnum):
@@ -120,10 +120,12 @@ def semantics_of(run: ProbeRun | None) -> Semantics:
     """The probe run of a matrix run (None: no probe ran) as a verdict needs it."""
     if run is None:
         return Semantics()
+    from .probe.versions import break_texts
+
     incompatible = tuple(f"vmstate of {v.with_fix} on {v.machine}: {len(v.incompatible)} "
                          f"difference(s) from {v.without} that break a migration direction"
-                         for v in run.vmstate if v.incompatible)
-    return Semantics(ran=bool(run.pairs or run.all_errors),
+                         for v in run.vmstate if v.incompatible) + tuple(break_texts(run))
+    return Semantics(ran=bool(run.pairs or run.versions or run.all_errors),
                      violations=_violations(run.introduced, _registers(run)),
                      incompatible=incompatible, errors=tuple(run.all_errors),
                      summary=probe_model.verdict(run))
@@ -201,7 +203,7 @@ def decide(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str] 
 def decide_run(run: RunResults, semantics: Semantics) -> Decision:
     """decide() over a run's results (its cases and its failed builds)."""
     failed = tuple(name for name, build in run.builds.items() if build.get("failed"))
-    return decide(judge(run.cases), semantics, failed)
+    return decide(judge_run(run), semantics, failed)
 
 
 def _matrix_exit(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str]) -> int:
@@ -235,13 +237,13 @@ def _words_for(verdict: Verdict, migration: Migration, semantics: Semantics,
 
 def _migration_words(verdict: Verdict, migration: Migration) -> str:
     if migration == Migration.FIX_WORKS:
-        return "With the fix at the destination every case passes."
+        return f"With the fix at the {verdict.fix_side} every case passes."
     if migration == Migration.NOT_REPRODUCED:
         return "The reproducer did not fail without the fix: nothing was proven."
     if migration == Migration.ERRORS:
         return (f"{verdict.errors} case(s) could not be run (infrastructure errors, see the "
                 "report): no verdict on migration.")
-    return (f"The fix does NOT make migration work: with it at the destination "
+    return (f"The fix does NOT make migration work: with it at the {verdict.fix_side} "
             f"{verdict.fixed_fails} case(s) fail and {verdict.fixed_passes} pass; "
             f"{verdict.deviations} case(s) deviate from the expected outcome.")
 

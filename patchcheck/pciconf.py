@@ -52,6 +52,16 @@ class Monitor(Protocol):
         ...
 
 
+class ConfigSpace(Protocol):
+    """One function's configuration space (PciConfig here, ecam.EcamConfig for 4 KiB)."""
+
+    address: PciAddress
+
+    def read(self, offset: int, size: int) -> int: ...
+
+    def write(self, offset: int, size: int, value: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class PciAddress:
     bus: int
@@ -187,9 +197,14 @@ def capabilities(cfg: PciConfig) -> list[tuple[int, int]]:
 
 def find_capability(cfg: PciConfig, cap_id: int) -> int:
     """Offset of the first capability with this id; PciError if there is none."""
-    entries = capabilities(cfg)
+    return first_of(capabilities(cfg), cap_id, cfg.address, "capability", 2)
+
+
+def first_of(entries: list[tuple[int, int]], cap_id: int, address: PciAddress, kind: str,
+             digits: int) -> int:
+    """The offset of the first (offset, id) entry with this id; PciError naming them all."""
     for offset, found_id in entries:
         if found_id == cap_id:
             return offset
-    ids = ", ".join(f"{i:#04x}@{o:#x}" for o, i in entries) or "none"
-    raise PciError(f"{cfg.address}: no capability {cap_id:#04x} (capabilities: {ids})")
+    ids = ", ".join(f"{i:#0{digits + 2}x}@{o:#x}" for o, i in entries) or "none"
+    raise PciError(f"{address}: no {kind} {cap_id:#0{digits + 2}x} (present: {ids})")

@@ -35,9 +35,10 @@ from ..errors import BuildFailed, PatchcheckError, UsageError
 from ..matrix import check_filter, order, select
 from ..paths import run_dir
 from ..runtime import Runtime
-from . import report, vmstate
+from . import report, versions, vmstate
 from .model import ProbeRun, compare_probes
-from .report import html_section, junit_suite, markdown, text_summary
+from .page import html_section
+from .report import junit_suite, markdown, text_summary
 from .runner import ProbeRunner, hosts_for
 
 __all__ = ["probe_command", "run_probe", "matrix_semantics", "check_builds", "ProbeRun",
@@ -136,7 +137,9 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
     run = ProbeRun(run_id or runtime.run_id,
                    datetime.now(UTC).isoformat(timespec="seconds"),
                    settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
-                             "scenario": scen.name, "device": registers.device})
+                             "scenario": scen.name, "device": registers.device,
+                             "description": registers.description,
+                             "access": registers.access})
     for name, r in records.items():
         run.builds[name] = {"name": name, "source": r.source, "qemu_version": r.qemu_version,
                             "fix": r.fix_state, "fix_applied": str(r.fix.get("applied", "")),
@@ -168,11 +171,30 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
                                                 run.probe(with_fix, machine), registers))
                 run.vmstate.append(_vmstate(runner, hosts, scratch, records[without],
                                             records[with_fix], machine, outdir, log))
+        if registers.across_versions:
+            _across_versions(run, runner, records, log)
     finally:
         hosts.close()
         shutil.rmtree(scratch, ignore_errors=True)
         run.seconds = round(time.monotonic() - started, 1)
     return run
+
+
+def _across_versions(run: ProbeRun, runner: ProbeRunner, records: Mapping[str, BuildRecord],
+                     log: Log) -> None:
+    """Each newer version's builds against the oldest version's, on its newest machine type
+    (probe/versions.py); probes that are missing for it are made here."""
+    for older, newer, machine in versions.pairs(records):
+        for name in (older, newer):
+            try:
+                run.probe(name, machine)
+            except KeyError:
+                log(f"[probe] {name} {machine}: probing (across versions)")
+                run.probes.append(runner.probe(records[name], machine))
+        run.versions.append(compare_probes(run.probe(older, machine), run.probe(newer, machine),
+                                           runner.registers))
+        log(f"[probe] {older} vs {newer} on {machine}: "
+            f"{len(run.versions[-1].changes)} guest-visible change(s)")
 
 
 def _vmstate(runner: ProbeRunner, hosts: Any, scratch: Path, without: BuildRecord,

@@ -179,6 +179,8 @@ class ProbeRun:
     machines: dict[str, list[str]] = field(default_factory=dict)  # build -> machine types
     probes: list[BuildProbe] = field(default_factory=list)
     pairs: list[PairResult] = field(default_factory=list)
+    # across QEMU versions (probe/versions.py): without = the oldest version's build
+    versions: list[PairResult] = field(default_factory=list)
     vmstate: list[VmstateComparison] = field(default_factory=list)
     unpaired: list[str] = field(default_factory=list)  # trees without a without-fix build
     notes: list[str] = field(default_factory=list)
@@ -210,7 +212,8 @@ class ProbeRun:
     @property
     def all_errors(self) -> list[str]:
         return [*self.errors, *(e for p in self.probes for e in p.errors),
-                *(f"{p.name} {p.machine}: {p.error}" for p in self.pairs if p.error),
+                *(f"{p.name} {p.machine}: {p.error}" for p in (*self.pairs, *self.versions)
+                  if p.error),
                 *(f"vmstate {v.without}->{v.with_fix} {v.machine}: {v.error}"
                   for v in self.vmstate if v.error)]
 
@@ -219,7 +222,9 @@ class ProbeRun:
         """0: no fix introduces a violation; 1: one does (or breaks vmstate); 3: errors."""
         if self.all_errors:
             return EXIT_INFRA
-        if self.introduced or any(v.incompatible for v in self.vmstate):
+        from .versions import breaks
+
+        if self.introduced or any(v.incompatible for v in self.vmstate) or breaks(self):
             return EXIT_DEVIATION
         return EXIT_OK
 
@@ -275,7 +280,15 @@ def verdict(run: ProbeRun) -> str:
               f"difference(s)" for v in run.vmstate if v.incompatible]
     if found or broken:
         return "a fix introduces a specification violation: " + "; ".join(found + broken)
+    from .versions import break_texts
+
+    if break_texts(run):
+        return ("a fix does not keep an old machine type's registers: "
+                + "; ".join(break_texts(run)))
     changed = sum(1 for p in run.pairs for c in p.changes)
+    if not run.pairs and run.versions:
+        return "across versions: " + ("no build with the fix changes an old machine type's "
+                                      "registers")
     if not run.pairs:
         return "nothing compared (no without-fix/with-fix pair of one tree)"
     if changed:
@@ -316,6 +329,7 @@ def from_dict(data: dict[str, Any]) -> ProbeRun:
     return ProbeRun(**{**_known(ProbeRun, data),
                        "probes": [probe(p) for p in data.get("probes", [])],
                        "pairs": [pair(p) for p in data.get("pairs", [])],
+                       "versions": [pair(p) for p in data.get("versions", [])],
                        "vmstate": [vm(v) for v in data.get("vmstate", [])]})
 
 

@@ -37,6 +37,7 @@ class Attr(enum.StrEnum):
     RO = "RO"
     HWINIT = "HwInit"
     RW = "RW"
+    RWS = "RWS"  # RW, sticky (kept across a hot reset): probed like RW
     RW1C = "RW1C"
     RSVDP = "RsvdP"
     RSVDZ = "RsvdZ"
@@ -97,12 +98,23 @@ class RegisterSet:
     device: str  # the qdev id of the device probed
     capability: int  # the capability ID the register offsets count from
     specification: str  # "PCI Express Base Specification 4.0"
+    description: str  # what is probed, for the reports: "the root port's Slot Control ..."
     probed: tuple[Register, ...]
     context: tuple[Register, ...] = ()  # read for the rules' conditions, never written
     spec: Mapping[tuple[str, int], SpecBit] = field(default_factory=dict)
     unmodelled: Mapping[tuple[str, int], str] = field(default_factory=dict)  # names only
     arms: Mapping[tuple[str, int], Arm] = field(default_factory=dict)
     machines: Callable[[Sequence[str]], list[str]] = lambda available: list(available[-1:])
+    # An extended capability (PCI Express, at 0x100 and up): read through ECAM (qtest),
+    # since port I/O reaches only the first 256 bytes.
+    extended: bool = False
+    # Also compare each newer QEMU version with the oldest one, on the oldest one's newest
+    # machine type: what compat properties promise to keep unchanged (probe/versions.py).
+    across_versions: bool = False
+
+    @property
+    def access(self) -> str:
+        return "ECAM (qtest)" if self.extended else "port I/O"
 
     @property
     def registers(self) -> dict[str, Register]:

@@ -12,12 +12,12 @@ in the testcase's output, never failures: they are QEMU's, not the fix's.
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
+from . import versions
 from .classify import BitChange, Change
 from .model import BuildProbe, ProbeRun, _where, deviations_text, verdict
 from .vmstate import VmstateComparison
@@ -97,7 +97,7 @@ def junit_cases(run: ProbeRun) -> list[TestCase]:
         vm = run.vmstate_for(pair.without, pair.with_fix, pair.machine)
         if vm is not None:
             cases.append(_vmstate_case(vm, classname))
-    return cases
+    return cases + versions.junit_cases(run, SUITE)
 
 
 def _vmstate_case(vm: VmstateComparison, classname: str) -> TestCase:
@@ -195,10 +195,16 @@ def pair_lines(run: ProbeRun) -> list[str]:
 def text_summary(run: ProbeRun) -> str:
     """A few lines for the terminal."""
     lines = [f"semantics {line}" if not line.startswith("  ") else line
-             for line in pair_lines(run)]
+             for line in (*pair_lines(run), *versions.lines(run))]
     lines += [f"note: {n}" for n in [*run.unpaired, *run.notes]]
     lines.append(f"semantics: {verdict(run)}")
     return "\n".join(lines)
+
+
+def _probed(run: ProbeRun) -> str:
+    """What was probed and how, as the run recorded it."""
+    what = run.settings.get("description") or "the scenario's registers"
+    return f"{what} (through {run.settings.get('access') or 'port I/O'})"
 
 
 def _md(text: object) -> str:
@@ -209,10 +215,9 @@ def summary_section(run: ProbeRun) -> str:
     """The section for summary.md, in its style (Markdown that reads as plain text)."""
     title = "Register semantics"
     lines = ["", title, "-" * len(title), "", f"Verdict: {verdict(run)}", "",
-             "Each bit of the root port's Link Control/Status and Slot Capabilities/Control/"
-             "Status, written and read back through port I/O on a fresh paused QEMU per bit; "
-             "KIND=r is the observed behaviour and the value after reset.", ""]
-    for line in pair_lines(run):
+             f"Each bit of {_probed(run)}, written and read back on a fresh paused QEMU per "
+             "bit; KIND=r is the observed behaviour and the value after reset.", ""]
+    for line in (*pair_lines(run), *versions.lines(run)):
         lines.append(f"  - {line.strip()}" if line.startswith("  ") else f"- {line}")
     seen: set[tuple[str, str, str]] = set()
     for pair in run.pairs:
@@ -319,63 +324,6 @@ def _vmstate_details(run: ProbeRun) -> list[str]:
                               "breaking a direction")
             out += [f"  - `{_md(d)}`" for d in vm.differences[:100]]
     return [*out, ""]
-
-
-def html_section(run: ProbeRun) -> str:
-    """An HTML fragment for index.html (<section id="semantics">), everything escaped; row
-    classes are the page's (passed / failed / error), rows carry data-* for machines."""
-    e = html.escape
-    rows = []
-    for p in run.pairs:
-        vm = run.vmstate_for(p.without, p.with_fix, p.machine)
-        bad = bool(p.introduced or (vm and vm.incompatible))
-        cls = "error" if p.error or (vm and vm.error) else "failed" if bad else "passed"
-        mark = {"passed": "✓", "failed": "✗", "error": "⚠"}[cls]
-        rows.append(f'<tr class="{cls}" data-pair="{e(p.name)}" data-machine="{e(p.machine)}" '
-                    f'data-introduced="{len(p.introduced)}"><td>{mark}</td><td>{e(p.machine)}'
-                    f"</td><td>{e(p.without)}</td><td>{e(p.with_fix)}</td>"
-                    f"<td>{len(p.changes)}</td><td>{len(p.introduced)}</td>"
-                    f"<td>{e(_vm_text(vm))}</td></tr>")
-    changes = []
-    for p in run.pairs:
-        for c in p.changes:
-            cls = ' class="failed"' if c.change == Change.INTRODUCED else ""
-            changes.append(f"<tr{cls}><td>{e(p.machine)}</td><td>{e(p.name)}</td>"
-                           f"<td>{e(c.title or c.register)}</td><td>{c.bit}</td>"
-                           f"<td>{e(c.name)}</td><td><code>{e(c.without)}</code></td>"
-                           f"<td><code>{e(c.with_fix)}</code></td><td>{e(c.spec or '-')}</td>"
-                           f"<td>{e(c.change.value)}{': ' + e(c.reason) if c.reason else ''}"
-                           "</td></tr>")
-    seen: set[tuple[str, str, str]] = set()
-    pre = []
-    for p in run.pairs:
-        for text in deviations_text(p.preexisting):
-            if (p.source, p.machine, text) not in seen:
-                seen.add((p.source, p.machine, text))
-                pre.append(f"<li>{e(p.machine)} ({e(p.source)}): {e(text)}</li>")
-    parts = ['<section id="semantics">', "<h2>Register semantics</h2>",
-             '<p class="small">Each bit of the root port\'s Link Control/Status and Slot '
-             "Capabilities/Control/Status written and read back through port I/O on a fresh "
-             "paused QEMU; <code>KIND=r</code>: observed behaviour, value after reset. "
-             'Every bit: <a href="probe.md">probe.md</a>, JUnit: '
-             '<a href="semantics.xml">semantics.xml</a>.</p>',
-             f'<p class="verdict{" bad" if run.exit_code else ""}">{e(verdict(run))}</p>']
-    if rows:
-        parts += ["<table><thead><tr><th></th><th>machine</th><th>without fix</th>"
-                  "<th>with fix</th><th>changed bits</th><th>introduced violations</th>"
-                  "<th>vmstate</th></tr></thead><tbody>", *rows, "</tbody></table>"]
-    if changes:
-        parts += ["<h3>Guest-visible changes</h3><table><thead><tr><th>machine</th><th>pair</th>"
-                  "<th>register</th><th>bit</th><th>name</th><th>without</th><th>with</th>"
-                  "<th>spec</th><th>verdict</th></tr></thead><tbody>", *changes,
-                  "</tbody></table>"]
-    if pre:
-        parts += ["<h3>Spec deviations QEMU has without the fix too (not failures)</h3><ul>",
-                  *pre, "</ul>"]
-    parts += [f"<p>note: {e(n)}</p>" for n in [*run.unpaired, *run.notes]]
-    parts += [f'<p class="error">error: {e(x)}</p>' for x in run.all_errors]
-    parts.append("</section>")
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

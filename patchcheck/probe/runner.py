@@ -33,11 +33,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import ecam
 from ..build import BuildRecord
 from ..errors import PatchcheckError
-from ..machine import Machine, MachineError, reproducer
+from ..machine import MachineError, reproducer
 from ..migrate import Hosts, base_args
-from ..pciconf import Monitor, PciAddress, PciConfig, PciError, find_capability, find_device
+from ..pciconf import (
+    ConfigSpace,
+    Monitor,
+    PciAddress,
+    PciConfig,
+    PciError,
+    find_capability,
+    find_device,
+)
 from ..results import Case
 from ..runtime import Runtime
 from ..scenarios.base import Scenario
@@ -79,9 +88,9 @@ class Outcome:
 
 
 class _Tracer:
-    """Register-level access to the root port's Express capability, recording every op."""
+    """Register-level access to the probed capability, recording every op."""
 
-    def __init__(self, cfg: PciConfig, cap: int, registers: RegisterSet) -> None:
+    def __init__(self, cfg: ConfigSpace, cap: int, registers: RegisterSet) -> None:
         self.cfg = cfg
         self.cap = cap
         self.registers = registers
@@ -115,11 +124,27 @@ def _peripherals(monitor: Monitor) -> set[str]:
     return {str(e["name"]) for e in monitor.qmp("qom-list", path="/machine/peripheral") or []}
 
 
-def run_experiment(exp: Experiment, machine: Monitor, registers: RegisterSet) -> Outcome:
+def open_capability(machine: Monitor, registers: RegisterSet,
+                    qtest: ecam.Qtest | None = None) -> tuple[ConfigSpace, int]:
+    """The probed device's configuration space and the capability's offset (walked, never
+    assumed): through port I/O, or through ECAM for an extended capability."""
+    address = find_device(machine, registers.device)
+    if not registers.extended:
+        cfg = PciConfig(machine, address)
+        return cfg, find_capability(cfg, registers.capability)
+    if qtest is None:
+        raise PciError("an extended capability needs a QEMU started with a qtest socket")
+    ecam.enable(qtest)
+    ext = ecam.EcamConfig(qtest, address)
+    return ext, ecam.find_extended_capability(ext, registers.capability)
+
+
+def run_experiment(exp: Experiment, machine: Monitor, registers: RegisterSet,
+                   qtest: ecam.Qtest | None = None) -> Outcome:
     """One experiment on a freshly launched, paused QEMU (the caller launches and stops it).
-    `machine` is anything with hmp() and qmp(): a patchcheck.machine.Machine."""
-    cfg = PciConfig(machine, find_device(machine, registers.device))
-    cap = find_capability(cfg, registers.capability)  # walked, never assumed
+    `machine` is anything with hmp() and qmp(): a patchcheck.machine.Machine; `qtest` its
+    qtest connection when the registers are in extended configuration space."""
+    cfg, cap = open_capability(machine, registers, qtest)
     tracer = _Tracer(cfg, cap, registers)
     outcome = Outcome(exp, tracer.trace, cap, address=cfg.address)
     tracer.snapshot()
@@ -154,8 +179,9 @@ class ProbeRunner:
         self.jobs = max(1, jobs)
 
     def args(self, record: BuildRecord, machine: str, globals_: Sequence[str] = ()) -> list[str]:
-        case = Case(machine, record.name, record.name, "none", tuple(globals_))
-        return [*base_args(self.scenario, case, self.ram_mib, self.accel), "-S"]
+        case = Case(machine, record.name, record.name, "none")
+        return [*base_args(self.scenario, case, self.ram_mib, self.accel),
+                *(arg for g in globals_ for arg in ("-global", g)), "-S"]
 
     def _one(self, record: BuildRecord, args: list[str], exp: Experiment,
              attempts: int = 2) -> Outcome:
@@ -163,11 +189,15 @@ class ProbeRunner:
         error = ""
         for _ in range(attempts):  # a QEMU that fails to start is retried once
             rundir = Path(tempfile.mkdtemp(prefix="x-", dir=self.scratch))
-            qemu = Machine(self.hosts.get(record.image_id), record.binary, args, rundir,
-                           "probe", timeout=self.timeout)
+            socket = rundir / "qt.sock"
+            argv = [*args, *ecam.qtest_args(socket)] if self.registers.extended else args
+            qemu = self.hosts.machine(record.image_id, record.binary, argv, rundir, "probe",
+                                      timeout=self.timeout)
+            qtest: ecam.Qtest | None = None
             try:
                 qemu.launch()
-                outcome = run_experiment(exp, qemu, self.registers)
+                qtest = ecam.Qtest(socket, self.timeout) if self.registers.extended else None
+                outcome = run_experiment(exp, qemu, self.registers, qtest)
                 outcome.seconds = round(time.monotonic() - started, 3)
                 return outcome
             except (MachineError, PciError, PatchcheckError) as exc:
@@ -176,6 +206,8 @@ class ProbeRunner:
                 if tail:
                     error += f" (QEMU: {tail})"
             finally:
+                if qtest is not None:
+                    qtest.close()
                 qemu.shutdown()
                 shutil.rmtree(rundir, ignore_errors=True)
         return Outcome(exp, [], None, (), round(time.monotonic() - started, 3), error)
@@ -235,7 +267,7 @@ def assemble(record: BuildRecord, machine: str, globals_: list[str],
                        source=record.source, binary=record.binary)
     offsets = {o.cap_offset for o in outcomes if o.cap_offset is not None}
     if len(offsets) > 1:
-        probe.errors.append(f"the Express capability moved between experiments: {sorted(offsets)}")
+        probe.errors.append(f"the capability moved between experiments: {sorted(offsets)}")
     probe.cap_offset = min(offsets) if offsets else None
     port = next((o.address for o in outcomes if o.address is not None), None)
     probe.root_port = [port.bus, port.device, port.function] if port else []

@@ -18,7 +18,7 @@ from ..errors import UsageError
 from ..matrix import q35_version
 from ..outcome import Observed
 from ..results import CaseResult, RunResults
-from ..verdict import judge
+from ..verdict import judge_run, scenario_title
 from .junit import log_paths
 from .markdown import BUILD_FIELDS, build_facts, run_facts
 
@@ -195,7 +195,7 @@ def _deviations(run: RunResults) -> str:
 
 
 def render(run: RunResults, run_dir: Path) -> str:
-    verdict = judge(run.cases)
+    verdict = judge_run(run)
     cls = "verdict" if verdict.fix_works and not verdict.errors else "verdict bad"
     partial = ('<p class="partial">⚠ Partial run: not every planned case finished.</p>'
                if run.partial else "")
@@ -203,6 +203,7 @@ def render(run: RunResults, run_dir: Path) -> str:
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>patchcheck {escape(run.run_id)}</title><style>{CSS}</style></head><body>"
             f"<h1>patchcheck run {escape(run.run_id)}</h1>"
+            f'<p id="scenario">Scenario: {escape(scenario_title(run.settings))}</p>'
             f'<p class="{cls}" id="verdict">{escape(verdict.sentence)}</p>{partial}'
             f"{_deviations(run)}{header_html(run)}<h2>Grid</h2>{legend()}{grid_html(run)}"
             f"{_semantics(run_dir)}"
@@ -212,10 +213,10 @@ def render(run: RunResults, run_dir: Path) -> str:
 def _semantics(run_dir: Path) -> str:
     """The register-semantics probe's section, when the run has one (probe.json)."""
     from ..probe import model as probe_model
-    from ..probe import report as probe_report
+    from ..probe import page as probe_page
 
     semantics = probe_model.load(run_dir)
-    return probe_report.html_section(semantics) if semantics is not None else ""
+    return probe_page.html_section(semantics) if semantics is not None else ""
 
 
 def write(run: RunResults, run_dir: Path) -> Path:

@@ -116,7 +116,8 @@ def _unique(cases: list[TestCase]) -> list[TestCase]:
 
 
 def to_xml(run: RunResults, base: Path) -> str:
-    props = {"run_id": run.run_id, "partial": str(run.partial).lower()}
+    props = {"run_id": run.run_id, "partial": str(run.partial).lower(),
+             "scenario": str(run.settings.get("scenario", ""))}
     for name, b in sorted(run.builds.items()):
         props[f"build.{name}"] = (f"{b.get('source')} commit {b.get('commit', '')[:12]} QEMU "
                                   f"{b.get('qemu_version')} fix {b.get('fix', {}).get('state')}"

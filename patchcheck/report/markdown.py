@@ -11,7 +11,7 @@ from typing import Any
 
 from ..outcome import Observed
 from ..results import CaseResult, RunResults
-from ..verdict import judge
+from ..verdict import judge_run
 from . import grid
 
 BUILD_FIELDS = ("build", "source", "commit", "QEMU", "fix", "applied", "image", "built")
@@ -100,7 +100,7 @@ def _listed(results: list[CaseResult], describe: str) -> list[str]:
 
 
 def render(run: RunResults, semantics: Any = None) -> str:
-    verdict = judge(run.cases)
+    verdict = judge_run(run)
     deviating = [r for r in run.cases
                  if r.deviates and r.observed in (Observed.PASSED, Observed.FAILED)]
     errors = [r for r in run.cases if r.observed == Observed.ERROR]

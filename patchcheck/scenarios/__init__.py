@@ -12,6 +12,7 @@ from .base import Scenario
 
 REGISTRY = {
     "pds": "patchcheck.scenarios.pds",
+    "aer": "patchcheck.scenarios.aer",
 }
 DEFAULT = "pds"
 

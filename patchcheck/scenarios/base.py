@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -83,6 +83,19 @@ class Action(ABC):
 
 
 @dataclass(frozen=True)
+class Defaults:
+    """What a run of the scenario uses unless the configuration says otherwise."""
+
+    # The builds it needs: name -> (source spec, fix state). The configuration's
+    # `patchcheck.builds` adds to them (and wins for a name in both).
+    builds: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    matrix_builds: tuple[str, ...] = ()  # patchcheck.matrix.builds; empty: every build above
+    guests: Mapping[str, str] = field(default_factory=dict)  # action -> machine selector
+    check_guest: str = ""  # the action `invoke check` runs (on the boundary types)
+    watch: str = ""  # a case whose outcome the fix changes, for bisect (casespec syntax)
+
+
+@dataclass(frozen=True)
 class Words:
     """How reports and `invoke check` talk about the scenario."""
 
@@ -112,6 +125,17 @@ class Scenario(ABC):
     force_global: str = ""  # a -global that brings the bug to the newest machine type
     devices: tuple[str, ...] = ()  # Kconfig devices its topology needs beyond the defaults
     probe: RegisterSet | None = None  # what the register-semantics probe examines
+    defaults: Defaults = Defaults()
+
+    def globals_for(self, globals_: Sequence[str], role: str, build: Side) -> list[str]:
+        """The case's -globals that go to one side ("source" or "destination"), given its
+        build. By default both sides get all of them."""
+        return list(globals_)
+
+    def force_applies(self, source: Side, destination: Side) -> bool:
+        """Whether the forcing -global means anything for this pair (else the matrix adds
+        no forced case for it)."""
+        return True
 
     def action(self, name: str) -> Action:
         try:

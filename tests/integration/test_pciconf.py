@@ -3,7 +3,8 @@
 QEMU runs the way `invoke matrix` runs it: exec'ed in one long-lived builder container
 (patchcheck.migrate.Hosts) that mounts a private scratch directory and the build cache
 read-only at the same paths, driven through patchcheck.machine.Machine (which implements
-pciconf.Monitor), with the arguments from patchcheck.migrate.base_args, paused (-S).
+pciconf.Monitor), with the arguments from patchcheck.migrate (base_args and the source's
+globals_args), paused (-S).
 
 Full migrations are not repeated here: tests/integration/test_matrix.py runs them through
 run_case (6.0 unpatched -> unpatched fails with the expected error, the `none` action and
@@ -25,7 +26,7 @@ from patchcheck.build import BuildRecord
 from patchcheck.config import Settings
 from patchcheck.docker_runtime import DockerRuntime
 from patchcheck.machine import Machine
-from patchcheck.migrate import Hosts, base_args
+from patchcheck.migrate import Hosts, base_args, globals_args, side
 from patchcheck.pciconf import PCI_CAP_ID_EXP, PciAddress, PciConfig, find_capability, find_device
 from patchcheck.results import Case
 from patchcheck.runtime import Mount
@@ -75,7 +76,8 @@ def start(qemu_host: tuple[Hosts, Path], record: BuildRecord,
 
     def _start(machine: str, *globals_: str) -> Machine:
         case = Case(machine, record.name, record.name, "synthetic", tuple(globals_))
-        args = [*base_args(SCENARIO, case, settings.matrix.ram_mib, settings.matrix.accel), "-S"]
+        args = [*base_args(SCENARIO, case, settings.matrix.ram_mib, settings.matrix.accel),
+                *globals_args(SCENARIO, case, "source", side(record)), "-S"]
         rundir = Path(tempfile.mkdtemp(prefix="vm-", dir=scratch))
         qemu = Machine(hosts.get(record.image_id), record.binary, args, rundir,
                        f"vm{len(started)}", timeout=30)

@@ -1,8 +1,8 @@
-"""The PDS expected-outcome model, and config-space access against an emulated 0xcf8/0xcfc."""
+"""The PDS expected-outcome model, and config-space access against an emulated 0xcf8/0xcfc
+(tests/fakes.py: the recorded root port behind HMP port I/O)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -31,28 +31,7 @@ from patchcheck.scenarios.pds.slot import (
     qemu_args,
 )
 
-# Configuration space (first 256 bytes) of pcie-root-port18 at 00:12.0, read through
-# 0xcf8/0xcfc from QEMU 7.2.22 (Debian bookworm), -machine pc-q35-6.0 -S, with the seed
-# topology. Capabilities: 0x54 Express -> 0x48 MSI-X -> 0x40 SSVID. Slot Control (0x6c)
-# = 0x07c0, Slot Status (0x6e) = 0x0040 (PDS).
-ROOT_PORT_Q35_60 = bytes.fromhex(
-    "361b0c00 00001000 00000406 00000100"  # 0x00
-    "00000000 00000000 00000000 f0000000"  # 0x10
-    "f0ff0000 f1ff0100 00000000 00000000"  # 0x20
-    "00000000 54000000 00000000 00010000"  # 0x30
-    "0d000000 361b0000 11400000 00000000"  # 0x40
-    "00080000 10484201 00800000 00000000"  # 0x50
-    "04063012 00000422 7b000200 c0074000"  # 0x60
-    "00000000 00000000 20003000 00000000"  # 0x70
-    "1e000000 04000000 00000000 00000000"  # 0x80
-    "00000000 00000000 00000000 00000000"  # 0x90
-    "00000000 00000000 00000000 00000000"  # 0xa0
-    "00000000 00000000 00000000 00000000"  # 0xb0
-    "00000000 00000000 00000000 00000000"  # 0xc0
-    "00000000 00000000 00000000 00000000"  # 0xd0
-    "00000000 00000000 00000000 00000000"  # 0xe0
-    "00000000 00000000 00000000 00000000"  # 0xf0
-)
+from ..fakes import ROOT_PORT_Q35_60, SLTSTA_W1C, PortIoMonitor
 
 
 def _patched(image: bytes, changes: dict[int, int]) -> bytes:
@@ -64,9 +43,6 @@ def _patched(image: bytes, changes: dict[int, int]) -> bytes:
 
 # The same port on pc-q35-7.2 (measured): only Link Status (DLLLA, 0x67) and PDS (0x6e) differ.
 ROOT_PORT_Q35_72 = _patched(ROOT_PORT_Q35_60, {0x67: 0x02, 0x6E: 0x00})
-
-# QEMU's W1C mask of Slot Status (from "w1cmask:19" in the failure message); the rest is RO.
-SLTSTA_W1C = {0x6E: 0x19, 0x6F: 0x01}
 
 QUERY_PCI: list[dict[str, Any]] = [
     {
@@ -102,81 +78,14 @@ QUERY_PCI: list[dict[str, Any]] = [
     }
 ]
 
-_CMD_RE = re.compile(r"([io]) /([bhw]) (0x[0-9a-f]+)(?: (0x[0-9a-f]+))?")
-_SIZES = {"b": 1, "h": 2, "w": 4}
+
+def port_io(image: bytes, w1c: dict[int, int] | None = None) -> PortIoMonitor:
+    """The image behind port I/O at 00:12.0, with the nested buses of QUERY_PCI."""
+    return PortIoMonitor(image, w1c=w1c, devices=QUERY_PCI)
 
 
-ROOT_PORT_ADDRESS = PciAddress(0, 0x12, 0)
-
-
-class FakeMonitor:
-    """Ports 0xcf8/0xcfc of one PCI function, behind QEMU's HMP `i`/`o` output format.
-
-    Bytes listed in `w1c` are read-only except for their write-1-to-clear bits.
-    """
-
-    def __init__(
-        self,
-        image: bytes,
-        address: PciAddress = ROOT_PORT_ADDRESS,
-        w1c: dict[int, int] | None = None,
-    ) -> None:
-        self.space = bytearray(image)
-        self.address = address
-        self.w1c = w1c or {}
-        self.latch = 0
-        self.commands: list[str] = []
-
-    def qmp(self, command: str, **args: object) -> Any:
-        assert command == "query-pci" and not args
-        return QUERY_PCI
-
-    def hmp(self, command: str) -> str:
-        self.commands.append(command)
-        match = _CMD_RE.fullmatch(command)
-        if not match:
-            return f"unknown command: {command!r}\r\n"
-        op, fmt, port_text, value_text = match.groups()
-        size, port = _SIZES[fmt], int(port_text, 16)
-        if op == "o":
-            assert value_text is not None
-            value = int(value_text, 16)
-            if port == 0xCF8:
-                assert size == 4, "CONFIG_ADDRESS takes 32-bit writes only"
-                self.latch = value
-            else:
-                self._write(port, size, value)
-            return ""
-        assert value_text is None
-        value = self.latch if port == 0xCF8 else self._read(port, size)
-        # QEMU: monitor_printf(mon, "port%c[0x%04x] = 0x%0*x\n", suffix, addr, size * 2, val)
-        return f"port{'bwl'[size // 2]}[0x{port:04x}] = 0x{value:0{size * 2}x}\r\n"
-
-    def _offset(self, port: int, size: int) -> int | None:
-        lane = port - 0xCFC
-        assert 0 <= lane and lane + size <= 4, f"access {port:#x}/{size} crosses the data port"
-        if self.latch & ~0xFF != self.address.cf8(0):
-            return None  # not our function (or enable bit clear)
-        return (self.latch & 0xFC) + lane
-
-    def _read(self, port: int, size: int) -> int:
-        offset = self._offset(port, size)
-        if offset is None:
-            return (1 << (8 * size)) - 1
-        return int.from_bytes(self.space[offset : offset + size], "little")
-
-    def _write(self, port: int, size: int, value: int) -> None:
-        offset = self._offset(port, size)
-        if offset is None:
-            return
-        for i, byte in enumerate(value.to_bytes(size, "little")):
-            mask = self.w1c.get(offset + i)
-            old = self.space[offset + i]
-            self.space[offset + i] = byte if mask is None else old & ~(byte & mask) & 0xFF
-
-
-def root_port(image: bytes = ROOT_PORT_Q35_60) -> tuple[FakeMonitor, PciConfig]:
-    monitor = FakeMonitor(image, w1c=SLTSTA_W1C)
+def root_port(image: bytes = ROOT_PORT_Q35_60) -> tuple[PortIoMonitor, PciConfig]:
+    monitor = port_io(image, SLTSTA_W1C)
     return monitor, PciConfig(monitor, PciAddress(0, 0x12, 0))
 
 
@@ -327,7 +236,7 @@ def test_misaligned_or_out_of_range_access_is_refused(offset: int, size: int) ->
 
 
 def test_hmp_errors_raise_pci_error() -> None:
-    class Broken(FakeMonitor):
+    class Broken(PortIoMonitor):
         def hmp(self, command: str) -> str:
             if command.startswith("o /w 0xcf8 "):
                 return ""
@@ -346,7 +255,7 @@ def test_hmp_errors_raise_pci_error() -> None:
 
 
 def test_find_device_walks_nested_buses() -> None:
-    monitor = FakeMonitor(ROOT_PORT_Q35_60)
+    monitor = port_io(ROOT_PORT_Q35_60)
     assert find_device(monitor, ROOT_PORT_ID) == PciAddress(0, 0x12, 0)
     assert find_device(monitor, "nex-usb-xhci0") == PciAddress(1, 0x12, 1)
     assert find_device(monitor, "deep") == PciAddress(2, 5, 2)
@@ -407,7 +316,7 @@ def test_no_capability_list_when_status_bit_clear() -> None:
 # --- guest actions ---------------------------------------------------------------------------
 
 
-def _data_writes(monitor: FakeMonitor) -> list[str]:
+def _data_writes(monitor: PortIoMonitor) -> list[str]:
     return [c for c in monitor.commands if c.startswith("o ") and "0xcf8" not in c]
 
 

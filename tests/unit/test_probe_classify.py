@@ -9,7 +9,6 @@ The traces marked "recorded" are verbatim from a probe of Debian bookworm's QEMU
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,12 @@ import pytest
 from lxml import etree
 
 from patchcheck import config as config_mod
-from patchcheck.build import BuildRecord
 from patchcheck.errors import UsageError
 from patchcheck.probe import (
     check_builds,
     machines_per_build,
     model,
+    page,
     pairs_of,
     report,
     vmstate,
@@ -32,6 +31,8 @@ from patchcheck.probe.classify import Behaviour, Change, Op, Status
 from patchcheck.probe.runner import Experiment, assemble, experiments, run_experiment
 from patchcheck.scenarios.pds import registers as R
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, XHCI_ID
+
+from ..fakes import PortIoMonitor, build_record
 
 REGISTER_SET = R.register_set(ROOT_PORT_ID)
 
@@ -258,21 +259,19 @@ def test_compare_unmodelled_bits_and_side_effects() -> None:
 # The whole probe on a model of QEMU 7.2's pcie-root-port config space
 
 
-class FakeRootPort:
+class FakeRootPort(PortIoMonitor):
     """Legacy port-I/O config access (HMP o/i) to a root port modelled on QEMU 7.2's
     hw/pci/pcie.c: wmask/w1cmask per byte, Command Completed on Slot Control writes, EIC
     toggling EIS, and power-off of a present slot unplugging the xHCI. `v1` puts PDS into
-    w1cmask like the seed thread's first fix."""
+    w1cmask like the seed thread's first fix. Only 00:12.0 exists (strict)."""
 
     EXP = 0x54
 
     def __init__(self, v1: bool = False) -> None:
-        self.config = bytearray(256)
+        super().__init__(bytes(256), strict=True)
         self.wmask = bytearray(256)
         self.w1cmask = bytearray(256)
-        self.address = 0
         self.peripherals = {ROOT_PORT_ID, XHCI_ID}
-        self.commands: list[str] = []
         self._set(0x00, 4, 0x000C1B36)
         self._set(0x06, 2, 0x0010)  # capability list
         self._set(0x34, 1, 0x40)
@@ -289,26 +288,23 @@ class FakeRootPort:
         self._set(e + 0x1A, 2, 0x0059 if v1 else 0x0019, self.w1cmask)
 
     def _set(self, offset: int, size: int, value: int, space: bytearray | None = None) -> None:
-        (self.config if space is None else space)[offset:offset + size] = \
+        (self.space if space is None else space)[offset:offset + size] = \
             value.to_bytes(size, "little")
 
-    def _get(self, offset: int, size: int) -> int:
-        return int.from_bytes(self.config[offset:offset + size], "little")
-
-    def _write(self, offset: int, size: int, value: int) -> None:
-        e = self.EXP
-        old_ctl, old_sta = self._get(e + 0x18, 2), self._get(e + 0x1A, 2)
+    def write_config(self, offset: int, size: int, value: int) -> None:
+        e, get = self.EXP, self.read_config
+        old_ctl, old_sta = get(e + 0x18, 2), get(e + 0x1A, 2)
         for i in range(size):
             byte = (value >> (8 * i)) & 0xFF
             o = offset + i
-            new = (self.config[o] & ~self.wmask[o]) | (byte & self.wmask[o])
-            self.config[o] = new & ~(byte & self.w1cmask[o]) & 0xFF
+            new = (self.space[o] & ~self.wmask[o]) | (byte & self.wmask[o])
+            self.space[o] = new & ~(byte & self.w1cmask[o]) & 0xFF
         if offset <= e + 0x1A < offset + size and value & ~old_sta & 0x1F:
-            sta = self._get(e + 0x1A, 2)  # QEMU undoes clearing events that were not set
+            sta = get(e + 0x1A, 2)  # QEMU undoes clearing events that were not set
             self._set(e + 0x1A, 2, (sta & ~0x1F) | (old_sta & 0x1F))
         if not offset <= e + 0x18 < offset + size:
             return
-        ctl, sta = self._get(e + 0x18, 2), self._get(e + 0x1A, 2)
+        ctl, sta = get(e + 0x18, 2), get(e + 0x1A, 2)
         if ctl & 0x0800:
             self._set(e + 0x18, 2, ctl & ~0x0800)
             sta ^= 0x0080
@@ -316,48 +312,17 @@ class FakeRootPort:
                 and (not old_ctl & 0x400 or old_ctl & 0x300 != 0x300)):
             self.peripherals.discard(XHCI_ID)
             sta = (sta & ~0x40) | 0x08
-            self._set(e + 0x12, 2, self._get(e + 0x12, 2) & ~0x2000)
+            self._set(e + 0x12, 2, get(e + 0x12, 2) & ~0x2000)
         self._set(e + 0x1A, 2, sta | 0x10)  # command completed
 
-    def hmp(self, command: str) -> str:
-        self.commands.append(command)
-        match = re.fullmatch(r"([oi]) /([bhw]) (0x[0-9a-f]+)(?: (0x[0-9a-f]+))?", command)
-        assert match, command
-        kind, size_code, port_text, value_text = match.groups()
-        size = {"b": 1, "h": 2, "w": 4}[size_code]
-        port = int(port_text, 16)
-        if kind == "o" and port == 0xCF8:
-            self.address = int(value_text, 16)
-            return ""
-        assert self.address >> 8 == 0x80_0090, f"only 00:12.0 exists: {self.address:#x}"
-        offset = (self.address & 0xFC) + port - 0xCFC
-        if kind == "o":
-            self._write(offset, size, int(value_text, 16))
-            return ""
-        letter = {1: "b", 2: "w", 4: "l"}[size]
-        return f"port{letter}[{port:#06x}] = {self._get(offset, size):#x}\r\n"
-
     def qmp(self, command: str, **args: object) -> Any:
-        if command == "query-pci":
-            return [{"bus": 0, "devices": [{"bus": 0, "slot": 0x12, "function": 0,
-                                            "qdev_id": ROOT_PORT_ID}]}]
         if command == "qom-list":
             return [{"name": n, "type": "child<device>"} for n in sorted(self.peripherals)]
-        raise AssertionError(command)
-
-
-def record(name: str, fix: str, has_fix: bool) -> BuildRecord:
-    return BuildRecord(name=name, key=name, source="debian:bookworm", commit="c" * 40,
-                       tree_id="t", qemu_version="7.2.22", package_version=None,
-                       fix={"state": fix, "applied": "clean", "has_fix": has_fix},
-                       generation="bookworm", image="patchcheck-builder:bookworm",
-                       image_id="sha256:0", configure=[], seconds=0.0, ccache="",
-                       binary=f"/cache/{name}/qemu-system-x86_64", binary_sha256="0",
-                       reproduce="", machines=["pc-q35-6.0", "pc-q35-7.2"])
+        return super().qmp(command, **args)  # query-pci: the root port alone
 
 
 def probe(name: str, v1: bool) -> model.BuildProbe:
-    rec = record(name, "v1" if v1 else "none", v1)
+    rec = build_record(name, "v1" if v1 else "none", v1)
     outcomes = [run_experiment(e, FakeRootPort(v1), REGISTER_SET)
                 for e in experiments(REGISTER_SET)]
     return assemble(rec, "pc-q35-6.0", [], outcomes, REGISTER_SET)
@@ -430,7 +395,7 @@ def test_model_probe_comparison_junit_and_reports(
     md = paths["markdown"].read_text()
     assert "| 6 | PDS | RO | RO=1 | RW1C=1 ✗ |" in md
     assert "Register semantics\n------------------" in report.markdown(run)
-    assert '<section id="semantics">' in report.html_section(run)
+    assert '<section id="semantics">' in page.html_section(run)
     assert "VIOLATION Slot Status bit 6 PDS" in report.text_summary(run)
     assert '"exit_code": 1' in paths["json"].read_text()
     loaded = model.load(tmp_path)  # probe.json is enough to rebuild every report
@@ -510,15 +475,16 @@ def test_check_builds_adds_the_trees_build_without_the_fix() -> None:
 
 
 def test_pairs_and_probe_machines() -> None:
-    records = {"7.2-none": record("7.2-none", "none", False),
-               "7.2-v1": record("7.2-v1", "v1", True), "7.2-v2": record("7.2-v2", "v2", True)}
+    records = {"7.2-none": build_record("7.2-none", "none", False),
+               "7.2-v1": build_record("7.2-v1", "v1", True),
+               "7.2-v2": build_record("7.2-v2", "v2", True)}
     pairs, notes = pairs_of(records)
     assert pairs == [("7.2-none", "7.2-v1"), ("7.2-none", "7.2-v2")] and notes == []
     pairs, notes = pairs_of({"7.2-v1": records["7.2-v1"]})
     assert pairs == [] and "no build without the fix" in notes[0]
     assert R.probe_machines(["pc-q35-5.2", "pc-q35-6.0", "pc-q35-6.1", "pc-q35-10.0"]) == \
         ["pc-q35-6.0", "pc-q35-10.0"]
-    newer = {"10.0-v2": dataclasses.replace(record("10.0-v2", "v2", True), commit="d" * 40,
+    newer = {"10.0-v2": dataclasses.replace(build_record("10.0-v2", "v2", True), commit="d" * 40,
                                             source="debian:trixie",
                                             machines=["pc-q35-6.0", "pc-q35-10.0"])}
     both = {**records, **newer}

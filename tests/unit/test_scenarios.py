@@ -49,9 +49,9 @@ def side(has_fix: bool) -> Side:
 
 
 def test_registry_and_default() -> None:
-    assert scenarios.names() == ["pds"] and scenarios.DEFAULT == "pds"
+    assert scenarios.names() == ["aer", "pds"] and scenarios.DEFAULT == "pds"
     assert scenarios.get("").name == scenarios.get("pds").name == "pds"
-    with pytest.raises(UsageError, match="unknown scenario 'nope' \\(known: pds\\)"):
+    with pytest.raises(UsageError, match="unknown scenario 'nope' \\(known: aer, pds\\)"):
         scenarios.get("nope")
 
 
@@ -85,8 +85,15 @@ def test_the_setting_chooses_a_known_scenario(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert config.load({"patchcheck": {}}).matrix.scenario == "pds"
     assert config.load({"patchcheck": {"matrix": {"scenario": "pds"}}}).matrix.scenario == "pds"
-    with pytest.raises(ConfigError, match="matrix.scenario 'aer' is not a known scenario"):
-        config.load({"patchcheck": {"matrix": {"scenario": "aer"}}})
+    aer = config.load({"patchcheck": {"matrix": {"scenario": "aer"}}})
+    # the scenario brings its builds and guests; the configuration's builds add to them
+    assert aer.matrix.builds == ("7.2-none", "10.0-compat", "10.0-none")
+    assert dict(aer.matrix.guests) == {"none": "all"} and aer.builds["10.0-compat"].fix == "compat"
+    mine = config.load({"patchcheck": {"matrix": {"scenario": "aer"},
+                                       "builds": {"up": {"source": "git:/q@master"}}}})
+    assert set(mine.builds) == {*aer.builds, "up"} and mine.matrix.builds == aer.matrix.builds
+    with pytest.raises(ConfigError, match="matrix.scenario 'nope' is not a known scenario"):
+        config.load({"patchcheck": {"matrix": {"scenario": "nope"}}})
 
 
 def test_a_minimal_build_gets_the_devices_its_scenario_needs(tmp_path: Path,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...matrix import q35_version
-from ..base import Action, Scenario, Words
+from ..base import Action, Defaults, Scenario, Words
 from .linux import PdsLinuxAction
 from .registers import register_set
 from .slot import (
@@ -42,6 +42,15 @@ class PdsScenario(Scenario):
     force_global = FORCE_NATIVE_HOTPLUG
     devices = ("CONFIG_Q35=y", "CONFIG_PCIE_PORT=y", "CONFIG_USB_XHCI_NEC=y")
     probe = register_set(ROOT_PORT_ID)
+    # Debian's 7.2 has no fix (v1: the thread's first version, v2: the one QEMU merged);
+    # Debian's 10.0 carries v2 (reverted for 10.0-none).
+    defaults = Defaults(
+        builds={"7.2-none": ("debian:bookworm", "none"), "7.2-v1": ("debian:bookworm", "v1"),
+                "7.2-v2": ("debian:bookworm", "v2"), "10.0-v2": ("debian:trixie", "v2"),
+                "10.0-none": ("debian:trixie", "none")},
+        # the synthetic action on every type; no action and the Linux guest where PDS turns
+        guests={"synthetic": "all", "none": "boundary", "linux": "boundary"},
+        check_guest="synthetic", watch="6.0:SELF->SELF[synthetic]")
 
     def qemu_args(self, ram_mib: int) -> list[str]:
         return qemu_args(ram_mib)

@@ -264,5 +264,7 @@ def probe_machines(available: Sequence[str]) -> list[str]:
 
 def register_set(device: str) -> RegisterSet:
     return RegisterSet(device=device, capability=PCI_CAP_ID_EXP, specification=SPECIFICATION,
+                       description="the root port's Link Control/Status and Slot "
+                                   "Capabilities/Control/Status",
                        probed=PROBED, context=CONTEXT, spec=SPEC, unmodelled=UNMODELLED_NAMES,
                        arms=ARMS, machines=probe_machines)
