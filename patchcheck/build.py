@@ -34,8 +34,10 @@ from .incremental import (
     PCH_DIR,
     IncrementalUnsafe,
     age_sources,
+    build_system_changes,
     changed_files,
     check_incremental_plan,
+    choose_base,
     copy_build_dir,
     drop_stale_pch,
 )
@@ -70,7 +72,9 @@ class BuildRecord:
     machines: list[str] = field(default_factory=list)
     cached: bool = False
     family: str = ""  # same commit, options and image: builds that can share a build directory
+    lineage: str = ""  # same options and image, any commit: bases across commits
     incremental_from: str = ""  # key of the build whose directory this one was built from
+    base: str = ""  # that build, for a person: "name commit (key)"
     compiled: list[str] = field(default_factory=list)  # incremental: what ninja recompiled
     # The device configuration actually used: "minimal", "default", or "default (configure
     # lacks ...)" when a minimal build was asked for and the tree cannot do it.
@@ -113,6 +117,10 @@ def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:
 
 def family_key(commit: str, configure: Sequence[str], image_id: str) -> str:
     return build_key(f"commit:{commit}", configure, image_id)
+
+
+def lineage_key(configure: Sequence[str], image_id: str) -> str:
+    return build_key("lineage", configure, image_id)
 
 
 # The compiler wrapper of minimal builds: CC in the build container, mounted read-only. It
@@ -202,33 +210,34 @@ class Builder:
                 return record
             shutil.rmtree(directory, ignore_errors=True)
             family = family_key(tree.source.commit, self._keyed, image_id)
-            base = self.incremental_base(family, tree.tree_id) if self.incremental else None
+            lineage = lineage_key(self._keyed, image_id)
+            base = self.incremental_base(family, lineage, tree) if self.incremental else None
             if base is not None:
                 try:
                     return self._build(name, key, directory, tree, generation, image, image_id,
-                                       family, base)
+                                       (family, lineage), base)
                 except IncrementalUnsafe as exc:
                     self.log(f"[{name}] incremental build not trusted ({exc}); building afresh")
-            return self._build(name, key, directory, tree, generation, image, image_id, family)
+            return self._build(name, key, directory, tree, generation, image, image_id,
+                               (family, lineage))
 
-    def incremental_base(self, family: str, tree_id: str) -> BuildRecord | None:
-        """A finished build of the same commit, options and image whose build directory is kept;
-        the one without a fix first."""
-        found = []
+    def incremental_base(self, family: str, lineage: str, tree: PreparedTree
+                         ) -> BuildRecord | None:
+        """A finished build with the same options and image whose build directory is kept
+        (incremental.choose_base)."""
+        kept = []
         for path in self.root.glob(f"*/{RECORD}"):
             try:
-                data = json.loads(path.read_text())
+                if (path.parent / "build" / "build.ninja").is_file():
+                    kept.append(json.loads(path.read_text()))
             except (OSError, ValueError):
                 continue
-            if (data.get("family") == family and data.get("tree_id") != tree_id
-                    and (path.parent / "build" / "build.ninja").is_file()):
-                found.append(BuildRecord.from_dict(data))
-        found.sort(key=lambda r: (r.has_fix, r.incremental_from != "", r.key))
-        return found[0] if found else None
+        chosen = choose_base(kept, family, lineage, tree)
+        return BuildRecord.from_dict(dict(chosen)) if chosen is not None else None
 
     def _build(self, name: str, key: str, directory: Path, tree: PreparedTree, generation: str,
-               image: str, image_id: str, family: str, base: BuildRecord | None = None
-               ) -> BuildRecord:
+               image: str, image_id: str, family: tuple[str, str],
+               base: BuildRecord | None = None) -> BuildRecord:
         work = self.root / f".{key}.tmp"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -240,11 +249,21 @@ class Builder:
             raise
 
     def _build_in(self, work: Path, name: str, key: str, directory: Path, tree: PreparedTree,
-                  generation: str, image: str, image_id: str, family: str,
+                  generation: str, image: str, image_id: str, keys: tuple[str, str],
                   base: BuildRecord | None) -> BuildRecord:
+        family, lineage = keys
         changed: list[str] = []
+        across = base is not None and base.family != family  # from another commit's build
         if base is not None:
             changed = changed_files(tree, base.tree_id)
+            if across:
+                touched = build_system_changes(changed, [s.get("path", "")
+                                                         for s in tree.subprojects])
+                if touched:
+                    raise IncrementalUnsafe(
+                        f"from {base.commit[:12]} the change touches the build system "
+                        f"({', '.join(touched[:3])}): meson would reconfigure, which "
+                        "`ninja -n` cannot plan")
             copy_build_dir(self.root / base.key / "build", work / "build")
             drop_stale_pch(work / "build", changed, SRC)
             age_sources(tree.path, changed)
@@ -290,9 +309,9 @@ class Builder:
                 else:  # configured as the base was (same commit and options): ninja only
                     configure, devices_used, steps = base.configure, base.devices, [ninja]
                     _, plan = container.run(["ninja", "-n", "-d", "explain", BINARY], workdir=OUT)
-                    compiled = check_incremental_plan(plan, changed)
-                    out(f"incremental from {base.name} ({base.key}): recompiles "
-                        + ", ".join(compiled))
+                    compiled = check_incremental_plan(plan, changed, fix=not across)
+                    out(f"incremental from {_describe(base)}: {len(changed)} changed file(s), "
+                        f"recompiles {', '.join(compiled) or 'nothing'}")
                 for argv in steps:
                     out("$ " + shlex.join(argv))
                     code, tail = container.run(argv, output=out, workdir=OUT)
@@ -309,9 +328,12 @@ class Builder:
         seconds = round(time.monotonic() - started, 1)
         (work / "bin").mkdir()
         shutil.copy2(work / "build" / BINARY, work / "bin" / BINARY)
-        if base is not None and sha256_file(work / "bin" / BINARY) == base.binary_sha256:
+        if base is not None and not across and \
+                sha256_file(work / "bin" / BINARY) == base.binary_sha256:
             raise IncrementalUnsafe("the binary is identical to the one without the change")
-        if base is not None or not self.keep_build_dir:
+        # kept: a full build's and one across commits' (the next commit starts from it); a
+        # fix build's is not (the fix builds of a commit start from its build without one)
+        if (base is not None and not across) or not self.keep_build_dir:
             shutil.rmtree(work / "build", ignore_errors=True)
         binary = directory / "bin" / BINARY
         rebuild = (f"printf %s {shlex.quote(devices_mak(self.devices))} > {DEVICES}.mak && "
@@ -329,7 +351,8 @@ class Builder:
             generation=generation, image=image, image_id=image_id, configure=configure,
             seconds=seconds, ccache=_ccache_summary(stats), binary=str(binary),
             binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
-            family=family, incremental_from=base.key if base else "",
+            family=family, lineage=lineage, incremental_from=base.key if base else "",
+            base=_describe(base) if base else "",
             compiled=compiled if base is not None else [], devices=devices_used,
             optimize=list(self.optimize), pch=pch, subprojects=list(tree.subprojects),
         )
@@ -354,6 +377,10 @@ class Builder:
             raise BuildFailed(f"build {record.name}: `{BINARY} -machine help` failed: {text[-200:]}")
         return sorted({line.split()[0] for line in text.splitlines()
                        if line.startswith("pc-q35-")})
+
+
+def _describe(record: BuildRecord) -> str:
+    return f"{record.name} {record.commit[:12]} ({record.key})"
 
 
 def _ccache_summary(stats: str) -> str:

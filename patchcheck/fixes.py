@@ -3,6 +3,7 @@
 A build asks for one fix state:
   none        the tree without any known fix (a fix the tree already has is reverted)
   reverted    like none, but it is an error when the tree carries no known fix
+  as-is       the tree as it is; whether it carries a known fix is detected (series, bisect)
   v1, v2      the scenario's known fixes (patchcheck/scenarios/<name>/patches/)
   <path>      a user patch file or a `git format-patch` mbox
 
@@ -22,6 +23,7 @@ from .errors import UsageError
 from .sources import commit_env
 
 NO_FIX = ("none", "reverted")
+AS_IS = "as-is"
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,9 @@ def shipped(name: str, known: KnownFixes | None = None) -> Patch:
 
 
 def resolve(state: str, known: KnownFixes | None = None) -> Patch | None:
-    """Turn a fix state into the patch it names (None for none/reverted); validate files."""
-    if state in NO_FIX:
+    """Turn a fix state into the patch it names (None for none/reverted/as-is); validate
+    files."""
+    if state in (*NO_FIX, AS_IS):
         return None
     known = known or known_fixes()
     patch = known.get(state)
@@ -96,7 +99,7 @@ def resolve(state: str, known: KnownFixes | None = None) -> Patch | None:
         return patch
     path = Path(state).expanduser()
     if not path.is_file():
-        names = ", ".join(["none", "reverted", *known.names, "FILE"])
+        names = ", ".join(["none", "reverted", AS_IS, *known.names, "FILE"])
         raise UsageError(f"fix '{state}': no such patch file (states: {names})")
     data = path.read_bytes()
     if not data.strip():
@@ -109,12 +112,12 @@ def resolve(state: str, known: KnownFixes | None = None) -> Patch | None:
 
 
 def fix_key(state: str, known: KnownFixes | None = None) -> str:
-    """A stable key for a fix state: the scenario's name and the fix's, or the hash of the
-    user patch's content."""
+    """A stable key for a fix state: the scenario's name and the fix's (also for none and
+    reverted: they revert the scenario's fix), or the hash of the user patch's content."""
     known = known or known_fixes()
     patch = resolve(state, known)
-    if patch is None:
-        return state
+    if patch is None:  # which fix a tree loses depends on the scenario's known fixes
+        return f"{known.scenario}-{state}" if known.patches else state
     if known.get(state) is not None:
         return f"{known.scenario}-{state}"
     return f"file-{patch.digest[:16]}"
@@ -178,6 +181,12 @@ def apply_fix(tree: Path, state: str, known: KnownFixes | None = None) -> FixRes
     """Bring the checked-out `tree` (a git worktree) into fix state `state`; commit the result."""
     known = known or known_fixes()
     patch = resolve(state, known)
+    if state == AS_IS:
+        found = present_fix(tree, known)
+        if found is None:
+            return FixResult(state, None, "unchanged", has_fix=False)
+        return FixResult(state, found.name, "already-present", has_fix=True,
+                         note=f"the tree carries {found.name}; built as it is")
     if patch is None:
         present = present_fix(tree, known)
         if present is None:

@@ -1,5 +1,12 @@
 """Incremental builds: a build that starts from a copy of another build's directory, and
-the guards against ninja's timestamp trap (docs/builds.md, "Incremental fix builds").
+the guards against ninja's timestamp trap (docs/builds.md, "Incremental builds").
+
+The base is a cached build with the same configure options, devices, optimisation rules and
+builder image: of the same commit (a fix build: the tree without the fix), else of another
+commit of the same repository, the one whose tree differs in the fewest files (an ancestor,
+a descendant or the parent's build in the same fix state). A change to the build system
+(meson.build, configure, Kconfig, device lists, subprojects) builds from scratch: ninja
+would re-run meson, and what the regenerated build compiles cannot be planned beforehand.
 
 ninja compares modification times: a changed source whose mtime is older than the copied
 objects is silently not rebuilt. So every source of the tree is made old, the changed
@@ -13,8 +20,9 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .trees import PreparedTree
 
@@ -60,7 +68,7 @@ def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
 
 
 def age_sources(root: Path, changed: Sequence[str]) -> None:
-    """The timestamp trap (docs/builds.md, "Incremental fix builds"): ninja compares
+    """The timestamp trap (docs/builds.md, "Incremental builds"): ninja compares
     mtimes, so make every source file of the tree older than the copied build outputs, and
     the changed files newer."""
     for dirpath, dirnames, filenames in os.walk(root):
@@ -77,17 +85,65 @@ def age_sources(root: Path, changed: Sequence[str]) -> None:
             os.utime(target, (now, now))
 
 
-def check_incremental_plan(plan: str, changed: Sequence[str]) -> list[str]:
-    """From `ninja -n -d explain`: what will be compiled. Every changed C file must be, and
-    the plan must be small; otherwise the incremental build is not trusted."""
+def check_incremental_plan(plan: str, changed: Sequence[str], *, fix: bool = True) -> list[str]:
+    """From `ninja -n -d explain`: what will be compiled. Every changed C file must be;
+    otherwise the incremental build is not trusted. A fix build (`fix`: same commit) must
+    also touch a C file and stay small; a build across commits may compile anything (a
+    header change recompiles what includes it) or nothing (a change to documentation)."""
     compiled = sorted(set(re.findall(r"Compiling C(?:\+\+)? object (\S+)", plan)))
     sources = [c for c in changed if c.endswith(".c")]
     for src in sources:
         stem = src.replace("/", "_")
         if not any(stem in obj for obj in compiled):
             raise IncrementalUnsafe(f"ninja would not recompile {src}")
-    if not sources:
+    if fix and not sources:
         raise IncrementalUnsafe("the change touches no C file")
-    if len(compiled) > 50:
+    if fix and len(compiled) > 50:
         raise IncrementalUnsafe(f"ninja would recompile {len(compiled)} objects")
     return compiled
+
+
+_BUILD_SYSTEM = re.compile(r"(^|/)(meson\.build|meson_options\.txt|meson\.options|Kconfig[^/]*"
+                           r"|configure|[^/]+\.mak|[^/]+\.wrap)$|^\.gitmodules$|^subprojects/"
+                           r"|^scripts/meson-buildoptions\.sh$")
+
+
+def build_system_changes(changed: Sequence[str], subproject_dirs: Sequence[str] = ()
+                         ) -> list[str]:
+    """The changed paths that meson or configure read (or a subproject's pinned directory):
+    an incremental build across such a change is not planned, it builds afresh."""
+    dirs = tuple(d.rstrip("/") + "/" for d in subproject_dirs)
+    return [c for c in changed if _BUILD_SYSTEM.search(c) or c.startswith(dirs)
+            or c.rstrip("/") + "/" in dirs]
+
+
+def distance(tree: PreparedTree, tree_id: str) -> int | None:
+    """How many files differ between the tree and another git tree of its repository (None:
+    that tree is not in this repository)."""
+    import git
+
+    try:
+        return len(changed_files(tree, tree_id))
+    except (git.GitCommandError, ValueError):
+        return None
+
+
+def choose_base(records: Sequence[Mapping[str, Any]], family: str, lineage: str,
+                tree: PreparedTree) -> Mapping[str, Any] | None:
+    """Among build records (whose build directories are kept): one of the same commit (the
+    one without a fix first), else one of the same lineage whose tree differs from this one
+    in the fewest files, in the same fix state on a tie."""
+    candidates = [r for r in records if r.get("tree_id") != tree.tree_id]
+    same = [r for r in candidates if r.get("family") == family]
+    if same:
+        return min(same, key=lambda r: (bool(r.get("fix", {}).get("has_fix")),
+                                        bool(r.get("incremental_from")), str(r.get("key"))))
+    scored = []
+    for record in candidates:
+        if not lineage or record.get("lineage") != lineage:
+            continue
+        files = distance(tree, str(record.get("tree_id")))
+        if files is not None:
+            state = record.get("fix", {}).get("state")
+            scored.append(((files, state != tree.fix.state, str(record.get("key"))), record))
+    return min(scored, key=lambda s: s[0])[1] if scored else None

@@ -281,8 +281,9 @@ def test_patch_outside_the_tree(fake_tree: Tree, tmp_path: Path, target: str) ->
 # --- fix_key --------------------------------------------------------------------------
 
 def test_fix_key_names() -> None:
-    for state in ("none", "reverted"):
-        assert fixes.fix_key(state) == state
+    for state in ("none", "reverted"):  # they revert the scenario's fix: keyed by it too
+        assert fixes.fix_key(state) == f"pds-{state}"
+    assert fixes.fix_key("none", fixes.KnownFixes("nofix", ())) == "none"
     for state in ("v1", "v2"):  # a known fix is its scenario's: pds-v2 and aer-v2 never mix
         assert fixes.fix_key(state) == f"pds-{state}"
 

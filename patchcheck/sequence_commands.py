@@ -1,0 +1,70 @@
+"""`invoke series` and `invoke bisect`: their options checked before any engine is
+contacted, then the package's series and bisect (commands.py is the same for the other
+tasks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import paths, scenarios
+from .commands import _git_repository, docker_runtime, log
+from .commits import History, check_clean, parse_range
+from .config import Settings, plain
+from .errors import UsageError
+from .sources import GitSources
+
+
+def _repo(repo: str, task: str) -> str:
+    if not repo:
+        raise UsageError(f"{task}: give --repo PATH (a QEMU git repository)")
+    if not Path(repo).is_dir():
+        raise UsageError(f"{task}: --repo {repo} is not a directory")
+    _git_repository(repo, f"{task}: --repo")
+    return str(Path(repo).resolve())
+
+
+def series(settings: Settings, repo: str, range_text: str, machines: str = "") -> int:
+    from .run import new_run_id
+    from .series import run_series
+
+    repo = _repo(repo, "series")
+    base, tip = parse_range(range_text)
+    check_clean(repo, (base, tip))
+    History(GitSources(settings.cache_dir), repo).between(base, tip)  # no commits: exit 2
+    with docker_runtime(new_run_id()) as runtime:
+        return run_series(settings, runtime, repo, range_text, log, machines)
+
+
+def bisect(settings: Settings, config: Any, repo: str, good: str, bad: str, case_text: str,
+           run_id: str = "") -> int:
+    from .bisect import bisect as run_bisect
+    from .casespec import parse
+    from .run import new_run_id
+
+    repo = _repo(repo, "bisect")
+    if not good or not bad:
+        raise UsageError("bisect: give --good REV (the older end) and --bad REV (the newer)")
+    scen = scenarios.get(settings.matrix.scenario)
+    guests = [*scen.actions(), *(["linux"] if scen.linux_guest else [])]
+    case = parse(case_text, settings.builds, guests)
+    run_id = run_id or f"bisect-{new_run_id()}"
+    paths.check_run_id(run_id)
+    check_clean(repo, (good, bad))
+    History(GitSources(settings.cache_dir), repo).ordered(good, bad)  # swapped: exit 2
+    tree = plain(config["patchcheck"])  # for the predicate's process, which runs elsewhere
+    tree.update(cache_dir=str(settings.cache_dir.resolve()),
+                reports_dir=str(settings.reports_dir.resolve()))
+    tree.setdefault("matrix", {})["scenario"] = settings.matrix.scenario
+    return run_bisect(settings, tree, docker_runtime, repo, good, bad, case, run_id, log)
+
+
+def bench_sequence(settings: Settings, config: Any) -> int:
+    from .bench_sequence import bench_sequence as run_bench
+    from .outcome import EXIT_OK
+
+    tree = plain(config["patchcheck"])
+    tree.update(reports_dir=str(settings.reports_dir.resolve()))
+    tree.setdefault("matrix", {})["scenario"] = settings.matrix.scenario
+    run_bench(settings, tree, docker_runtime, log)
+    return EXIT_OK
