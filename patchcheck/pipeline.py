@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from . import fixes, images, scenarios, sources, subprojects, trees
+from . import artifacts, fixes, images, scenarios, sources, subprojects, trees
 from .build import Builder, BuildRecord
 from .config import BuildSpec, Settings
 from .errors import UsageError
@@ -54,6 +54,13 @@ class Pipeline:
         return self.git.resolve(spec)
 
     def build(self, spec: BuildSpec) -> BuildRecord:
+        imported = artifacts.pinned(self.settings.imported, self.settings.cache_dir, spec,
+                                    self.settings.matrix.scenario) \
+            if self.settings.imported is not None else None
+        if imported is not None:  # from a build stage elsewhere (patchcheck.artifacts)
+            self.log(f"[{spec.name}] imported: QEMU {imported.qemu_version}, fix "
+                     f"{imported.fix_state} -> {imported.binary}")
+            return imported
         fixes.resolve(spec.fix, self.known)  # validate the fix state before any expensive step
         tree = self.resolve(spec.source)
         prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir, self.known)

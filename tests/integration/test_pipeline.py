@@ -1,5 +1,9 @@
-"""Issue 6: the GitLab pipeline (ci/gitlab-ci.yml) run for real with gitlab-ci-local and the
-shell executor: build stage, parallel matrix shards, merge stage with JUnit and history."""
+"""Issues 6 and 17: the GitLab pipeline (ci/gitlab-ci.yml) run for real with gitlab-ci-local
+and the shell executor: build stage, parallel matrix shards, merge stage with JUnit and
+history. Every job has its own cache directory (a relative path, inside the job's isolated
+copy of the project), so the jobs act as separate hosts: the build stage compiles and
+exports, the shards import and compile nothing, and the merged JUnit equals a single-host
+run's on the same refs."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import git
@@ -31,7 +36,9 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
         [str(TOOL), "--file", "ci/gitlab-ci.yml", "--shell-isolation",
          "--variable", "PATCHCHECK_LOCAL=1", "--variable", f"PATCHCHECK_REMOTE={remote}",
          "--variable", f"PATCHCHECK_ARGS=--ref {branch} --machines 6.0,7.2",
-         "--variable", "PATCHCHECK_INSTALLED=1"],
+         "--variable", "PATCHCHECK_INSTALLED=1",
+         "--variable", "INVOKE_PATCHCHECK_CACHE_DIR=.patchcheck-cache",  # one per job
+         "--variable", f"INVOKE_PATCHCHECK_MATRIX_GUESTS={GUESTS}"],
         cwd=project, capture_output=True, text=True, timeout=1800, check=False,
         env={**os.environ, "CI": "true"})
     out = result.stdout + result.stderr
@@ -47,3 +54,41 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
     history = json.loads((reports / "history.json").read_text())
     assert history[-1]["run_id"] == "nightly"
     assert any(c["observed"] == "failed" for c in merged["cases"])  # the bug reproduced
+    # separate hosts: only the build job compiled; the shards imported what it exported
+    assert _job_lines(out, "build", "Compiling C object"), out[-4000:]
+    for shard in ("matrix: [1/2]", "matrix: [2/2]"):
+        assert not _job_lines(out, shard, "Compiling C object") and \
+            not _job_lines(out, shard, "$ ninja"), out[-4000:]
+        assert len(_job_lines(out, shard, "] imported: ")) >= 2, out[-4000:]
+    # the same verdicts as one host running the same refs
+    single = subprocess.run(
+        [sys.executable, "-m", "invoke", "nightly", "--remote", str(remote), "--ref", branch,
+         "--machines", "6.0,7.2", "--run-id", "single", "--no-history"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=1800, check=False,
+        env={**os.environ, "INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "single"),
+             "INVOKE_PATCHCHECK_MATRIX_GUESTS": GUESTS})
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert _verdicts(reports / "nightly" / "junit.xml") == \
+        _verdicts(tmp_path / "single" / "single" / "junit.xml")
+
+
+GUESTS = "synthetic,none"  # no Linux guest: a fresh cache per job would fetch its image
+
+
+def _job_lines(out: str, job: str, text: str) -> list[str]:
+    """gitlab-ci-local prefixes each line of a job's output with the job's name."""
+    return [ln for ln in out.splitlines() if ln.lstrip().startswith(job) and text in ln]
+
+
+def _verdicts(junit: Path) -> dict[tuple[str, str], str]:
+    """Every migration testcase: (classname, name) -> passed | failure | error | skipped."""
+    import xml.etree.ElementTree as ET
+
+    out = {}
+    for suite in ET.parse(junit).getroot().iter("testsuite"):
+        if suite.get("name") != "migration":
+            continue
+        for case in suite.iter("testcase"):
+            kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+            out[(case.get("classname", ""), case.get("name", ""))] = (kinds or ["passed"])[0]
+    return out
