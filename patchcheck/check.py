@@ -2,7 +2,7 @@
 
 Builds the commit without and with the fix (a given patch or mbox; or, when the commit
 already carries a known fix, with that fix reverted for the "without" build), runs a small
-matrix (the boundary machine types, synthetic guest, all four directions) and prints the
+matrix (the boundary machine types, the scenario's check guest action, all four directions) and prints the
 verdict and a Tested-by-style summary. The verdict and the exit code are
 patchcheck.decision's, read back from the run's results.json and probe.json: the same
 decision `invoke matrix` made for the run.
@@ -10,7 +10,6 @@ decision `invoke matrix` made for the run.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import git
@@ -19,10 +18,12 @@ from . import fixes, scenarios, trees
 from .config import BuildSpec, Settings
 from .decision import Decision, decide_run, read_semantics
 from .errors import BuildFailed, UsageError
+from .matrix import order
+from .minirun import small_matrix
 from .outcome import CHECK_CANNOT_TEST
 from .pipeline import Pipeline
 from .results import RunResults
-from .run import MatrixOptions, new_run_id, run_matrix
+from .run import new_run_id
 from .runtime import Runtime
 from .sources import GitSources, GitSpec
 
@@ -60,19 +61,20 @@ def check(settings: Settings, runtime: Runtime, repo: str, commit: str, patch: s
     except (BuildFailed, UsageError) as exc:
         print(f"cannot test {commit}: {exc}")
         return CHECK_CANNOT_TEST
-    matrix = dataclasses.replace(settings.matrix, builds=("without", "with"), pairs=("all",),
-                                 guests={"synthetic": "boundary"}, force_native_hotplug=False,
-                                 machines="")
-    local = dataclasses.replace(settings, builds=builds, matrix=matrix)
     run_id = f"check-{_short(repo, commit)}-{new_run_id()}"
-    run_matrix(local, runtime, MatrixOptions(run_id=run_id), log)  # its code: matrix semantics
-    run_dir = settings.reports_dir / run_id
-    run = RunResults.load(run_dir / "results.json")
+    run, run_dir = small_matrix(settings, runtime, builds, ("all",),
+                                {check_guest(settings): "boundary"}, run_id, log)
     decision = decide_run(run, read_semantics(run_dir))
     commit = f"{commit} ({str(run.builds.get('with', {}).get('commit', ''))[:12]})"
     print()
     print(summary(run, repo, commit, note, decision))
     return decision.check_exit
+
+
+def check_guest(settings: Settings) -> str:
+    """The guest action a check (and a series) runs: the scenario's choice, else its first."""
+    scen = scenarios.get(settings.matrix.scenario)
+    return scen.defaults.check_guest or next(iter(scen.actions()))
 
 
 def _short(repo: str, commit: str) -> str:
@@ -82,22 +84,28 @@ def _short(repo: str, commit: str) -> str:
 def summary(run: RunResults, repo: str, commit: str, note: str, decision: Decision) -> str:
     """A paragraph for a qemu-devel reply, and the Tested-by line when it is deserved."""
     build = run.builds.get("with", {})
-    types = sorted({c.machine for c in run.cases})
+    types = order({c.machine for c in run.cases})
     words = scenarios.get(str(run.settings.get("scenario", ""))).words
     failing = [c for c in run.cases if c.observed.value == "failed"
                and not (c.destination if words.fix_side == "destination" else c.source).has_fix]
     error = next(iter(failing[0].destination_error.splitlines()), "") if failing else ""
     lines = [f"Tested {commit} (QEMU {build.get('qemu_version', '?')}) with {note}:",
-             f"{words.reproducer} (synthetic guest action, {run.settings.get('accel', 'tcg')}), "
+             f"{words.reproducer} ({_guests(run)} guest action, "
+             f"{run.settings.get('accel', 'tcg')}), "
              f"all four directions between the builds without and with the fix, on "
              f"{', '.join(types)}."]
     if failing:
-        lines.append(f"Without the fix at the {words.fix_side} it fails ({len(failing)} cases): "
+        lines.append(f"Without the fix at the {words.fix_side} it fails ({len(failing)} "
+                     f"case{'s' if len(failing) != 1 else ''}): "
                      f"{error.split(': ', 1)[-1]}")
     lines += decision.words
     if decision.tested_by:
         lines += ["", f"Tested-by: {_identity(repo)}"]
     return "\n".join(lines)
+
+
+def _guests(run: RunResults) -> str:
+    return ", ".join(sorted({c.guest for c in run.cases})) or "no"
 
 
 def _identity(repo: str) -> str:

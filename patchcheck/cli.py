@@ -40,6 +40,19 @@ def fail(error: PatchcheckError) -> NoReturn:
     raise Exit(error_line(error), code=exit_code_for_error(error))
 
 
+def choose_scenario(config: Config, name: str) -> None:
+    """`--scenario NAME`: the run's patchcheck.matrix.scenario; an unknown name is the
+    option's error (the configuration file did not say it)."""
+    from . import scenarios
+
+    if not name:
+        return
+    if name not in scenarios.REGISTRY:
+        fail(UsageError(f"--scenario '{name}': not a known scenario "
+                        f"(known: {', '.join(scenarios.names())})"))
+    config["patchcheck"].setdefault("matrix", {})["scenario"] = name
+
+
 def _hooked(func: Any) -> bool:
     return bool(getattr(func, "_patchcheck", False))
 

@@ -133,9 +133,11 @@ def check(settings: Settings, repo: str, commit: str, patch: str) -> int:
 
 
 def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, shard: str,
-            run_id: str, build_only: bool, history: bool, machines: str | None) -> int:
+            run_id: str, build_only: bool, history: bool, machines: str | None,
+            artifact_out: str = "", artifact_in: str = "") -> int:
     import dataclasses
 
+    from . import artifacts
     from . import nightly as nightly_mod
     from .pipeline import Pipeline
     from .run import MatrixOptions, new_run_id, plan, run_matrix
@@ -145,22 +147,41 @@ def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, sh
         raise UsageError("nightly: no remote (set patchcheck.nightly.remote or --remote)")
     if run_id:
         paths.check_run_id(run_id)  # before the remote is fetched
-    fixes.resolve(fix or settings.nightly.fix, fixes.known_fixes(settings.matrix.scenario))
+    known = fixes.known_fixes(settings.matrix.scenario)
+    fix = fix or settings.nightly.fix or (known.names[0] if known.names else "")
+    if not fix:
+        raise UsageError(f"nightly: scenario {known.scenario} knows no fix: give --fix")
+    fixes.resolve(fix, known)
     labels = nightly_mod.tracked_refs(settings, remote, refs or settings.nightly.refs)
-    builds = nightly_mod.nightly_builds(remote, labels, fix or settings.nightly.fix)
+    builds = nightly_mod.nightly_builds(remote, labels, fix)
     local = nightly_mod.nightly_settings(settings, builds)
     if machines is not None:
         local = dataclasses.replace(local, matrix=dataclasses.replace(local.matrix,
                                                                       machines=machines))
+    if artifact_out and not build_only:
+        raise UsageError("nightly: --export-to goes with --build-only (the build stage)")
     run_id = run_id or f"nightly-{new_run_id()}"
     opts = MatrixOptions(run_id=run_id, shard=shard)
     checked = plan(local, opts)
     with docker_runtime(run_id) as runtime:
         if build_only:
             pipeline = Pipeline(runtime, local, log)
-            for spec in builds.values():
-                pipeline.build(spec)
+            records = {name: pipeline.build(spec) for name, spec in builds.items()}
+            if artifact_out:
+                artifacts.export_builds(records, builds, local.matrix.scenario, runtime,
+                                        Path(artifact_out))
+                log(f"exported {len(records)} builds to {artifact_out} "
+                    f"({Path(artifact_out).stat().st_size / 2**20:.1f} MiB)")
             return EXIT_OK
+        if artifact_in:
+            pins = artifacts.pins_path(local.cache_dir, run_id)
+            artifacts.import_builds(Path(artifact_in), local.cache_dir, runtime, pins, log)
+            local = dataclasses.replace(local, imported=pins)
+            missing = [n for n, spec in builds.items() if artifacts.pinned(
+                pins, local.cache_dir, spec, local.matrix.scenario) is None]
+            if missing:
+                raise InfraError(f"build artifact {artifact_in} lacks {', '.join(missing)}: "
+                                 "it was made for other refs or another scenario")
         code = run_matrix(local, runtime, opts, log, checked)
     if history and not shard:
         nightly_mod.record_history(settings.reports_dir,

@@ -7,10 +7,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import configsource, paths
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .scenarios.base import Defaults
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class MatrixSettings:
     pairs: tuple[str, ...]
     machines: str
     guests: Mapping[str, str]
-    force_native_hotplug: bool
+    force_global: bool  # one case per pair with the scenario's forcing -global
     ram_mib: int
     accel: str
     timeout: float
@@ -45,7 +48,7 @@ class MatrixSettings:
 class NightlySettings:
     remote: str = ""
     refs: tuple[str, ...] = ()
-    fix: str = "v2"
+    fix: str = ""  # empty: the scenario's first known fix
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,14 @@ class Settings:
     minimal_optimize: tuple[str, ...] = ()  # minimal build: PATTERN:FLAGS per object file
     minimal_pch: str = ""  # minimal build: the header to precompile, as sources include it
     nightly: NightlySettings = NightlySettings()
-    project_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
+    package_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent)
+    # the pins of builds this run imported (patchcheck.artifacts); never from configuration
+    imported: Path | None = None
 
     @property
     def containers_dir(self) -> Path:
-        return self.project_dir / "containers"
+        """The builder Dockerfiles: package data (`containers/` in the checkout links here)."""
+        return self.package_dir / "containers"
 
     @property
     def minimal(self) -> bool:
@@ -209,20 +215,25 @@ def _builds(section: Mapping[str, Any]) -> dict[str, BuildSpec]:
     return builds
 
 
-def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec]) -> MatrixSettings:
+def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec],
+            scenario: str, defaults: Defaults) -> MatrixSettings:
+    if "force_native_hotplug" in m and "force_global" not in m:
+        force = m.get("force_native_hotplug")  # its name before scenarios had their own
+    else:
+        force = m.get("force_global", True)
     return MatrixSettings(
-        builds=_list(m.get("builds"), "matrix.builds") or tuple(builds),
+        builds=(_list(m.get("builds"), "matrix.builds") or defaults.matrix_builds
+                or tuple(defaults.builds) or tuple(builds)),
         pairs=_list(m.get("pairs"), "matrix.pairs") or ("all",),
         machines=str(m.get("machines") or ""),
-        guests=_guests(m.get("guests") or ["synthetic"]),
-        force_native_hotplug=_bool(m.get("force_native_hotplug", True),
-                                   "matrix.force_native_hotplug"),
+        guests=_guests(m.get("guests") or dict(defaults.guests) or ["synthetic"]),
+        force_global=_bool(force, "matrix.force_global"),
         ram_mib=_int(m.get("ram_mib", 128), "matrix.ram_mib", 16),
         accel=str(m.get("accel") or "tcg"),
         timeout=float(_int(m.get("timeout", 60), "matrix.timeout", 1)),
         jobs=_int(m.get("jobs", 0), "matrix.jobs"),
         semantics=_bool(m.get("semantics", True), "matrix.semantics"),
-        scenario=_scenario(m.get("scenario")),
+        scenario=scenario,
     )
 
 
@@ -268,18 +279,23 @@ def _load(config: Any) -> Settings:
                           "fetched by their pinned revisions (see docs/builds.md, 'Subprojects'); "
                           "remove the setting", _key("submodules"))
     build = _section(root, "build")
-    builds = _builds(_section(root, "builds"))
+    matrix = _section(root, "matrix")
+    scenario = _scenario(matrix.get("scenario"))
+    defaults = _defaults(scenario)
+    builds = {name: BuildSpec(name, source, fix)
+              for name, (source, fix) in defaults.builds.items()}
+    builds.update(_builds(_section(root, "builds")))
     nightly = _section(root, "nightly")
     cache = str(root.get("cache_dir") or "")
     return Settings(
-        cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
+        cache_dir=Path(cache).expanduser().absolute() if cache else default_cache_dir(),
         reports_dir=Path(str(root.get("reports_dir") or "reports")),
         apt_mirror=str(root.get("apt_mirror") or ""),
         image_rules=_image_rules(_section(root, "images")),
         configure=_list(build.get("configure"), "build.configure"),
         build_jobs=_int(build.get("jobs", 0), "build.jobs"),
         builds=builds,
-        matrix=_matrix(_section(root, "matrix"), builds),
+        matrix=_matrix(matrix, builds, scenario, defaults),
         devices=_devices(build.get("devices")),
         minimal_configure=_list(build.get("minimal_configure"), "build.minimal_configure"),
         minimal_optimize=_optimize(build.get("minimal_optimize")),
@@ -287,9 +303,15 @@ def _load(config: Any) -> Settings:
         nightly=NightlySettings(
             remote=str(nightly.get("remote") or ""),
             refs=_list(nightly.get("refs"), "nightly.refs"),
-            fix=str(nightly.get("fix") or "v2"),
+            fix=str(nightly.get("fix") or ""),
         ),
     )
+
+
+def _defaults(scenario: str) -> Defaults:
+    from . import scenarios
+
+    return scenarios.get(scenario).defaults
 
 
 def _scenario(value: object) -> str:

@@ -122,13 +122,14 @@ def cases(
     pair_selectors: Sequence[str],
     guests: Mapping[str, str],
     machine_filter: str = "",
-    force_native: Sequence[str] = (),
+    force: Sequence[str] = (),
     boundary: Boundary = newest,
+    forced: Callable[[str, str], bool] = lambda source, destination: True,
 ) -> list[Case]:
     """Every case, in a stable order. `guests` maps action -> machine selector
     (all | boundary | newest | a list of types; `boundary` says which types the scenario's
-    behaviour turns on); `force_native` are -globals for one extra case per pair on the
-    newest common type."""
+    behaviour turns on); `force` are -globals for one extra case per pair on the newest
+    common type, for the pairs `forced` accepts."""
     out: list[Case] = []
     for src, dst in pairs(build_sources, pair_selectors):
         common = order(set(build_machines[src]) & set(build_machines[dst]))
@@ -141,9 +142,9 @@ def cases(
         for guest, selector in guests.items():
             for machine in machines_for(selector, selected, boundary):
                 out.append(Case(machine, src, dst, guest))
-        if force_native:
+        if force and forced(src, dst):
             for guest in guests:
-                out.append(Case(selected[-1], src, dst, guest, tuple(force_native)))
+                out.append(Case(selected[-1], src, dst, guest, tuple(force)))
     if not out:
         raise UsageError(f"--machines '{machine_filter}' matches none of the machine types "
                          "common to any pair")

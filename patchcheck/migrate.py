@@ -51,6 +51,11 @@ class Hosts:
                     devices=self.devices, user=invoking_user(), spawns=True))
             return self._containers[image_id]
 
+    def machine(self, image_id: str, binary: str, argv: Sequence[str], rundir: Path, name: str,
+                timeout: float) -> Machine:
+        """A QEMU (not started yet) in the image's container (unit tests script a fake)."""
+        return Machine(self.get(image_id), binary, argv, rundir, name, timeout=timeout)
+
     def close(self) -> None:
         with self._lock:
             for container in self._containers.values():
@@ -64,11 +69,14 @@ def side(record: BuildRecord) -> Side:
 
 
 def base_args(scenario: Scenario, case: Case, ram_mib: int, accel: str) -> list[str]:
-    args = ["-nodefaults", "-machine", case.machine, "-accel", accel,
+    """What both QEMUs of a case share: machine type, accelerator, the scenario's topology."""
+    return ["-nodefaults", "-machine", case.machine, "-accel", accel,
             *scenario.qemu_args(ram_mib)]
-    for g in case.globals:
-        args += ["-global", g]
-    return args
+
+
+def globals_args(scenario: Scenario, case: Case, role: str, build: Side) -> list[str]:
+    """The case's -globals that the scenario sends to this side."""
+    return [arg for g in scenario.globals_for(case.globals, role, build) for arg in ("-global", g)]
 
 
 def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenario: Scenario,
@@ -107,7 +115,8 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     src_b = builds[cases[0].source]
     args = base_args(scenario, cases[0], ram_mib, accel)
     srcdir = Path(tempfile.mkdtemp(prefix="src-", dir=scratch))  # 0700, short socket paths
-    src_extra = action.qemu_args(srcdir, "source")
+    src_extra = [*globals_args(scenario, cases[0], "source", side(src_b)),
+                 *action.qemu_args(srcdir, "source")]
     shared = _Shared(builds, hosts, scenario, action, args, src_extra, srcdir, scratch, timeout)
     source: _Source | None = None
     try:
@@ -116,9 +125,9 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
                 source.machine.shutdown()  # died between cases: close its monitor, then replace
                 source = None
             if source is None:
-                source = _Source(Machine(hosts.get(src_b.image_id), src_b.binary,
-                                         [*args, *src_extra, "-S"], srcdir, "source",
-                                         timeout=min(timeout, 30)))
+                source = _Source(hosts.machine(src_b.image_id, src_b.binary,
+                                               [*args, *src_extra, "-S"], srcdir, "source",
+                                               timeout=min(timeout, 30)))
             earlier: list[str] = []
             while True:
                 result, guest_lost = _migrate_one(shared, source, case, logdir(case))
@@ -169,8 +178,8 @@ class _Shared:
     hosts: Hosts
     scenario: Scenario
     action: Action
-    args: list[str]  # both QEMUs' arguments (machine, accel, topology, -globals)
-    src_extra: list[str]  # the action's arguments for the source
+    args: list[str]  # both QEMUs' arguments (machine, accel, topology)
+    src_extra: list[str]  # the source's own: its -globals, the action's arguments
     srcdir: Path  # the source's private directory
     scratch: Path
     timeout: float
@@ -191,10 +200,11 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
                         Observed.ERROR, expected)
     rundir = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))  # 0700, short socket paths
     sock = rundir / "migrate.sock"
-    dst_extra = action.qemu_args(rundir, "destination")
-    dst = Machine(hosts.get(dst_b.image_id), dst_b.binary,
-                  [*args, *dst_extra, "-incoming", f"unix:{sock}"], rundir, "destination",
-                  timeout=min(timeout, 30))
+    dst_extra = [*globals_args(scenario, case, "destination", side(dst_b)),
+                 *action.qemu_args(rundir, "destination")]
+    dst = hosts.machine(dst_b.image_id, dst_b.binary,
+                        [*args, *dst_extra, "-incoming", f"unix:{sock}"], rundir, "destination",
+                        timeout=min(timeout, 30))
     src = source.machine
     started = time.monotonic()
     deadline = started + timeout

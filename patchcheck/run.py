@@ -38,7 +38,7 @@ from .scenarios.base import Action, Scenario
 
 if TYPE_CHECKING:
     from .guests.image import GuestImage
-from .verdict import judge
+from .verdict import judge_run, scenario_title
 
 LINUX = "linux"  # the real guest: its action needs the guest image (patchcheck.guests.linux)
 
@@ -163,9 +163,13 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         fallback = sorted({t for ms in known.values() for t in ms})
         build_machines = {n: known.get(n, fallback) for n in names}
         forcing = scen.force_global  # the -global that brings the bug to a new type
-        force = [forcing] if m.force_native_hotplug and forcing else []
+        force = [forcing] if m.force_global and forcing else []
+
+        def forced(src: str, dst: str) -> bool:
+            return src not in records or dst not in records or \
+                scen.force_applies(side(records[src]), side(records[dst]))
         case_list = matrix.cases(build_machines, sources, p.pairs, guests,
-                                 machines, force, scen.boundary)
+                                 machines, force, scen.boundary, forced)
         if p.shard:
             case_list = matrix.shard(case_list, *p.shard)
         results = run.cases  # filled as cases finish: an interrupted run still reports them
@@ -205,8 +209,9 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             shutil.rmtree(probe_scratch, ignore_errors=True)
         run.seconds = round(time.monotonic() - t0, 1)
         write_all(run, outdir)
+        print(f"scenario {scenario_title(run.settings)}")
         print(grid.render(run))
-        print(judge(run.cases).sentence)
+        print(judge_run(run).sentence)
         for line in summary_lines:
             print(line)
         print(f"page: {outdir / 'index.html'}")

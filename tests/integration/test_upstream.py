@@ -116,6 +116,25 @@ def test_master_carries_v2_none_reverts_it_and_check_passes(clone: Path, tmp_pat
     assert outcome(data, "pc-q35-6.0", "without", "without")["observed"] == "failed"
 
 
+def test_master_aer_check_reverts_the_compat_entry_and_passes(clone: Path, tmp_path: Path
+                                                              ) -> None:
+    """`check --scenario aer`: master carries the hw_compat_7_2 entry; without it a pc-q35-7.2
+    source is rejected by a destination with it, and the probe finds master's register on
+    that type unchanged by the fix's absence only (nothing introduced)."""
+    result = check(clone, "master", tmp_path, "--scenario", "aer")
+    assert result.returncode == 0, output(result)
+    assert "fix: compat, already in the commit" in result.stdout
+    assert "Without the fix at the source it fails (1 case): get_pci_config_device: Bad config " \
+        "data: i=0x10a read: 40" in result.stdout
+    assert "on pc-q35-7.2, pc-q35-8.0, pc-q35-11.0." in result.stdout  # the boundary types
+    data = run_data(tmp_path)
+    assert data["settings"]["scenario"] == "aer"
+    assert data["builds"]["without"]["fix"]["applied"] == "reverted"
+    assert outcome(data, "pc-q35-7.2", "without", "with")["observed"] == "failed"
+    assert outcome(data, "pc-q35-7.2", "with", "without")["observed"] == "passed"
+    assert outcome(data, "pc-q35-8.0", "without", "with")["observed"] == "passed"
+
+
 def _observed(run_dir: Path, rename: dict[str, str]) -> dict[tuple[str, str, str], str]:
     data = json.loads((run_dir / "results.json").read_text())
     return {(c["machine"], rename.get(c["source"]["build"], c["source"]["build"]),
@@ -132,7 +151,7 @@ def test_master_against_debian_7_2_as_debian_10_0_against_it(clone: Path, tmp_pa
         f"    up-master: {{source: 'git:{clone}@master', fix: v2}}\n"
         "  matrix:\n"
         "    guests: {synthetic: all}\n"
-        "    force_native_hotplug: false\n"
+        "    force_global: false\n"
         "    semantics: false\n")
     runs = {}
     for newer in ("up-master", "10.0-v2"):

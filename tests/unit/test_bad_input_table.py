@@ -90,6 +90,19 @@ def append_to_project_yaml(text: str) -> Setup:
     return setup
 
 
+def second_commit(dirty: bool = False) -> Setup:
+    """One more commit in root/repo (HEAD~1 exists then); `dirty`: and an uncommitted
+    change to a tracked file on top."""
+    def setup(layout: Layout) -> None:
+        (layout.repo / "VERSION").write_text("7.2.1\n")
+        git = ["git", "-C", str(layout.repo)]
+        subprocess.run([*git, "commit", "-q", "-am", "w"], check=True,
+                       env={**os.environ, **IDENTITY})
+        if dirty:
+            (layout.repo / "VERSION").write_text("7.2.2\n")
+    return setup
+
+
 @dataclass
 class Row:
     id: str
@@ -117,6 +130,28 @@ ROWS = [
         ["cannot clone '{plain}'", "not a git repository", "does not exist"]),
     Row("unknown build name", ["build", "--name", "no-such-build"],
         ["no build named 'no-such-build' is configured", "7.2-none", "10.0-v2"]),
+    Row("unknown scenario", ["matrix", "--scenario", "nope"],
+        ["--scenario 'nope'", "not a known scenario", "aer, pds"]),
+    Row("a build of another scenario", ["build", "--scenario", "aer", "--name", "7.2-v2"],
+        ["no build named '7.2-v2'", "10.0-compat"]),
+    Row("a fix of another scenario", ["build", "--scenario", "aer", "--source", "debian:bookworm",
+                                      "--fix", "v2"],
+        ["fix 'v2'", "compat"]),
+    # --- series and bisect (issue 16) ---------------------------------------------------
+    Row("series range without commits", ["series", "--repo", "{repo}", "--range", "HEAD..HEAD"],
+        ["range HEAD..HEAD", "has no commits"]),
+    Row("series range that is no range", ["series", "--repo", "{repo}", "--range", "HEAD"],
+        ["--range 'HEAD'", "expected BASE..TIP"]),
+    Row("bisect good and bad swapped", ["bisect", "--repo", "{repo}", "--good", "HEAD",
+                                        "--bad", "HEAD~1", "--case", "6.0:SELF->SELF[synthetic]"],
+        ["--good HEAD is newer than --bad HEAD~1", "swapped"], setup=second_commit()),
+    Row("bisect case that does not parse", ["bisect", "--repo", "{repo}", "--good", "HEAD~1",
+                                            "--bad", "HEAD", "--case", "6.0 SELF"],
+        ["--case '6.0 SELF'", "expected MACHINE:SOURCE->DESTINATION[GUEST]"],
+        setup=second_commit()),
+    Row("bisect with uncommitted changes", ["bisect", "--repo", "{repo}", "--good", "HEAD~1",
+                                            "--bad", "HEAD", "--case", "6.0:SELF->SELF[synthetic]"],
+        ["has uncommitted changes", "commit or stash them"], setup=second_commit(dirty=True)),
     # --- names as paths ---------------------------------------------------------------
     Row("run-id latest is reserved", ["matrix", "--run-id", "latest"], ["reserved"]),
     Row("hidden run-id", ["matrix", "--run-id", ".hidden"], ["--run-id '.hidden'"]),

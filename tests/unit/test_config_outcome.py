@@ -12,7 +12,7 @@ import pytest
 import yaml
 from invoke.config import Config
 
-from patchcheck import build, config, configure, images
+from patchcheck import build, config, configure, images, scenarios
 from patchcheck.config import ImageRule
 from patchcheck.errors import BuildFailed, InfraError, PatchcheckError, UsageError
 from patchcheck.outcome import (
@@ -51,14 +51,16 @@ def test_load_project_invoke_yaml(yaml_tree: dict[str, Any], tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     settings = config.load(invoke_config())
-    assert set(settings.builds) == set(yaml_tree["builds"])
-    for name, raw in yaml_tree["builds"].items():
-        assert settings.builds[name] == config.BuildSpec(name, raw["source"], raw.get("fix", "none"))
+    # the scenario's builds, then the configuration's own (none by default)
+    scenario = scenarios.get(yaml_tree["matrix"]["scenario"])
+    assert yaml_tree["builds"] == {} and yaml_tree["matrix"]["builds"] == []
+    assert set(settings.builds) == set(scenario.defaults.builds)
+    for name, (source, fix) in scenario.defaults.builds.items():
+        assert settings.builds[name] == config.BuildSpec(name, source, fix)
     assert settings.configure == tuple(yaml_tree["build"]["configure"])
-    assert settings.matrix.builds == tuple(yaml_tree["matrix"]["builds"])
-    assert set(settings.matrix.builds) <= set(settings.builds)
+    assert settings.matrix.builds == tuple(scenario.defaults.builds)
     assert settings.matrix.pairs == tuple(yaml_tree["matrix"]["pairs"])
-    assert set(settings.matrix.guests) == set(yaml_tree["matrix"]["guests"])
+    assert dict(settings.matrix.guests) == dict(scenario.defaults.guests)
     assert settings.matrix.accel == "tcg" and settings.matrix.ram_mib >= 16
     assert [r.generation for r in settings.image_rules] == \
         [r["generation"] for r in yaml_tree["images"]["rules"]]
@@ -87,11 +89,15 @@ def test_load_minimal_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     settings = config.load({"patchcheck": {}})
     assert settings.image_rules == (ImageRule("bookworm"),)
-    assert settings.builds == {} and settings.configure == ()
+    assert settings.configure == ()
+    defaults = scenarios.get().defaults  # an empty configuration runs the default scenario
+    assert set(settings.builds) == set(defaults.builds)
     m = settings.matrix
-    assert (m.builds, m.pairs, m.machines, dict(m.guests)) == ((), ("all",), "", {"synthetic": "all"})
-    assert (m.ram_mib, m.timeout, m.accel, m.jobs, m.force_native_hotplug) == \
+    assert (m.builds, m.pairs, m.machines, dict(m.guests)) == \
+        (tuple(defaults.builds), ("all",), "", dict(defaults.guests))
+    assert (m.ram_mib, m.timeout, m.accel, m.jobs, m.force_global) == \
         (128, 60.0, "tcg", 0, True)
+    assert settings.nightly.fix == ""  # the scenario's first known fix
     assert settings.cache_dir == tmp_path / "patchcheck"
     assert settings.reports_dir == Path("reports")
 

@@ -41,7 +41,7 @@ from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction
 
 from .. import fakes
-from .test_pds_model import ROOT_PORT_Q35_60, SLTSTA_W1C, FakeMonitor
+from ..fakes import ROOT_PORT_Q35_60, SLTSTA_W1C, PortIoMonitor
 
 
 def _side(has_fix: bool) -> Side:
@@ -238,7 +238,7 @@ def test_qemu_args_fall_back_to_the_bzimage_without_a_pvh_kernel(tmp_path: Path)
     assert LinuxAction(image).qemu_args(tmp_path, "source")[1] == str(image.directory / "vmlinuz")
 
 
-class GuestMonitor(FakeMonitor):
+class GuestMonitor(PortIoMonitor):
     """The paused source: `cont` lets a fake pciehp act on the slot and print the marker."""
 
     def __init__(self, console: Path, marker: str | None, after: tuple[int, int] | None) -> None:
@@ -326,12 +326,12 @@ def test_perform_needs_the_source_args(tmp_path: Path) -> None:
         LinuxAction(_image(tmp_path)).perform(GuestMonitor(tmp_path / "c", None, None))
 
 
-class FakeDestination:
-    def __init__(self, alive: bool = True) -> None:
-        self.alive = alive
-
-    def running(self) -> bool:
-        return self.alive
+def _destination(rundir: Path, alive: bool = True) -> fakes.FakeQemu:
+    qemu = fakes.FakeQemu(rundir, "destination", fakes.LOADS)
+    qemu.launch()
+    if not alive:
+        qemu.exit(1)  # the process is gone
+    return qemu
 
 
 def test_verify_destination(tmp_path: Path) -> None:
@@ -340,15 +340,15 @@ def test_verify_destination(tmp_path: Path) -> None:
     dst_console = console_path(tmp_path, "destination")
     dst_console.write_text("")
     assert "no heartbeat on the destination console within 0.1 s" in str(
-        action.verify_destination(FakeDestination(), tmp_path, 0.1))
+        action.verify_destination(_destination(tmp_path), tmp_path, 0.1))
     assert action.source_heartbeat == 3
-    assert action.verify_destination(FakeDestination(False), tmp_path, 5) == (
+    assert action.verify_destination(_destination(tmp_path, alive=False), tmp_path, 5) == (
         "destination QEMU exited before the guest printed a heartbeat")
     timer = threading.Timer(0.1, dst_console.write_text,
                             ("EAT 4 uptime=7.0\nPATCHCHECK-HEARTBEAT 5 uptime=8.0\n",))
     timer.start()
     try:
-        assert action.verify_destination(FakeDestination(), tmp_path, 5) is None
+        assert action.verify_destination(_destination(tmp_path), tmp_path, 5) is None
     finally:
         timer.join()
     assert action.destination_heartbeat == 5

@@ -201,7 +201,7 @@ def test_cases_newest_common_type_per_pair() -> None:
 
 def test_cases_force_native() -> None:
     got = matrix.cases(MACHINES, BUILDS, ["7.2-none->7.2-v2"], {"synthetic": "all"},
-                       machine_filter="5.2..6.1", force_native=[FORCE])
+                       machine_filter="5.2..6.1", force=[FORCE])
     plain = [c for c in got if not c.globals]
     forced = [c for c in got if c.globals]
     assert names([c.machine for c in plain]) == ["5.2", "6.0", "6.1"]
@@ -212,12 +212,20 @@ def test_cases_force_native() -> None:
 
 def test_cases_force_native_one_per_guest() -> None:
     got = matrix.cases(MACHINES, BUILDS, ["same-tree"], {"synthetic": "boundary", "none": "newest"},
-                       force_native=[FORCE])
+                       force=[FORCE])
     forced = [c for c in got if c.globals]
     assert len(forced) == 5 * 2  # five same-tree pairs, two guests
     assert {c.machine for c in forced if c.source.startswith("7.2")} == {"pc-q35-7.2"}
     assert {c.machine for c in forced if c.source.startswith("10.0")} == {"pc-q35-10.0"}
     assert len({c.id for c in got}) == len(got)
+
+
+def test_cases_forced_only_where_the_scenario_says() -> None:
+    got = matrix.cases(MACHINES, BUILDS, ["same-tree"], {"none": "newest"}, force=[FORCE],
+                       forced=lambda src, dst: src == "7.2-none")
+    forced = [(c.source, c.destination) for c in got if c.globals]
+    assert forced and all(src == "7.2-none" for src, _ in forced)
+    assert len([c for c in got if not c.globals]) == 5  # the plain cases are all there
 
 
 def test_cases_skip_pairs_without_common_types() -> None:
@@ -236,7 +244,7 @@ def test_cases_filter_matching_nothing() -> None:
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 200])
 def test_shards_partition_the_cases(n: int) -> None:
     every = matrix.cases(MACHINES, BUILDS, ["all"], {"synthetic": "all", "none": "boundary"},
-                         force_native=[FORCE])
+                         force=[FORCE])
     shards = [matrix.shard(every, k, n) for k in range(1, n + 1)]
     flat = [c for s in shards for c in s]
     assert len(flat) == len(every) == len(set(flat))
