@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from invoke import Collection, Context, Exit, task
 
-from . import commands, sequence_commands
+from . import commands, scenarios, sequence_commands
 from .cli import choose_scenario, usage_errors_exit_2
 
 usage_errors_exit_2()  # unknown options, configuration errors: one line, exit 2, never a traceback
+
+
+def _known_fixes() -> str:
+    """'name: fix, fix; name: fix' over the registered scenarios, for --help."""
+    return "; ".join(f"{name}: {', '.join(scenarios.get(name).fixes())}"
+                     for name in scenarios.names())
+
+
+SCENARIO_HELP = (f"the bug: {' or '.join(scenarios.names())} "
+                 "(default: patchcheck.matrix.scenario)")
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -43,7 +53,7 @@ def base(c: Context, suite: str = "") -> None:
 
 @task(help={
     "source": "source spec: git:<url-or-path>@<ref> or debian:<suite>[=<version>]",
-    "fix": "fix state: none, reverted, a known fix of the scenario (pds: v1, v2), or a "
+    "fix": f"fix state: none, reverted, a known fix of the scenario ({_known_fixes()}), or a "
            "patch/mbox file (default: none)",
     "name": "a build of the scenario or the configuration (patchcheck.builds), instead of "
             "--source",
@@ -68,7 +78,7 @@ def build(c: Context, source: str = "", fix: str = "none", name: str = "",
     "run_id": "name of the run folder under reports/ (default: a timestamp)",
     "shard": "run only the K-th of N deterministic slices of the cases, as K/N",
     "resume": "resume an interrupted run (default: the latest): only its unfinished cases run",
-    "scenario": "the bug: pds (default: patchcheck.matrix.scenario)",
+    "scenario": SCENARIO_HELP,
 }, optional=["resume"])
 def matrix(c: Context, builds: str = "", pairs: str = "", machines: str | None = None,
            guest: str = "", jobs: str = "", timeout: str = "", run_id: str = "", shard: str = "",
@@ -89,7 +99,7 @@ images_ns.add_task(base)
     "commit": "the commit to test: any rev, also one not reachable from a branch",
     "patch": "the fix as a patch file or git format-patch mbox (default: v2, or the fix "
              "the commit already carries, reverted for the build without it)",
-    "scenario": "the bug: pds (default: patchcheck.matrix.scenario)",
+    "scenario": SCENARIO_HELP,
 })
 def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "",
           scenario: str = "") -> None:
@@ -103,7 +113,7 @@ def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "",
     "repo": "a QEMU git repository (your clone)",
     "range": "BASE..TIP: the series' commits (BASE itself is the reference build)",
     "machines": "machine-type filter (default: the scenario's boundary types)",
-    "scenario": "the bug: pds or aer (default: patchcheck.matrix.scenario)",
+    "scenario": SCENARIO_HELP,
 })
 def series(c: Context, repo: str = "", range: str = "", machines: str = "",
            scenario: str = "") -> None:
@@ -120,7 +130,7 @@ def series(c: Context, repo: str = "", range: str = "", machines: str = "",
     "case": "the case to watch: MACHINE:SOURCE->DESTINATION[GUEST], SELF = the commit "
             "under test, e.g. 'pc-q35-6.0:7.2-v2->SELF[synthetic]'",
     "run_id": "report folder name (default: bisect-<timestamp>)",
-    "scenario": "the bug: pds or aer (default: patchcheck.matrix.scenario)",
+    "scenario": SCENARIO_HELP,
 })
 def bisect(c: Context, repo: str = "", good: str = "", bad: str = "", case: str = "",
            run_id: str = "", scenario: str = "") -> None:
@@ -141,7 +151,7 @@ def bisect(c: Context, repo: str = "", good: str = "", bad: str = "", case: str 
     "build_only": "only build what changed (the pipeline's build stage)",
     "no_history": "do not append this run to reports/history.json",
     "machines": "machine-type filter, as for matrix",
-    "scenario": "the bug: pds or aer (default: patchcheck.matrix.scenario)",
+    "scenario": SCENARIO_HELP,
     "export_to": "with --build-only: write the builds to this file (an artifact for the shards)",
     "import_from": "take every build from this file (written by --export-to); build nothing",
 }, iterable=["ref"])
@@ -190,7 +200,7 @@ def clean(c: Context, older_than: str = "", all: bool = False) -> None:
 @task(help={"builds": "comma-separated build names (default: patchcheck.matrix.builds); the "
                       "tree's without-fix build is added",
             "machines": "6.0,7.2 or 5.2..7.2 (default: newest <= 6.0 and newest)",
-            "scenario": "the bug: pds (default: patchcheck.matrix.scenario)"})
+            "scenario": SCENARIO_HELP})
 def probe(c: Context, builds: str = "", machines: str = "", scenario: str = "") -> None:
     """Probe the scenario's device registers without and with each fix: which bits the
     guest can write, against the PCIe specification; probe.json, semantics.xml, probe.md."""

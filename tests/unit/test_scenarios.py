@@ -4,6 +4,7 @@ default)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -106,3 +107,19 @@ def test_a_minimal_build_gets_the_devices_its_scenario_needs(tmp_path: Path,
     assert minimal_devices(short) == ("CONFIG_Q35=y", "CONFIG_PCIE_PORT=y", "CONFIG_USB_XHCI_NEC=y")
     full = config.load({"patchcheck": {"build": {"devices": []}}})
     assert minimal_devices(full) == ()  # QEMU's default device set has them all
+
+
+# What belongs to one bug: its names, offsets and devices (the two scenarios' own words).
+BUG_WORDS = re.compile(r"pds|sltsta|0x6e|pcie-root-port|nec-usb-xhci|uncor|\baer\b", re.I)
+
+
+def test_generic_code_names_no_scenario() -> None:
+    """Every name, offset or device of a bug lives in its scenario's package: the generic
+    modules (and the task help, built from the registry) mention none of them."""
+    package = Path(scenarios.__file__).parent.parent
+    found = [f"{path.relative_to(package)}:{number}: {line.strip()}"
+             for path in sorted(package.rglob("*.py"))
+             if "scenarios" not in path.relative_to(package).parts
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if BUG_WORDS.search(line)]
+    assert found == []
