@@ -1,9 +1,9 @@
 """Issues 6 and 17: the GitLab pipeline (ci/gitlab-ci.yml) run for real with gitlab-ci-local
 and the shell executor: build stage, parallel matrix shards, merge stage with JUnit and
-history. Every job has its own cache directory (a relative path, inside the job's isolated
-copy of the project), so the jobs act as separate hosts: the build stage compiles and
-exports, the shards import and compile nothing, and the merged JUnit equals a single-host
-run's on the same refs."""
+history; a damaged artifact stops the shard that imports it. Every job has its own cache
+directory (a relative path, inside the job's isolated copy of the project), so the jobs act
+as separate hosts: the build stage compiles and exports, the shards import and compile
+nothing, and the merged JUnit equals a single-host run's on the same refs."""
 
 from __future__ import annotations
 
@@ -25,20 +25,22 @@ TOOL = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patchch
 
 def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
     if not TOOL.exists():
-        pytest.skip("gitlab-ci-local not installed (scripts/setup-host installs it)")
-    assert shutil.which("rsync"), "gitlab-ci-local needs rsync (scripts/setup-host installs it)"
+        pytest.skip("gitlab-ci-local not installed (scripts/setup-tests installs it)")
+    assert shutil.which("rsync"), "gitlab-ci-local needs rsync (scripts/setup-tests installs it)"
     source = builds.source_repo("7.2-none")
     remote = tmp_path / "qemu"
     branch = git.Repo.clone_from(str(source), str(remote)).active_branch.name
     project = tmp_path / "project"
     git.Repo.clone_from(str(PROJECT), str(project))
+    command = [
+        str(TOOL), "--file", "ci/gitlab-ci.yml", "--shell-isolation",
+        "--variable", "PATCHCHECK_LOCAL=1", "--variable", f"PATCHCHECK_REMOTE={remote}",
+        "--variable", f"PATCHCHECK_ARGS=--ref {branch} --machines 6.0,7.2",
+        "--variable", "PATCHCHECK_INSTALLED=1",
+        "--variable", "INVOKE_PATCHCHECK_CACHE_DIR=.patchcheck-cache",  # one per job
+        "--variable", f"INVOKE_PATCHCHECK_MATRIX_GUESTS={GUESTS}"]
     result = subprocess.run(
-        [str(TOOL), "--file", "ci/gitlab-ci.yml", "--shell-isolation",
-         "--variable", "PATCHCHECK_LOCAL=1", "--variable", f"PATCHCHECK_REMOTE={remote}",
-         "--variable", f"PATCHCHECK_ARGS=--ref {branch} --machines 6.0,7.2",
-         "--variable", "PATCHCHECK_INSTALLED=1",
-         "--variable", "INVOKE_PATCHCHECK_CACHE_DIR=.patchcheck-cache",  # one per job
-         "--variable", f"INVOKE_PATCHCHECK_MATRIX_GUESTS={GUESTS}"],
+        command,
         cwd=project, capture_output=True, text=True, timeout=1800, check=False,
         env={**os.environ, "CI": "true"})
     out = result.stdout + result.stderr
@@ -60,6 +62,20 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
         assert not _job_lines(out, shard, "Compiling C object") and \
             not _job_lines(out, shard, "$ ninja"), out[-4000:]
         assert len(_job_lines(out, shard, "] imported: ")) >= 2, out[-4000:]
+    # a damaged artifact: the shard that imports it fails with one line, building nothing
+    artifact = project / ".gitlab-ci-local" / "artifacts" / "build" / "builds.tar.gz"
+    assert artifact.is_file(), sorted(p.name for p in artifact.parent.parent.rglob("*"))[:20]
+    artifact.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
+    damaged = subprocess.run(
+        [*command, "matrix: [1/2]"],
+        cwd=project, capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "CI": "true"})
+    out = damaged.stdout + damaged.stderr
+    assert damaged.returncode != 0 and "FAIL  matrix: [1/2]" in out, out[-4000:]
+    errors = _job_lines(out, "matrix: [1/2]", "patchcheck: error:")
+    assert len(errors) == 1 and "builds.tar.gz: unreadable" in errors[0], out[-4000:]
+    assert "exit code 3" in out or "exited with 3" in out or " 3\n" in out, out[-4000:]
+    assert "Traceback" not in out and not _job_lines(out, "matrix: [1/2]", "Compiling C object")
     # the same verdicts as one host running the same refs
     single = subprocess.run(
         [sys.executable, "-m", "invoke", "nightly", "--remote", str(remote), "--ref", branch,
