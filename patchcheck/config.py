@@ -42,6 +42,7 @@ class MatrixSettings:
     jobs: int
     semantics: bool = True
     scenario: str = ""  # the bug: a name in patchcheck.scenarios.REGISTRY
+    probe_method: str = "reuse"  # "reuse" (QEMUs reset between experiments) or "fresh"
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,19 @@ def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec],
         jobs=_int(m.get("jobs", 0), "matrix.jobs"),
         semantics=_bool(m.get("semantics", True), "matrix.semantics"),
         scenario=scenario,
+        probe_method=_probe_method(m.get("probe_method", "reuse")),
     )
+
+
+PROBE_METHODS = ("reuse", "fresh")  # patchcheck.probe.runner.METHODS
+
+
+def _probe_method(value: Any) -> str:
+    text = str(value or "reuse")
+    if text not in PROBE_METHODS:
+        raise ConfigError(f"matrix.probe_method must be one of {', '.join(PROBE_METHODS)}, "
+                          f"not {text!r}", _key("matrix.probe_method"))
+    return text
 
 
 def list_settings_from_env() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,24 @@ class Machine:
 
     def qmp(self, command: str, **args: object) -> Any:
         return self.cmd(command, **args)
+
+    def reset(self) -> None:
+        """`system_reset`, returning once QEMU has reset (its RESET event): QMP answers the
+        command before the main loop performs the reset. A paused machine stays paused."""
+        if self._qmp is None:
+            raise MachineError(f"{self.name}: not running")
+        self._qmp.clear_events()
+        self.cmd("system_reset")
+        deadline = time.monotonic() + self.timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self._qmp.pull_event(wait=float(left))
+            except Exception as exc:  # noqa: BLE001 - a timeout, or QEMU went away
+                raise MachineError(f"{self.name}: no RESET event after system_reset "
+                                   f"({type(exc).__name__})") from None
+            if event is not None and event.get("event") == "RESET":
+                return
+        raise MachineError(f"{self.name}: no RESET event after system_reset")
 
     def hmp(self, command: str) -> str:
         return str(self.cmd("human-monitor-command", **{"command-line": command}))

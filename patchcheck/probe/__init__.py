@@ -137,6 +137,7 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
     run = ProbeRun(run_id or runtime.run_id,
                    datetime.now(UTC).isoformat(timespec="seconds"),
                    settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
+                             "method": m.probe_method,
                              "scenario": scen.name, "device": registers.device,
                              "description": registers.description,
                              "access": registers.access})
@@ -156,13 +157,14 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
     try:
         runner = ProbeRunner(hosts, scratch, scen, registers,
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
-                             jobs=jobs)
+                             jobs=jobs, method=m.probe_method)
         for name, record in records.items():
             for machine in per_build[name]:
                 log(f"[probe] {name} {machine}: probing")
                 probe = runner.probe(record, machine)
                 run.probes.append(probe)
-                log(f"[probe] {name} {machine}: {probe.experiments} experiments in "
+                log(f"[probe] {name} {machine}: {probe.experiments} experiments on "
+                    f"{probe.qemus} QEMU(s) in "
                     f"{probe.seconds:.1f} s, {len(probe.violations)} spec deviation(s)"
                     + (f", {len(probe.errors)} error(s)" if probe.errors else ""))
         for without, with_fix in pairs:

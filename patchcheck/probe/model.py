@@ -88,6 +88,8 @@ class BuildProbe:
     reset: dict[str, int] = field(default_factory=dict)  # register values after reset
     registers: list[RegisterResult] = field(default_factory=list)
     experiments: int = 0
+    qemus: int = 0  # QEMUs launched for them (fewer than experiments when QEMUs are reused)
+    method: str = ""  # "fresh": one QEMU per experiment; "reuse": reset between experiments
     seconds: float = 0.0
     command: str = ""  # the paused QEMU, by hand (docker run ... -monitor stdio)
     errors: list[str] = field(default_factory=list)

@@ -1,10 +1,20 @@
-"""Drive paused QEMUs to record register traces, one fresh QEMU per (register, bit).
+"""Drive paused QEMUs to record register traces, one experiment per (register, bit).
 
-Why a fresh QEMU per experiment: writing back the original value does not restore a
-device. Status event bits are RW1C (a write-back of a set bit clears it), a control
-register write can be a "command" that sets a completion bit, and a write can unplug
-devices or change state that no register write brings back. A paused QEMU starts and answers QMP in ~0.1 s, so
-every experiment gets its own, and experiments run in parallel.
+Every experiment must start from the state of a freshly started QEMU. Writing back the
+original value alone does not restore a device: status event bits are RW1C (a write-back of
+a set bit clears it), a control register write can be a "command" that sets a completion
+bit, and a write can unplug devices or change state that no register write brings back.
+Two methods give that start:
+
+- `fresh`: a new paused QEMU per experiment (~0.1 s to start and answer QMP).
+- `reuse` (the default): one QEMU per worker, and between two experiments `system_reset`
+  (waiting for its RESET event), then the probed and context registers the reset did not
+  restore written back to the values a fresh QEMU has. The experiment's first snapshot
+  must then equal the fresh QEMU's, register for register, or the experiment runs again on
+  a new QEMU; so does every experiment after one that unplugged a device, failed, or left
+  the QEMU unable to reset. A QEMU's hidden state (what no probed register shows) could
+  still differ: tests/integration/test_probe_reuse.py runs both methods on every build and
+  asserts identical per-bit results.
 
 One experiment, for bit b of register R (the scenario's topology, paused, -S):
 
@@ -27,16 +37,18 @@ from __future__ import annotations
 import shlex
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .. import ecam
 from ..build import BuildRecord
 from ..errors import PatchcheckError
-from ..machine import MachineError, reproducer
+from ..machine import Machine, MachineError, reproducer
 from ..migrate import Hosts, base_args
 from ..pciconf import (
     ConfigSpace,
@@ -74,6 +86,9 @@ def experiments(registers: RegisterSet) -> list[Experiment]:
             for reg in registers.probed for bit in range(reg.bits)]
 
 
+METHODS = ("reuse", "fresh")
+
+
 @dataclass
 class Outcome:
     """What one experiment recorded."""
@@ -85,6 +100,11 @@ class Outcome:
     seconds: float = 0.0
     error: str = ""
     address: PciAddress | None = None
+    start: dict[str, int] = field(default_factory=dict)  # the first snapshot
+
+
+class Drifted(PatchcheckError):
+    """A reused QEMU did not start an experiment where a fresh one does."""
 
 
 class _Tracer:
@@ -140,14 +160,20 @@ def open_capability(machine: Monitor, registers: RegisterSet,
 
 
 def run_experiment(exp: Experiment, machine: Monitor, registers: RegisterSet,
-                   qtest: ecam.Qtest | None = None) -> Outcome:
-    """One experiment on a freshly launched, paused QEMU (the caller launches and stops it).
-    `machine` is anything with hmp() and qmp(): a patchcheck.machine.Machine; `qtest` its
-    qtest connection when the registers are in extended configuration space."""
+                   qtest: ecam.Qtest | None = None,
+                   start: Mapping[str, int] | None = None) -> Outcome:
+    """One experiment on a paused QEMU (the caller launches and stops it). `machine` is
+    anything with hmp() and qmp(): a patchcheck.machine.Machine; `qtest` its qtest
+    connection when the registers are in extended configuration space. `start`: the first
+    snapshot a fresh QEMU gives (a reused QEMU's must equal it, or Drifted)."""
     cfg, cap = open_capability(machine, registers, qtest)
     tracer = _Tracer(cfg, cap, registers)
     outcome = Outcome(exp, tracer.trace, cap, address=cfg.address)
-    tracer.snapshot()
+    outcome.start = tracer.snapshot()
+    if start is not None and outcome.start != dict(start):
+        raise Drifted(f"{exp.slug}: the reset QEMU differs from a fresh one: "
+                      + ", ".join(f"{k} {outcome.start.get(k)} != {v}"
+                                  for k, v in start.items() if outcome.start.get(k) != v))
     arm = exp.arm
     if arm is not None:
         for key, make in arm.writes:
@@ -163,12 +189,58 @@ def run_experiment(exp: Experiment, machine: Monitor, registers: RegisterSet,
     return outcome
 
 
+class Resettable(Monitor, Protocol):
+    """A monitor that can reset its machine and wait until that is done (machine.Machine)."""
+
+    def reset(self) -> None: ...
+
+
+def restore(machine: Resettable, registers: RegisterSet, qtest: ecam.Qtest | None,
+            fresh: Mapping[str, int]) -> None:
+    """Bring a used QEMU back to where a fresh one starts, as far as the registers show:
+    system_reset, then every probed or context register the reset left different written
+    back: control registers with the fresh value, then status registers (style "bit") with
+    1s where a bit is set that a fresh QEMU has clear (write-1-to-clear; a control write may
+    have set a status bit such as Command Completed). run_experiment's `start` check
+    decides whether that sufficed."""
+    machine.reset()
+    cfg, cap = open_capability(machine, registers, qtest)
+    regs = [reg for reg in (*registers.probed, *registers.context) if reg.key in fresh]
+    for status in (False, True):
+        for reg in regs:
+            if (reg.style == "bit") != status:
+                continue
+            current = cfg.read(cap + reg.offset, reg.size)
+            if current != fresh[reg.key]:
+                cfg.write(cap + reg.offset, reg.size,
+                          current & ~fresh[reg.key] if status else fresh[reg.key])
+
+
+@dataclass
+class _Live:
+    """A launched QEMU kept for the next experiment, with the snapshot it started with."""
+
+    qemu: Machine
+    qtest: ecam.Qtest | None
+    rundir: Path
+    fresh: dict[str, int]
+
+    def close(self) -> None:
+        if self.qtest is not None:
+            self.qtest.close()
+        self.qemu.shutdown()
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+
 class ProbeRunner:
     """Runs every experiment of one (build, machine type) and turns them into a BuildProbe."""
 
     def __init__(self, hosts: Hosts, scratch: Path, scenario: Scenario,
                  registers: RegisterSet, *, ram_mib: int = 128, accel: str = "tcg",
-                 timeout: float = 30.0, jobs: int = 2) -> None:
+                 timeout: float = 30.0, jobs: int = 2, method: str = "reuse") -> None:
+        if method not in METHODS:
+            raise ValueError(f"probe method {method!r} (known: {', '.join(METHODS)})")
+        self.method = method
         self.hosts = hosts
         self.scratch = scratch
         self.scenario = scenario
@@ -183,8 +255,10 @@ class ProbeRunner:
         return [*base_args(self.scenario, case, self.ram_mib, self.accel),
                 *(arg for g in globals_ for arg in ("-global", g)), "-S"]
 
-    def _one(self, record: BuildRecord, args: list[str], exp: Experiment,
-             attempts: int = 2) -> Outcome:
+    def _fresh(self, record: BuildRecord, args: list[str], exp: Experiment,
+               launches: list[int], attempts: int = 2) -> tuple[Outcome, _Live | None]:
+        """The experiment on a new QEMU; that QEMU, still running, when it can be reused
+        (no device unplugged, no error)."""
         started = time.monotonic()
         error = ""
         for _ in range(attempts):  # a QEMU that fails to start is retried once
@@ -193,34 +267,79 @@ class ProbeRunner:
             argv = [*args, *ecam.qtest_args(socket)] if self.registers.extended else args
             qemu = self.hosts.machine(record.image_id, record.binary, argv, rundir, "probe",
                                       timeout=self.timeout)
-            qtest: ecam.Qtest | None = None
+            live = _Live(qemu, None, rundir, {})
+            launches.append(1)
             try:
                 qemu.launch()
-                qtest = ecam.Qtest(socket, self.timeout) if self.registers.extended else None
-                outcome = run_experiment(exp, qemu, self.registers, qtest)
+                live.qtest = ecam.Qtest(socket, self.timeout) if self.registers.extended else None
+                outcome = run_experiment(exp, qemu, self.registers, live.qtest)
                 outcome.seconds = round(time.monotonic() - started, 3)
-                return outcome
+                if self.method == "reuse" and not outcome.unplugged:
+                    live.fresh = outcome.start
+                    return outcome, live
+                live.close()
+                return outcome, None
             except (MachineError, PciError, PatchcheckError) as exc:
                 error = f"{exp.slug}: {exc}"
                 tail = qemu.log_tail(3)
                 if tail:
                     error += f" (QEMU: {tail})"
-            finally:
-                if qtest is not None:
-                    qtest.close()
-                qemu.shutdown()
-                shutil.rmtree(rundir, ignore_errors=True)
-        return Outcome(exp, [], None, (), round(time.monotonic() - started, 3), error)
+                live.close()
+        return Outcome(exp, [], None, (), round(time.monotonic() - started, 3), error), None
+
+    def _reused(self, live: _Live, exp: Experiment) -> Outcome | None:
+        """The experiment on a used QEMU brought back to a fresh one's start; None when it
+        could not be (the caller closes it and starts a new one)."""
+        started = time.monotonic()
+        try:
+            restore(live.qemu, self.registers, live.qtest, live.fresh)
+            outcome = run_experiment(exp, live.qemu, self.registers, live.qtest,
+                                     start=live.fresh)
+        except (MachineError, PciError, PatchcheckError):
+            return None
+        outcome.seconds = round(time.monotonic() - started, 3)
+        return outcome
+
+    def _worker(self, record: BuildRecord, args: list[str], queue: list[tuple[int, Experiment]],
+                lock: threading.Lock, results: dict[int, Outcome], launches: list[int]) -> None:
+        """Take experiments from the shared queue until it is empty, on one QEMU at a time."""
+        live: _Live | None = None
+        try:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    index, exp = queue.pop(0)
+                outcome = None
+                if live is not None:
+                    outcome = self._reused(live, exp)
+                    if outcome is None or outcome.unplugged:
+                        live.close()
+                        live = None
+                if outcome is None:
+                    outcome, live = self._fresh(record, args, exp, launches)
+                results[index] = outcome
+        finally:
+            if live is not None:
+                live.close()
 
     def probe(self, record: BuildRecord, machine: str, globals_: Sequence[str] = (),
               selected: Sequence[Experiment] | None = None) -> BuildProbe:
         args = self.args(record, machine, globals_)
         started = time.monotonic()
         todo = list(selected) if selected is not None else experiments(self.registers)
+        queue = list(enumerate(todo))
+        results: dict[int, Outcome] = {}
+        launches: list[int] = []
+        lock = threading.Lock()
         with ThreadPoolExecutor(self.jobs) as pool:
-            outcomes = list(pool.map(lambda e: self._one(record, args, e), todo))
+            for done in [pool.submit(self._worker, record, args, queue, lock, results, launches)
+                         for _ in range(min(self.jobs, len(todo)))]:
+                done.result()
+        outcomes = [results[i] for i in range(len(todo))]
         probe = assemble(record, machine, list(globals_), outcomes, self.registers)
         probe.seconds = round(time.monotonic() - started, 2)
+        probe.qemus, probe.method = len(launches), self.method
         probe.command = reproduce_command(record, args, self.hosts.runtime.cli)
         return probe
 
