@@ -16,7 +16,7 @@ from . import config as config_mod
 from . import fixes, paths, sources
 from .config import BuildSpec, Settings
 from .errors import InfraError, PatchcheckError, UsageError, error_line
-from .outcome import EXIT_INFRA, EXIT_OK, exit_code_for_error
+from .outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK, exit_code_for_error
 
 
 def log(line: str) -> None:
@@ -243,6 +243,18 @@ def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
     with docker_runtime(f"bench-{new_run_id()}") as runtime:
         run_bench(settings, runtime, log, machines, runs)
     return EXIT_OK
+
+
+def bench_probe(settings: Settings, repeat: str = "3") -> int:
+    from .bench_probe import bench_probe as run_bench
+    from .run import new_run_id
+
+    runs = int(repeat) if repeat.isdigit() else 0
+    if runs < 1:
+        raise UsageError(f"--repeat '{repeat}': expected a whole number >= 1")
+    with docker_runtime(f"bench-{new_run_id()}") as runtime:
+        result = run_bench(settings, runtime, log=log, repeat=runs)
+    return EXIT_OK if result["identical"] else EXIT_DEVIATION
 
 
 def bench_upstream(settings: Settings, repo: str, ref: str = "v7.2.0") -> int:

@@ -234,11 +234,22 @@ def bench_sequence(c: Context) -> None:
     _exit(commands.guarded(sequence_commands.bench_sequence, c.config, c.config))
 
 
+@task(name="probe", help={"repeat": "runs of each method, alternated (default 3)",
+                          "scenario": SCENARIO_HELP})
+def bench_probe(c: Context, repeat: str = "3", scenario: str = "") -> None:
+    """Time the register-semantics probe of the default builds by each method (a fresh QEMU
+    per experiment, or QEMUs reset between experiments) and check that both give the same
+    per-bit results; record reports/bench-probe-<date>.json."""
+    _scenario(c, scenario)
+    _exit(commands.guarded(commands.bench_probe, c.config, repeat))
+
+
 ns = Collection(build, matrix, check, series, bisect, clean, probe)
 bench_ns = Collection("bench")
 bench_ns.add_task(bench, name="run", default=True)
 bench_ns.add_task(bench_upstream)
 bench_ns.add_task(bench_sequence)
+bench_ns.add_task(bench_probe)
 ns.add_collection(bench_ns)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)

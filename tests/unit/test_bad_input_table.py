@@ -214,6 +214,8 @@ ROWS = [
     Row("env number too small", ["matrix"], ["INVOKE_PATCHCHECK_MATRIX_RAM_MIB", ">= 16"],
         env={"INVOKE_PATCHCHECK_MATRIX_RAM_MIB": "8"}),
     Row("task option not a number", ["matrix", "--timeout", "soon"], ["--timeout 'soon'"]),
+    Row("bench.probe repeat zero", ["bench.probe", "--repeat", "0"],
+        ["--repeat '0'", "a whole number >= 1"]),
     # --- remote and repository paths --------------------------------------------------
     Row("git source missing", ["build", "--source", "git:{root}/nowhere@HEAD"],
         ["'{root}/nowhere' does not exist"]),
