@@ -5,7 +5,7 @@ project's tasks.py, so the hooks of `cli.usage_errors_exit_2` come too late for 
 error there. The `patchcheck` command installs them first; for `invoke` in a checkout,
 `python3 -m patchcheck.invoke_guard` (scripts/setup-host runs it) writes a one-line `.pth`
 file into site-packages. Python runs that line when an interpreter starts; it does nothing
-unless the program is `invoke` (or `inv`) and the tasks.py invoke will load is patchcheck's,
+unless the program is `invoke` (`inv`, `python3 -m invoke`) and the tasks.py invoke will load is patchcheck's,
 and then it installs the same hooks before invoke reads any file.
 """
 
@@ -19,8 +19,11 @@ PTH_NAME = "patchcheck-invoke.pth"
 # One line, run by site.py at every interpreter start: cheap (a name test) for every program
 # but invoke; nothing at all where the installed patchcheck has no guard (uninstalled, or an
 # older version).
+# The program is invoke when its script is `invoke`/`inv` (the console scripts) or the
+# interpreter was started with `-m invoke` (sys.orig_argv: sys.argv is not final yet).
 PTH_LINE = (
-    "import sys; sys.argv[:1] and sys.argv[0].rsplit('/', 1)[-1] in ('invoke', 'inv') "
+    "import sys; (sys.argv[:1] and sys.argv[0].rsplit('/', 1)[-1] in ('invoke', 'inv') "
+    "or ('-m', 'invoke') in zip(sys.orig_argv, sys.orig_argv[1:])) "
     "and __import__('importlib.util').util.find_spec('patchcheck.invoke_guard') "
     "and __import__('patchcheck.invoke_guard').invoke_guard.activate()\n"
 )
