@@ -19,7 +19,7 @@ from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from .errors import PatchcheckError
-from .runtime import Mount, run_command
+from .runtime import Container, Mount, Process, run_command
 
 FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
 
@@ -41,7 +41,7 @@ class MachineError(PatchcheckError):
 
 
 class Machine:
-    def __init__(self, container: Any, binary: str, args: Sequence[str], rundir: Path, name: str,
+    def __init__(self, container: Container, binary: str, args: Sequence[str], rundir: Path, name: str,
                  timeout: float = 30.0) -> None:
         self.container = container
         self.binary = binary
@@ -52,7 +52,7 @@ class Machine:
         self.log_path = rundir / f"{name}.log"
         self.qmp_path = rundir / f"{name}.qmp"
         self._qmp: QEMUMonitorProtocol | None = None
-        self._proc: Any = None
+        self._proc: Process | None = None
 
     @property
     def argv(self) -> list[str]:

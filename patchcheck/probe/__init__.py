@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ..build import BuildRecord
 from ..config import Settings
 from ..errors import BuildFailed, PatchcheckError, UsageError
 from ..matrix import check_filter, order, select
+from ..migrate import Hosts
 from ..paths import run_dir
 from ..runtime import Runtime
 from . import report, versions, vmstate
@@ -199,7 +199,7 @@ def _across_versions(run: ProbeRun, runner: ProbeRunner, records: Mapping[str, B
             f"{len(run.versions[-1].changes)} guest-visible change(s)")
 
 
-def _vmstate(runner: ProbeRunner, hosts: Any, scratch: Path, without: BuildRecord,
+def _vmstate(runner: ProbeRunner, hosts: Hosts, scratch: Path, without: BuildRecord,
              with_fix: BuildRecord, machine: str, outdir: Path | None,
              log: Log) -> vmstate.VmstateComparison:
     comparison = vmstate.VmstateComparison(machine, without.name, with_fix.name)

@@ -26,6 +26,7 @@ from typing import Any
 from ..build import BuildRecord
 from ..errors import InfraError
 from ..machine import FIRMWARE_DIRS
+from ..runtime import Container
 
 FORWARD = "without->with"  # a without-fix source migrating to a with-fix destination
 BACKWARD = "with->without"
@@ -41,7 +42,7 @@ def dump_argv(record: BuildRecord, args: Sequence[str], path: Path) -> list[str]
     return [record.binary, *firmware, "-display", "none", *plain, "-dump-vmstate", str(path)]
 
 
-def dump(container: Any, record: BuildRecord, args: Sequence[str], path: Path) -> dict[str, Any]:
+def dump(container: Container, record: BuildRecord, args: Sequence[str], path: Path) -> dict[str, Any]:
     """Run -dump-vmstate in the build's container; return the parsed dump."""
     path.unlink(missing_ok=True)
     code, output = container.run(dump_argv(record, args, path))
