@@ -75,6 +75,7 @@ class BuildRecord:
     lineage: str = ""  # same options and image, any commit: bases across commits
     incremental_from: str = ""  # key of the build whose directory this one was built from
     base: str = ""  # that build, for a person: "name commit (key)"
+    base_commit: str = ""  # that build's commit
     compiled: list[str] = field(default_factory=list)  # incremental: what ninja recompiled
     # The device configuration actually used: "minimal", "default", or "default (configure
     # lacks ...)" when a minimal build was asked for and the tree cannot do it.
@@ -107,6 +108,8 @@ class BuildRecord:
         if not record.devices and record.configure:  # recorded before the field existed
             record.devices = MINIMAL if "--without-default-devices" in record.configure \
                 else DEFAULT
+        if record.base and not record.base_commit:  # recorded before the field existed
+            record.base_commit = record.base.split()[1]
         return record
 
 
@@ -353,6 +356,7 @@ class Builder:
             binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
             family=family, lineage=lineage, incremental_from=base.key if base else "",
             base=_describe(base) if base else "",
+            base_commit=base.commit if base else "",
             compiled=compiled if base is not None else [], devices=devices_used,
             optimize=list(self.optimize), pch=pch, subprojects=list(tree.subprojects),
         )

@@ -125,7 +125,7 @@ def _one(settings: Settings, runtime: Runtime, repo: str, base: BuildSpec, commi
         return verdict
     verdict.fix = str(record.fix.get("patch") or "none")
     verdict.build = ("cached" if record.cached else f"built {record.seconds:.1f} s"
-                     + (f", {len(record.compiled)} object(s) from {record.base.split()[1]}"
+                     + (f", {len(record.compiled)} object(s) from {record.base_commit[:12]}"
                         if record.base else ", from scratch"))
     run, run_dir = small_matrix(settings, runtime, {"base": base, "commit": spec}, PAIRS,
                                 {guest: "boundary"}, f"{index:02d}-{commit.sha[:12]}", log,

@@ -46,7 +46,7 @@ def evaluate(settings: Settings, runtime: Runtime, repo: str, commit: str, subje
     step.compiled = len(record.compiled)
     step.fix = str(record.fix.get("patch") or "none")
     step.build = ("cached" if record.cached else
-                  f"incremental from {record.base.split()[1]}, {step.compiled} object(s)"
+                  f"incremental from {record.base_commit[:12]}, {step.compiled} object(s)"
                   if record.base else "from scratch")
     builds = {SELF: own, **{n: settings.builds[n] for n in case.others}}
     run, run_dir = small_matrix(settings, runtime, builds,
