@@ -208,8 +208,12 @@ class Builder:
             record = load_record(directory)
             if record is not None:
                 record.cached = True
+                # the same tree may come from another request: another fix state, or another
+                # source (a git clone of a Debian import, say) with the same content
                 record.name = name
-                record.fix = tree.fix.to_dict()  # the same tree may come from another fix state
+                record.fix = tree.fix.to_dict()
+                record.source, record.commit = tree.source.spec, tree.source.commit
+                record.package_version = tree.source.package_version
                 return record
             shutil.rmtree(directory, ignore_errors=True)
             family = family_key(tree.source.commit, self._keyed, image_id)
