@@ -25,6 +25,7 @@ from typing import Any
 
 from .bench import _timed, fresh_cache, machine, record
 from .config import Settings
+from .engines import RuntimeFactory
 
 FILES = ["hw/usb/hcd-xhci.c", "hw/pci/pci.c", "hw/pci/pcie_port.c", "hw/core/qdev.c",
          "hw/i386/pc_q35.c", "migration/savevm.c", "hw/pci/pci_bridge.c", "softmmu/vl.c",
@@ -76,7 +77,7 @@ def seconds(func: Callable[[], Any]) -> float:
 
 
 def bench_sequence(settings: Settings, config_tree: dict[str, Any],
-                   runtime_factory: Callable[[str], Any], log: Callable[[str], None] = print
+                   runtime_factory: RuntimeFactory, log: Callable[[str], None] = print
                    ) -> dict[str, Any]:
     from .bisect import bisect
     from .casespec import parse
