@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,7 @@ class DockerRuntime:
 
     What another engine behind the same API does differently is in these hooks
     (podman_runtime.py): `default_host`, `client_for`, `check_engine`, `hint`,
-    `host_config`, `import_image`.
+    `host_config`, `build_stream`, `import_image`.
     """
 
     cli = "docker"  # the engine's command line tool, for the reproducers
@@ -370,10 +370,7 @@ class DockerRuntime:
                     labels: Mapping[str, str], log: Callable[[str], None]) -> str:
         """Build (network host: package installs) and return the image id."""
         try:
-            for chunk in self.client.api.build(
-                path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
-                decode=True, network_mode="host", labels=dict(labels),
-            ):
+            for chunk in self.build_stream(context, dockerfile, tag, labels):
                 if "stream" in chunk and chunk["stream"].strip():
                     log(chunk["stream"].rstrip())
                 if "error" in chunk:
@@ -386,6 +383,14 @@ class DockerRuntime:
         if image_id is None:
             raise InfraError(f"image {tag} was not created")
         return image_id
+
+    def build_stream(self, context: Path, dockerfile: str, tag: str,
+                     labels: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """The engine's build, its progress as decoded JSON objects (network host)."""
+        stream: Iterator[dict[str, Any]] = self.client.api.build(
+            path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
+            decode=True, network_mode="host", labels=dict(labels))
+        return stream
 
     def pull_image(self, repository: str, tag: str) -> bool:
         """Whether a registry gave the image (False: none reachable, or none has it)."""

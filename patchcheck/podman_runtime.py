@@ -23,11 +23,12 @@ the invoking user, read-only source mounts, no privileges, labels, removal by id
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ ROOT_SOCKET = "/run/podman/podman.sock"
 class Limits:
     nofile: int
     nproc: int
+
+    def items(self) -> list[tuple[str, int]]:
+        return [("nofile", self.nofile), ("nproc", self.nproc)]
 
 
 # When the service's own limits cannot be read (its process is not visible from here):
@@ -146,12 +150,36 @@ class PodmanRuntime(DockerRuntime):
 
     def host_config(self, spec: ContainerSpec) -> dict[str, Any]:
         fields: dict[str, Any] = {"Ulimits": [
-            {"Name": "nofile", "Soft": self.limits.nofile, "Hard": self.limits.nofile},
-            {"Name": "nproc", "Soft": self.limits.nproc, "Hard": self.limits.nproc},
+            {"Name": name, "Soft": value, "Hard": value} for name, value in self.limits.items()
         ]}
         if self.rootless and spec.user:
             fields["UsernsMode"] = "keep-id"
         return fields
+
+    def build_stream(self, context: Path, dockerfile: str, tag: str,
+                     labels: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """The compat API's /build with the limits of every RUN step (`ulimits`, which the
+        SDK's build does not pass; Podman reads it as a JSON list of NAME=SOFT:HARD)."""
+        from docker.utils import tar
+
+        api = self.client.api
+        params = {"t": tag, "dockerfile": dockerfile, "rm": "1", "forcerm": "1",
+                  "networkmode": "host", "labels": json.dumps(dict(labels)),
+                  "ulimits": json.dumps([f"{name}={value}:{value}"
+                                         for name, value in self.limits.items()])}
+        archive = tar(context, dockerfile=(dockerfile, None))
+        try:
+            response = api.post(f"{api.base_url}/v{API_VERSION}/build", params=params,
+                                data=archive, headers={"Content-Type": "application/x-tar"},
+                                stream=True, timeout=None)
+            if response.status_code != 200:
+                raise InfraError(f"image {tag}: {response.status_code} "
+                                 f"{response.text.strip()[:300]}")
+            for line in response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            archive.close()
 
     def import_image(self, tarball: Path, repository: str, tag: str,
                      changes: Sequence[str]) -> None:
