@@ -173,5 +173,6 @@ def test_sigint_mid_matrix_under_podman_leaves_no_container_and_no_qemu(podman, 
     assert _qemu_pids(str(scratch), incoming=False) == []
     assert _qemu_pids(str(scratch), incoming=True) == []
     assert list(scratch.iterdir()) == []  # the run's private temp dirs are gone
+    scratch.rmdir()
     data = json.loads((reports / run_id / "results.json").read_text())
     assert data["partial"] is True and data["cases"]
