@@ -277,7 +277,7 @@ class DockerRuntime:
 
     def host_config(self, spec: ContainerSpec) -> dict[str, Any]:
         """Engine-specific HostConfig fields of a new container, in the API's own words,
-        beside the common hardening (which they cannot weaken: see podman_runtime.py)."""
+        beside the common hardening (a field of that wins over the engine's)."""
         return {}
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
@@ -319,7 +319,7 @@ class DockerRuntime:
             command = ["python3", "-I", LAUNCHER_IN_CONTAINER, launcher]
         api = self.client.api
         try:
-            host_config = api.create_host_config(
+            hardened = api.create_host_config(
                 network_mode=spec.network,
                 mounts=mounts,
                 devices=[f"{d}:{d}:rwm" for d in spec.devices],
@@ -327,7 +327,8 @@ class DockerRuntime:
                 cap_drop=["NET_RAW"],
                 security_opt=["no-new-privileges"],
             )
-            host_config.update(self.host_config(spec))
+            hardened["Privileged"] = False  # the SDK writes it only when true
+            host_config = {**self.host_config(spec), **hardened}  # the engine's never win
             created = api.create_container(
                 spec.image,
                 command,

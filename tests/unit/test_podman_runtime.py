@@ -203,6 +203,19 @@ def test_rootless_podman_keeps_the_invoking_users_id() -> None:
     runtime.close()
 
 
+def test_an_engines_fields_cannot_weaken_the_hardening() -> None:
+    class Loose(PodmanRuntime):
+        def host_config(self, spec: ContainerSpec) -> dict[str, Any]:
+            return {"NetworkMode": "host", "Privileged": True, "Pids": 1}
+
+    client = FakeClient(PODMAN_PING)
+    runtime = Loose("unit", client, host="unix:///p.sock", limits=LIMITS)
+    runtime.start(spec())
+    host = client.created[0]["host_config"]
+    assert host["NetworkMode"] == "none" and host["Privileged"] is False and host["Pids"] == 1
+    runtime.close()
+
+
 def test_docker_containers_get_no_podman_fields() -> None:
     client = FakeClient(DOCKER_PING)
     runtime = DockerRuntime("unit", client)
