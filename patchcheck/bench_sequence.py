@@ -118,7 +118,7 @@ def bench_sequence(settings: Settings, config_tree: dict[str, Any],
                                          commits[-1], parse(scenario.defaults.watch),
                                          f"bench-{stamp}-bisect", quiet))
         result = {
-            "date": stamp, "machine": machine(), "commits": len(commits),
+            "date": stamp, "engine": settings.runtime, "machine": machine(), "commits": len(commits),
             "cold_build_s": cold_s,
             "check_parent_cached_s": parent_s, "check_no_base_s": nobase_s,
             "check_ratio": round(parent_s / nobase_s, 3), "check_goal": 0.3,
