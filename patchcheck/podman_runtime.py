@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .docker_runtime import DockerRuntime, is_podman
+from .docker_runtime import DockerRuntime, engine_reason, is_podman
 from .errors import InfraError
 from .runtime import ContainerSpec
 
@@ -127,7 +127,12 @@ class PodmanRuntime(DockerRuntime):
                  limits: Limits | None = None) -> None:
         super().__init__(run_id, client, host=host)
         self.limits = limits or service_limits(self.host)
-        self.rootless = is_rootless(self.client.info())
+        try:
+            info = self.client.info()
+        except Exception as exc:  # noqa: BLE001 - it answered /_ping, then went away
+            raise InfraError(f"Podman engine at {self.host}: no /info: "
+                             f"{engine_reason(exc)}") from None
+        self.rootless = is_rootless(info)
 
     def default_host(self) -> str:
         return default_socket(os.environ, os.getuid())
@@ -146,7 +151,7 @@ class PodmanRuntime(DockerRuntime):
 
     def hint(self) -> str:
         return (f"start one: podman system service --time=0 {self.host} &, or "
-                "PATCHCHECK_RUNTIME=podman scripts/setup-host")
+                "scripts/setup-host --podman")
 
     def host_config(self, spec: ContainerSpec) -> dict[str, Any]:
         fields: dict[str, Any] = {"Ulimits": [

@@ -136,8 +136,7 @@ def test_no_podman_service_is_one_line_that_says_how_to_start_it(tmp_path: Path)
         PodmanRuntime("unit", host=host)
     assert str(caught.value) == (
         f"Podman engine not reachable at {host}: No such file or directory (start one: "
-        f"podman system service --time=0 {host} &, or PATCHCHECK_RUNTIME=podman "
-        "scripts/setup-host)")
+        f"podman system service --time=0 {host} &, or scripts/setup-host --podman)")
 
 
 # --- limits -----------------------------------------------------------------------------
