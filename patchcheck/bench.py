@@ -121,7 +121,7 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
         self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         result = {
-            "date": stamp, "machine": machine(),
+            "date": stamp, "engine": settings.runtime, "machine": machine(),
             "cold_build": {"build": without["name"], "seconds": cold_build,
                            "qemu": without.get("qemu_version"),
                            "devices": without.get("devices", "")},

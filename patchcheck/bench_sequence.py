@@ -25,6 +25,7 @@ from typing import Any
 
 from .bench import _timed, fresh_cache, machine, record
 from .config import Settings
+from .engines import RuntimeFactory
 
 FILES = ["hw/usb/hcd-xhci.c", "hw/pci/pci.c", "hw/pci/pcie_port.c", "hw/core/qdev.c",
          "hw/i386/pc_q35.c", "migration/savevm.c", "hw/pci/pci_bridge.c", "softmmu/vl.c",
@@ -76,7 +77,7 @@ def seconds(func: Callable[[], Any]) -> float:
 
 
 def bench_sequence(settings: Settings, config_tree: dict[str, Any],
-                   runtime_factory: Callable[[str], Any], log: Callable[[str], None] = print
+                   runtime_factory: RuntimeFactory, log: Callable[[str], None] = print
                    ) -> dict[str, Any]:
     from .bisect import bisect
     from .casespec import parse
@@ -117,7 +118,7 @@ def bench_sequence(settings: Settings, config_tree: dict[str, Any],
                                          commits[-1], parse(scenario.defaults.watch),
                                          f"bench-{stamp}-bisect", quiet))
         result = {
-            "date": stamp, "machine": machine(), "commits": len(commits),
+            "date": stamp, "engine": settings.runtime, "machine": machine(), "commits": len(commits),
             "cold_build_s": cold_s,
             "check_parent_cached_s": parent_s, "check_no_base_s": nobase_s,
             "check_ratio": round(parent_s / nobase_s, 3), "check_goal": 0.3,

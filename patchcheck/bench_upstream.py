@@ -44,7 +44,8 @@ def bench_upstream(settings: Settings, runtime: Runtime, repo: str, ref: str = "
                              "seconds": built.seconds, "devices": built.devices,
                              "subprojects": built.subprojects}
             log(f"[bench] {label} cold build: {built.seconds:.0f} s")
-        result = {"date": stamp, "machine": machine(), "ref": ref, "builds": builds,
+        result = {"date": stamp, "engine": settings.runtime, "machine": machine(), "ref": ref,
+                  "builds": builds,
                   "ratio_upstream_to_debian": round(builds["upstream"]["seconds"]
                                                     / builds["debian"]["seconds"], 3),
                   "subproject_fetch": fetch}

@@ -35,6 +35,7 @@ from . import paths
 from .casespec import CaseSpec
 from .commits import History, check_clean
 from .config import Settings
+from .engines import RuntimeFactory
 from .errors import InfraError
 from .outcome import CHECK_CANNOT_TEST, EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
 from .sources import GitSources
@@ -78,7 +79,7 @@ def state_dir(settings: Settings, mirror: str, good: str, bad: str, case: CaseSp
     return settings.cache_dir / "bisect" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def bisect(settings: Settings, config_tree: dict[str, Any], runtime_factory: Callable[[str], Any],
+def bisect(settings: Settings, config_tree: dict[str, Any], runtime_factory: RuntimeFactory,
            repo: str, good: str, bad: str, case: CaseSpec, run_id: str,
            log: Callable[[str], None] = print) -> int:
     check_clean(repo, (good, bad))

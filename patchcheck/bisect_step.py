@@ -18,7 +18,8 @@ from typing import Any
 from . import config as config_mod
 from .bisect import TERMS
 from .casespec import parse
-from .commands import _sigterm, docker_runtime
+from .commands import _sigterm
+from .engines import container_runtime
 from .errors import PatchcheckError
 from .step import evaluate
 
@@ -47,7 +48,7 @@ def _step(predicate: dict[str, Any]) -> int:
     settings = config_mod.load({"patchcheck": predicate["config"]})
     case = parse(predicate["case"])
     try:
-        with docker_runtime(f"{predicate['run_id']}-{head[:8]}") as runtime:
+        with container_runtime(settings, f"{predicate['run_id']}-{head[:8]}") as runtime:
             step = evaluate(settings, runtime, predicate["repo"], head, subject, case,
                             Path(predicate["outdir"]), print)
     except PatchcheckError as exc:

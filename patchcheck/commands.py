@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
 from . import fixes, paths, sources
 from .config import BuildSpec, Settings
+from .engines import connect, container_runtime
 from .errors import InfraError, PatchcheckError, UsageError, error_line
 from .outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK, exit_code_for_error
 
@@ -43,23 +43,12 @@ def guarded(func: Callable[..., int], invoke_config: Any, *args: Any, **kwargs: 
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextmanager
-def docker_runtime(run_id: str) -> Iterator[Any]:
-    from .docker_runtime import DockerRuntime
-
-    runtime = DockerRuntime(run_id)
-    try:
-        yield runtime
-    finally:
-        runtime.close()
-
-
 def images(settings: Settings, generation: str = "") -> int:
     from . import images as images_mod
     from .run import new_run_id
 
     gens = [generation] if generation else images_mod.generations(settings.containers_dir)
-    with docker_runtime(new_run_id()) as runtime:
+    with container_runtime(settings, new_run_id()) as runtime:
         imgs = images_mod.Images(runtime, settings, log)
         for gen in gens:
             image_id = imgs.builder(gen)
@@ -72,7 +61,7 @@ def base(settings: Settings, suite: str) -> int:
     from .run import new_run_id
 
     suites = [suite] if suite else images_mod.generations(settings.containers_dir)
-    with docker_runtime(new_run_id()) as runtime:
+    with container_runtime(settings, new_run_id()) as runtime:
         imgs = images_mod.Images(runtime, settings, log)
         for s in suites:
             images_mod.dockerfile(settings.containers_dir, s)
@@ -90,7 +79,7 @@ def build(settings: Settings, source: str, fix: str, name: str = "", refresh: bo
     fixes.resolve(spec.fix, fixes.known_fixes(settings.matrix.scenario))
     if isinstance(parsed, sources.GitSpec):
         sources.GitSources(settings.cache_dir).mirror(parsed.url)  # a bad repository, too
-    with docker_runtime(new_run_id()) as runtime:
+    with container_runtime(settings, new_run_id()) as runtime:
         record = Pipeline(runtime, settings, log, refresh=refresh).build(spec)
     print(record.binary)
     return EXIT_OK
@@ -128,7 +117,7 @@ def check(settings: Settings, repo: str, commit: str, patch: str) -> int:
         raise UsageError(f"check: --repo {repo} is not a directory")
     _git_repository(repo, "check: --repo")
     sources.parse_spec(f"git:{repo}@{commit}")
-    with docker_runtime(new_run_id()) as runtime:
+    with container_runtime(settings, new_run_id()) as runtime:
         return check_commit(settings, runtime, str(Path(repo).resolve()), commit, patch, log)
 
 
@@ -163,7 +152,7 @@ def nightly(settings: Settings, remote: str, refs: tuple[str, ...], fix: str, sh
     run_id = run_id or f"nightly-{new_run_id()}"
     opts = MatrixOptions(run_id=run_id, shard=shard)
     checked = plan(local, opts)
-    with docker_runtime(run_id) as runtime:
+    with container_runtime(settings, run_id) as runtime:
         if build_only:
             pipeline = Pipeline(runtime, local, log)
             records = {name: pipeline.build(spec) for name, spec in builds.items()}
@@ -200,12 +189,12 @@ def history(settings: Settings, run: str) -> int:
 
 def clean(settings: Settings, older_than: str, everything: bool) -> int:
     from .clean import clean as clean_caches
-    from .docker_runtime import DockerRuntime
     from .run import new_run_id
+    from .runtime import Runtime
 
     days = _number(older_than, "--older-than", float, minimum=0)
     try:
-        runtime: DockerRuntime | None = DockerRuntime(f"clean-{new_run_id()}")
+        runtime: Runtime | None = connect(settings, f"clean-{new_run_id()}")
     except InfraError as exc:  # no engine: clean the caches only
         runtime = None
         log(f"{exc}: leftover containers not checked")
@@ -222,7 +211,7 @@ def probe(settings: Settings, builds: tuple[str, ...] = (), machines: tuple[str,
     from .run import new_run_id
 
     check_builds(settings, builds, machines)  # usage errors before the engine is contacted
-    with docker_runtime(f"probe-{new_run_id()}") as runtime:
+    with container_runtime(settings, f"probe-{new_run_id()}") as runtime:
         return probe_command(settings, runtime, list(builds), list(machines), log)
 
 
@@ -240,7 +229,7 @@ def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
         from .matrix import check_filter
 
         check_filter(machines)
-    with docker_runtime(f"bench-{new_run_id()}") as runtime:
+    with container_runtime(settings, f"bench-{new_run_id()}") as runtime:
         run_bench(settings, runtime, log, machines, runs)
     return EXIT_OK
 
@@ -252,7 +241,7 @@ def bench_probe(settings: Settings, repeat: str = "3") -> int:
     runs = int(repeat) if repeat.isdigit() else 0
     if runs < 1:
         raise UsageError(f"--repeat '{repeat}': expected a whole number >= 1")
-    with docker_runtime(f"bench-{new_run_id()}") as runtime:
+    with container_runtime(settings, f"bench-{new_run_id()}") as runtime:
         result = run_bench(settings, runtime, log=log, repeat=runs)
     return EXIT_OK if result["identical"] else EXIT_DEVIATION
 
@@ -264,7 +253,7 @@ def bench_upstream(settings: Settings, repo: str, ref: str = "v7.2.0") -> int:
     if not repo:
         raise UsageError("bench.upstream: give --repo (a clone or URL of upstream QEMU)")
     sources.parse_spec(f"git:{repo}@{ref}")
-    with docker_runtime(f"bench-{new_run_id()}") as runtime:
+    with container_runtime(settings, f"bench-{new_run_id()}") as runtime:
         run_bench(settings, runtime, repo, ref, log=log)
     return EXIT_OK
 
@@ -333,7 +322,7 @@ def matrix(settings: Settings, **options: Any) -> int:
         options["resume"] = True
     opts = MatrixOptions(**{**options, "run_id": options.get("run_id") or new_run_id()})
     checked = plan(settings, opts)
-    with docker_runtime(opts.run_id) as runtime:
+    with container_runtime(settings, opts.run_id) as runtime:
         return run_matrix(settings, runtime, opts, log, checked)
 
 

@@ -70,6 +70,8 @@ class Settings:
     package_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent)
     # the pins of builds this run imported (patchcheck.artifacts); never from configuration
     imported: Path | None = None
+    runtime: str = "docker"  # the container engine: a name in patchcheck.engines.REGISTRY
+    runtime_host: str = ""  # the engine's API address (unix:///PATH); "": the engine's default
 
     @property
     def containers_dir(self) -> Path:
@@ -300,6 +302,7 @@ def _load(config: Any) -> Settings:
     builds.update(_builds(_section(root, "builds")))
     nightly = _section(root, "nightly")
     cache = str(root.get("cache_dir") or "")
+    runtime = _runtime(root.get("runtime"))
     return Settings(
         cache_dir=Path(cache).expanduser().absolute() if cache else default_cache_dir(),
         reports_dir=Path(str(root.get("reports_dir") or "reports")),
@@ -318,7 +321,31 @@ def _load(config: Any) -> Settings:
             refs=_list(nightly.get("refs"), "nightly.refs"),
             fix=str(nightly.get("fix") or ""),
         ),
+        runtime=runtime,
+        runtime_host=_runtime_host(root.get("runtime_host")),
     )
+
+
+def _runtime(value: object) -> str:
+    from . import engines
+
+    name = str(value or engines.DEFAULT).strip()
+    if name not in engines.REGISTRY:
+        raise ConfigError(f"runtime '{name}' is not a known container engine (known: "
+                          f"{', '.join(engines.names())})", _key("runtime"))
+    return name
+
+
+def _runtime_host(value: object) -> str:
+    """runtime_host: the engine's API socket, unix:///PATH (or an absolute path); "" is the
+    engine's own default."""
+    text = str(value or "").strip()
+    if text.startswith("/"):
+        text = f"unix://{text}"
+    if text and (not text.startswith("unix:///") or any(c.isspace() for c in text)):
+        raise ConfigError(f"runtime_host '{text}' is not a unix socket like "
+                          "unix:///run/podman/podman.sock", _key("runtime_host"))
+    return text
 
 
 def _defaults(scenario: str) -> Defaults:

@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,10 @@ class LaunchedProcess:
 
 
 class DockerContainer:
-    def __init__(self, runtime: DockerRuntime, container: Any, launcher: str | None = None
+    def __init__(self, runtime: DockerRuntime, container_id: str, launcher: str | None = None
                  ) -> None:
         self._runtime = runtime
-        self._container = container
-        self.id: str = container.id
+        self.id = container_id
         self.api = runtime.client.api
         self._launcher = launcher  # the launcher's socket, when the spec asked to spawn
 
@@ -215,28 +214,71 @@ def engine_reason(exc: BaseException) -> str:
     return text[0] if text else type(cause).__name__
 
 
+def ping_headers(client: Any) -> Mapping[str, str]:
+    """The headers of the engine's /_ping answer: Podman's name its libpod API version."""
+    api = client.api
+    response = api.get(f"{api.base_url}/_ping", timeout=30)
+    response.raise_for_status()
+    return dict(response.headers)
+
+
+def is_podman(headers: Mapping[str, str]) -> bool:
+    return any(k.lower() == "libpod-api-version" for k in headers)
+
+
 class DockerRuntime:
-    """Docker engine through the docker SDK; every container labelled with the run id."""
+    """Docker engine through the docker SDK; every container labelled with the run id.
 
-    cli = "docker"
+    What another engine behind the same API does differently is in these hooks
+    (podman_runtime.py): `default_host`, `client_for`, `check_engine`, `hint`,
+    `host_config`, `build_stream`, `import_image`.
+    """
 
-    def __init__(self, run_id: str, client: Any = None) -> None:
-        import docker  # imported here so unit tests with a fake runtime need no engine
+    cli = "docker"  # the engine's command line tool, for the reproducers
+    engine = "Docker"
 
+    def __init__(self, run_id: str, client: Any = None, *, host: str = "") -> None:
         self.run_id = run_id
+        self.host = host or self.default_host()
         try:
-            self.client = client or docker.from_env(timeout=600)
-            self.client.ping()
+            self.client = client or self.client_for(host)
+            self.check_engine(ping_headers(self.client))
+        except InfraError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
-            host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-            raise InfraError(
-                f"Docker engine not reachable at {host}: {engine_reason(exc)} (start one: "
-                "dockerd --bridge=none --iptables=false &)"
-            ) from None
+            raise InfraError(f"{self.engine} engine not reachable at {self.host}: "
+                             f"{engine_reason(exc)} ({self.hint()})") from None
         self._lock = threading.Lock()
         self._started: set[str] = set()
         self._sockets: str | None = None
         self._closed = False  # no container starts after close (e.g. from a probe thread)
+
+    def default_host(self) -> str:
+        """Where the engine is when patchcheck.runtime_host is empty."""
+        return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def client_for(self, host: str) -> Any:
+        """The SDK's client: `host` (a setting) or the environment's engine."""
+        import docker  # imported here so unit tests with a fake runtime need no engine
+
+        if host:
+            return docker.DockerClient(base_url=host, timeout=600)
+        return docker.from_env(timeout=600)
+
+    def check_engine(self, ping: Mapping[str, str]) -> None:
+        """The engine that answered is the one configured (its /_ping headers)."""
+        if is_podman(ping):
+            raise InfraError(f"the engine at {self.host} is Podman: set patchcheck.runtime "
+                             "to podman (INVOKE_PATCHCHECK_RUNTIME=podman)")
+
+    def hint(self) -> str:
+        """How to start the engine, for the one line that says it does not answer."""
+        return "start one: dockerd --bridge=none --iptables=false &"
+
+    def host_config(self, spec: ContainerSpec) -> dict[str, Any]:
+        """Engine-specific HostConfig fields of a new container, in the API's own words,
+        beside the common hardening (a field of that wins over the engine's)."""
+        return {}
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         import docker.errors
@@ -275,40 +317,47 @@ class DockerRuntime:
                        DockerMount(LAUNCHER_IN_CONTAINER, str(LAUNCHER), type="bind",
                                    read_only=True)]
             command = ["python3", "-I", LAUNCHER_IN_CONTAINER, launcher]
+        api = self.client.api
         try:
-            container = self.client.containers.create(
-                spec.image,
-                command,
-                detach=True,
+            hardened = api.create_host_config(
                 network_mode=spec.network,
-                labels=labels,
                 mounts=mounts,
-                environment=dict(spec.env),
                 devices=[f"{d}:{d}:rwm" for d in spec.devices],
-                user=spec.user or "",
-                working_dir=spec.workdir,
                 privileged=False,
                 cap_drop=["NET_RAW"],
                 security_opt=["no-new-privileges"],
-                stop_signal="SIGKILL",
             )
+            hardened["Privileged"] = False  # the SDK writes it only when true
+            host_config = {**self.host_config(spec), **hardened}  # the engine's never win
+            created = api.create_container(
+                spec.image,
+                command,
+                detach=True,
+                labels=labels,
+                environment=dict(spec.env),
+                user=spec.user or "",
+                working_dir=spec.workdir,
+                stop_signal="SIGKILL",
+                host_config=host_config,
+            )
+            container_id = str(created["Id"])
         except Exception as exc:  # noqa: BLE001
             raise InfraError(f"cannot create a {spec.role} container from {spec.image}: "
                              f"{exc}") from None
         with self._lock:
             closing = self._closed
             if not closing:
-                self._started.add(str(container.id))
+                self._started.add(container_id)
         if closing:  # close() ran while it was created: it missed this one
-            self.remove(str(container.id))
+            self.remove(container_id)
             raise InfraError(f"no {spec.role} container: the run is ending")
         try:
-            container.start()
+            api.start(container_id)
         except Exception as exc:  # noqa: BLE001 - e.g. its command is not in the image
-            self.remove(str(container.id))  # created, never started: still ours to remove
+            self.remove(container_id)  # created, never started: still ours to remove
             raise InfraError(f"cannot start a {spec.role} container from {spec.image}: "
                              f"{exc}") from None
-        return DockerContainer(self, container, launcher)
+        return DockerContainer(self, container_id, launcher)
 
     def _socket_dir(self) -> str:
         """The runtime's private (0700) directory for launcher sockets; short, because unix
@@ -322,10 +371,7 @@ class DockerRuntime:
                     labels: Mapping[str, str], log: Callable[[str], None]) -> str:
         """Build (network host: package installs) and return the image id."""
         try:
-            for chunk in self.client.api.build(
-                path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
-                decode=True, network_mode="host", labels=dict(labels),
-            ):
+            for chunk in self.build_stream(context, dockerfile, tag, labels):
                 if "stream" in chunk and chunk["stream"].strip():
                     log(chunk["stream"].rstrip())
                 if "error" in chunk:
@@ -338,6 +384,14 @@ class DockerRuntime:
         if image_id is None:
             raise InfraError(f"image {tag} was not created")
         return image_id
+
+    def build_stream(self, context: Path, dockerfile: str, tag: str,
+                     labels: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """The engine's build, its progress as decoded JSON objects (network host)."""
+        stream: Iterator[dict[str, Any]] = self.client.api.build(
+            path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
+            decode=True, network_mode="host", labels=dict(labels))
+        return stream
 
     def pull_image(self, repository: str, tag: str) -> bool:
         """Whether a registry gave the image (False: none reachable, or none has it)."""
@@ -379,3 +433,6 @@ class DockerRuntime:
         if self._sockets is not None:
             shutil.rmtree(self._sockets, ignore_errors=True)
             self._sockets = None
+
+
+RUNTIME = DockerRuntime

@@ -4,13 +4,15 @@ tasks)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import paths, scenarios
-from .commands import _git_repository, docker_runtime, log
+from .commands import _git_repository, log
 from .commits import History, check_clean, parse_range
 from .config import Settings, plain
+from .engines import container_runtime
 from .errors import UsageError
 from .sources import GitSources
 
@@ -32,7 +34,7 @@ def series(settings: Settings, repo: str, range_text: str, machines: str = "") -
     base, tip = parse_range(range_text)
     check_clean(repo, (base, tip))
     History(GitSources(settings.cache_dir), repo).between(base, tip)  # no commits: exit 2
-    with docker_runtime(new_run_id()) as runtime:
+    with container_runtime(settings, new_run_id()) as runtime:
         return run_series(settings, runtime, repo, range_text, log, machines)
 
 
@@ -56,7 +58,8 @@ def bisect(settings: Settings, config: Any, repo: str, good: str, bad: str, case
     tree.update(cache_dir=str(settings.cache_dir.resolve()),
                 reports_dir=str(settings.reports_dir.resolve()))
     tree.setdefault("matrix", {})["scenario"] = settings.matrix.scenario
-    return run_bisect(settings, tree, docker_runtime, repo, good, bad, case, run_id, log)
+    return run_bisect(settings, tree, partial(container_runtime, settings), repo, good, bad,
+                      case, run_id, log)
 
 
 def bench_sequence(settings: Settings, config: Any) -> int:
@@ -66,5 +69,5 @@ def bench_sequence(settings: Settings, config: Any) -> int:
     tree = plain(config["patchcheck"])
     tree.update(reports_dir=str(settings.reports_dir.resolve()))
     tree.setdefault("matrix", {})["scenario"] = settings.matrix.scenario
-    run_bench(settings, tree, docker_runtime, log)
+    run_bench(settings, tree, partial(container_runtime, settings), log)
     return EXIT_OK

@@ -232,6 +232,17 @@ ROWS = [
     Row("Docker engine missing keeps the reason", ["matrix", "--run-id", "fine"],
         ["Docker engine not reachable at unix://{root}/no-docker.sock", "No such file or directory"],
         code=3),
+    Row("unknown container engine", ["matrix"],
+        ["INVOKE_PATCHCHECK_RUNTIME", "runtime 'rkt' is not a known container engine "
+         "(known: docker, podman)"], env={"INVOKE_PATCHCHECK_RUNTIME": "rkt"}),
+    Row("engine socket not a unix socket", ["matrix"],
+        ["INVOKE_PATCHCHECK_RUNTIME_HOST", "is not a unix socket"],
+        env={"INVOKE_PATCHCHECK_RUNTIME_HOST": "tcp://127.0.0.1:2375"}),
+    Row("Podman service missing keeps the reason", ["matrix", "--run-id", "fine"],
+        ["Podman engine not reachable at unix://{root}/no-podman.sock",
+         "No such file or directory", "podman system service"], code=3,
+        env={"INVOKE_PATCHCHECK_RUNTIME": "podman",
+             "CONTAINER_HOST": "unix://{root}/no-podman.sock"}),
 ]
 
 

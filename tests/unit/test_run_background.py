@@ -37,18 +37,19 @@ class FakeClient:
         self.created: list[str] = []
         self.removed: list[str] = []
         self.before_create: Any = None
-        self.containers = SimpleNamespace(create=self._create)
-        self.api = SimpleNamespace(remove_container=self._remove)
-
-    def ping(self) -> bool:
-        return True
+        self.api = SimpleNamespace(
+            base_url="http+docker://localhost", remove_container=self._remove,
+            get=lambda url, timeout: SimpleNamespace(headers={"Api-Version": "1.41"},
+                                                     raise_for_status=lambda: None),
+            create_host_config=lambda **kwargs: dict(kwargs), create_container=self._create,
+            start=lambda cid: None)
 
     def _create(self, *args: Any, **kwargs: Any) -> Any:
         if self.before_create:
             self.before_create()
         cid = f"c{len(self.created)}"
         self.created.append(cid)
-        return SimpleNamespace(id=cid, start=lambda: None)
+        return {"Id": cid}
 
     def _remove(self, cid: str, force: bool = False) -> None:
         self.removed.append(cid)

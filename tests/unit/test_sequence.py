@@ -124,7 +124,7 @@ def test_the_predicate_answers_with_git_bisects_exit_codes(
         assert commit == shas[0] and subject == "c0" and str(case) == "pc-q35-6.0:SELF->SELF[synthetic]"
         return Step(commit, subject, outcome=outcome)
 
-    monkeypatch.setattr(bisect_step, "docker_runtime", lambda run_id: NoEngine())
+    monkeypatch.setattr(bisect_step, "container_runtime", lambda settings, run_id: NoEngine())
     monkeypatch.setattr(bisect_step, "evaluate", evaluate)
     monkeypatch.chdir(repo)
     assert bisect_step.main(["x", str(predicate)]) == code
