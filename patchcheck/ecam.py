@@ -74,6 +74,9 @@ class Qtest:
     def out(self, size: int, port: int, value: int) -> None:
         self.command(f"out{_SUFFIX[size]} {port:#x} {value:#x}")
 
+    def inp(self, size: int, port: int) -> int:
+        return int(self.command(f"in{_SUFFIX[size]} {port:#x}"), 16)
+
     def read(self, size: int, address: int) -> int:
         return int(self.command(f"read{_SUFFIX[size]} {address:#x}"), 16)
 

@@ -94,20 +94,36 @@ def _check_offset(offset: int, size: int) -> None:
         raise ValueError(f"config offset {offset:#x} not aligned for a {size * 8}-bit access")
 
 
-class PciConfig:
-    """Configuration space of one function, accessed through ports 0xcf8/0xcfc."""
+class PortIo(Protocol):
+    """Port I/O as a guest does it (ecam.Qtest: QEMU's qtest protocol `in`/`out`)."""
 
-    def __init__(self, monitor: Monitor, address: PciAddress) -> None:
+    def out(self, size: int, port: int, value: int) -> None: ...
+
+    def inp(self, size: int, port: int) -> int: ...
+
+
+class PciConfig:
+    """Configuration space of one function, accessed through ports 0xcf8/0xcfc: with the
+    monitor's HMP `o`/`i` commands, or through `io` (a qtest connection: the same port
+    accesses, without a QMP round trip each)."""
+
+    def __init__(self, monitor: Monitor, address: PciAddress, io: PortIo | None = None) -> None:
         self.monitor = monitor
         self.address = address
+        self.io = io
 
     def _out(self, size: int, port: int, value: int) -> None:
+        if self.io is not None:
+            self.io.out(size, port, value)
+            return
         command = f"o /{_HMP_SIZE[size]} {port:#x} {value:#x}"
         output = self.monitor.hmp(command).strip()
         if output:
             raise PciError(f"HMP {command!r} failed: {output}")
 
     def _in(self, size: int, port: int) -> int:
+        if self.io is not None:
+            return self.io.inp(size, port)
         command = f"i /{_HMP_SIZE[size]} {port:#x}"
         output = self.monitor.hmp(command)
         match = _IN_RE.search(output)

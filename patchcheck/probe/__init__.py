@@ -124,8 +124,10 @@ def machines_per_build(records: Mapping[str, BuildRecord], machines: Sequence[st
 def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildRecord],
               machines: Sequence[str] = (), log: Log = print, *, run_id: str = "",
               outdir: Path | None = None, jobs: int | None = None,
-              scenario_name: str = "", scratch: Path | None = None) -> ProbeRun:
-    """Probe built QEMUs; no files written except vmstate dumps under `outdir/vmstate`."""
+              scenario_name: str = "", scratch: Path | None = None,
+              port_io: str = "qtest") -> ProbeRun:
+    """Probe built QEMUs; no files written except vmstate dumps under `outdir/vmstate`.
+    `port_io`: "qtest", or "hmp" (the monitor's commands, to cross-check the transport)."""
     from .. import scenarios
 
     scen = scenarios.get(scenario_name or settings.matrix.scenario)
@@ -157,7 +159,7 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
     try:
         runner = ProbeRunner(hosts, scratch, scen, registers,
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
-                             jobs=jobs, method=m.probe_method)
+                             jobs=jobs, method=m.probe_method, port_io=port_io)
         for name, record in records.items():
             for machine in per_build[name]:
                 log(f"[probe] {name} {machine}: probing")

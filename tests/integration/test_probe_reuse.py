@@ -2,7 +2,8 @@
 method (a new QEMU per experiment), on every build of both scenarios' default matrices and
 every machine type the probe examines there: identical per-bit results (behaviour, values,
 transitions, side effects, conformance, the trace op for op), identical reset values and
-comparisons, and far fewer QEMUs."""
+comparisons, and far fewer QEMUs. And the port I/O over qtest against the monitor's HMP
+`o`/`i` commands, the transport the probe used before: identical results too."""
 
 from __future__ import annotations
 
@@ -66,3 +67,20 @@ def test_reuse_gives_the_fresh_results_on_every_build(scenario: str,
     assert _comparisons(fresh) == _comparisons(reuse)
     launched = {m: sum(p.qemus for p in runs[m].probes) for m in runs}
     assert launched["reuse"] * 4 < launched["fresh"], launched
+
+
+def test_port_io_over_qtest_gives_the_hmp_results(runtime: DockerRuntime) -> None:
+    """Every pds build (the scenario probed through legacy port I/O), fresh QEMUs, by both
+    transports."""
+    settings = _settings("pds", "fresh")
+    pipeline = Pipeline(runtime, settings, log=lambda line: None)
+    records = {name: pipeline.build(settings.builds[name]) for name in settings.matrix.builds}
+    runs = {io: run_probe(settings, runtime, records, log=lambda line: None, jobs=2, port_io=io)
+            for io in ("hmp", "qtest")}
+    hmp, qtest = runs["hmp"], runs["qtest"]
+    assert not hmp.errors and not qtest.errors and len(hmp.probes) >= len(records)
+    for a, b in zip(hmp.probes, qtest.probes, strict=True):
+        assert not a.errors and not b.errors, (a.errors, b.errors)
+        assert (a.build, a.machine, a.reset) == (b.build, b.machine, b.reset)
+        assert _bits(a) == _bits(b), (a.build, a.machine)
+    assert _comparisons(hmp) == _comparisons(qtest)
