@@ -71,10 +71,12 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
         cwd=project, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "CI": "true"})
     out = damaged.stdout + damaged.stderr
-    assert damaged.returncode != 0 and "FAIL  matrix: [1/2]" in out, out[-4000:]
-    errors = _job_lines(out, "matrix: [1/2]", "patchcheck: error:")
-    assert len(errors) == 1 and "builds.tar.gz: unreadable" in errors[0], out[-4000:]
-    assert "exit code 3" in out or "exited with 3" in out or " 3\n" in out, out[-4000:]
+    # (gitlab-ci-local's own exit status does not tell a failed job of a partial run; the
+    # shard's exit code 3 is asserted in tests/integration/test_artifacts.py)
+    assert "FAIL  matrix: [1/2]" in out and "PASS  matrix: [1/2]" not in out, out[-4000:]
+    errors = [ln for ln in out.splitlines() if "patchcheck: error:" in ln]
+    assert errors and all("build artifact builds.tar.gz: unreadable" in ln for ln in errors), \
+        out[-4000:]
     assert "Traceback" not in out and not _job_lines(out, "matrix: [1/2]", "Compiling C object")
     # the same verdicts as one host running the same refs
     single = subprocess.run(
