@@ -1,10 +1,12 @@
-"""The minimal build (the default configuration) against the full one: the default matrix
-run with both gives the same observed outcome in every case.
+"""The minimal build (the default configuration) against the full one: the same observed
+outcome in every case, the same register-semantics finding.
 
 The minimal run is the session's `invoke matrix` (shared with test_matrix.py); the full
 run is `invoke -f FILE matrix` with `build.devices: []` — QEMU's default device set and the
 feature-trimmed `build.configure` alone, as documented — so its builds are separate cache
-entries next to the minimal ones.
+entries next to the minimal ones. The full run takes the 7.2 tree's three builds (every
+pair among them, every machine type): one cold full build instead of two keeps the suite's
+time down (docs/builds.md: until 2026-12-03 it compared the whole default matrix).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ def full_matrix_run(tmp_path_factory: pytest.TempPathFactory) -> MatrixRun:
     conf = work / "full.json"
     conf.write_text(json.dumps({"patchcheck": {"build": {"devices": []},
                                                "reports_dir": str(work / "reports")}}))
-    return MatrixRun(invoke("-f", str(conf), "matrix", env={"CI": "true"}))
+    return MatrixRun(invoke("-f", str(conf), "matrix", "--builds", ",".join(FULL),
+                            env={"CI": "true"}))
+
+
+FULL = ("7.2-none", "7.2-v1", "7.2-v2")  # the tree the full configuration is built for
 
 
 def _key(case: dict[str, Any]) -> Key:
@@ -45,8 +51,9 @@ def _outcomes(run: MatrixRun) -> dict[Key, str]:
 
 def test_two_really_different_configurations(default_matrix_run, full_matrix_run):
     minimal, full = default_matrix_run.data["builds"], full_matrix_run.data["builds"]
-    assert set(minimal) == set(full) == {"7.2-none", "7.2-v1", "7.2-v2", "10.0-v2", "10.0-none"}
-    for name in minimal:
+    assert set(minimal) == {"7.2-none", "7.2-v1", "7.2-v2", "10.0-v2", "10.0-none"}
+    assert set(full) == set(FULL)
+    for name in full:
         small, big = minimal[name], full[name]
         assert small["devices"] == "minimal", (name, small.get("devices"))
         assert big["devices"] == "default", (name, big.get("devices"))
@@ -65,13 +72,14 @@ def test_two_really_different_configurations(default_matrix_run, full_matrix_run
 def test_same_observed_outcome_in_every_case(default_matrix_run, full_matrix_run):
     minimal, full = _outcomes(default_matrix_run), _outcomes(full_matrix_run)
     assert not default_matrix_run.data["partial"] and not full_matrix_run.data["partial"]
-    assert minimal.keys() == full.keys()
     assert len(minimal) >= 800  # the whole default matrix (853 cases with QEMU 7.2 and 10.0)
-    differ = [(key, minimal[key], full[key]) for key in minimal if minimal[key] != full[key]]
+    within = {key for key in minimal if key[2] in FULL and key[3] in FULL}
+    assert full.keys() == within and len(full) >= 200  # every case of the 7.2 tree's pairs
+    differ = [(key, minimal[key], full[key]) for key in full if minimal[key] != full[key]]
     assert not differ, (f"{len(differ)} cases differ (minimal, full): {differ[:20]}\n"
                         f"minimal: {default_matrix_run.unexpected()}\n"
                         f"full: {full_matrix_run.unexpected()}")
-    assert {"passed", "failed"} == set(minimal.values())
+    assert {"passed", "failed"} == set(full.values())
 
 
 def test_same_register_semantics_finding(default_matrix_run, full_matrix_run):
@@ -79,14 +87,15 @@ def test_same_register_semantics_finding(default_matrix_run, full_matrix_run):
     assert codes == (1, 1), (default_matrix_run.unexpected(), full_matrix_run.unexpected())
     probes = [json.loads((Path(run.run_dir) / "probe.json").read_text())
               for run in (default_matrix_run, full_matrix_run)]
-    assert probes[0]["verdict"] == probes[1]["verdict"]
-    assert "7.2-v1" in probes[0]["verdict"] and "PDS" in probes[0]["verdict"]
+    for probe in probes:
+        assert "7.2-v1" in probe["verdict"] and "PDS" in probe["verdict"], probe["verdict"]
 
     def changes(probe: dict[str, Any]) -> list[tuple[Any, ...]]:
         return sorted((p["machine"], p["without"], p["with_fix"], c["register"], c["bit"],
                        c["without"], c["with_fix"], c["change"])
-                      for p in probe["pairs"] for c in p["changes"])
-    assert changes(probes[0]) == changes(probes[1])
+                      for p in probe["pairs"] for c in p["changes"]
+                      if p["without"] in FULL and p["with_fix"] in FULL)
+    assert changes(probes[1]) and changes(probes[0]) == changes(probes[1])
 
 
 def test_precompiled_header_changes_no_byte_of_the_binary(builds, runtime, settings):
