@@ -17,15 +17,15 @@ from pathlib import Path
 
 PTH_NAME = "patchcheck-invoke.pth"
 # One line, run by site.py at every interpreter start: cheap (a name test) for every program
-# but invoke; nothing at all where the installed patchcheck has no guard (uninstalled, or an
-# older version).
-# The program is invoke when its script is `invoke`/`inv` (the console scripts) or the
-# interpreter was started with `-m invoke` (sys.orig_argv: sys.argv is not final yet).
+# but invoke. The program is invoke when its script is `invoke`/`inv` (the console scripts)
+# or the interpreter was started with `-m invoke` (sys.orig_argv: sys.argv is not final
+# yet). An ImportError (patchcheck uninstalled, an older version without the guard, an
+# editable install whose checkout is gone) leaves invoke as it is, silently.
 PTH_LINE = (
     "import sys; (sys.argv[:1] and sys.argv[0].rsplit('/', 1)[-1] in ('invoke', 'inv') "
     "or ('-m', 'invoke') in zip(sys.orig_argv, sys.orig_argv[1:])) "
-    "and __import__('importlib.util').util.find_spec('patchcheck.invoke_guard') "
-    "and __import__('patchcheck.invoke_guard').invoke_guard.activate()\n"
+    "and exec('try:\\n import patchcheck.invoke_guard as guard\\nexcept ImportError:\\n"
+    " pass\\nelse:\\n guard.activate()')\n"
 )
 TASKS_MARK = "patchcheck"
 

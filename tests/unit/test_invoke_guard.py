@@ -35,7 +35,8 @@ def test_install_writes_one_line_once(tmp_path: Path) -> None:
     assert invoke_guard.install(tmp_path) == path and path.stat().st_mtime_ns == before
 
 
-def _run_as(program: str, site_dir: Path, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
+def _run_as(program: str, site_dir: Path, cwd: Path, home: Path,
+            project: Path = PROJECT) -> subprocess.CompletedProcess[str]:
     """A real interpreter whose argv[0] is `program` (as in invoke's console script), with
     `site_dir` added as a site directory (so its .pth runs) and invoke's Program run as the
     console script does."""
@@ -47,7 +48,7 @@ def _run_as(program: str, site_dir: Path, cwd: Path, home: Path) -> subprocess.C
         "from invoke.main import program\n"
         "sys.exit(program.run())\n")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")},
-           "HOME": str(home), "PYTHONPATH": str(PROJECT)}
+           "HOME": str(home), "PYTHONPATH": str(project)}
     return subprocess.run([sys.executable, "-S", str(script), "--list"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -87,3 +88,14 @@ def test_without_the_guard_invoke_shows_its_traceback(tmp_path: Path) -> None:
     site_dir, project, home = _layout(tmp_path, "from patchcheck.tasks import ns\n", guard=False)
     result = _run_as("invoke", site_dir, project, home)
     assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_without_patchcheck_the_line_stays_silent(tmp_path: Path) -> None:
+    """patchcheck uninstalled (or an editable install whose checkout is gone): invoke runs
+    as it would without the file, with no "Error processing line" from site.py."""
+    site_dir, project, home = _layout(
+        tmp_path, "from invoke import task\n\n\n@task\ndef hello(c):\n    pass\n")
+    (home / ".invoke.yaml").write_text("{}\n")
+    result = _run_as("invoke", site_dir, project, home, project=tmp_path / "gone")
+    assert result.returncode == 0, result.stderr
+    assert "Error processing line" not in result.stderr and "Traceback" not in result.stderr
