@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.docker_runtime import LaunchedProcess
 from patchcheck.errors import InfraError
+from patchcheck.launched import LaunchedProcess
 from patchcheck.runtime import LAUNCHER
 
 

@@ -27,8 +27,10 @@ from patchcheck.probe import (
     vmstate,
 )
 from patchcheck.probe import classify as c
+from patchcheck.probe.assemble import assemble
 from patchcheck.probe.classify import Behaviour, Change, Op, Status
-from patchcheck.probe.runner import Experiment, assemble, experiments, run_experiment
+from patchcheck.probe.experiment import Experiment, experiments
+from patchcheck.probe.runner import run_experiment
 from patchcheck.scenarios.pds import registers as R
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, XHCI_ID
 

@@ -9,15 +9,9 @@ from typing import Any
 
 import pytest
 
-from patchcheck.probe.runner import (
-    Drifted,
-    Experiment,
-    Outcome,
-    assemble,
-    experiments,
-    restore,
-    run_experiment,
-)
+from patchcheck.probe.assemble import assemble
+from patchcheck.probe.experiment import Experiment, Outcome, experiments
+from patchcheck.probe.runner import Drifted, restore, run_experiment
 from patchcheck.scenarios.pds import registers as R
 
 from ..fakes import build_record

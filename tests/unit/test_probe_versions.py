@@ -17,7 +17,7 @@ import pytest
 from patchcheck import ecam
 from patchcheck.build import BuildRecord
 from patchcheck.pciconf import PciAddress, PciError
-from patchcheck.probe import model, runner, versions
+from patchcheck.probe import assemble, classify, experiment, model, runner, versions
 from patchcheck.scenarios.aer import ROOT_PORT_ID, SCENARIO
 from patchcheck.scenarios.aer.model import UNC_MASK_DEFAULT
 
@@ -138,7 +138,7 @@ def test_an_experiment_on_uncor_mask_through_ecam(qtest_server) -> None:
     registers = SCENARIO.probe
     assert registers is not None and registers.extended
     qt = ecam.Qtest(path, timeout=5)
-    exp = next(e for e in runner.experiments(registers) if e.bit == 22)
+    exp = next(e for e in experiment.experiments(registers) if e.bit == 22)
     outcome = runner.run_experiment(exp, Monitor(), registers, qt)
     qt.close()
     assert outcome.cap_offset == 0x100 and not outcome.error
@@ -185,18 +185,18 @@ def _probe(name: str, on: bool) -> model.BuildProbe:
     assert registers is not None
     record = _record(name, "10.0.13" if name != "old" else "7.2.22", on, NEW)
     outcomes = []
-    for exp in runner.experiments(registers):
+    for exp in experiment.experiments(registers):
         reset = UNC_MASK_DEFAULT if on else 0
         writable = on and bool(WMASK >> exp.bit & 1)
-        trace = [runner.classify.read("uncor_mask", reset)]
+        trace = [classify.read("uncor_mask", reset)]
         current = reset
         for value in runner.STEPS:
-            trace.append(runner.classify.write("uncor_mask", current))
+            trace.append(classify.write("uncor_mask", current))
             if writable:
                 current = (current & ~(1 << exp.bit)) | value << exp.bit
-            trace.append(runner.classify.read("uncor_mask", current))
+            trace.append(classify.read("uncor_mask", current))
         outcomes.append(runner.Outcome(exp, trace, 0x100))
-    return runner.assemble(record, "pc-q35-7.2", [], outcomes, registers)
+    return assemble.assemble(record, "pc-q35-7.2", [], outcomes, registers)
 
 
 @pytest.mark.parametrize(("newer_on", "newer_has_fix", "breaks"), [
