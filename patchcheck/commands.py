@@ -215,16 +215,22 @@ def probe(settings: Settings, builds: tuple[str, ...] = (), machines: tuple[str,
         return probe_command(settings, runtime, list(builds), list(machines), log)
 
 
+def _repeat(text: str) -> int:
+    """A bench's --repeat: a whole number >= 1."""
+    try:
+        runs = int(text)
+    except ValueError:
+        runs = 0
+    if runs < 1:
+        raise UsageError(f"--repeat '{text}': expected a whole number >= 1")
+    return runs
+
+
 def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
     from .bench import bench as run_bench
     from .run import new_run_id
 
-    try:
-        runs = int(repeat)
-    except ValueError:
-        runs = 0
-    if runs < 1:
-        raise UsageError(f"--repeat '{repeat}': expected a whole number >= 1")
+    runs = _repeat(repeat)
     if machines:
         from .matrix import check_filter
 
@@ -238,9 +244,7 @@ def bench_probe(settings: Settings, repeat: str = "3") -> int:
     from .bench_probe import bench_probe as run_bench
     from .run import new_run_id
 
-    runs = int(repeat) if repeat.isdigit() else 0
-    if runs < 1:
-        raise UsageError(f"--repeat '{repeat}': expected a whole number >= 1")
+    runs = _repeat(repeat)
     with container_runtime(settings, f"bench-{new_run_id()}") as runtime:
         result = run_bench(settings, runtime, log=log, repeat=runs)
     return EXIT_OK if result["identical"] else EXIT_DEVIATION

@@ -241,7 +241,7 @@ def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec],
     )
 
 
-PROBE_METHODS = ("reuse", "fresh")  # patchcheck.probe.runner.METHODS
+PROBE_METHODS = ("reuse", "fresh")  # how the probe gives each experiment a fresh device
 
 
 def _probe_method(value: Any) -> str:

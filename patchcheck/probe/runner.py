@@ -47,6 +47,7 @@ from typing import Protocol
 
 from .. import ecam
 from ..build import BuildRecord
+from ..config import PROBE_METHODS
 from ..errors import PatchcheckError
 from ..machine import Machine, MachineError, reproducer
 from ..migrate import Hosts, base_args
@@ -72,7 +73,7 @@ STEPS = (0, 1, 0, 1)  # the values written to the tested bit, in order
 
 
 
-METHODS = ("reuse", "fresh")
+METHODS = PROBE_METHODS  # patchcheck.matrix.probe_method, checked where it is read
 
 
 class Drifted(PatchcheckError):
