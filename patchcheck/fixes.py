@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .sources import commit_env
+from .treelink import GIT_OPTIONS  # prepared trees share inodes, and their ctimes
 
 NO_FIX = ("none", "reverted")
 AS_IS = "as-is"
@@ -125,7 +126,8 @@ def fix_key(state: str, known: KnownFixes | None = None) -> str:
 
 def _git(tree: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["git", "-C", str(tree), *args], input=stdin, capture_output=True, check=False,
+        ["git", "-C", str(tree), *GIT_OPTIONS, *args], input=stdin, capture_output=True,
+        check=False,
         env={**_base_env(), **commit_env()},
     )
 

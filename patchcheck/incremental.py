@@ -19,15 +19,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .treelink import OLD_MTIME  # unchanged sources of an incremental build look old
 from .trees import PreparedTree
 
 PCH_DIR = "patchcheck-pch"  # precompiled headers, in the build directory
-OLD_MTIME = 946684800  # 2000-01-01: unchanged sources of an incremental build look old to ninja
 
 
 def copy_build_dir(source: Path, target: Path) -> None:
@@ -70,13 +71,15 @@ def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
 def age_sources(root: Path, changed: Sequence[str]) -> None:
     """The timestamp trap (docs/builds.md, "Incremental builds"): ninja compares
     mtimes, so make every source file of the tree older than the copied build outputs, and
-    the changed files newer."""
+    the changed files newer. A file that is old already is left alone: prepared trees are
+    made old (treelink.make_old) and share inodes, whose times they share too."""
     for dirpath, dirnames, filenames in os.walk(root):
         if ".git" in dirnames:
             dirnames.remove(".git")
         for f in filenames:
             path = os.path.join(dirpath, f)
-            if not os.path.islink(path):
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_mtime != OLD_MTIME:
                 os.utime(path, (OLD_MTIME, OLD_MTIME))
     now = time.time()
     for rel in changed:

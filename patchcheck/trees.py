@@ -1,7 +1,8 @@
 """A resolved source + a fix state -> a prepared work tree (a git worktree, fix committed).
 
 Prepared trees live under <cache>/worktrees/<commit>-<fix-key>/ next to a JSON file
-recording how the fix went in; the tree's git tree id is the content key builds use.
+recording how the fix went in and which prepared tree its files were linked from
+(patchcheck.treelink); the tree's git tree id is the content key builds use.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import git
 
-from . import fixes
+from . import fixes, treelink
 from .errors import PatchcheckError
 from .locks import file_lock
 from .sources import Tree
@@ -52,27 +53,40 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path,
                 pass  # damaged entry: prepared again below
         _remove_worktree(tree.repo, path)
         record.unlink(missing_ok=True)
-        repo = git.Repo(tree.repo)
-        # checkout.workers=0: write the files with one worker per CPU (QEMU's ~10k files)
-        repo.git(c="checkout.workers=0").worktree("add", "--force", "--detach", str(path),
-                                                  tree.commit)
+        made_from = _check_out(tree, path, treelink.find(root, tree.repo, tree.commit, key))
         try:
             result = fixes.apply_fix(path, fix_state, known)
         except PatchcheckError:
             _remove_worktree(tree.repo, path)
             raise
+        treelink.make_old(path)
         tree_id = git.Repo(path).head.commit.tree.hexsha
         tmp = record.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"fix": result.to_dict(), "tree_id": tree_id}, indent=2))
+        tmp.write_text(json.dumps({"fix": result.to_dict(), "tree_id": tree_id,
+                                   "made_from": made_from, "old": True}, indent=2))
         tmp.rename(record)
         return PreparedTree(tree, path, result, tree_id)
+
+
+def _check_out(tree: Tree, path: Path, template: treelink.Template | None) -> str:
+    """The commit's files at `path`: linked from `template` where that works and gives a
+    clean tree (the template's key is returned), else checked out by git ("")."""
+    if template is not None:
+        if treelink.link(tree.repo, path, tree.commit, template) and _clean(git.Repo(path)):
+            return template.key
+        _remove_worktree(tree.repo, path)
+    # checkout.workers=0: write the files with one worker per CPU (QEMU's ~20k files)
+    git.Repo(tree.repo).git(c="checkout.workers=0").worktree(
+        "add", "--force", "--detach", str(path), tree.commit)
+    return ""
 
 
 def _clean(wt: git.Repo) -> bool:
     """No change to a tracked file and no untracked file. `git status` refreshes the index
     as it looks (GitPython's is_dirty runs `git diff`, which re-reads every racily clean
     file of a fresh checkout each time: ~1.4 s on QEMU's tree)."""
-    return not wt.git.status("--porcelain", "--untracked-files=normal").strip()
+    return not wt.git(c=treelink.GIT_OPTIONS[1]).status(
+        "--porcelain", "--untracked-files=normal").strip()
 
 
 def _as_asked(result: fixes.FixResult, fix_state: str, known: fixes.KnownFixes

@@ -1,0 +1,118 @@
+"""trees.prepare through patchcheck.treelink on the fake QEMU tree: a tree made from a nearby
+prepared tree shares its unchanged files (inodes), holds exactly its own commit, and leaves
+the template and both trees' git indexes as they were."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import git as git_module
+import pytest
+
+from patchcheck import incremental, treelink, trees
+from patchcheck.sources import Tree
+
+from ..conftest import PCIE_C, V2_LINE, Git
+
+pytestmark = pytest.mark.usefixtures("isolated_env")
+OTHER = "include/qemu/osdep.h"
+
+
+def made_from(prepared: trees.PreparedTree) -> str:
+    return str(json.loads(prepared.path.with_suffix(".json").read_text())["made_from"])
+
+
+def stat_clean(git: Git, tree: Path) -> str:
+    """What git's stat data does not vouch for, without hashing anything (diff-files does
+    not refresh): empty when the index describes the files as they are."""
+    return git(tree, *treelink.GIT_OPTIONS, "diff-files", "--name-only")
+
+
+def child(git: Git, tree: Tree, path: str, text: str, message: str) -> Tree:
+    target = tree.repo / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    git(tree.repo, "add", "-A")
+    git(tree.repo, "commit", "-q", "-m", message)
+    return Tree(tree.spec, tree.repo, git(tree.repo, "rev-parse", "HEAD"), tree.qemu_version)
+
+
+def test_the_fix_tree_is_linked_from_the_tree_without_it(fake_tree: Tree, git: Git,
+                                                          tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    without = trees.prepare(fake_tree, "none", cache)
+    with_fix = trees.prepare(fake_tree, "v2", cache)
+    assert made_from(without) == "" and made_from(with_fix) == without.path.name
+    assert os.stat(with_fix.path / OTHER).st_ino == os.stat(without.path / OTHER).st_ino
+    assert os.stat(with_fix.path / PCIE_C).st_ino != os.stat(without.path / PCIE_C).st_ino
+    assert V2_LINE in (with_fix.path / PCIE_C).read_text()
+    assert V2_LINE not in (without.path / PCIE_C).read_text()
+    for tree in (without, with_fix):
+        assert trees._clean(git_module.Repo(tree.path))
+        assert stat_clean(git, tree.path) == ""
+        assert {os.stat(tree.path / f).st_mtime for f in git(tree.path, "ls-files").split()} \
+            == {treelink.OLD_MTIME}
+
+
+def test_a_child_commit_is_linked_from_its_parent_and_holds_exactly_itself(
+        fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    parent = trees.prepare(fake_tree, "none", cache)
+    (fake_tree.repo / "VERSION").unlink()
+    second = child(git, fake_tree, OTHER, "/* changed */\n", "osdep: change, drop VERSION")
+    third = child(git, second, "hw/new/added.c", "int added;\n", "add a file")
+    tree = trees.prepare(third, "none", cache)
+    assert made_from(tree) == parent.path.name  # the nearest prepared ancestor
+    assert git(tree.path, "rev-parse", "HEAD") == third.commit
+    assert (tree.path / OTHER).read_text() == "/* changed */\n"
+    assert (tree.path / "hw/new/added.c").read_text() == "int added;\n"
+    assert not (tree.path / "VERSION").exists() and (parent.path / "VERSION").is_file()
+    assert (parent.path / OTHER).read_text() != "/* changed */\n"  # the template untouched
+    assert git(tree.path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert stat_clean(git, parent.path) == "" and stat_clean(git, tree.path) == ""
+
+
+def test_a_changed_template_does_not_leak_into_the_new_tree(fake_tree: Tree, git: Git,
+                                                            tmp_path: Path) -> None:
+    """Somebody wrote into a prepared tree (they should not): the new tree still holds the
+    commit, because the reset rewrites what the index does not vouch for."""
+    cache = tmp_path / "cache"
+    without = trees.prepare(fake_tree, "none", cache)
+    target = without.path / OTHER
+    target.unlink()  # a new inode: the edit stays in the template
+    target.write_text("edited by hand\n")
+    (without.path / "stray.c").write_text("untracked\n")
+    with_fix = trees.prepare(fake_tree, "v2", cache)
+    assert made_from(with_fix) == without.path.name
+    assert (with_fix.path / OTHER).read_text().strip() == \
+        git(fake_tree.repo, "show", f"HEAD:{OTHER}")
+    assert not (with_fix.path / "stray.c").exists()
+    assert git(with_fix.path, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_a_template_in_use_is_not_waited_for(fake_tree: Tree, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    without = trees.prepare(fake_tree, "none", cache)
+    with open(without.path.with_suffix(".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # another run is preparing it again
+        with_fix = trees.prepare(fake_tree, "v2", cache)
+    assert made_from(with_fix) == ""
+    assert V2_LINE in (with_fix.path / PCIE_C).read_text()
+
+
+def test_an_incremental_build_ages_only_what_changed(fake_tree: Tree, git: Git,
+                                                     tmp_path: Path) -> None:
+    """age_sources leaves old files alone: the shared inodes keep their times, so both trees'
+    indexes stay valid; only the changed file is new."""
+    cache = tmp_path / "cache"
+    without = trees.prepare(fake_tree, "none", cache)
+    with_fix = trees.prepare(fake_tree, "v2", cache)
+    before = os.stat(without.path / OTHER).st_ctime_ns
+    incremental.age_sources(with_fix.path, [PCIE_C])
+    assert os.stat(without.path / OTHER).st_ctime_ns == before
+    assert os.stat(with_fix.path / PCIE_C).st_mtime > treelink.OLD_MTIME
+    assert stat_clean(git, without.path) == ""
+    assert stat_clean(git, with_fix.path) == PCIE_C
