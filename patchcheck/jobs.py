@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,48 +34,70 @@ def in_background(name: str, func: Callable[[], R]) -> Callable[[], R]:
     return result
 
 
-def parallel(items: Sequence[T], func: Callable[[T], Iterable[R]], jobs: int
+def parallel(items: Iterable[T], func: Callable[[T], Iterable[R]], jobs: int
              ) -> Iterator[tuple[T, R]]:
     """Run func over items on `jobs` daemon threads; func gives an item's results one by
     one, and each is yielded as (item, result) as soon as it is there.
+
+    `items` may be lazy and slow (a generator that builds QEMU before it gives the cases
+    that need the build): a thread of its own takes them, so the workers run what is there
+    while it waits. What the generator raises reaches the caller, after the work given out
+    before it.
 
     Daemon threads, not a ThreadPoolExecutor: when the run is interrupted, the caller stops
     consuming, removes the QEMU containers and returns at once; a case still in flight must
     not hold the process open (an executor's workers are joined at exit).
     """
-    todo: queue.Queue[T] = queue.Queue()
-    done: queue.Queue[tuple[T, R | None, BaseException | None, bool]] = queue.Queue()
-    for item in items:
-        todo.put(item)
+    todo: queue.Queue[tuple[T] | None] = queue.Queue()  # None: no more work
+    done: queue.Queue[tuple[str, Any, BaseException | None]] = queue.Queue()
+    stopped = threading.Event()
+
+    def feeder() -> None:
+        count, error = 0, None
+        try:
+            for item in items:
+                if stopped.is_set():
+                    break
+                todo.put((item,))
+                count += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            error = exc
+        for _ in range(jobs):
+            todo.put(None)
+        done.put(("fed", count, error))
 
     def worker() -> None:
         while True:
-            try:
-                item = todo.get_nowait()
-            except queue.Empty:
+            entry = todo.get()
+            if entry is None or stopped.is_set():
                 return
+            item = entry[0]
             try:
                 for result in func(item):
-                    done.put((item, result, None, False))
-                done.put((item, None, None, True))
+                    done.put(("result", (item, result), None))
+                done.put(("finished", item, None))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                done.put((item, None, exc, True))
+                done.put(("finished", item, exc))
 
-    for _ in range(max(1, min(jobs, len(items)))):
+    jobs = max(1, jobs)
+    threading.Thread(target=feeder, name="feeder", daemon=True).start()
+    for _ in range(jobs):
         threading.Thread(target=worker, daemon=True).start()
     try:
+        fed: int | None = None
+        fed_error: BaseException | None = None
         finished = 0
-        while finished < len(items):
-            item, result, error, last = done.get()
-            if error is not None:
-                raise error
-            if last:
+        while fed is None or finished < fed:
+            kind, payload, error = done.get()
+            if kind == "fed":
+                fed, fed_error = payload, error
+            elif kind == "finished":
                 finished += 1
+                if error is not None:
+                    raise error
             else:
-                yield item, result  # type: ignore[misc]
+                yield payload
+        if fed_error is not None:
+            raise fed_error
     finally:
-        while not todo.empty():  # stop the workers after the case each is running
-            try:
-                todo.get_nowait()
-            except queue.Empty:
-                break
+        stopped.set()  # the workers stop after the item each is running; the feeder too

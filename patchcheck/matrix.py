@@ -132,24 +132,36 @@ def cases(
     common type, for the pairs `forced` accepts."""
     out: list[Case] = []
     for src, dst in pairs(build_sources, pair_selectors):
-        common = order(set(build_machines[src]) & set(build_machines[dst]))
-        try:
-            selected = select(common, machine_filter) if common else []
-        except UsageError:
-            selected = []  # this pair has no type in the filter; other pairs may
-        if not selected:
-            continue
-        for guest, selector in guests.items():
-            for machine in machines_for(selector, selected, boundary):
-                out.append(Case(machine, src, dst, guest))
-        if force and forced(src, dst):
-            for guest in guests:
-                out.append(Case(selected[-1], src, dst, guest, tuple(force)))
+        out += pair_cases(src, dst, build_machines[src], build_machines[dst], guests,
+                          machine_filter, force if forced(src, dst) else (), boundary)
     if not out:
         raise UsageError(f"--machines '{machine_filter}' matches none of the machine types "
                          "common to any pair")
-    return sorted(out, key=lambda c: (q35_version(c.machine), c.source, c.destination,
-                                      c.guest, c.globals))
+    return sorted(out, key=case_order)
+
+
+def case_order(case: Case) -> tuple[object, ...]:
+    """The matrix's stable order: machine type, then pair, guest action and -globals."""
+    return (q35_version(case.machine), case.source, case.destination, case.guest, case.globals)
+
+
+def pair_cases(src: str, dst: str, src_machines: Sequence[str], dst_machines: Sequence[str],
+               guests: Mapping[str, str], machine_filter: str = "", force: Sequence[str] = (),
+               boundary: Boundary = newest) -> list[Case]:
+    """One pair's cases: they depend on its two builds' machine types alone, so they can
+    run as soon as both builds exist (patchcheck.schedule)."""
+    common = order(set(src_machines) & set(dst_machines))
+    try:
+        selected = select(common, machine_filter) if common else []
+    except UsageError:
+        selected = []  # this pair has no type in the filter; other pairs may
+    if not selected:
+        return []
+    out = [Case(machine, src, dst, guest) for guest, selector in guests.items()
+           for machine in machines_for(selector, selected, boundary)]
+    if force:
+        out += [Case(selected[-1], src, dst, guest, tuple(force)) for guest in guests]
+    return sorted(out, key=case_order)
 
 
 def shard(items: Sequence[Case], k: int, n: int) -> list[Case]:

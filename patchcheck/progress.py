@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -16,8 +17,11 @@ def interactive() -> bool:
 
 
 class CaseProgress:
-    def __init__(self, total: int, label: str = "cases") -> None:
-        self.total = total
+    """`total`: how many, or a function that says it once known (cases that start while
+    builds still run: the whole list is known only after the last build)."""
+
+    def __init__(self, total: int | Callable[[], int | None], label: str = "cases") -> None:
+        self._total = total if callable(total) else (lambda: total)
         self.done = 0
         self._lock = threading.Lock()
         self._rich: Progress | None = None
@@ -25,7 +29,11 @@ class CaseProgress:
             self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
                                   MofNCompleteColumn(), TimeElapsedColumn(),
                                   console=Console(stderr=True), transient=True)
-            self._task = self._rich.add_task(label, total=total)
+            self._task = self._rich.add_task(label, total=self._total())
+
+    @property
+    def total(self) -> int | None:
+        return self._total()
 
     def __enter__(self) -> CaseProgress:
         if self._rich:
@@ -40,7 +48,9 @@ class CaseProgress:
     def advance(self, line: str) -> None:
         with self._lock:
             self.done += 1
+            total = self.total
             if self._rich:
-                self._rich.update(self._task, advance=1, description=line[:60])
+                self._rich.update(self._task, advance=1, description=line[:60], total=total)
             else:
-                print(f"[{self.done}/{self.total}] {line}", file=sys.stderr, flush=True)
+                print(f"[{self.done}/{total if total is not None else '?'}] {line}",
+                      file=sys.stderr, flush=True)

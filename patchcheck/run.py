@@ -13,7 +13,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,9 +35,11 @@ from .report.regenerate import write_all
 from .results import Case, CaseResult, RunResults, Side, write_json
 from .runtime import Mount, Runtime
 from .scenarios.base import Action, Scenario
+from .schedule import Schedule, build_order, groups
 
 if TYPE_CHECKING:
     from .guests.image import GuestImage
+from .guests.image import guests_dir
 from .verdict import judge_run, scenario_title
 
 LINUX = "linux"  # the real guest: its action needs the guest image (patchcheck.guests.linux)
@@ -147,9 +149,30 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
     summary_lines: list[str] = []
     semantics_result: Callable[[], Any] | None = None
     probe_scratch: Path | None = None
+    case_list: list[Case] = []
+    results = run.cases  # filled as cases finish: an interrupted run still reports them
+    # Cases start as soon as their two builds exist, unless the run needs the whole case
+    # list first (a shard is a slice of it, a resumed run matches it) or a build to choose
+    # its accelerator with.
+    streaming = not p.shard and not options.resume and p.accel == "tcg"
     try:
         pipeline = Pipeline(runtime, settings, log)
-        for name in names:
+        sources = {n: settings.builds[n].source for n in names}
+        forcing = scen.force_global  # the -global that brings the bug to a new type
+        force = [forcing] if m.force_global and forcing else []
+
+        def forced(src: str, dst: str) -> bool:
+            return src not in records or dst not in records or \
+                scen.force_applies(side(records[src]), side(records[dst]))
+
+        def cases_of(src: str, dst: str) -> list[Case]:
+            return matrix.pair_cases(src, dst, records[src].machines, records[dst].machines,
+                                     guests, machines, force if forced(src, dst) else (),
+                                     scen.boundary)
+        schedule = Schedule(matrix.pairs(sources, p.pairs), cases_of, LINUX,
+                            scen.defaults.first)
+
+        def build(name: str) -> None:
             try:
                 records[name] = pipeline.build(settings.builds[name])
                 run.builds[name] = records[name].to_dict()
@@ -158,47 +181,76 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                 run.builds[name] = {"name": name, "failed": str(exc),
                                     "source": settings.builds[name].source}
                 log(f"[{name}] build failed: {exc}")
-        sources = {n: settings.builds[n].source for n in names}
-        known = {n: records[n].machines for n in records}
-        fallback = sorted({t for ms in known.values() for t in ms})
-        build_machines = {n: known.get(n, fallback) for n in names}
-        forcing = scen.force_global  # the -global that brings the bug to a new type
-        force = [forcing] if m.force_global and forcing else []
 
-        def forced(src: str, dst: str) -> bool:
-            return src not in records or dst not in records or \
-                scen.force_applies(side(records[src]), side(records[dst]))
-        case_list = matrix.cases(build_machines, sources, p.pairs, guests,
-                                 machines, force, scen.boundary, forced)
-        if p.shard:
-            case_list = matrix.shard(case_list, *p.shard)
-        results = run.cases  # filled as cases finish: an interrupted run still reports them
-        if options.resume:
-            results.extend(finished_cases(outdir, case_list, records))
-            log(f"resuming {run_id}: {len(results)} of {len(case_list)} cases already finished")
-        done = {r.case.id for r in results}
-        todo = [c for c in case_list if c.id not in done]
-        if m.semantics and records and not p.shard and scen.probe is not None:
-            # The register-semantics probe needs only the builds: it runs beside the cases
-            # (they leave CPU idle while Linux guests wait for pciehp), with as many jobs.
-            # Its scratch directory is ours to remove: an interrupted run does not wait for it.
-            from .probe import matrix_semantics
+        ctx = RunContext(settings, runtime, scen, records, failed, outdir, jobs, timeout,
+                         p.accel, None, run.settings, linux=LINUX in guests)
 
-            probe_scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))
-            semantics_result = in_background("probe", lambda: matrix_semantics(
-                settings, runtime, records, outdir, log, jobs=jobs, scratch=probe_scratch))
-        log(f"{len(todo)} cases to run, {jobs} in parallel")
-        guest_image = None
-        if LINUX in guests or p.accel != "tcg":
-            from .guests.image import ensure_image
+        def every_case() -> list[Case]:
+            """The whole case list, once every build is settled (a failed build's pairs
+            get the other builds' machine types: their cases are listed, as skipped)."""
+            known = {n: records[n].machines for n in records}
+            fallback = sorted({t for ms in known.values() for t in ms})
+            build_machines = {n: known.get(n, fallback) for n in names}
+            every = matrix.cases(build_machines, sources, p.pairs, guests, machines, force,
+                                 scen.boundary, forced)
+            return matrix.shard(every, *p.shard) if p.shard else every
 
-            guest_image = ensure_image(runtime, settings, image_id=pipeline.image("bookworm"),
-                                       log=log)
-        _run_cases(RunContext(settings, runtime, scen, records, failed, outdir, jobs, timeout,
-                              p.accel, guest_image, run.settings), todo, results)
+        def after_builds() -> list[list[Case]]:
+            """Once every build is settled: the case list, the skipped cases, the probe, the
+            guest image; the groups not given out yet."""
+            nonlocal semantics_result, probe_scratch
+            case_list.extend(every_case())
+            finished: list[CaseResult] = []
+            if options.resume:
+                finished = finished_cases(outdir, case_list, records)
+                log(f"resuming {run_id}: {len(finished)} of {len(case_list)} cases already "
+                    "finished")
+            results.extend(finished)
+            done = {r.case.id for r in finished} | {c.id for c in schedule.released}
+            todo = []
+            for case in case_list:
+                missing = [b for b in (case.source, case.destination) if b in failed]
+                if missing:
+                    results.append(_skipped(case, records, missing[0], failed[missing[0]]))
+                elif case.id not in done:
+                    todo.append(case)
+            if m.semantics and records and not p.shard and scen.probe is not None:
+                # The register-semantics probe needs only the builds: it runs beside the
+                # cases (they leave CPU idle while Linux guests wait for pciehp), with as
+                # many jobs. Its scratch directory is ours to remove: an interrupted run
+                # does not wait for it.
+                from .probe import matrix_semantics
+
+                probe_scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))
+                scratch = probe_scratch
+                semantics_result = in_background("probe", lambda: matrix_semantics(
+                    settings, runtime, records, outdir, log, jobs=jobs, scratch=scratch))
+            if LINUX in guests or p.accel != "tcg":
+                from .guests.image import ensure_image
+
+                ctx.guest_image = ensure_image(runtime, settings,
+                                               image_id=pipeline.image("bookworm"), log=log)
+            early = len(schedule.released)
+            log(f"{early + len(todo)} cases to run, {jobs} in parallel"
+                + (f" ({early} started while building)" if early else ""))
+            ctx.total = early + len(todo)
+            return groups(todo, LINUX)
+
+        def feed() -> Iterator[list[Case]]:
+            for name in build_order(names, scen.defaults.first):
+                build(name)
+                if streaming:
+                    yield from schedule.release(records, failed)
+            yield from after_builds()
+
+        if streaming:
+            _run_cases(ctx, feed(), results)
+        else:
+            work = list(feed())  # every build first
+            _run_cases(ctx, work, results)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
-        run.partial = len(results) < len(case_list)
+        run.partial = not case_list or len(results) < len(case_list)
         probe_run = semantics_result() if semantics_result is not None else None
         decision = decide_run(run, semantics_of(probe_run))  # the verdict `check` reads back
         if probe_run is not None:
@@ -225,35 +277,38 @@ class RunContext:
     settings: Settings
     runtime: Runtime
     scenario: Scenario
-    records: dict[str, BuildRecord]  # the builds that exist
+    records: dict[str, BuildRecord]  # the builds that exist (filled as they are made)
     failed: dict[str, str]  # the builds that failed, and why: their cases are skipped
     outdir: Path
     jobs: int
     timeout: float
     accel: str = "tcg"
-    guest_image: GuestImage | None = None  # the Linux guest, when a case needs it
+    guest_image: GuestImage | None = None  # the Linux guest, set before a case needs it
     recorded: dict[str, Any] | None = None  # the run's settings: what `auto` resolved to
+    linux: bool = False  # Linux-guest cases will run: QEMU containers mount the guest images
+    total: int | None = None  # how many cases run, once known
 
 
-def _run_cases(ctx: RunContext, case_list: Sequence[Case], results: list[CaseResult]) -> None:
-    records, failed, runtime, settings, scen = (ctx.records, ctx.failed, ctx.runtime,
-                                                ctx.settings, ctx.scenario)
-    outdir, jobs, timeout, guest_image, accel = (ctx.outdir, ctx.jobs, ctx.timeout,
-                                                 ctx.guest_image, ctx.accel)
+def _run_cases(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseResult]) -> None:
+    """Run the groups of cases `work` gives (lazily: it may build while cases run)."""
+    records, runtime, settings, scen = ctx.records, ctx.runtime, ctx.settings, ctx.scenario
+    outdir, jobs, timeout, accel = ctx.outdir, ctx.jobs, ctx.timeout, ctx.accel
     m = settings.matrix
     scratch = scratch_dir()
     mounts = [Mount(str(scratch), str(scratch)),
               Mount(str(settings.cache_dir / "builds"), str(settings.cache_dir / "builds"),
                     read_only=True)]
     devices: tuple[str, ...] = ()
-    if guest_image is not None:
-        mounts.append(guest_image.mount())
+    if ctx.linux or ctx.guest_image is not None:
+        guests_root = guests_dir(settings)  # the images are made in it, maybe later
+        guests_root.mkdir(parents=True, exist_ok=True)
+        mounts.append(Mount(str(guests_root), str(guests_root), read_only=True))
     if accel != "tcg" and records:
         any_build = next(iter(records.values()))
         def image() -> GuestImage:
-            if guest_image is None:
+            if ctx.guest_image is None:
                 raise UsageError("the Linux guest's image was not made")
-            return guest_image
+            return ctx.guest_image
         choice = accel_mod.resolve(accel, runtime, any_build.image_id, any_build.binary,
                                    image, scratch)
         accel, devices = choice.accel, choice.devices
@@ -263,19 +318,12 @@ def _run_cases(ctx: RunContext, case_list: Sequence[Case], results: list[CaseRes
 
     def action_for(case: Case) -> Action | None:
         if case.guest == LINUX:
-            if guest_image is None:
+            if ctx.guest_image is None:
                 raise UsageError("the Linux guest's image was not made")
-            return scen.linux_action(guest_image, timeout)
+            return scen.linux_action(ctx.guest_image, timeout)
         return None
     try:
-        runnable = []
-        for case in case_list:
-            missing = [b for b in (case.source, case.destination) if b in failed]
-            if missing:
-                results.append(_skipped(case, records, missing[0], failed[missing[0]]))
-            else:
-                runnable.append(case)
-        with CaseProgress(len(runnable)) as progress:
+        with CaseProgress(lambda: ctx.total) as progress:
             def one(group: list[Case]) -> Iterator[CaseResult]:
                 def logdir(case: Case) -> Path:
                     return outdir / "cases" / case.slug
@@ -285,28 +333,13 @@ def _run_cases(ctx: RunContext, case_list: Sequence[Case], results: list[CaseRes
                     write_json(logdir(res.case) / "result.json", res.to_dict())
                     yield res
 
-            for _, res in parallel(source_groups(runnable), one, jobs):
+            for _, res in parallel(work, one, jobs):
                 results.append(res)
                 mark = "ok" if not res.deviates else "DEVIATES"
                 progress.advance(f"{res.case.id}: {res.observed.value} ({mark})")
     finally:
         hosts.close()  # kills every QEMU, so cases still running end at once
         shutil.rmtree(scratch, ignore_errors=True)
-        order = {c.id: i for i, c in enumerate(case_list)}
-        results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
-
-
-def source_groups(cases: Sequence[Case]) -> list[list[Case]]:
-    """The cases as units of work: cases with the Linux guest that share source build,
-    machine type and -globals form one group (one boot, one migration per destination,
-    patchcheck.migrate.run_cases); every other case is a group of its own. The groups with
-    the Linux guest come first: they are the longest, and started last they would leave
-    one job running alone at the end."""
-    groups: dict[Any, list[Case]] = {}
-    for case in cases:
-        key = (case.source, case.machine, case.globals) if case.guest == LINUX else case.id
-        groups.setdefault((case.guest == LINUX, key), []).append(case)
-    return sorted(groups.values(), key=lambda g: g[0].guest != LINUX)
 
 
 def scratch_dir() -> Path:

@@ -93,6 +93,9 @@ class Defaults:
     guests: Mapping[str, str] = field(default_factory=dict)  # action -> machine selector
     check_guest: str = ""  # the action `invoke check` runs (on the boundary types)
     watch: str = ""  # a case whose outcome the fix changes, for bisect (casespec syntax)
+    # The case `invoke matrix` runs first, the bug's own: (source build, destination build,
+    # machine type). Its two builds are made first and its cases start at once.
+    first: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ class AerScenario(Scenario):
                 "10.0-compat": ("debian:trixie", "compat"),
                 "10.0-none": ("debian:trixie", "none")},
         guests={"none": "all"},
-        check_guest="none", watch="7.2:SELF->7.2-none[none]")
+        check_guest="none", watch="7.2:SELF->7.2-none[none]",
+        first=("10.0-none", "7.2-none", "pc-q35-7.2"))  # the bug as it was reported
 
     def qemu_args(self, ram_mib: int) -> list[str]:
         if ram_mib <= 0:

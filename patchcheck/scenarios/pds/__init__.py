@@ -50,7 +50,8 @@ class PdsScenario(Scenario):
                 "10.0-none": ("debian:trixie", "none")},
         # the synthetic action on every type; no action and the Linux guest where PDS turns
         guests={"synthetic": "all", "none": "boundary", "linux": "boundary"},
-        check_guest="synthetic", watch="6.0:SELF->SELF[synthetic]")
+        check_guest="synthetic", watch="6.0:SELF->SELF[synthetic]",
+        first=("7.2-none", "7.2-v2", "pc-q35-6.0"))  # the seed's own case
 
     def qemu_args(self, ram_mib: int) -> list[str]:
         return qemu_args(ram_mib)
