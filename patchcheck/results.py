@@ -76,6 +76,7 @@ class CaseResult:
     # Earlier attempts of this case, each "observed: message (logs: DIR)": a destination whose
     # guest did not survive a migration that loaded is tried once more (migrate.run_cases).
     earlier_attempts: list[str] = field(default_factory=list)
+    finished: str = ""  # when it finished (UTC, ISO 8601): cases start while builds still run
 
     @property
     def case(self) -> Case:

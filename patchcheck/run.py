@@ -60,6 +60,11 @@ class MatrixOptions:
     resume: bool = False  # reuse the finished cases of run `run_id`
 
 
+def now() -> str:
+    """A moment of the run, as results.json records it (UTC, milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -175,7 +180,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         def build(name: str) -> None:
             try:
                 records[name] = pipeline.build(settings.builds[name])
-                run.builds[name] = records[name].to_dict()
+                run.builds[name] = {**records[name].to_dict(), "finished": now()}
             except BuildFailed as exc:
                 failed[name] = str(exc)
                 run.builds[name] = {"name": name, "failed": str(exc),
@@ -330,6 +335,7 @@ def _run_cases(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseRe
                 for res in run_cases(group, records, hosts, scen, scratch, logdir,
                                      ram_mib=m.ram_mib, accel=accel, timeout=timeout,
                                      action=action_for(group[0])):
+                    res.finished = now()
                     write_json(logdir(res.case) / "result.json", res.to_dict())
                     yield res
 

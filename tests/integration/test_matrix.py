@@ -125,3 +125,48 @@ def test_default_matrix_end_to_end(default_matrix_run):
     assert cross["observed"] == "failed"
     assert _case(data, "pc-q35-6.0", "7.2-none", "10.0-v2", "synthetic")["observed"] == "passed"
     assert _case(data, "pc-q35-10.0", "10.0-none", "10.0-none", "synthetic")["observed"] == "passed"
+
+
+def test_cases_start_while_a_later_build_still_compiles(tmp_path, settings, runtime, builds):
+    """With 7.2-none built and a user's patch not built yet, the 7.2-none -> 7.2-none cases
+    run while the patched build compiles: one of them finishes before that build does."""
+    import difflib
+    import subprocess
+    import uuid
+
+    from patchcheck.config import BuildSpec
+
+    none = builds["7.2-none"]
+    repo = builds.source_repo("7.2-none")
+    pcie = "hw/pci/pcie.c"
+    original = subprocess.run(["git", "-C", str(repo), "show", f"{none.commit}:{pcie}"],
+                              check=True, capture_output=True, text=True).stdout
+    scratch = tmp_path / "apply"
+    (scratch / "hw/pci").mkdir(parents=True)
+    (scratch / pcie).write_text(original)
+    v2 = Path(__file__).resolve().parents[2] / "patchcheck/scenarios/pds/patches/v2.patch"
+    subprocess.run(["git", "apply", str(v2)], cwd=scratch, check=True)
+    changed = (scratch / pcie).read_text() + f"/* not built before: {uuid.uuid4()} */\n"
+    patch = tmp_path / "v2-and-a-comment.patch"
+    patch.write_text("".join(difflib.unified_diff(
+        original.splitlines(keepends=True), changed.splitlines(keepends=True),
+        f"a/{pcie}", f"b/{pcie}")))
+    reports = tmp_path / "reports"
+    local = replace(settings, reports_dir=reports,
+                    builds={**settings.builds,
+                            "mine": BuildSpec("mine", "debian:bookworm", str(patch))},
+                    matrix=replace(settings.matrix, semantics=False))
+    options = MatrixOptions(builds=("7.2-none", "mine"), pairs=("same-tree",),
+                            machines="6.0,7.2", guests=("synthetic",), jobs=2,
+                            run_id="streaming")
+    code = run_matrix(local, runtime, options, log=lambda line: None)
+    data = json.loads((reports / "streaming" / "results.json").read_text())
+    assert code == EXIT_OK and not data["partial"]
+    mine = data["builds"]["mine"]
+    assert mine["incremental_from"] and not mine.get("cached")  # really built in this run
+    earliest = min(data["cases"], key=lambda c: c["finished"])
+    assert earliest["finished"] < mine["finished"]
+    assert (earliest["source"]["build"], earliest["destination"]["build"]) == \
+        ("7.2-none", "7.2-none")
+    assert {(c["source"]["build"], c["destination"]["build"]) for c in data["cases"]} == {
+        ("7.2-none", "7.2-none"), ("7.2-none", "mine"), ("mine", "7.2-none"), ("mine", "mine")}
