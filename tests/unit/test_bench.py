@@ -49,8 +49,36 @@ def test_table_states_ratios():
          "synthetic_case": {"median_s": 0.3, "p95_s": 0.5, "count": 700},
          "matrix_cases_per_s": 5.1, "jobs": 2, "linux_case": {"median_s": 6.0},
          "matrix_cold_s": 900, "matrix_warm_s": 300, "matrix_cases": 800,
-         "peak_rss_mib": {"patchcheck": 80, "children": 300}}
+         "peak_rss_mib": {"patchcheck": 80, "children": 300},
+         "cold_ratio_to_builds": 1.8, "cold_builds_s": 500.0,
+         "cold_first_case_before_last_build": True, "matrix_warm_cpu_s": 240.0,
+         "warm_cpu_ratio_to_cold_build": 1.6, "cold_build_alone": {"cpu_s": 150.0},
+         "warm_wall_ratio_to_cpu_per_core": 1.25}
     text = table(r)
+    assert "= 1.8x its builds' 500 s (goal <= 2.0); a case done before the last build: True" \
+        in text
+    assert "240 CPU-s = 1.60x one cold minimal build's 150 CPU-s (goal <= 1.2); wall 1.25x" \
+        in text
     assert "0.015x cold" in text and "1.015x one cold build" in text
     assert "median 0.30 s, p95 0.50 s over 700 cases" in text
     assert "400 s (minimal = 0.50x)" in text
+
+
+def test_cpu_seconds_counts_busy_time_and_the_first_case_check(make_result):
+    import time
+
+    from patchcheck.bench import _first_case_before_last_build, cpu_seconds
+    from patchcheck.results import RunResults
+
+    before = cpu_seconds()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # 0.3 s of this process's CPU: the machine's count grows
+        pass
+    assert cpu_seconds() - before >= 0.25
+    case = make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed")
+    case.finished = "2026-12-03T07:00:01.000+00:00"
+    run = RunResults("r", {"a": {"finished": "2026-12-03T07:00:00.000+00:00"},
+                           "b": {"finished": "2026-12-03T07:00:05.000+00:00"}}, [case], "")
+    assert _first_case_before_last_build(run) is True
+    run.builds["b"]["finished"] = "2026-12-03T07:00:00.500+00:00"
+    assert _first_case_before_last_build(run) is False
