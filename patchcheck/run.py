@@ -242,11 +242,18 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             return groups(todo, LINUX)
 
         def feed() -> Iterator[list[Case]]:
+            linux: list[list[Case]] = []  # they need the guest image: made after the builds
             for name in build_order(names, scen.defaults.first):
                 build(name)
                 if streaming:
-                    yield from schedule.release(records, failed)
-            yield from after_builds()
+                    for group in schedule.release(records, failed):
+                        if group[0].guest == LINUX:
+                            linux.append(group)
+                        else:
+                            yield group
+            rest = after_builds()
+            yield from linux
+            yield from rest
 
         if streaming:
             _run_cases(ctx, feed(), results)
