@@ -6,14 +6,13 @@ written at the end, also when the run is interrupted or fails (marked partial).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,12 +26,12 @@ from .decision import decide_run, semantics_of
 from .errors import BuildFailed, UsageError
 from .jobs import in_background, parallel
 from .migrate import Hosts, run_cases, side
-from .outcome import Observed
 from .pipeline import Pipeline
 from .progress import CaseProgress
 from .report import grid
 from .report.regenerate import write_all
-from .results import Case, CaseResult, RunResults, Side, write_json
+from .results import Case, CaseResult, RunResults, write_json
+from .resume import finished_cases, skipped
 from .runtime import Mount, Runtime
 from .scenarios.base import Action, Scenario
 from .schedule import Schedule, build_order, groups
@@ -216,7 +215,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             for case in case_list:
                 missing = [b for b in (case.source, case.destination) if b in failed]
                 if missing:
-                    results.append(_skipped(case, records, missing[0], failed[missing[0]]))
+                    results.append(skipped(case, records, missing[0], failed[missing[0]]))
                 elif case.id not in done:
                     todo.append(case)
             if m.semantics and records and not p.shard and scen.probe is not None:
@@ -360,34 +359,6 @@ def scratch_dir() -> Path:
     are limited to 107 bytes, so a long $TMPDIR falls back to /tmp."""
     base = tempfile.gettempdir()
     return Path(tempfile.mkdtemp(prefix="patchcheck-", dir=base if len(base) <= 40 else "/tmp"))
-
-
-def finished_cases(outdir: Path, case_list: Sequence[Case],
-                   records: dict[str, BuildRecord]) -> list[CaseResult]:
-    """Cases of an earlier (interrupted) run that finished with the same binaries."""
-    found = []
-    for case in case_list:
-        path = outdir / "cases" / case.slug / "result.json"
-        try:
-            res = CaseResult.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        builds = [records.get(case.source), records.get(case.destination)]
-        reusable = res.observed not in (Observed.SKIPPED, Observed.ERROR)
-        same = [res.source.binary, res.destination.binary] == [b.binary for b in builds if b]
-        if res.case.id == case.id and all(builds) and reusable and same:
-            found.append(res)
-    return found
-
-
-def _skipped(case: Case, records: dict[str, BuildRecord], build: str, why: str) -> CaseResult:
-    def s(name: str) -> Side:
-        if name in records:
-            return side(records[name])
-        return Side(name, "", "", "", False, "")
-    return CaseResult(case.machine, case.guest, list(case.globals), s(case.source),
-                      s(case.destination), Observed.SKIPPED, Observed.SKIPPED,
-                      message=f"build {build} failed: {why}")
 
 
 def _link_latest(reports: Path, run_id: str) -> None:
