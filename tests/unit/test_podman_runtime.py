@@ -163,6 +163,7 @@ def test_the_limits_come_from_the_process_behind_the_socket(tmp_path: Path) -> N
     (proc / str(os.getpid()) / "limits").write_text(LIMITS_TEXT)
     try:
         assert service_limits(f"unix://{path}", proc) == Limits(nofile=20000, nproc=32768)
+        accepted.join(5)  # it connected: the accept returns (closing first raced with it)
     finally:
         server.close()
     assert service_limits(f"unix://{tmp_path}/gone.sock", proc) == SAFE_LIMITS
