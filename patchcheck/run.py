@@ -186,6 +186,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                                     "source": settings.builds[name].source}
                 log(f"[{name}] build failed: {exc}")
 
+        while_building = [0]  # cases given out before the last build was made
         ctx = RunContext(settings, runtime, scen, records, failed, outdir, jobs, timeout,
                          p.accel, None, run.settings, linux=LINUX in guests)
 
@@ -234,21 +235,25 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
 
                 ctx.guest_image = ensure_image(runtime, settings,
                                                image_id=pipeline.image("bookworm"), log=log)
-            early = len(schedule.released)
-            log(f"{early + len(todo)} cases to run, {jobs} in parallel"
-                + (f" ({early} started while building)" if early else ""))
-            ctx.total = early + len(todo)
+            released = len(schedule.released)
+            log(f"{released + len(todo)} cases to run, {jobs} in parallel"
+                + (f" ({while_building[0]} given out while builds compiled)"
+                   if while_building[0] else ""))
+            ctx.total = released + len(todo)
             return groups(todo, LINUX)
 
         def feed() -> Iterator[list[Case]]:
             linux: list[list[Case]] = []  # they need the guest image: made after the builds
+            given = 0
             for name in build_order(names, scen.defaults.first):
+                while_building[0] = given  # given out before the last build
                 build(name)
                 if streaming:
                     for group in schedule.release(records, failed):
                         if group[0].guest == LINUX:
                             linux.append(group)
                         else:
+                            given += len(group)
                             yield group
             rest = after_builds()
             yield from linux
