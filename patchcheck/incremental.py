@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .treelink import OLD_MTIME  # unchanged sources of an incremental build look old
+from .treelink import make_file_old
 from .trees import PreparedTree
 
 PCH_DIR = "patchcheck-pch"  # precompiled headers, in the build directory
@@ -77,10 +76,7 @@ def age_sources(root: Path, changed: Sequence[str]) -> None:
         if ".git" in dirnames:
             dirnames.remove(".git")
         for f in filenames:
-            path = os.path.join(dirpath, f)
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and st.st_mtime != OLD_MTIME:
-                os.utime(path, (OLD_MTIME, OLD_MTIME))
+            make_file_old(os.path.join(dirpath, f))
     now = time.time()
     for rel in changed:
         target = root / rel

@@ -77,9 +77,8 @@ def _usable(record: Path) -> bool:
 
 def _index(tree: Path) -> Path | None:
     """The worktree's index file, when it is a plain one (a split index is not copied)."""
-    out = _git(tree, "rev-parse", "--path-format=absolute", "--git-path", "index")
-    index = Path(out.stdout.strip()) if out.returncode == 0 else None
-    if index is None or not index.is_file():
+    index = _git_path(tree, "index")
+    if not index.is_file():
         return None
     if any(index.parent.glob("sharedindex.*")):
         return None
@@ -144,12 +143,18 @@ def make_old(tree: Path) -> None:
             continue
         target = tree / rel
         try:
-            st = os.lstat(target)
+            make_file_old(str(target))
         except FileNotFoundError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_mtime != OLD_MTIME:
-            os.utime(target, (OLD_MTIME, OLD_MTIME))
     _git(tree, *GIT_OPTIONS, "update-index", "-q", "--refresh")
+
+
+def make_file_old(path: str) -> None:
+    """OLD_MTIME on a regular file that lacks it; one that has it is left alone (its ctime,
+    shared with the trees that link it, stays as their indexes recorded it)."""
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode) and st.st_mtime != OLD_MTIME:
+        os.utime(path, (OLD_MTIME, OLD_MTIME))
 
 
 @contextmanager

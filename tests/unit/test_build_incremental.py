@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from patchcheck.incremental import OLD_MTIME, IncrementalUnsafe, age_sources, check_incremental_plan
+from patchcheck.incremental import IncrementalUnsafe, age_sources, check_incremental_plan
+from patchcheck.treelink import OLD_MTIME
 
 PLAN = """ninja explain: output libcommon.fa.p/hw_pci_pcie.c.o older than most recent input
 [1/3] Compiling C object libcommon.fa.p/hw_pci_pcie.c.o
