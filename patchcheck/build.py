@@ -205,15 +205,8 @@ class Builder:
         key = build_key(tree.tree_id, self._keyed, image_id)
         directory = self.root / key
         with file_lock(self.root / f"{key}.lock"):
-            record = load_record(directory)
+            record = self._cached(name, tree, directory)
             if record is not None:
-                record.cached = True
-                # the same tree may come from another request: another fix state, or another
-                # source (a git clone of a Debian import, say) with the same content
-                record.name = name
-                record.fix = tree.fix.to_dict()
-                record.source, record.commit = tree.source.spec, tree.source.commit
-                record.package_version = tree.source.package_version
                 return record
             shutil.rmtree(directory, ignore_errors=True)
             family = family_key(tree.source.commit, self._keyed, image_id)
@@ -227,6 +220,25 @@ class Builder:
                     self.log(f"[{name}] incremental build not trusted ({exc}); building afresh")
             return self._build(name, key, directory, tree, generation, image, image_id,
                                (family, lineage))
+
+    def cached(self, name: str, tree: PreparedTree, image_id: str) -> BuildRecord | None:
+        """The build of this tree if it is in the cache, else None (nothing is built)."""
+        key = build_key(tree.tree_id, self._keyed, image_id)
+        with file_lock(self.root / f"{key}.lock"):
+            return self._cached(name, tree, self.root / key)
+
+    @staticmethod
+    def _cached(name: str, tree: PreparedTree, directory: Path) -> BuildRecord | None:
+        record = load_record(directory)
+        if record is not None:
+            record.cached = True
+            # the same tree may come from another request: another fix state, or another
+            # source (a git clone of a Debian import, say) with the same content
+            record.name = name
+            record.fix = tree.fix.to_dict()
+            record.source, record.commit = tree.source.spec, tree.source.commit
+            record.package_version = tree.source.package_version
+        return record
 
     def incremental_base(self, family: str, lineage: str, tree: PreparedTree
                          ) -> BuildRecord | None:

@@ -43,6 +43,10 @@ class MatrixSettings:
     semantics: bool = True
     scenario: str = ""  # the bug: a name in patchcheck.scenarios.REGISTRY
     probe_method: str = "reuse"  # "reuse" (QEMUs reset between experiments) or "fresh"
+    # Cases of a paused guest action (synthetic, none) that differ only in their
+    # destination share one source QEMU, migrated to each destination in turn; false: a
+    # fresh source per case (the reference). The Linux guest always shares its boot.
+    share_sources: bool = True
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,7 @@ def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec],
         semantics=_bool(m.get("semantics", True), "matrix.semantics"),
         scenario=scenario,
         probe_method=_probe_method(m.get("probe_method", "reuse")),
+        share_sources=_bool(m.get("share_sources", True), "matrix.share_sources"),
     )
 
 

@@ -26,7 +26,8 @@ from .outcome import Observed
 from .pciconf import PciError
 from .results import Case, CaseResult, Side
 from .runtime import Container, ContainerSpec, Mount, Runtime, invoking_user
-from .scenarios.base import Action, Scenario
+from .scenarios.base import Action, GuestState, Scenario
+from .stream import Capture, StreamError, deliver
 
 FINAL = ("completed", "failed", "cancelled")
 REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to load
@@ -100,8 +101,10 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     Each case gets a fresh destination QEMU. The source QEMU is launched once, does the
     guest action once (`perform`) and is migrated to each destination in turn; before each
     later migration the action's `again` resumes it and reads the guest state anew (a Linux
-    guest boots once for all of them: its boot is most of a case's time). A source that
-    died or misbehaved is replaced by a fresh one for the next case. An action whose
+    guest boots once for all of them: its boot is most of a case's time). A source whose
+    guest `stays_paused` migrates once, into patchcheck.stream's Capture, and each
+    destination gets that stream (QEMU refuses to migrate a paused source twice). A source
+    that died or misbehaved is replaced by a fresh one for the next case. An action whose
     `shares_source` is false allows one case per source.
 
     `action` overrides the scenario's guest action of that name (a Linux guest needs its
@@ -117,11 +120,12 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     srcdir = Path(tempfile.mkdtemp(prefix="src-", dir=scratch))  # 0700, short socket paths
     src_extra = [*globals_args(scenario, cases[0], "source", side(src_b)),
                  *action.qemu_args(srcdir, "source")]
-    shared = _Shared(builds, hosts, scenario, action, args, src_extra, srcdir, scratch, timeout)
+    shared = _Shared(builds, hosts, scenario, action, args, src_extra, srcdir, scratch, timeout,
+                     capture=action.stays_paused and len(cases) > 1)
     source: _Source | None = None
     try:
         for case in cases:
-            if source is not None and not source.machine.running():
+            if source is not None and not source.usable():
                 source.machine.shutdown()  # died between cases: close its monitor, then replace
                 source = None
             if source is None:
@@ -131,7 +135,7 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
             earlier: list[str] = []
             while True:
                 result, guest_lost = _migrate_one(shared, source, case, logdir(case))
-                if not guest_lost or earlier or not source.machine.running():
+                if not guest_lost or earlier or not source.usable():
                     break
                 earlier.append(_set_aside(result, logdir(case)))  # and once more
             result.earlier_attempts = earlier
@@ -168,6 +172,15 @@ class _Source:
         self.machine = machine
         self.monitor = RecordingMonitor(machine)
         self.migrations = 0  # 0: not launched yet (a source that failed is not reused)
+        # A source that stays paused migrates once into a Capture; what it sent, its
+        # status then and the guest state it had serve every later destination.
+        self.stream: bytes | None = None
+        self.status = ""
+        self.state: GuestState | None = None
+
+    def usable(self) -> bool:
+        """Whether it can serve another destination: its stream is kept, or it runs."""
+        return self.stream is not None or self.machine.running()
 
 
 @dataclass(frozen=True)
@@ -183,6 +196,7 @@ class _Shared:
     srcdir: Path  # the source's private directory
     scratch: Path
     timeout: float
+    capture: bool = False  # the paused source's stream is taken once for every destination
 
 
 def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
@@ -214,6 +228,7 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
                                  _portable(dst_extra, rundir), action.replay_note(),
                                  hosts.runtime.cli)
     first = source.migrations == 0
+    sender = None
     try:
         dst.start()
         if first:
@@ -222,14 +237,20 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         if first:
             src.connect()
             state = action.perform(source.monitor)
+            if shared.capture:
+                _capture(source, srcdir, state, deadline)
         else:
-            state = action.again(src)
+            state = source.state if shared.capture else action.again(src)
         result.guest_state = state.to_dict() if state is not None else {}
         source.migrations += 1
         result.source_migration = source.migrations
         result.reproduce = replay(source.monitor.writes)
-        src.cmd("migrate", uri=f"unix:{sock}")
-        result.source_status = _wait_source(src, dst, deadline)
+        if source.stream is not None:  # the paused source's stream, as it sent it
+            sender = deliver(source.stream, sock, max(1.0, deadline - time.monotonic()))
+            result.source_status = source.status
+        else:
+            src.cmd("migrate", uri=f"unix:{sock}")
+            result.source_status = _wait_source(src, dst, deadline)
         _judge(result, dst, scenario, deadline)
         if result.observed == Observed.PASSED:
             problem = action.verify_destination(
@@ -244,7 +265,7 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         summary = state.summary() if state is not None and result.deviates else ""
         if summary:
             result.message = f"{result.message} ({summary})".strip()
-    except (MachineError, PciError, PatchcheckError) as exc:
+    except (MachineError, PciError, StreamError, PatchcheckError) as exc:
         result.observed = Observed.ERROR
         result.message = str(exc)
     except Exception as exc:  # the container engine failed under us: no case can run
@@ -253,6 +274,8 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
     finally:
         result.reproduce = result.reproduce or replay([])
         dst.shutdown()
+        if sender is not None:
+            sender.join(5.0)  # the destination is gone: its socket no longer takes data
         result.seconds = round(time.monotonic() - started, 3)
         logdir.mkdir(parents=True, exist_ok=True)
         for m in (src, dst):
@@ -268,6 +291,28 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         result.logs["reproduce"] = str(logdir / "reproduce.sh")
         shutil.rmtree(rundir, ignore_errors=True)
     return result, guest_lost
+
+
+def _capture(source: _Source, srcdir: Path, state: GuestState | None, deadline: float) -> None:
+    """Migrate the paused source once into a Capture and keep what it sent (the source
+    has nothing more to do: it is shut down)."""
+    capture = Capture(srcdir / "stream.sock")
+    try:
+        source.machine.cmd("migrate", uri=f"unix:{capture.path}")
+        while True:
+            status = str(source.machine.cmd("query-migrate").get("status", ""))
+            if status in FINAL:
+                break
+            if time.monotonic() > deadline:
+                raise MachineError("timeout waiting for the source's migration stream")
+            time.sleep(POLL)
+        if status != "completed":
+            raise MachineError(f"source: migration {status} while its stream was taken")
+        source.stream = capture.result(max(1.0, deadline - time.monotonic()))
+    finally:
+        capture.close()
+    source.status, source.state = status, state
+    source.machine.shutdown()
 
 
 def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:

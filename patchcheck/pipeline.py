@@ -54,6 +54,17 @@ class Pipeline:
         return self.git.resolve(spec)
 
     def build(self, spec: BuildSpec) -> BuildRecord:
+        record = self._build(spec, cached_only=False)
+        assert record is not None
+        return record
+
+    def cached(self, spec: BuildSpec) -> BuildRecord | None:
+        """The build if it is in the cache already (its tree is prepared for it), else
+        None: nothing is compiled. Lets a caller tell a build that takes a moment from one
+        that takes minutes before it starts it."""
+        return self._build(spec, cached_only=True)
+
+    def _build(self, spec: BuildSpec, cached_only: bool) -> BuildRecord | None:
         imported = artifacts.pinned(self.settings.imported, self.settings.cache_dir, spec,
                                     self.settings.matrix.scenario) \
             if self.settings.imported is not None else None
@@ -64,17 +75,21 @@ class Pipeline:
         fixes.resolve(spec.fix, self.known)  # validate the fix state before any expensive step
         tree = self.resolve(spec.source)
         prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir, self.known)
-        if prepared.fix.applied == "already-present":
-            self.log(f"[{spec.name}] note: {prepared.fix.note}")
         generation = images.generation_for(tree.version_tuple, self.settings.image_rules)
         image_id = self.image(generation)
         prepared = self.complete(prepared, image_id)
-        record = self.builder.build(spec.name, prepared, generation,
-                                    f"{images.BUILDER_REPO}:{generation}", image_id)
+        image = f"{images.BUILDER_REPO}:{generation}"
+        if cached_only:
+            record = self.builder.cached(spec.name, prepared, image_id)
+        else:
+            record = self.builder.build(spec.name, prepared, generation, image, image_id)
+        if record is None:
+            return None
+        if prepared.fix.applied == "already-present":
+            self.log(f"[{spec.name}] note: {prepared.fix.note}")
         self.log(f"[{spec.name}] {'cached' if record.cached else 'built'}: QEMU {record.qemu_version}"
                  f", fix {record.fix_state} ({record.fix['applied']}) -> {record.binary}")
         return record
-
 
     def complete(self, prepared: trees.PreparedTree, image_id: str) -> trees.PreparedTree:
         """The tree with every subproject its configured build reads (fetched once per

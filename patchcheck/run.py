@@ -173,18 +173,28 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             return matrix.pair_cases(src, dst, records[src].machines, records[dst].machines,
                                      guests, machines, force if forced(src, dst) else (),
                                      scen.boundary)
-        schedule = Schedule(matrix.pairs(sources, p.pairs), cases_of, LINUX,
+        shared = sharing(scen, guests, m.share_sources)
+        schedule = Schedule(matrix.pairs(sources, p.pairs), cases_of, shared, LINUX,
                             scen.defaults.first)
 
-        def build(name: str) -> None:
+        def build(name: str, cached_only: bool = False) -> bool:
+            """Make the build (or only take it from the cache): whether it exists now."""
             try:
-                records[name] = pipeline.build(settings.builds[name])
+                spec = settings.builds[name]
+                record = pipeline.cached(spec) if cached_only else pipeline.build(spec)
+                if record is None:
+                    return False
+                records[name] = record
                 run.builds[name] = {**records[name].to_dict(), "finished": now()}
+                return True
             except BuildFailed as exc:
+                if cached_only:
+                    return False  # made (and its failure recorded) by build() next
                 failed[name] = str(exc)
                 run.builds[name] = {"name": name, "failed": str(exc),
                                     "source": settings.builds[name].source}
                 log(f"[{name}] build failed: {exc}")
+                return False
 
         while_building = [0]  # cases given out before the last build was made
         ctx = RunContext(settings, runtime, scen, records, failed, outdir, jobs, timeout,
@@ -240,14 +250,17 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                 + (f" ({while_building[0]} given out while builds compiled)"
                    if while_building[0] else ""))
             ctx.total = released + len(todo)
-            return groups(todo, LINUX)
+            return groups(todo, shared, LINUX)
 
         def feed() -> Iterator[list[Case]]:
             linux: list[list[Case]] = []  # they need the guest image: made after the builds
             given = 0
-            for name in build_order(names, scen.defaults.first):
-                while_building[0] = given  # given out before the last build
-                build(name)
+            order = build_order(names, scen.defaults.first)
+            while True:
+                # The builds already in the cache take a moment: take them all before the
+                # cases they allow go out, so that one source serves every destination.
+                while order and build(order[0], cached_only=True):
+                    order.pop(0)
                 if streaming:
                     for group in schedule.release(records, failed):
                         if group[0].guest == LINUX:
@@ -255,6 +268,10 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                         else:
                             given += len(group)
                             yield group
+                if not order:
+                    break
+                while_building[0] = given  # given out before the last build
+                build(order.pop(0))
             rest = after_builds()
             yield from linux
             yield from rest
@@ -357,6 +374,15 @@ def _run_cases(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseRe
     finally:
         hosts.close()  # kills every QEMU, so cases still running end at once
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def sharing(scenario: Scenario, guests: Iterable[str], share_sources: bool) -> set[str]:
+    """The guest actions whose cases share one source QEMU across destinations: the Linux
+    guest always (its boot is most of a case), a scenario's own actions that allow it
+    (`Action.shares_source`) unless `patchcheck.matrix.share_sources` is false."""
+    own = scenario.actions()
+    return {g for g in guests if g == LINUX or (share_sources and g in own
+                                                 and own[g].shares_source)}
 
 
 def scratch_dir() -> Path:

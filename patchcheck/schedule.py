@@ -3,10 +3,11 @@
 `invoke matrix` builds one build after another (each build uses every CPU). A pair's cases
 depend only on its two builds (their machine types, patchcheck.matrix.pair_cases), so they
 run while later builds still compile. Cases whose guest action shares one source QEMU
-across destinations (the Linux guest: one boot, then a migration to each destination,
-patchcheck.migrate.run_cases) are held until every pair of their source build is settled,
-and go out as one group. The scenario's first case (`Defaults.first`: its own pair on its
-own machine type) has its builds made first and goes out first.
+across destinations (patchcheck.migrate.run_cases) go out as one group per source build,
+machine type and -globals, among the cases given out together. The Linux guest's cases are
+held until every pair of their source build is settled: one boot serves every destination.
+The scenario's first case (`Defaults.first`: its own pair on its own machine type) has its
+builds made first and goes out first.
 """
 
 from __future__ import annotations
@@ -28,23 +29,28 @@ def build_order(names: Sequence[str], first: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*head, *names]))
 
 
-def groups(cases: Sequence[Case], grouped: str) -> list[list[Case]]:
-    """Cases as units of work: the `grouped` action's cases that share source build,
-    machine type and -globals form one group; every other case is a group of its own.
-    The shared groups come first: they are the longest, and started last they would
+def groups(cases: Sequence[Case], shared: Collection[str], held: str = "") -> list[list[Case]]:
+    """Cases as units of work: the cases of a `shared` guest action that share source
+    build, machine type and -globals form one group (one source QEMU, migrated to each
+    destination in turn); every other case is a group of its own. The `held` action's
+    groups come first: they are the longest (a Linux boot), and started last they would
     leave one job running alone at the end."""
     units: dict[Any, list[Case]] = {}
     for case in cases:
-        key = (case.source, case.machine, case.globals) if case.guest == grouped else case.id
-        units.setdefault((case.guest == grouped, key), []).append(case)
-    return sorted(units.values(), key=lambda g: g[0].guest != grouped)
+        key = (case.guest, case.source, case.machine, case.globals) \
+            if case.guest in shared else case.id
+        units.setdefault(key, []).append(case)
+    return sorted(units.values(), key=lambda g: g[0].guest != held)
 
 
 @dataclass
 class Schedule:
     pairs: Sequence[Pair]
     cases_of: Callable[[str, str], list[Case]]  # a pair's cases, once both builds exist
-    grouped: str = ""  # the guest action whose cases share a source QEMU
+    shared: Collection[str] = ()  # guest actions whose cases share a source QEMU
+    # The guest action whose cases wait for every pair of their source build (its source
+    # is expensive: a Linux boot serves every destination at once).
+    held: str = ""
     first: Sequence[str] = ()  # (source build, destination build, machine type)
     released: list[Case] = field(default_factory=list)
     _done: set[Pair] = field(default_factory=set)
@@ -62,7 +68,7 @@ class Schedule:
             if not set(pair) <= set(built):
                 continue
             for case in self.cases_of(*pair):
-                if case.guest == self.grouped:
+                if case.guest == self.held:
                     self._held.setdefault(case.source, []).append(case)
                 else:
                     fresh.append(case)
@@ -70,9 +76,10 @@ class Schedule:
             if all(p in self._done for p in self.pairs if p[0] == source):
                 fresh += self._held.pop(source)
         self.released += fresh
-        return sorted(groups(sorted(fresh, key=case_order), self.grouped), key=self._first)
+        units = groups(sorted(fresh, key=case_order), self.shared, self.held)
+        return sorted((sorted(g, key=self._other) for g in units),
+                      key=lambda g: self._other(g[0]))
 
-    def _first(self, group: list[Case]) -> bool:
-        """False (sorts first) for the scenario's first case."""
-        c = group[0]
-        return tuple(self.first) != (c.source, c.destination, c.machine)
+    def _other(self, case: Case) -> bool:
+        """False (sorts first) for the scenario's first case (and so for its group)."""
+        return tuple(self.first) != (case.source, case.destination, case.machine)

@@ -6,12 +6,17 @@ output), and the runtime records every container, command, build, import and rem
 query-pci; a subclass models a device's writes. `FakeQemu`/`FakeHosts`: scripted QEMUs
 behind patchcheck.migrate's machine factory (`Hosts.machine`): a destination loads,
 rejects the stream, is killed, hangs in `inmigrate` or stays paused (`Dest`); a source
-can die between cases (`Src`).
+can die between cases (`Src`). A source migrated to a unix socket that no fake
+destination listens on (patchcheck.stream's Capture) sends its `stream` bytes there; a
+destination listens on its `-incoming` socket and takes a stream delivered to it
+(`received`) as one from a source.
 """
 
 from __future__ import annotations
 
 import re
+import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +251,7 @@ class Src:
 
     statuses: tuple[str, ...] = ("active", "completed")
     dies_after: int | None = None
+    stream: bytes = b"QEVM fake stream"  # what it sends to a socket that is not a destination
 
 
 class FakeQemu(Machine):
@@ -269,13 +275,37 @@ class FakeQemu(Machine):
         self.migrations = 0  # a source: `migrate` commands so far
         self._answers: list[str] = []  # a source: query-migrate answers left in this migration
         self._polls: int | None = None  # a destination: inmigrate answers left once streamed
+        self.received: bytes | None = None  # a destination: a stream delivered to its socket
+        self._listener: socket.socket | None = None
 
     def start(self) -> None:
         assert not self.started, f"{self.name} started twice"
         self.started = True
         self.log_path.write_text(f"fake {self.name} {self.binary} in {self.rundir.name}\n")
         if self.hosts is not None and "-incoming" in self.args:
-            self.hosts.incoming[self.args[self.args.index("-incoming") + 1]] = self
+            uri = self.args[self.args.index("-incoming") + 1]
+            self.hosts.incoming[uri] = self
+            self._listen(Path(uri.removeprefix("unix:")))
+
+    def _listen(self, path: Path) -> None:
+        """Take a stream delivered to the -incoming socket (not by a fake source)."""
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(path))
+        self._listener.listen(1)
+
+        def take(listener: socket.socket) -> None:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: nothing came
+            with conn:
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+            self.received = data
+            if self.status == "inmigrate":
+                self.stream_arrives()
+        threading.Thread(target=take, args=(self._listener,), daemon=True).start()
 
     def connect(self) -> None:
         if not self.started:
@@ -296,6 +326,8 @@ class FakeQemu(Machine):
             self.commands.append("quit")
             self.exit(0)
         self.closed = True
+        if self._listener is not None:
+            self._listener.close()
 
     def cmd(self, command: str, **args: object) -> Any:
         if not self.started:
@@ -326,13 +358,25 @@ class FakeQemu(Machine):
         raise MachineError(f"{self.name}: {command}: The command {command} has not been found")
 
     def _migrate(self, uri: str) -> dict[str, Any]:
-        dest = self.hosts.incoming.get(uri) if self.hosts is not None else None
-        if dest is None or not dest.running():
-            raise MachineError(f"{self.name}: migrate: Failed to connect to '{uri}'")
         assert isinstance(self.script, Src), f"{self.name} is not a source"
+        if self.status == "postmigrate":  # as QEMU: a paused source migrates once
+            raise MachineError(f"{self.name}: migrate: Can't migrate the vm that was paused "
+                               "due to previous migration")
+        dest = self.hosts.incoming.get(uri) if self.hosts is not None else None
+        if dest is None:  # a socket of patchcheck's own
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                    conn.connect(uri.removeprefix("unix:"))
+                    conn.sendall(self.script.stream)
+            except OSError:
+                raise MachineError(f"{self.name}: migrate: Failed to connect to '{uri}'") \
+                    from None
+        elif not dest.running():
+            raise MachineError(f"{self.name}: migrate: Failed to connect to '{uri}'")
+        else:
+            dest.stream_arrives()
         self.migrations += 1
         self._answers = list(self.script.statuses)
-        dest.stream_arrives()
         return {}
 
     def _query_migrate(self) -> dict[str, Any]:

@@ -59,10 +59,19 @@ class Action(ABC):
         """Do the action on the source (started with -S, monitor connected)."""
 
     # Optional hooks, with the defaults of an action that needs none of them.
-    shares_source: bool = False  # again() may migrate one source to several destinations
+    # One source may serve several destinations (patchcheck.migrate.run_cases): either the
+    # guest runs on and `again` prepares each further migration (a Linux guest), or it
+    # `stays_paused`.
+    shares_source: bool = False
+    # The guest never runs on the source: its state after `perform` is final, so every
+    # migration would send the same stream. QEMU migrates a paused source only once, so the
+    # stream is taken once and given to each destination (patchcheck.stream); `again` is
+    # not called.
+    stays_paused: bool = False
 
     def again(self, machine: Machine) -> GuestState | None:
-        """Before a further migration of the same source (only if shares_source)."""
+        """Before a further migration of the same running source (shares_source, not
+        stays_paused)."""
         raise NotImplementedError(f"guest action {self.name} migrates a source only once")
 
     def qemu_args(self, rundir: Path, role: str) -> list[str]:

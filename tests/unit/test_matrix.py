@@ -264,7 +264,7 @@ def test_source_groups_share_one_linux_boot_per_source_type_and_globals() -> Non
 
     cases = [Case("pc-q35-6.0", s, d, g, gl) for s in ("a", "b") for d in ("a", "b")
              for g in ("synthetic", "linux") for gl in ((), ("x=1",))]
-    groups = source_groups(cases, "linux")
+    groups = source_groups(cases, {"linux"}, "linux")
     assert sorted(c.id for g in groups for c in g) == sorted(c.id for c in cases)  # each once
     linux = [g for g in groups if g[0].guest == "linux"]
     assert groups[:len(linux)] == linux  # the long groups first

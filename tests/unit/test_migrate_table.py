@@ -155,6 +155,7 @@ class Sharing(SyntheticAction):
     the destination's exit status when the first check runs (it exits meanwhile)."""
 
     shares_source = True
+    stays_paused = False  # its guest runs on: `again` resumes it before each migration
 
     def __init__(self, problems: Sequence[str | None] = (), exit_on_check: int | None = None
                  ) -> None:
@@ -164,6 +165,7 @@ class Sharing(SyntheticAction):
         self.checked: list[Machine] = []
 
     def again(self, machine: Machine) -> SlotState:
+        machine.qmp("cont")  # out of postmigrate, as a guest that runs on
         return read_slot_state(machine)
 
     def verify_destination(self, machine: Machine, rundir: Path, timeout: float) -> str | None:
@@ -287,9 +289,67 @@ def test_a_died_source_is_closed_not_quit_and_an_errored_one_is_quit(tmp_path: P
     assert last.commands[-1] == "quit" and _all_shut_down(hosts)
 
 
+class Single(SyntheticAction):
+    shares_source = stays_paused = False
+
+
 def test_several_cases_need_an_action_that_shares_its_source(tmp_path: Path) -> None:
     hosts = FakeHosts([LOADS, LOADS])
     with pytest.raises(ValueError, match="shares its source"):
         list(run_cases(_cases()[:2], BUILDS, hosts, SCENARIO, _scratch(tmp_path),
-                       _logdir(tmp_path), timeout=TIMEOUT))
+                       _logdir(tmp_path), timeout=TIMEOUT, action=Single()))
     assert hosts.launched == []
+
+
+# --- a paused source: its stream taken once, given to every destination ----------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    dests: tuple[Dest, ...]
+    observed: tuple[Observed, ...]
+    source_migrations: tuple[int, ...]
+    launches: str  # S: a source made, D: a destination, in order
+    sources: tuple[Src, ...] = ()
+
+
+REPLAYS = {
+    "one stream for three": Replay((REJECTS, LOADS, STAYS_PAUSED), (FAILED, PASSED, FAILED),
+                                   (1, 2, 3), "SDDD"),
+    "a fresh source after an error": Replay((LOADS, KILLED, LOADS), (PASSED, ERROR, PASSED),
+                                            (1, 2, 1), "SDDSD"),
+    "a source whose migration fails": Replay((LOADS, LOADS, LOADS), (ERROR, PASSED, PASSED),
+                                             (1, 1, 2), "SDSDD", (Src(("active", "failed")),)),
+}
+
+
+@pytest.mark.parametrize("row", REPLAYS.values(), ids=REPLAYS.keys())
+def test_a_paused_sources_stream_serves_every_destination(tmp_path: Path, row: Replay) -> None:
+    hosts = FakeHosts(row.dests, row.sources)
+    cases = _cases()
+    results = list(run_cases(cases, BUILDS, hosts, SCENARIO, _scratch(tmp_path),
+                             _logdir(tmp_path), timeout=TIMEOUT))  # synthetic: stays paused
+    assert tuple(r.observed for r in results) == row.observed
+    assert tuple(r.source_migration for r in results) == row.source_migrations
+    assert "".join(q.name[0].upper() for q in hosts.launched) == row.launches
+    sources, dests = hosts.named("source"), hosts.named("destination")
+    for source in sources:  # one action, one migration (into patchcheck's socket), then quit
+        writes = [c for c in source.monitor.commands if c.startswith("o ") and "cf8" not in c]
+        assert writes == SYNTHETIC_WRITES
+        assert source.commands.count("migrate") == 1 and source.commands[-1] == "quit"
+    for dest, result in zip(dests, results, strict=True):
+        if result.observed != ERROR or dest.received is not None:
+            assert dest.received == Src().stream  # the bytes the source sent, whole
+    assert [r.source_status for r in results if r.observed != ERROR] == \
+        ["completed"] * sum(r.observed != ERROR for r in results)
+    assert _all_shut_down(hosts)
+    states = {str(r.guest_state) for r in results if r.observed != ERROR}
+    assert len(states) == 1 and "slot_status" in states.pop()
+
+
+def test_one_case_of_a_paused_source_migrates_directly(tmp_path: Path) -> None:
+    hosts = FakeHosts([LOADS])
+    result = _one(tmp_path, hosts, FIXED)
+    assert result.observed == PASSED
+    (dest,) = hosts.named("destination")
+    assert dest.received is None  # the source's own migration, nothing taken in between

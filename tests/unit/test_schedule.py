@@ -23,12 +23,12 @@ def boundary(machines: object) -> list[str]:
     return ["pc-q35-6.0"]
 
 
-def schedule(first: tuple[str, ...] = ()) -> Schedule:
+def schedule(first: tuple[str, ...] = (), shared: tuple[str, ...] = ("linux",)) -> Schedule:
     def cases_of(src: str, dst: str) -> list[Case]:
         return matrix.pair_cases(src, dst, MACHINES[src], MACHINES[dst], GUESTS,
                                  boundary=boundary)
-    return Schedule(matrix.pairs(dict.fromkeys(BUILDS, "x"), ["all"]), cases_of, "linux",
-                    first)
+    return Schedule(matrix.pairs(dict.fromkeys(BUILDS, "x"), ["all"]), cases_of, shared,
+                    "linux", first)
 
 
 def every_case() -> list[Case]:
@@ -81,6 +81,34 @@ def test_the_first_case_goes_out_first() -> None:
     got = s.release({"a", "b"}, set())
     assert (got[0][0].source, got[0][0].destination, got[0][0].machine) == \
         ("b", "a", "pc-q35-7.2")
+
+
+def test_cases_of_a_shared_action_go_out_as_one_group_per_source_among_those_released(
+        ) -> None:
+    s = schedule(shared=("linux", "synthetic"))
+    after_ab = s.release({"a", "b"}, set())
+    synthetic = [g for g in after_ab if g[0].guest == "synthetic"]
+    # one group per (source, machine type): a and b on 6.0 and 7.2, each to both destinations
+    assert sorted((g[0].source, g[0].machine, [c.destination for c in g]) for g in synthetic) \
+        == [(src, m, ["a", "b"]) for src in "ab" for m in ("pc-q35-6.0", "pc-q35-7.2")]
+    after_c = s.release({"a", "b", "c"}, set())
+    later = [g for g in after_c if g[0].guest == "synthetic"]
+    # what c completes: a->c and b->c (one destination each), c to every destination
+    assert sorted((g[0].source, g[0].machine, len(g)) for g in later) == [
+        ("a", "pc-q35-6.0", 1), ("a", "pc-q35-7.2", 1), ("b", "pc-q35-6.0", 1),
+        ("b", "pc-q35-7.2", 1), ("c", "pc-q35-10.0", 1), ("c", "pc-q35-6.0", 3),
+        ("c", "pc-q35-7.2", 3)]
+    released = ids(after_ab + after_c)
+    assert sorted(released) == sorted(c.id for c in every_case())  # each case exactly once
+    assert all(len({(c.source, c.machine, c.guest, c.globals) for c in g}) == 1
+               for g in after_ab + after_c)
+
+
+def test_the_first_case_leads_its_shared_group() -> None:
+    s = schedule(first=("b", "b", "pc-q35-7.2"), shared=("linux", "synthetic"))
+    got = s.release({"a", "b"}, set())
+    assert [(c.source, c.destination, c.machine) for c in got[0]] == [
+        ("b", "b", "pc-q35-7.2"), ("b", "a", "pc-q35-7.2")]
 
 
 def test_parallel_runs_the_work_given_while_the_source_of_work_still_waits() -> None:

@@ -49,6 +49,9 @@ class NoAction(Action):
     QEMU set at reset. Reads the property back (qom-get) for the record."""
 
     name = "none"
+    # The guest never runs: one source's migration stream serves every destination.
+    shares_source = True
+    stays_paused = True
 
     def perform(self, monitor: Monitor) -> MaskProperty:
         try:

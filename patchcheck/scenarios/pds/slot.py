@@ -127,6 +127,9 @@ class GuestAction(Action):
 
     # The model's input: whether the action powers the slot off (clearing PDS on the source).
     powers_off_slot: bool = False
+    # The guest never runs: one source's migration stream serves every destination.
+    shares_source = True
+    stays_paused = True
 
     def perform(self, monitor: Monitor) -> SlotState:
         """Do the action; return the slot registers read afterwards."""
