@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -172,6 +173,11 @@ def test_q35_60_unpatched_to_v2_passes_and_the_guest_keeps_running(
     assert action.destination_heartbeat > action.source_heartbeat >= 1
     assert heartbeats(outcome.logs["destination-console.log"])[0] == action.destination_heartbeat
     assert "PATCHCHECK-READY" not in outcome.logs["destination-console.log"]  # no reboot
+    # A heartbeat every 0.1 s: busybox's `read -t` takes the fraction (init's `pause`).
+    beats = [float(u) for u in re.findall(r"HEARTBEAT \d+ uptime=([0-9.]+)",
+                                          outcome.logs["source-console.log"])]
+    gaps = sorted(b - a for a, b in zip(beats, beats[1:], strict=False))
+    assert gaps and 0.08 <= gaps[len(gaps) // 2] <= 0.3, beats
     record_property("linux_case_seconds", round(outcome.seconds, 2))
 
 

@@ -170,3 +170,32 @@ def test_cases_start_while_a_later_build_still_compiles(tmp_path, settings, runt
         ("7.2-none", "7.2-none")
     assert {(c["source"]["build"], c["destination"]["build"]) for c in data["cases"]} == {
         ("7.2-none", "7.2-none"), ("7.2-none", "mine"), ("mine", "7.2-none"), ("mine", "mine")}
+
+
+def test_a_shared_paused_source_gives_what_a_fresh_source_per_case_gives(small_run, settings,
+                                                                         runtime, tmp_path):
+    """matrix.share_sources (the default): one source per build, type and -globals, its
+    stream taken once and given to each destination. The same run with a fresh source per
+    case must give every case the same outcome, destination error, destination status and
+    guest state."""
+    _, shared, _ = small_run
+    groups: dict[tuple, list[int]] = {}
+    for c in shared["cases"]:
+        key = (c["source"]["build"], c["machine"], c["guest"], tuple(c["globals"]))
+        groups.setdefault(key, []).append(c["source_migration"])
+    # each source served its three destinations (1, 2, 3), none started twice
+    assert sorted(map(sorted, groups.values())) == [[1, 2, 3]] * len(groups)
+    local = replace(settings, reports_dir=tmp_path,
+                    matrix=replace(settings.matrix, semantics=False, share_sources=False))
+    options = MatrixOptions(builds=("7.2-none", "7.2-v1", "7.2-v2"), pairs=("same-tree",),
+                            machines="6.0,7.2", guests=("synthetic", "none"), jobs=2,
+                            run_id="fresh")
+    assert run_matrix(local, runtime, options, log=lambda line: None) == EXIT_OK
+    fresh = json.loads((tmp_path / "fresh" / "results.json").read_text())
+    assert {c["source_migration"] for c in fresh["cases"]} == {1}
+    fields = ("observed", "destination_error", "destination_status", "guest_state")
+    by_id = {c["id"]: c for c in fresh["cases"]}
+    assert sorted(by_id) == sorted(c["id"] for c in shared["cases"])
+    for case in shared["cases"]:
+        assert {f: case[f] for f in fields} == {f: by_id[case["id"]][f] for f in fields}, \
+            case["id"]
