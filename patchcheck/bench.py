@@ -24,7 +24,7 @@ from typing import Any
 from .config import Settings
 from .pipeline import Pipeline
 from .results import RunResults, write_json
-from .run import MatrixOptions, run_matrix
+from .run import MatrixOptions, default_jobs, run_matrix
 from .runtime import Runtime
 
 
@@ -191,7 +191,7 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
             "cold_goal": 2.0,
             "cold_first_case_before_last_build": _first_case_before_last_build(cold_run),
             "matrix_warm_runs_s": warm,
-            "matrix_cases": len(warm_run.cases), "jobs": cold.matrix.jobs or os.cpu_count(),
+            "matrix_cases": len(warm_run.cases), "jobs": cold.matrix.jobs or default_jobs(),
             "peak_rss_mib": {"patchcheck": round(self_rss / 1024, 1),
                              "children": round(child_rss / 1024, 1)},
         }
