@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,20 @@ from .stream import Capture, StreamError, deliver
 
 FINAL = ("completed", "failed", "cancelled")
 REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to load
-POLL = 0.005  # seconds between monitor polls while a migration runs (a round trip: ~0.3 ms)
+# Seconds between monitor polls while a migration runs: the first after POLL, each next
+# one 1.5 times later, at most POLL_MAX apart. A synthetic case's stream loads in tens of
+# milliseconds, a Linux guest's in hundreds: each is seen soon after it ends, and a long
+# one is not asked about 200 times a second (each round trip costs both sides CPU).
+POLL = 0.005
+POLL_MAX = 0.05
+
+
+def pauses() -> Iterator[float]:
+    """The pauses between the polls of one wait."""
+    pause = POLL
+    while True:
+        yield pause
+        pause = min(POLL_MAX, pause * 1.5)
 
 
 class Hosts:
@@ -298,13 +311,14 @@ def _capture(source: _Source, srcdir: Path, state: GuestState | None, deadline: 
     capture = Capture(srcdir / "stream.sock")
     try:
         source.machine.cmd("migrate", uri=f"unix:{capture.path}")
+        wait = pauses()
         while True:
             status = str(source.machine.cmd("query-migrate").get("status", ""))
             if status in FINAL:
                 break
             if time.monotonic() > deadline:
                 raise MachineError("timeout waiting for the source's migration stream")
-            time.sleep(POLL)
+            time.sleep(next(wait))
         if status != "completed":
             raise MachineError(f"source: migration {status} while its stream was taken")
         source.stream = capture.result(max(1.0, deadline - time.monotonic()))
@@ -315,6 +329,7 @@ def _capture(source: _Source, srcdir: Path, state: GuestState | None, deadline: 
 
 
 def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
+    wait = pauses()
     while time.monotonic() < deadline:
         if not src.running():
             raise MachineError(f"source QEMU exited during migration: {src.log_tail(3)}")
@@ -323,7 +338,7 @@ def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
             return status
         if not dst.running():  # the destination gave up; the source may not notice for a while
             return status or "unknown"
-        time.sleep(POLL)
+        time.sleep(next(wait))
     raise MachineError("timeout waiting for the migration to finish")
 
 
@@ -371,6 +386,7 @@ def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float
 def _destination_state(dst: Machine, deadline: float) -> tuple[str, str]:
     """Wait until the destination left `inmigrate`; then its migration status and, after
     `cont`, its run state. ("", "") when the process is gone."""
+    wait = pauses()
     while True:
         if not dst.running():
             return "", ""
@@ -378,7 +394,7 @@ def _destination_state(dst: Machine, deadline: float) -> tuple[str, str]:
             break
         if time.monotonic() > deadline:
             raise MachineError("timeout waiting for the destination to load the migration")
-        time.sleep(POLL)
+        time.sleep(next(wait))
     mig = str(dst.cmd("query-migrate").get("status", ""))
     dst.cmd("cont")
     return mig, str(dst.cmd("query-status").get("status", ""))
