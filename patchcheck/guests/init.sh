@@ -5,7 +5,7 @@
 # 2. Waits until pciehp has settled on every slot it drives: the slot registers, read from
 #    the port's config space in sysfs, show no pending event, no blinking power indicator,
 #    and power that agrees with presence (off and empty, or on and occupied). Polled every
-#    50 ms with one read of the slot registers (each process costs the guest milliseconds
+#    0.1 s with one read of the slot registers (each process costs the guest milliseconds
 #    of TCG); no fixed sleep. A slot that does not settle within pc_settle seconds (kernel
 #    command line, default 60) is reported as unsettled.
 # 3. Prints the readiness marker with each slot's registers, then a heartbeat every 0.1 s
@@ -88,7 +88,7 @@ while :; do
     [ -z "$pending" ] && break
     read -r now _ </proc/uptime
     if [ "${now%.*}" -ge $((${start%.*} + limit)) ]; then ok=no; break; fi
-    pause 0.05
+    pause 0.1
 done
 report=""
 for entry in $ports; do

@@ -92,8 +92,8 @@ def test_init_script_is_valid_shell_and_a_busybox_init() -> None:
 def test_init_script_waits_on_the_slot_registers_not_on_fixed_sleeps() -> None:
     text = INIT_SCRIPT.read_text()
     before_ready = text[: text.index(READY_MARKER + " settled=$ok")]
-    # The only pause before readiness is the 50 ms poll of the registers; no sleep process.
-    assert re.findall(r"^\s*pause\s+(\S+)$", before_ready, re.M) == ["0.05"]
+    # The only pause before readiness is the 0.1 s poll of the registers; no sleep process.
+    assert re.findall(r"^\s*pause\s+(\S+)$", before_ready, re.M) == ["0.1"]
     after_ready = text[text.index(READY_MARKER + " settled=$ok"):]
     assert re.findall(r"^\s*pause\s+(\S+)$", after_ready, re.M) == ["0.1"]
     loop = text[text.rindex("while :; do"):]  # the heartbeat loop

@@ -304,27 +304,18 @@ def test_several_cases_need_an_action_that_shares_its_source(tmp_path: Path) -> 
 # --- a paused source: its stream taken once, given to every destination ----------------------
 
 
-@dataclass(frozen=True)
-class Replay:
-    dests: tuple[Dest, ...]
-    observed: tuple[Observed, ...]
-    source_migrations: tuple[int, ...]
-    launches: str  # S: a source made, D: a destination, in order
-    sources: tuple[Src, ...] = ()
-
-
 REPLAYS = {
-    "one stream for three": Replay((REJECTS, LOADS, STAYS_PAUSED), (FAILED, PASSED, FAILED),
+    "one stream for three": Reuse((REJECTS, LOADS, STAYS_PAUSED), (FAILED, PASSED, FAILED),
                                    (1, 2, 3), "SDDD"),
-    "a fresh source after an error": Replay((LOADS, KILLED, LOADS), (PASSED, ERROR, PASSED),
+    "a fresh source after an error": Reuse((LOADS, KILLED, LOADS), (PASSED, ERROR, PASSED),
                                             (1, 2, 1), "SDDSD"),
-    "a source whose migration fails": Replay((LOADS, LOADS, LOADS), (ERROR, PASSED, PASSED),
+    "a source whose migration fails": Reuse((LOADS, LOADS, LOADS), (ERROR, PASSED, PASSED),
                                              (1, 1, 2), "SDSDD", (Src(("active", "failed")),)),
 }
 
 
 @pytest.mark.parametrize("row", REPLAYS.values(), ids=REPLAYS.keys())
-def test_a_paused_sources_stream_serves_every_destination(tmp_path: Path, row: Replay) -> None:
+def test_a_paused_sources_stream_serves_every_destination(tmp_path: Path, row: Reuse) -> None:
     hosts = FakeHosts(row.dests, row.sources)
     cases = _cases()
     results = list(run_cases(cases, BUILDS, hosts, SCENARIO, _scratch(tmp_path),
