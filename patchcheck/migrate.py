@@ -55,9 +55,12 @@ class Hosts:
         self.devices = devices
         self._lock = threading.Lock()
         self._containers: dict[str, Container] = {}
+        self.closed = False  # the run is ending: no container, no case starts any more
 
     def get(self, image_id: str) -> Container:
         with self._lock:
+            if self.closed:
+                raise InfraError("the run is ending: no QEMU starts any more")
             if image_id not in self._containers:
                 self._containers[image_id] = self.runtime.start(ContainerSpec(
                     image=image_id, role="qemu", network="none", mounts=self.mounts,
@@ -71,6 +74,7 @@ class Hosts:
 
     def close(self) -> None:
         with self._lock:
+            self.closed = True
             for container in self._containers.values():
                 container.remove()
             self._containers.clear()
@@ -137,6 +141,8 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     source: _Source | None = None
     try:
         for case in cases:
+            if hosts.closed:  # interrupted: the rest of the group does not start
+                return
             if source is not None and not source.usable():
                 source.machine.shutdown()  # died between cases: close its monitor, then replace
                 source = None

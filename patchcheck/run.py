@@ -381,7 +381,18 @@ def _run_cases(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseRe
                 progress.advance(f"{res.case.id}: {res.observed.value} ({mark})")
     finally:
         hosts.close()  # kills every QEMU, so cases still running end at once
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_soon(scratch)
+
+
+def remove_soon(directory: Path, within: float = 2.0) -> None:
+    """Remove a directory that workers of an interrupted run may still be leaving: each
+    removes what its case made as soon as its QEMUs are gone (milliseconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        shutil.rmtree(directory, ignore_errors=True)
+        if not directory.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 def sharing(scenario: Scenario, guests: Iterable[str], share_sources: bool) -> set[str]:

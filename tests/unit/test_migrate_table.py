@@ -344,3 +344,16 @@ def test_one_case_of_a_paused_source_migrates_directly(tmp_path: Path) -> None:
     assert result.observed == PASSED
     (dest,) = hosts.named("destination")
     assert dest.received is None  # the source's own migration, nothing taken in between
+
+
+def test_an_interrupted_run_starts_no_further_case_of_a_group(tmp_path: Path) -> None:
+    """Hosts.close() (the run is ending): the group's next case does not start, and its
+    directories go (the run's scratch directory can then be removed)."""
+    hosts = FakeHosts((LOADS, LOADS, LOADS))
+    results = run_cases(_cases(), BUILDS, hosts, SCENARIO, _scratch(tmp_path),
+                        _logdir(tmp_path), timeout=TIMEOUT)
+    first = next(results)
+    hosts.close()
+    assert list(results) == [] and first.observed == PASSED
+    assert len(hosts.named("destination")) == 1
+    assert list(_scratch(tmp_path).iterdir()) == []
