@@ -26,7 +26,7 @@ from .replay import RecordingMonitor, portable, reproduce_command
 from .results import Case, CaseResult, Side
 from .runtime import Container, ContainerSpec, Mount, Runtime, invoking_user
 from .scenarios.base import Action, GuestState, Scenario
-from .stream import Capture, StreamError, deliver
+from .stream import Capture, deliver
 
 FINAL = ("completed", "failed", "cancelled")
 REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to load
@@ -190,10 +190,9 @@ class _Source:
         self.machine = machine
         self.monitor = RecordingMonitor(machine)
         self.migrations = 0  # 0: not launched yet (a source that failed is not reused)
-        # A source that stays paused migrates once into a Capture; what it sent, its
-        # status then and the guest state it had serve every later destination.
+        # A source that stays paused migrates once into a Capture; what it sent and the
+        # guest state it had serve every later destination.
         self.stream: bytes | None = None
-        self.status = ""
         self.state: GuestState | None = None
 
     def usable(self) -> bool:
@@ -255,8 +254,9 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         if first:
             src.connect()
             state = action.perform(source.monitor)
-            if shared.capture:
-                _capture(source, srcdir, state, deadline)
+            if shared.capture:  # the source has nothing more to do once it is taken
+                source.stream, source.state = _capture(src, srcdir, deadline), state
+                src.shutdown()
         else:
             state = source.state if shared.capture else action.again(src)
         result.guest_state = state.to_dict() if state is not None else {}
@@ -265,10 +265,10 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         result.reproduce = replay(source.monitor.writes)
         if source.stream is not None:  # the paused source's stream, as it sent it
             sender = deliver(source.stream, sock, max(1.0, deadline - time.monotonic()))
-            result.source_status = source.status
+            result.source_status = "completed"  # _capture took it only so
         else:
             src.cmd("migrate", uri=f"unix:{sock}")
-            result.source_status = _wait_source(src, dst, deadline)
+            result.source_status = _wait_source(src, deadline, dst)
         _judge(result, dst, scenario, deadline)
         if result.observed == Observed.PASSED:
             problem = action.verify_destination(
@@ -283,7 +283,7 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         summary = state.summary() if state is not None and result.deviates else ""
         if summary:
             result.message = f"{result.message} ({summary})".strip()
-    except (MachineError, PciError, StreamError, PatchcheckError) as exc:
+    except (MachineError, PciError, PatchcheckError) as exc:  # StreamError is one
         result.observed = Observed.ERROR
         result.message = str(exc)
     except Exception as exc:  # the container engine failed under us: no case can run
@@ -311,30 +311,23 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
     return result, guest_lost
 
 
-def _capture(source: _Source, srcdir: Path, state: GuestState | None, deadline: float) -> None:
-    """Migrate the paused source once into a Capture and keep what it sent (the source
-    has nothing more to do: it is shut down)."""
+def _capture(src: Machine, srcdir: Path, deadline: float) -> bytes:
+    """Migrate the paused source once into a Capture: what it sent (its migration must
+    complete; anything else is an error of the case)."""
     capture = Capture(srcdir / "stream.sock")
     try:
-        source.machine.cmd("migrate", uri=f"unix:{capture.path}")
-        wait = pauses()
-        while True:
-            status = str(source.machine.cmd("query-migrate").get("status", ""))
-            if status in FINAL:
-                break
-            if time.monotonic() > deadline:
-                raise MachineError("timeout waiting for the source's migration stream")
-            time.sleep(next(wait))
+        src.cmd("migrate", uri=f"unix:{capture.path}")
+        status = _wait_source(src, deadline)
         if status != "completed":
             raise MachineError(f"source: migration {status} while its stream was taken")
-        source.stream = capture.result(max(1.0, deadline - time.monotonic()))
+        return capture.result(max(1.0, deadline - time.monotonic()))
     finally:
         capture.close()
-    source.status, source.state = status, state
-    source.machine.shutdown()
 
 
-def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
+def _wait_source(src: Machine, deadline: float, dst: Machine | None = None) -> str:
+    """The source's final migration status (or its last one, once the destination gave
+    up)."""
     wait = pauses()
     while time.monotonic() < deadline:
         if not src.running():
@@ -342,7 +335,7 @@ def _wait_source(src: Machine, dst: Machine, deadline: float) -> str:
         status = str(src.cmd("query-migrate").get("status", ""))
         if status in FINAL:
             return status
-        if not dst.running():  # the destination gave up; the source may not notice for a while
+        if dst is not None and not dst.running():  # gave up; the source may not notice yet
             return status or "unknown"
         time.sleep(next(wait))
     raise MachineError("timeout waiting for the migration to finish")
