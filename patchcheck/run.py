@@ -16,32 +16,26 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import accel as accel_mod
 from . import matrix, paths, scenarios
 from .build import BuildRecord
+from .caserun import LINUX, RunContext, now, run_groups
 from .config import Settings
 from .decision import decide_run, semantics_of
 from .errors import BuildFailed, UsageError
-from .jobs import in_background, parallel
-from .migrate import Hosts, run_cases, side
+from .jobs import in_background
+from .migrate import side
 from .pipeline import Pipeline
-from .progress import CaseProgress
 from .report import grid
 from .report.regenerate import write_all
-from .results import Case, CaseResult, RunResults, write_json
+from .results import Case, CaseResult, RunResults
 from .resume import finished_cases, skipped
-from .runtime import Mount, Runtime
-from .scenarios.base import Action, Scenario
+from .runtime import Runtime
+from .scenarios.base import Scenario
 from .schedule import Schedule, build_order, groups
-
-if TYPE_CHECKING:
-    from .guests.image import GuestImage
-from .guests.image import guests_dir
 from .verdict import judge_run, scenario_title
-
-LINUX = "linux"  # the real guest: its action needs the guest image (patchcheck.guests.linux)
 
 
 @dataclass(frozen=True)
@@ -57,11 +51,6 @@ class MatrixOptions:
     accel: str = ""  # auto, kvm or tcg; default: patchcheck.matrix.accel
     shard: str = ""  # "K/N": the K-th of N deterministic slices of the case list
     resume: bool = False  # reuse the finished cases of run `run_id`
-
-
-def now() -> str:
-    """A moment of the run, as results.json records it (UTC, milliseconds)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:
@@ -285,10 +274,10 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             yield from rest
 
         if streaming:
-            _run_cases(ctx, feed(), results)
+            run_groups(ctx, feed(), results)
         else:
             work = list(feed())  # every build first
-            _run_cases(ctx, work, results)
+            run_groups(ctx, work, results)
         order = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
         run.partial = not case_list or len(results) < len(case_list)
@@ -311,90 +300,6 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         print(f"reports: {outdir}")
 
 
-@dataclass
-class RunContext:
-    """What running the cases needs from the run."""
-
-    settings: Settings
-    runtime: Runtime
-    scenario: Scenario
-    records: dict[str, BuildRecord]  # the builds that exist (filled as they are made)
-    failed: dict[str, str]  # the builds that failed, and why: their cases are skipped
-    outdir: Path
-    jobs: int
-    timeout: float
-    accel: str = "tcg"
-    guest_image: GuestImage | None = None  # the Linux guest, set before a case needs it
-    recorded: dict[str, Any] | None = None  # the run's settings: what `auto` resolved to
-    linux: bool = False  # Linux-guest cases will run: QEMU containers mount the guest images
-    total: int | None = None  # how many cases run, once known
-
-
-def _run_cases(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseResult]) -> None:
-    """Run the groups of cases `work` gives (lazily: it may build while cases run)."""
-    records, runtime, settings, scen = ctx.records, ctx.runtime, ctx.settings, ctx.scenario
-    outdir, jobs, timeout, accel = ctx.outdir, ctx.jobs, ctx.timeout, ctx.accel
-    m = settings.matrix
-    scratch = scratch_dir()
-    mounts = [Mount(str(scratch), str(scratch)),
-              Mount(str(settings.cache_dir / "builds"), str(settings.cache_dir / "builds"),
-                    read_only=True)]
-    devices: tuple[str, ...] = ()
-    if ctx.linux or ctx.guest_image is not None:
-        guests_root = guests_dir(settings)  # the images are made in it, maybe later
-        guests_root.mkdir(parents=True, exist_ok=True)
-        mounts.append(Mount(str(guests_root), str(guests_root), read_only=True))
-    if accel != "tcg" and records:
-        any_build = next(iter(records.values()))
-        def image() -> GuestImage:
-            if ctx.guest_image is None:
-                raise UsageError("the Linux guest's image was not made")
-            return ctx.guest_image
-        choice = accel_mod.resolve(accel, runtime, any_build.image_id, any_build.binary,
-                                   image, scratch)
-        accel, devices = choice.accel, choice.devices
-        if ctx.recorded is not None:
-            ctx.recorded["accel"] = choice.describe()
-    hosts = Hosts(runtime, tuple(mounts), devices)
-
-    def action_for(case: Case) -> Action | None:
-        if case.guest == LINUX:
-            if ctx.guest_image is None:
-                raise UsageError("the Linux guest's image was not made")
-            return scen.linux_action(ctx.guest_image, timeout)
-        return None
-    try:
-        with CaseProgress(lambda: ctx.total) as progress:
-            def one(group: list[Case]) -> Iterator[CaseResult]:
-                def logdir(case: Case) -> Path:
-                    return outdir / "cases" / case.slug
-                for res in run_cases(group, records, hosts, scen, scratch, logdir,
-                                     ram_mib=m.ram_mib, accel=accel, timeout=timeout,
-                                     action=action_for(group[0])):
-                    res.finished = now()
-                    write_json(logdir(res.case) / "result.json", res.to_dict())
-                    yield res
-
-            for _, res in parallel(work, one, jobs):
-                results.append(res)
-                mark = "ok" if not res.deviates else "DEVIATES"
-                progress.advance(f"{res.case.id}: {res.observed.value} ({mark})")
-    finally:
-        hosts.close()  # kills every QEMU, so cases still running end at once
-        remove_soon(scratch)
-
-
-def remove_soon(directory: Path, within: float = 2.0) -> None:
-    """Remove a directory that workers of an interrupted run may still be leaving: each
-    removes what its case made as soon as its QEMUs are gone (milliseconds)."""
-    deadline = time.monotonic() + within
-    while True:
-        shutil.rmtree(directory, ignore_errors=True)
-        if not directory.exists() or time.monotonic() > deadline:
-            return
-        time.sleep(0.02)
-
-
 def sharing(scenario: Scenario, guests: Iterable[str], share_sources: bool) -> set[str]:
     """The guest actions whose cases share one source QEMU across destinations: the Linux
     guest always (its boot is most of a case), a scenario's own actions that allow it
@@ -402,13 +307,6 @@ def sharing(scenario: Scenario, guests: Iterable[str], share_sources: bool) -> s
     own = scenario.actions()
     return {g for g in guests if g == LINUX or (share_sources and g in own
                                                  and own[g].shares_source)}
-
-
-def scratch_dir() -> Path:
-    """The run's private (0700) directory for QMP and migration sockets. Unix socket paths
-    are limited to 107 bytes, so a long $TMPDIR falls back to /tmp."""
-    base = tempfile.gettempdir()
-    return Path(tempfile.mkdtemp(prefix="patchcheck-", dir=base if len(base) <= 40 else "/tmp"))
 
 
 def _link_latest(reports: Path, run_id: str) -> None:

@@ -210,8 +210,8 @@ def probe(c: Context, builds: str = "", machines: str = "", scenario: str = "") 
 
 
 @task(help={"machines": "machine-type filter for the matrix figures (default: every type)",
-            "repeat": "how many warm matrix runs to take the median of (default 2)"})
-def bench(c: Context, machines: str = "", repeat: str = "2") -> None:
+            "repeat": "how many warm matrix runs to take the median of (default 3)"})
+def bench(c: Context, machines: str = "", repeat: str = "3") -> None:
     """Measure cold (minimal and default devices), incremental and cached builds, case times,
     matrix cold and warm, peak memory; record reports/bench-<date>.json and print the table
     (takes 30-40 min on 2 cores)."""

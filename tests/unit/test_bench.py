@@ -53,12 +53,14 @@ def test_table_states_ratios():
          "cold_ratio_to_builds": 1.8, "cold_builds_s": 500.0,
          "cold_first_case_before_last_build": True, "matrix_warm_cpu_s": 240.0,
          "warm_cpu_ratio_to_cold_build": 1.6, "cold_build_alone": {"cpu_s": 150.0},
-         "warm_wall_ratio_to_cpu_per_core": 1.25}
+         "warm_wall_ratio_to_cpu_per_core": 1.25, "matrix_warm_runs_s": [310.0, 290.5, 300.0],
+         "matrix_warm_cpu_runs_s": [260.0, 240.0, 230.2]}
     text = table(r)
     assert "= 1.8x its builds' 500 s (goal <= 2.0); a case done before the last build: True" \
         in text
-    assert "240 CPU-s = 1.60x one cold minimal build's 150 CPU-s (goal <= 1.2); wall 1.25x" \
-        in text
+    assert "240 CPU-s (median of 3: 260, 240, 230) = 1.60x one cold minimal build's 150 " \
+        "CPU-s (goal <= 1.2); wall 1.25x" in text
+    assert "300 s (median of 3: 310, 290, 300;" in text
     assert "0.015x cold" in text and "1.015x one cold build" in text
     assert "median 0.30 s, p95 0.50 s over 700 cases" in text
     assert "400 s (minimal = 0.50x)" in text
@@ -82,3 +84,15 @@ def test_cpu_seconds_counts_busy_time_and_the_first_case_check(make_result):
     assert _first_case_before_last_build(run) is True
     run.builds["b"]["finished"] = "2026-12-03T07:00:00.500+00:00"
     assert _first_case_before_last_build(run) is False
+
+
+def test_cpu_timing_writes_back_before_the_clock_starts_and_before_it_stops(monkeypatch):
+    from patchcheck import bench
+
+    events: list[str] = []
+    busy = iter([10.0, 14.5])
+    monkeypatch.setattr(bench.os, "sync", lambda: events.append("sync"))
+    monkeypatch.setattr(bench, "cpu_seconds", lambda: events.append("cpu") or next(busy))
+    result, _wall, cpu = bench._cpu_timed(lambda: events.append("work") or 7)
+    assert (result, cpu) == (7, 4.5)
+    assert events == ["sync", "cpu", "work", "sync", "cpu"]
