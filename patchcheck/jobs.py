@@ -1,13 +1,15 @@
 """Work on threads that an interrupted run does not wait for: one background task
-(`in_background`), and a pool whose results stream back as they come (`parallel`)."""
+(`in_background`), a sequence of tasks done ahead of the thread that needs their results
+(`InOrder`), and a pool whose results stream back as they come (`parallel`)."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+K = TypeVar("K")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -32,6 +34,53 @@ def in_background(name: str, func: Callable[[], R]) -> Callable[[], R]:
             raise box["error"]
         return box["result"]  # type: ignore[no-any-return]
     return result
+
+
+class InOrder(Generic[K, R]):
+    """func(key) for each key, one after the other, on a daemon thread, then `then` (its
+    outcome is not kept: a caller that needs it asks again). Calling the object waits for
+    one key's result, or raises what func raised for it; `stop()` skips the keys not
+    started yet (an interrupted run leaves no work behind)."""
+
+    def __init__(self, name: str, keys: Iterable[K], func: Callable[[K], R],
+                 then: Callable[[], object] | None = None) -> None:
+        self._order = list(keys)
+        self._func = func
+        self._then = then
+        self._results: dict[int, tuple[bool, Any]] = {}  # index -> (ok, result or exception)
+        self._ready = threading.Condition()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        for i, key in enumerate(self._order):
+            if self._stopped.is_set():
+                outcome: tuple[bool, Any] = (False, InterruptedError("stopped"))
+            else:
+                try:
+                    outcome = (True, self._func(key))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                    outcome = (False, exc)
+            with self._ready:
+                self._results[i] = outcome
+                self._ready.notify_all()
+        if self._then is not None and not self._stopped.is_set():
+            try:
+                self._then()
+            except Exception:  # noqa: BLE001 - the caller does it again and sees why
+                pass
+
+    def __call__(self, key: K) -> R:
+        i = self._order.index(key)  # ValueError: not one of the keys
+        with self._ready:
+            self._ready.wait_for(lambda: i in self._results)
+        ok, value = self._results[i]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def parallel(items: Iterable[T], func: Callable[[T], Iterable[R]], jobs: int

@@ -12,6 +12,17 @@ from .errors import UsageError
 from .runtime import Runtime
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A build ready to compile (Pipeline.prepare), or already made (`record`)."""
+
+    spec: BuildSpec
+    tree: trees.PreparedTree | None  # None: imported from elsewhere
+    generation: str
+    image_id: str
+    record: BuildRecord | None  # the build, if it is in the cache or imported
+
+
 class Pipeline:
     def __init__(self, runtime: Runtime, settings: Settings, log: Callable[[str], None] = print,
                  refresh: bool = False) -> None:
@@ -54,42 +65,55 @@ class Pipeline:
         return self.git.resolve(spec)
 
     def build(self, spec: BuildSpec) -> BuildRecord:
-        record = self._build(spec, cached_only=False)
-        assert record is not None
-        return record
+        return self.make(self.prepare(spec))
 
     def cached(self, spec: BuildSpec) -> BuildRecord | None:
         """The build if it is in the cache already (its tree is prepared for it), else
-        None: nothing is compiled. Lets a caller tell a build that takes a moment from one
-        that takes minutes before it starts it."""
-        return self._build(spec, cached_only=True)
+        None: nothing is compiled."""
+        return self.prepare(spec).record
 
-    def _build(self, spec: BuildSpec, cached_only: bool) -> BuildRecord | None:
+    def prepare(self, spec: BuildSpec) -> Prepared:
+        """Everything a build needs but compiling: the source fetched, the fix applied or
+        reverted, the builder image, the subprojects; the build itself if it is in the cache
+        (or imported). Lets a caller tell a build that takes a moment from one that takes
+        minutes, and prepare the next build while one compiles (one thread prepares)."""
         imported = artifacts.pinned(self.settings.imported, self.settings.cache_dir, spec,
                                     self.settings.matrix.scenario) \
             if self.settings.imported is not None else None
         if imported is not None:  # from a build stage elsewhere (patchcheck.artifacts)
             self.log(f"[{spec.name}] imported: QEMU {imported.qemu_version}, fix "
                      f"{imported.fix_state} -> {imported.binary}")
-            return imported
+            return Prepared(spec, None, "", "", imported)
         fixes.resolve(spec.fix, self.known)  # validate the fix state before any expensive step
         tree = self.resolve(spec.source)
         prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir, self.known)
         generation = images.generation_for(tree.version_tuple, self.settings.image_rules)
         image_id = self.image(generation)
         prepared = self.complete(prepared, image_id)
-        image = f"{images.BUILDER_REPO}:{generation}"
-        if cached_only:
-            record = self.builder.cached(spec.name, prepared, image_id)
+        record = self.builder.cached(spec.name, prepared, image_id)
+        if record is not None:
+            self._made(spec, prepared, record)
         else:
-            record = self.builder.build(spec.name, prepared, generation, image, image_id)
-        if record is None:
-            return None
-        if prepared.fix.applied == "already-present":
-            self.log(f"[{spec.name}] note: {prepared.fix.note}")
+            self.log(f"[{spec.name}] ready to compile: tree {prepared.tree_id[:12]}, "
+                     f"{generation} builder image")
+        return Prepared(spec, prepared, generation, image_id, record)
+
+    def make(self, prepared: Prepared) -> BuildRecord:
+        """The build of a prepared tree: from the cache, or compiled now."""
+        if prepared.record is not None:
+            return prepared.record
+        assert prepared.tree is not None  # only an imported build has none, and a record
+        image = f"{images.BUILDER_REPO}:{prepared.generation}"
+        record = self.builder.build(prepared.spec.name, prepared.tree, prepared.generation,
+                                    image, prepared.image_id)
+        self._made(prepared.spec, prepared.tree, record)
+        return record
+
+    def _made(self, spec: BuildSpec, tree: trees.PreparedTree, record: BuildRecord) -> None:
+        if tree.fix.applied == "already-present":
+            self.log(f"[{spec.name}] note: {tree.fix.note}")
         self.log(f"[{spec.name}] {'cached' if record.cached else 'built'}: QEMU {record.qemu_version}"
                  f", fix {record.fix_state} ({record.fix['applied']}) -> {record.binary}")
-        return record
 
     def complete(self, prepared: trees.PreparedTree, image_id: str) -> trees.PreparedTree:
         """The tree with every subproject its configured build reads (fetched once per

@@ -25,9 +25,10 @@ from .caserun import LINUX, RunContext, now, run_groups
 from .config import Settings
 from .decision import decide_run, semantics_of
 from .errors import BuildFailed, UsageError
-from .jobs import in_background
+from .guests.image import GuestImage
+from .jobs import InOrder, in_background
 from .migrate import side
-from .pipeline import Pipeline
+from .pipeline import Pipeline, Prepared
 from .report import grid
 from .report.regenerate import write_all
 from .results import Case, CaseResult, RunResults
@@ -156,6 +157,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
     # list first (a shard is a slice of it, a resumed run matches it) or a build to choose
     # its accelerator with.
     streaming = not p.shard and not options.resume and p.accel == "tcg"
+    ahead: InOrder[str, Prepared] | None = None
     try:
         pipeline = Pipeline(runtime, settings, log)
         sources = {n: settings.builds[n].source for n in names}
@@ -174,19 +176,36 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         schedule = Schedule(matrix.pairs(sources, p.pairs), cases_of, shared, LINUX,
                             scen.defaults.first)
 
+        order = build_order(names, scen.defaults.first)
+
+        def prepare(name: str) -> Prepared:
+            """A build's inputs (source fetched, tree, builder image); the build itself if
+            it is in the cache."""
+            return pipeline.prepare(settings.builds[name])
+
+        def guest_image() -> GuestImage:
+            from .guests.image import ensure_image
+
+            return ensure_image(runtime, settings, image_id=pipeline.image("bookworm"), log=log)
+        wants_guest = LINUX in guests or p.accel != "tcg"
+        # The next builds are prepared while one compiles: on a first run, the second
+        # suite's base and builder images and its source package, then the Linux guest's
+        # image, are made beside the first suite's compiler (docs/performance.md).
+        ahead = InOrder("prepare", order, prepare, then=guest_image if wants_guest else None)
+
         def build(name: str, cached_only: bool = False) -> bool:
             """Make the build (or only take it from the cache): whether it exists now."""
             try:
-                spec = settings.builds[name]
-                record = pipeline.cached(spec) if cached_only else pipeline.build(spec)
-                if record is None:
+                prepared = ahead(name)
+                if cached_only and prepared.record is None:
                     return False
+                record = pipeline.make(prepared)
                 records[name] = record
                 run.builds[name] = {**records[name].to_dict(), "finished": now()}
                 return True
             except BuildFailed as exc:
                 if cached_only:
-                    return False  # made (and its failure recorded) by build() next
+                    return False  # its failure is recorded by build() next
                 failed[name] = str(exc)
                 run.builds[name] = {"name": name, "failed": str(exc),
                                     "source": settings.builds[name].source}
@@ -237,11 +256,8 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                 scratch = probe_scratch
                 semantics_result = in_background("probe", lambda: matrix_semantics(
                     settings, runtime, records, outdir, log, jobs=jobs, scratch=scratch))
-            if LINUX in guests or p.accel != "tcg":
-                from .guests.image import ensure_image
-
-                ctx.guest_image = ensure_image(runtime, settings,
-                                               image_id=pipeline.image("bookworm"), log=log)
+            if wants_guest:
+                ctx.guest_image = guest_image()  # made ahead, or made now if that failed
             released = len(schedule.released)
             log(f"{released + len(todo)} cases to run, {jobs} in parallel"
                 + (f" ({while_building[0]} given out while builds compiled)"
@@ -252,7 +268,6 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         def feed() -> Iterator[list[Case]]:
             linux: list[list[Case]] = []  # they need the guest image: made after the builds
             given = 0
-            order = build_order(names, scen.defaults.first)
             while True:
                 # The builds already in the cache take a moment: take them all before the
                 # cases they allow go out, so that one source serves every destination.
@@ -278,8 +293,8 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         else:
             work = list(feed())  # every build first
             run_groups(ctx, work, results)
-        order = {c.id: i for i, c in enumerate(case_list)}
-        results.sort(key=lambda r: order.get(r.case.id, 1 << 30))
+        position = {c.id: i for i, c in enumerate(case_list)}
+        results.sort(key=lambda r: position.get(r.case.id, 1 << 30))
         run.partial = not case_list or len(results) < len(case_list)
         probe_run = semantics_result() if semantics_result is not None else None
         decision = decide_run(run, semantics_of(probe_run))  # the verdict `check` reads back
@@ -287,6 +302,8 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             summary_lines.append("Register semantics: " + decision.semantics.summary)
         return decision.matrix_exit
     finally:
+        if ahead is not None:
+            ahead.stop()
         if probe_scratch is not None:
             shutil.rmtree(probe_scratch, ignore_errors=True)
         run.seconds = round(time.monotonic() - t0, 1)

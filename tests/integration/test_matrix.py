@@ -127,9 +127,13 @@ def test_default_matrix_end_to_end(default_matrix_run):
     assert _case(data, "pc-q35-10.0", "10.0-none", "10.0-none", "synthetic")["observed"] == "passed"
 
 
-def test_cases_start_while_a_later_build_still_compiles(tmp_path, settings, runtime, builds):
-    """With 7.2-none built and a user's patch not built yet, the 7.2-none -> 7.2-none cases
-    run while the patched build compiles: one of them finishes before that build does."""
+def test_cases_start_and_the_next_build_is_prepared_while_a_build_compiles(
+        tmp_path, settings, runtime, builds):
+    """With 7.2-none built and two patches of a user's not built yet, the 7.2-none ->
+    7.2-none cases run while the first patched build compiles (one of them finishes before
+    that build does), and the second patch's tree is ready before the first compile ends.
+    The first patch also declares something in pcie_port.h, so that its build recompiles
+    the files that include it (several seconds, where preparing a tree takes about one)."""
     import difflib
     import subprocess
     import uuid
@@ -138,38 +142,54 @@ def test_cases_start_while_a_later_build_still_compiles(tmp_path, settings, runt
 
     none = builds["7.2-none"]
     repo = builds.source_repo("7.2-none")
-    pcie = "hw/pci/pcie.c"
-    original = subprocess.run(["git", "-C", str(repo), "show", f"{none.commit}:{pcie}"],
-                              check=True, capture_output=True, text=True).stdout
-    scratch = tmp_path / "apply"
-    (scratch / "hw/pci").mkdir(parents=True)
-    (scratch / pcie).write_text(original)
     v2 = Path(__file__).resolve().parents[2] / "patchcheck/scenarios/pds/patches/v2.patch"
-    subprocess.run(["git", "apply", str(v2)], cwd=scratch, check=True)
-    changed = (scratch / pcie).read_text() + f"/* not built before: {uuid.uuid4()} */\n"
-    patch = tmp_path / "v2-and-a-comment.patch"
-    patch.write_text("".join(difflib.unified_diff(
-        original.splitlines(keepends=True), changed.splitlines(keepends=True),
-        f"a/{pcie}", f"b/{pcie}")))
+
+    def patch(name: str, additions: dict[str, str]) -> Path:
+        diff = []
+        scratch = tmp_path / f"apply-{name}"
+        for path in ("hw/pci/pcie.c", *additions):
+            original = subprocess.run(["git", "-C", str(repo), "show", f"{none.commit}:{path}"],
+                                      check=True, capture_output=True, text=True).stdout
+            (scratch / path).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / path).write_text(original)
+            if path == "hw/pci/pcie.c":
+                subprocess.run(["git", "apply", str(v2)], cwd=scratch, check=True)
+            changed = (scratch / path).read_text() + additions.get(
+                path, f"/* not built before: {uuid.uuid4()} */\n")
+            diff += difflib.unified_diff(original.splitlines(keepends=True),
+                                         changed.splitlines(keepends=True),
+                                         f"a/{path}", f"b/{path}")
+        out = tmp_path / f"{name}.patch"
+        out.write_text("".join(diff))
+        return out
+
+    marker = f"patchcheck_not_built_before_{uuid.uuid4().hex}"
+    mine = patch("mine", {"include/hw/pci/pcie_port.h": f"extern int {marker};\n"})
+    mine2 = patch("mine2", {})
     reports = tmp_path / "reports"
     local = replace(settings, reports_dir=reports,
                     builds={**settings.builds,
-                            "mine": BuildSpec("mine", "debian:bookworm", str(patch))},
+                            "mine": BuildSpec("mine", "debian:bookworm", str(mine)),
+                            "mine2": BuildSpec("mine2", "debian:bookworm", str(mine2))},
                     matrix=replace(settings.matrix, semantics=False))
-    options = MatrixOptions(builds=("7.2-none", "mine"), pairs=("same-tree",),
+    options = MatrixOptions(builds=("7.2-none", "mine", "mine2"), pairs=("same-tree",),
                             machines="6.0,7.2", guests=("synthetic",), jobs=2,
                             run_id="streaming")
-    code = run_matrix(local, runtime, options, log=lambda line: None)
+    lines: list[str] = []
+    code = run_matrix(local, runtime, options, log=lines.append)
     data = json.loads((reports / "streaming" / "results.json").read_text())
     assert code == EXIT_OK and not data["partial"]
-    mine = data["builds"]["mine"]
-    assert mine["incremental_from"] and not mine.get("cached")  # really built in this run
+    first = data["builds"]["mine"]
+    assert first["incremental_from"] and not first.get("cached")  # really built in this run
     earliest = min(data["cases"], key=lambda c: c["finished"])
-    assert earliest["finished"] < mine["finished"]
+    assert earliest["finished"] < first["finished"]
     assert (earliest["source"]["build"], earliest["destination"]["build"]) == \
         ("7.2-none", "7.2-none")
     assert {(c["source"]["build"], c["destination"]["build"]) for c in data["cases"]} == {
-        ("7.2-none", "7.2-none"), ("7.2-none", "mine"), ("mine", "7.2-none"), ("mine", "mine")}
+        (s, d) for s in ("7.2-none", "mine", "mine2") for d in ("7.2-none", "mine", "mine2")}
+    ready = next(i for i, line in enumerate(lines) if line.startswith("[mine2] ready to compile"))
+    built = next(i for i, line in enumerate(lines) if line.startswith("[mine] built"))
+    assert ready < built, lines
 
 
 def test_a_shared_paused_source_gives_what_a_fresh_source_per_case_gives(small_run, settings,

@@ -1,9 +1,11 @@
-"""The probe runs beside the matrix's cases (jobs.in_background), and a runtime that is
-closing starts no container (an interrupted run's probe thread cannot leave one behind)."""
+"""The probe runs beside the matrix's cases (jobs.in_background), the next builds are
+prepared while one compiles (jobs.InOrder), and a runtime that is closing starts no
+container (an interrupted run's probe thread cannot leave one behind)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from patchcheck.docker_runtime import DockerRuntime
 from patchcheck.errors import InfraError
-from patchcheck.jobs import in_background
+from patchcheck.jobs import InOrder, in_background
 from patchcheck.runtime import ContainerSpec
 
 
@@ -28,6 +30,64 @@ def test_background_work_hands_over_its_exception():
 
     with pytest.raises(InfraError, match="probe containers gone"):
         in_background("t", fails)()
+
+
+def test_in_order_works_ahead_of_the_caller_one_key_after_the_other():
+    started: list[str] = []
+    compiling = threading.Event()
+
+    def prepare(name: str) -> str:
+        started.append(name)
+        if name == "10.0":
+            compiling.wait(5)  # the caller is busy with 7.2 meanwhile
+        return f"prepared {name}"
+
+    ahead = InOrder("t", ["7.2", "7.2-v2", "10.0"], prepare)
+    assert ahead("7.2") == "prepared 7.2"
+    compiling.set()
+    assert ahead("10.0") == "prepared 10.0"
+    assert ahead("7.2-v2") == "prepared 7.2-v2"  # asked late: kept
+    assert started == ["7.2", "7.2-v2", "10.0"]  # each once, in order
+
+
+def test_in_order_hands_each_key_its_own_exception_and_goes_on():
+    def prepare(name: str) -> str:
+        if name == "b":
+            raise InfraError("apt-get source failed")
+        return name
+
+    ahead = InOrder("t", ["a", "b", "c"], prepare)
+    with pytest.raises(InfraError, match="apt-get source"):
+        ahead("b")
+    assert ahead("c") == "c" and ahead("a") == "a"
+    with pytest.raises(ValueError):
+        ahead("not a key")
+
+
+def test_in_order_runs_then_last_and_a_stopped_one_starts_no_further_key():
+    done: list[str] = []
+    ahead = InOrder("t", ["a", "b"], done.append, then=lambda: done.append("guest image"))
+    ahead("b")
+    deadline = time.monotonic() + 5
+    while "guest image" not in done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done == ["a", "b", "guest image"]
+
+    release = threading.Event()
+    later: list[str] = []
+
+    def slow(name: str) -> None:
+        later.append(name)
+        release.wait(5)
+
+    stopped = InOrder("t", ["a", "b"], slow, then=lambda: later.append("then"))
+    while not later:
+        time.sleep(0.01)
+    stopped.stop()
+    release.set()
+    with pytest.raises(InterruptedError):
+        stopped("b")
+    assert later == ["a"]
 
 
 class FakeClient:
