@@ -2,7 +2,9 @@
 reports/bench-<date>.json and printed as a table (copied into the README by hand).
 
 The cold figures use a fresh, empty cache directory (no builds, no ccache, no worktrees);
-only the Debian source imports are copied in, since fetching is not building.
+only the Debian source imports are copied in, since fetching is not building. With
+`--first-run` the cold matrix runs as on a fresh machine: the project's images removed, no
+source imports, so that it makes and fetches them itself.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import images
 from .config import Settings
 from .pipeline import Pipeline
 from .results import RunResults, write_json
 from .run import MatrixOptions, default_jobs, run_matrix
-from .runtime import Runtime
+from .runtime import LABEL, Runtime
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -93,19 +96,39 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def fresh_cache(settings: Settings, prefix: str) -> Path:
+def fresh_cache(settings: Settings, prefix: str, imports_from: Path | None = None) -> Path:
     """An empty cache directory (no builds, no ccache, no worktrees) with the Debian source
-    imports copied in: fetching is not building."""
+    imports of `imports_from` (default: the configured cache) copied in: fetching is not
+    building."""
     fresh = Path(tempfile.mkdtemp(prefix=prefix, dir=settings.cache_dir.parent))
-    if (settings.cache_dir / "debian").is_dir():
-        shutil.copytree(settings.cache_dir / "debian", fresh / "debian", symlinks=True)
+    imports = (imports_from or settings.cache_dir) / "debian"
+    if imports.is_dir():
+        shutil.copytree(imports, fresh / "debian", symlinks=True)
     return fresh
 
 
+def remove_own_images(settings: Settings, runtime: Runtime) -> list[str]:
+    """What a fresh machine lacks and a first run makes: the builder images and the base
+    images patchcheck made (labelled). A base image patchcheck did not make stays."""
+    removed = []
+    for generation in images.generations(settings.containers_dir):
+        dockerfile = images.dockerfile(settings.containers_dir, generation)
+        for ref in (f"{images.BUILDER_REPO}:{generation}", images.base_image_of(dockerfile)):
+            labels = runtime.image_labels(ref)
+            if labels is not None and labels.get(LABEL) == "1" and runtime.remove_image(ref):
+                removed.append(ref)
+    return removed
+
+
 def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = print,
-          machines: str = "", repeat: int = 3) -> dict[str, Any]:
-    fresh = fresh_cache(settings, "bench-cache-")
-    reference_cache = fresh_cache(settings, "bench-reference-")
+          machines: str = "", repeat: int = 3, first_run: bool = False) -> dict[str, Any]:
+    """`first_run`: the cold matrix as on a fresh machine, which makes the images and
+    fetches the source packages too (the project's images are removed first; installing
+    packages is all it leaves out)."""
+    removed = remove_own_images(settings, runtime) if first_run else []
+    fresh = Path(tempfile.mkdtemp(prefix="bench-cache-", dir=settings.cache_dir.parent)) \
+        if first_run else fresh_cache(settings, "bench-cache-")
+    reference_cache: Path | None = None
     try:
         cold = dataclasses.replace(settings, cache_dir=fresh)
         if machines:
@@ -124,12 +147,13 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
         with_fix = [b for b in same_tree if b.get("incremental_from")]
         # 2. the same tree cold with the reference configuration (QEMU's default devices),
         #    in its own empty cache: the minimal build's ratio
+        reference_cache = fresh_cache(settings, "bench-reference-", fresh)
         reference = dataclasses.replace(cold, cache_dir=reference_cache).full_configuration()
         ref_record = Pipeline(runtime, reference, log=lambda line: None).build(
             settings.builds[without["name"]])
         # 2b. one cold minimal build alone, in its own empty cache: the CPU it takes is
         #     what the warm matrix is measured against
-        minimal_cache = fresh_cache(settings, "bench-minimal-")
+        minimal_cache = fresh_cache(settings, "bench-minimal-", fresh)
         try:
             alone = dataclasses.replace(cold, cache_dir=minimal_cache)
             _, alone_s, alone_cpu = _cpu_timed(lambda: Pipeline(
@@ -196,6 +220,8 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
             if cold_builds_s else None,
             "cold_goal": 2.0,
             "cold_first_case_before_last_build": _first_case_before_last_build(cold_run),
+            # a first run: the cold matrix also made these images and fetched the sources
+            "cold_first_run": first_run, "cold_images_removed": removed,
             "matrix_warm_runs_s": warm,
             "matrix_cases": len(warm_run.cases), "jobs": cold.matrix.jobs or default_jobs(),
             "peak_rss_mib": {"patchcheck": round(self_rss / 1024, 1),
@@ -203,7 +229,8 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
         }
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
-        shutil.rmtree(reference_cache, ignore_errors=True)
+        if reference_cache is not None:
+            shutil.rmtree(reference_cache, ignore_errors=True)
     record(settings.reports_dir / f"bench-{stamp}.json", result, table(result))
     return result
 
@@ -254,7 +281,9 @@ def table(r: dict[str, Any]) -> str:
                                              f"{lin.get('count', 0)}" if lin else "not run"),
         ("linux-guest case, shared source", f"median {shared.get('median_s', 0):.2f} s over "
                                             f"{shared.get('count', 0)}" if shared else "not run"),
-        ("default matrix cold", f"{r['matrix_cold_s']:.0f} s ({r['matrix_cases']} cases + probe)"
+        ("default matrix cold", f"{r['matrix_cold_s']:.0f} s ({r['matrix_cases']} cases + probe"
+                                + ("; a first run: images made, sources fetched"
+                                   if r.get("cold_first_run") else "") + ")"
                                 f" = {r['cold_ratio_to_builds']}x its builds' "
                                 f"{r['cold_builds_s']:.0f} s (goal <= 2.0); a case done before "
                                 f"the last build: {r['cold_first_case_before_last_build']}"),

@@ -226,7 +226,7 @@ def _repeat(text: str) -> int:
     return runs
 
 
-def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
+def bench(settings: Settings, machines: str, repeat: str = "3", first_run: bool = False) -> int:
     from .bench import bench as run_bench
     from .run import new_run_id
 
@@ -236,7 +236,7 @@ def bench(settings: Settings, machines: str, repeat: str = "2") -> int:
 
         check_filter(machines)
     with container_runtime(settings, f"bench-{new_run_id()}") as runtime:
-        run_bench(settings, runtime, log, machines, runs)
+        run_bench(settings, runtime, log, machines, runs, first_run)
     return EXIT_OK
 
 

@@ -186,6 +186,15 @@ class DockerRuntime:
             return None
         return dict(image.labels or {})
 
+    def remove_image(self, ref: str) -> bool:
+        import docker.errors
+
+        try:
+            self.client.images.remove(ref)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
     def image_id(self, ref: str) -> str | None:
         import docker.errors
 

@@ -210,12 +210,14 @@ def probe(c: Context, builds: str = "", machines: str = "", scenario: str = "") 
 
 
 @task(help={"machines": "machine-type filter for the matrix figures (default: every type)",
-            "repeat": "how many warm matrix runs to take the median of (default 3)"})
-def bench(c: Context, machines: str = "", repeat: str = "3") -> None:
+            "repeat": "how many warm matrix runs to take the median of (default 3)",
+            "first_run": "the cold matrix as on a fresh machine: removes the images patchcheck "
+                         "made, so that it makes them again and fetches the sources"})
+def bench(c: Context, machines: str = "", repeat: str = "3", first_run: bool = False) -> None:
     """Measure cold (minimal and default devices), incremental and cached builds, case times,
     matrix cold and warm, peak memory; record reports/bench-<date>.json and print the table
     (takes 30-40 min on 2 cores)."""
-    _exit(commands.guarded(commands.bench, c.config, machines, repeat))
+    _exit(commands.guarded(commands.bench, c.config, machines, repeat, first_run))
 
 
 @task(name="upstream", help={"repo": "a clone (or URL) of upstream QEMU",

@@ -76,6 +76,9 @@ class FakeRuntime:
     def image_id(self, ref: str) -> str | None:
         return f"sha256:{ref}" if ref in self.images else None
 
+    def remove_image(self, ref: str) -> bool:
+        return self.images.pop(ref, None) is not None
+
     def build_image(self, context: Path, dockerfile: str, tag: str,
                     labels: Mapping[str, str], log: Callable[[str], None]) -> str:
         self.images[tag] = dict(labels)

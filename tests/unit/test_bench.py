@@ -96,3 +96,24 @@ def test_cpu_timing_writes_back_before_the_clock_starts_and_before_it_stops(monk
     result, _wall, cpu = bench._cpu_timed(lambda: events.append("work") or 7)
     assert (result, cpu) == (7, 4.5)
     assert events == ["sync", "cpu", "work", "sync", "cpu"]
+
+
+def test_a_first_run_bench_removes_only_the_images_patchcheck_made(tmp_path):
+    from patchcheck.bench import remove_own_images
+    from patchcheck.config import MatrixSettings, Settings
+    from tests.fakes import FakeRuntime
+
+    runtime = FakeRuntime()
+    runtime.images = {
+        "patchcheck-builder:bookworm": {"org.patchcheck": "1"},
+        "debian:bookworm": {"org.patchcheck": "1"},  # made by debootstrap
+        "patchcheck-builder:trixie": {"org.patchcheck": "1"},
+        "debian:trixie": {},  # pulled from a registry: not ours
+        "debian:sid": {"org.patchcheck": "1"},  # no Dockerfile starts from it
+    }
+    matrix = MatrixSettings((), (), "", {}, True, 128, "tcg", 60.0, 0)
+    settings = Settings(tmp_path, tmp_path / "reports", "", (), (), 0, {}, matrix)
+    removed = remove_own_images(settings, runtime)
+    assert sorted(removed) == ["debian:bookworm", "patchcheck-builder:bookworm",
+                               "patchcheck-builder:trixie"]
+    assert sorted(runtime.images) == ["debian:sid", "debian:trixie"]
