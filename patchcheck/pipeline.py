@@ -67,11 +67,6 @@ class Pipeline:
     def build(self, spec: BuildSpec) -> BuildRecord:
         return self.make(self.prepare(spec))
 
-    def cached(self, spec: BuildSpec) -> BuildRecord | None:
-        """The build if it is in the cache already (its tree is prepared for it), else
-        None: nothing is compiled."""
-        return self.prepare(spec).record
-
     def prepare(self, spec: BuildSpec) -> Prepared:
         """Everything a build needs but compiling: the source fetched, the fix applied or
         reverted, the builder image, the subprojects; the build itself if it is in the cache

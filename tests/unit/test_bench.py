@@ -52,7 +52,7 @@ def test_table_states_ratios():
          "peak_rss_mib": {"patchcheck": 80, "children": 300},
          "cold_ratio_to_builds": 1.8, "cold_builds_s": 500.0,
          "cold_first_case_before_last_build": True, "matrix_warm_cpu_s": 240.0,
-         "warm_cpu_ratio_to_cold_build": 1.6, "cold_build_alone": {"cpu_s": 150.0},
+         "warm_cpu_ratio_to_cold_build": 1.6, "cold_build_alone": {"cpu_s": 150.0, "seconds": 90.0},
          "warm_wall_ratio_to_cpu_per_core": 1.25, "matrix_warm_runs_s": [310.0, 290.5, 300.0],
          "matrix_warm_cpu_runs_s": [260.0, 240.0, 230.2]}
     text = table(r)
@@ -62,6 +62,7 @@ def test_table_states_ratios():
         "CPU-s (goal <= 1.2); wall 1.25x" in text
     assert "300 s (median of 3: 310, 290, 300;" in text
     assert "0.015x cold" in text and "1.015x one cold build" in text
+    assert "7.2-none: 90 s alone, 200 s in the cold matrix" in text
     assert "median 0.30 s, p95 0.50 s over 700 cases" in text
     assert "400 s (minimal = 0.50x)" in text
 
