@@ -30,7 +30,7 @@ from typing import Any
 from .build import BINARY, RECORD, BuildRecord, load_record, sha256_file
 from .config import BuildSpec
 from .errors import InfraError
-from .images import BUILDER_REPO, LABEL_DOCKERFILE
+from .images import LABEL_DOCKERFILE, builder_tag
 from .locks import file_lock
 from .runtime import Runtime
 
@@ -43,7 +43,7 @@ def export_builds(records: Mapping[str, BuildRecord], specs: Mapping[str, BuildS
     """Write the artifact; its manifest."""
     images: dict[str, str] = {}
     for record in records.values():
-        labels = runtime.image_labels(f"{BUILDER_REPO}:{record.generation}") or {}
+        labels = runtime.image_labels(builder_tag(record.generation)) or {}
         images[record.generation] = labels.get(LABEL_DOCKERFILE, "")
     manifest = {"format": FORMAT, "scenario": scenario, "images": images,
                 "builds": {name: {"source": specs[name].source, "fix": specs[name].fix,
@@ -141,7 +141,7 @@ def _images(manifest: dict[str, Any], runtime: Runtime, where: str) -> dict[str,
     """generation -> this host's builder image id, made from the same Dockerfile."""
     ids = {}
     for generation, digest in manifest.get("images", {}).items():
-        tag = f"{BUILDER_REPO}:{generation}"
+        tag = builder_tag(generation)
         labels = runtime.image_labels(tag)
         image_id = runtime.image_id(tag)
         if labels is None or image_id is None or labels.get(LABEL_DOCKERFILE) != digest:

@@ -113,7 +113,7 @@ def remove_own_images(settings: Settings, runtime: Runtime) -> list[str]:
     removed = []
     for generation in images.generations(settings.containers_dir):
         dockerfile = images.dockerfile(settings.containers_dir, generation)
-        for ref in (f"{images.BUILDER_REPO}:{generation}", images.base_image_of(dockerfile)):
+        for ref in (images.builder_tag(generation), images.base_image_of(dockerfile)):
             labels = runtime.image_labels(ref)
             if labels is not None and labels.get(LABEL) == "1" and runtime.remove_image(ref):
                 removed.append(ref)

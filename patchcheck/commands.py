@@ -52,7 +52,7 @@ def images(settings: Settings, generation: str = "") -> int:
         imgs = images_mod.Images(runtime, settings, log)
         for gen in gens:
             image_id = imgs.builder(gen)
-            print(f"{images_mod.BUILDER_REPO}:{gen} {image_id}")
+            print(f"{images_mod.builder_tag(gen)} {image_id}")
     return EXIT_OK
 
 

@@ -23,6 +23,11 @@ LABEL_DOCKERFILE = "org.patchcheck.dockerfile-sha256"
 BUILDER_REPO = "patchcheck-builder"
 
 
+def builder_tag(generation: str) -> str:
+    """The builder image's name for a generation: `patchcheck-builder:<generation>`."""
+    return f"{BUILDER_REPO}:{generation}"
+
+
 def generations(containers_dir: Path) -> list[str]:
     return sorted(p.name[len("builder-"):-len(".Dockerfile")]
                   for p in containers_dir.glob("builder-*.Dockerfile"))
@@ -88,7 +93,7 @@ class Images:
         """Ensure the builder image for `generation`; return its image id."""
         path = dockerfile(self.settings.containers_dir, generation)
         digest = dockerfile_hash(path)
-        tag = f"{BUILDER_REPO}:{generation}"
+        tag = builder_tag(generation)
         labels = self.runtime.image_labels(tag)
         if labels is not None and labels.get(LABEL_DOCKERFILE) == digest:
             return str(self.runtime.image_id(tag))

@@ -98,9 +98,9 @@ class Pipeline:
         if prepared.record is not None:
             return prepared.record
         assert prepared.tree is not None  # only an imported build has none, and a record
-        image = f"{images.BUILDER_REPO}:{prepared.generation}"
         record = self.builder.build(prepared.spec.name, prepared.tree, prepared.generation,
-                                    image, prepared.image_id)
+                                    images.builder_tag(prepared.generation),
+                                    prepared.image_id)
         self._made(prepared.spec, prepared.tree, record)
         return record
 
