@@ -70,12 +70,14 @@ def _cpu_timed(func: Callable[[], Any]) -> tuple[Any, float, float]:
     kernel writes dirty pages back later, in its own threads, and counts that as busy CPU:
     what earlier steps wrote (a build tree, a removed cache) is written before the clock
     starts, and what func wrote before it stops."""
+    def written_back() -> Any:
+        result = func()
+        os.sync()
+        return result
     os.sync()
     cpu = cpu_seconds()
-    started = time.monotonic()
-    result = func()
-    os.sync()
-    return result, round(time.monotonic() - started, 2), round(cpu_seconds() - cpu, 1)
+    result, wall = _timed(written_back)
+    return result, wall, round(cpu_seconds() - cpu, 1)
 
 
 def _timed(func: Callable[[], Any]) -> tuple[Any, float]:
@@ -96,14 +98,12 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def fresh_cache(settings: Settings, prefix: str, imports_from: Path | None = None) -> Path:
+def fresh_cache(settings: Settings, prefix: str, imports_from: Path | None) -> Path:
     """An empty cache directory (no builds, no ccache, no worktrees) with the Debian source
-    imports of `imports_from` (default: the configured cache) copied in: fetching is not
-    building."""
+    imports of the cache `imports_from` copied in (fetching is not building); None: none."""
     fresh = Path(tempfile.mkdtemp(prefix=prefix, dir=settings.cache_dir.parent))
-    imports = (imports_from or settings.cache_dir) / "debian"
-    if imports.is_dir():
-        shutil.copytree(imports, fresh / "debian", symlinks=True)
+    if imports_from is not None and (imports_from / "debian").is_dir():
+        shutil.copytree(imports_from / "debian", fresh / "debian", symlinks=True)
     return fresh
 
 
@@ -126,8 +126,7 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
     fetches the source packages too (the project's images are removed first; installing
     packages is all it leaves out)."""
     removed = remove_own_images(settings, runtime) if first_run else []
-    fresh = Path(tempfile.mkdtemp(prefix="bench-cache-", dir=settings.cache_dir.parent)) \
-        if first_run else fresh_cache(settings, "bench-cache-")
+    fresh = fresh_cache(settings, "bench-cache-", None if first_run else settings.cache_dir)
     reference_cache: Path | None = None
     try:
         cold = dataclasses.replace(settings, cache_dir=fresh)

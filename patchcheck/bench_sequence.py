@@ -88,7 +88,7 @@ def bench_sequence(settings: Settings, config_tree: dict[str, Any],
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     work = Path(tempfile.mkdtemp(prefix="bench-seq-", dir=settings.cache_dir.parent))
-    caches = {name: fresh_cache(settings, f"bench-seq-{name}-")
+    caches = {name: fresh_cache(settings, f"bench-seq-{name}-", settings.cache_dir)
               for name in ("cold", "bisect", "parent", "nobase")}
     quiet: Callable[[str], None] = lambda line: None  # noqa: E731
     try:

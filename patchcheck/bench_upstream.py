@@ -37,7 +37,8 @@ def bench_upstream(settings: Settings, runtime: Runtime, repo: str, ref: str = "
         builds: dict[str, dict[str, Any]] = {}
         for label, spec in (("debian", settings.builds[debian]),
                             ("upstream", BuildSpec(f"upstream-{ref}", f"git:{repo}@{ref}", "none"))):
-            caches.append(fresh_cache(settings, f"bench-{label}-"))  # Debian imports only
+            # Debian imports only
+            caches.append(fresh_cache(settings, f"bench-{label}-", settings.cache_dir))
             cold = dataclasses.replace(settings, cache_dir=caches[-1])
             built = Pipeline(runtime, cold, log=lambda line: None).build(spec)
             builds[label] = {"source": built.source, "qemu": built.qemu_version,
