@@ -71,7 +71,12 @@ def age_sources(root: Path, changed: Sequence[str]) -> None:
     """The timestamp trap (docs/builds.md, "Incremental builds"): ninja compares
     mtimes, so make every source file of the tree older than the copied build outputs, and
     the changed files newer. A file that is old already is left alone: prepared trees are
-    made old (treelink.make_old) and share inodes, whose times they share too."""
+    made old (treelink.make_old) and share inodes, whose times they share too.
+
+    A changed file that another tree links (the next tree of the same commit may be being
+    made from this one right now, on the preparing thread) gets an inode of its own first:
+    a new time on a shared inode would leave the other tree's index not vouching for it,
+    and `git apply --index` there would refuse ("does not match index")."""
     for dirpath, dirnames, filenames in os.walk(root):
         if ".git" in dirnames:
             dirnames.remove(".git")
@@ -80,8 +85,17 @@ def age_sources(root: Path, changed: Sequence[str]) -> None:
     now = time.time()
     for rel in changed:
         target = root / rel
-        if target.is_file():
+        if target.is_file() and not target.is_symlink():
+            if target.stat().st_nlink > 1:
+                _own_copy(target)
             os.utime(target, (now, now))
+
+
+def _own_copy(path: Path) -> None:
+    """Replace a hard-linked file by a copy of it (same bytes and mode, a new inode)."""
+    tmp = path.with_name(f".{path.name}.patchcheck-own")
+    shutil.copy2(path, tmp)
+    os.replace(tmp, path)
 
 
 def check_incremental_plan(plan: str, changed: Sequence[str], *, fix: bool = True) -> list[str]:

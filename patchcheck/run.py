@@ -27,7 +27,7 @@ from .decision import decide_run, semantics_of
 from .errors import BuildFailed, UsageError
 from .guests.image import GuestImage
 from .jobs import InOrder, in_background
-from .migrate import side
+from .migrate import Hosts, side
 from .pipeline import Pipeline, Prepared
 from .report import grid
 from .report.regenerate import write_all
@@ -151,6 +151,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
     summary_lines: list[str] = []
     semantics_result: Callable[[], Any] | None = None
     probe_scratch: Path | None = None
+    probe_hosts: Hosts | None = None  # the probe's QEMU containers: closed when the run ends
     case_list: list[Case] = []
     results = run.cases  # filled as cases finish: an interrupted run still reports them
     # Cases start as soon as their two builds exist, unless the run needs the whole case
@@ -229,7 +230,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         def after_builds() -> list[list[Case]]:
             """Once every build is settled: the case list, the skipped cases, the probe, the
             guest image; the groups not given out yet."""
-            nonlocal semantics_result, probe_scratch
+            nonlocal semantics_result, probe_scratch, probe_hosts
             case_list.extend(every_case())
             finished: list[CaseResult] = []
             if options.resume:
@@ -248,14 +249,17 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             if m.semantics and records and not p.shard and scen.probe is not None:
                 # The register-semantics probe needs only the builds: it runs beside the
                 # cases (they leave CPU idle while Linux guests wait for pciehp), with as
-                # many jobs. Its scratch directory is ours to remove: an interrupted run
-                # does not wait for it.
+                # many jobs. Its containers and scratch directory are ours to end: an
+                # interrupted run closes them and does not wait for it.
                 from .probe import matrix_semantics
+                from .probe.runner import hosts_for
 
                 probe_scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))
                 scratch = probe_scratch
+                hosts = probe_hosts = hosts_for(runtime, scratch, settings.cache_dir)
                 semantics_result = in_background("probe", lambda: matrix_semantics(
-                    settings, runtime, records, outdir, log, jobs=jobs, scratch=scratch))
+                    settings, runtime, records, outdir, log, jobs=jobs, scratch=scratch,
+                    hosts=hosts))
             if wants_guest:
                 ctx.guest_image = guest_image()  # made ahead, or made now if that failed
             released = len(schedule.released)
@@ -304,6 +308,8 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
     finally:
         if ahead is not None:
             ahead.stop()
+        if probe_hosts is not None:
+            probe_hosts.close()  # a probe still running stops after its current experiments
         if probe_scratch is not None:
             shutil.rmtree(probe_scratch, ignore_errors=True)
         run.seconds = round(time.monotonic() - t0, 1)

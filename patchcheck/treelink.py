@@ -11,7 +11,8 @@ Why sharing inodes between trees is safe:
 - builds mount a prepared tree read-only; subprojects are copied in as new files;
 - the times are shared too, so every prepared tree is made "old" (`make_old`): its tracked
   files carry incremental.OLD_MTIME, the time the incremental builds need anyway. A build
-  then only touches the files its change names, and the trees' indexes stay valid;
+  then only touches the files its change names, each given an inode of its own first
+  (another tree may share it), and the trees' indexes stay valid;
 - link() changes an inode's ctime, so git runs on prepared trees with core.trustctime=false
   (`GIT_OPTIONS`): size, mtime and inode still have to match before git trusts a file, and
   a file whose stat data does not match is hashed as usual.

@@ -125,9 +125,11 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
               machines: Sequence[str] = (), log: Log = print, *, run_id: str = "",
               outdir: Path | None = None, jobs: int | None = None,
               scenario_name: str = "", scratch: Path | None = None,
-              port_io: str = "qtest") -> ProbeRun:
+              port_io: str = "qtest", hosts: Hosts | None = None) -> ProbeRun:
     """Probe built QEMUs; no files written except vmstate dumps under `outdir/vmstate`.
-    `port_io`: "qtest", or "hmp" (the monitor's commands, to cross-check the transport)."""
+    `port_io`: "qtest", or "hmp" (the monitor's commands, to cross-check the transport).
+    `hosts`: the QEMU containers (hosts_for(runtime, scratch, ...)) when the caller must be
+    able to end the probe: closing them ends it within its current experiments."""
     from .. import scenarios
 
     scen = scenarios.get(scenario_name or settings.matrix.scenario)
@@ -155,7 +157,7 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
     # sockets and dumps; short: unix socket paths. Removed at the end, and by the caller that
     # gave it when the probe is abandoned (an interrupted matrix does not wait for it)
     scratch = scratch or Path(tempfile.mkdtemp(prefix="pcprobe-"))
-    hosts = hosts_for(runtime, scratch, settings.cache_dir)
+    hosts = hosts or hosts_for(runtime, scratch, settings.cache_dir)
     try:
         runner = ProbeRunner(hosts, scratch, scen, registers,
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
@@ -232,7 +234,8 @@ def _vmstate(runner: ProbeRunner, hosts: Hosts, scratch: Path, without: BuildRec
 
 def matrix_semantics(settings: Settings, runtime: Runtime, records: Mapping[str, BuildRecord],
                      outdir: Path, log: Log = print, machines: Sequence[str] = (),
-                     jobs: int | None = None, scratch: Path | None = None) -> ProbeRun:
+                     jobs: int | None = None, scratch: Path | None = None,
+                     hosts: Hosts | None = None) -> ProbeRun:
     """For `invoke matrix`: probe the run's builds (already built), write probe.json,
     probe.md and semantics.xml into the run's folder, and return the run; the caller adds
     `junit_suite(run)` to junit.xml and `markdown(run)` / `html_section(run)` to its pages.
@@ -240,7 +243,7 @@ def matrix_semantics(settings: Settings, runtime: Runtime, records: Mapping[str,
     run_id = outdir.name
     try:
         run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir,
-                        jobs=jobs, scratch=scratch)
+                        jobs=jobs, scratch=scratch, hosts=hosts)
     except PatchcheckError as exc:
         run = ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
         run.errors.append(str(exc))

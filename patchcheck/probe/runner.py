@@ -34,13 +34,13 @@ bit's behaviour and the reports keep it for anyone who wants to check.
 
 from __future__ import annotations
 
+import functools
 import shlex
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -48,7 +48,8 @@ from typing import Protocol
 from .. import ecam
 from ..build import BuildRecord
 from ..config import PROBE_METHODS
-from ..errors import PatchcheckError
+from ..errors import InfraError, PatchcheckError
+from ..jobs import in_background
 from ..machine import Machine, MachineError, reproducer
 from ..migrate import Hosts, base_args
 from ..pciconf import (
@@ -285,7 +286,7 @@ class ProbeRunner:
         try:
             while True:
                 with lock:
-                    if not queue:
+                    if not queue or self.hosts.closed:  # done, or the run is ending
                         return
                     index, exp = queue.pop(0)
                 outcome = None
@@ -310,10 +311,15 @@ class ProbeRunner:
         results: dict[int, Outcome] = {}
         launches: list[int] = []
         lock = threading.Lock()
-        with ThreadPoolExecutor(self.jobs) as pool:
-            for done in [pool.submit(self._worker, record, args, queue, lock, results, launches)
-                         for _ in range(min(self.jobs, len(todo)))]:
-                done.result()
+        # Daemon threads, not an executor (whose workers are joined at exit): an interrupted
+        # matrix closes the hosts and returns without waiting for the probe (jobs.parallel).
+        workers = [in_background(f"probe-{i}", functools.partial(
+            self._worker, record, args, queue, lock, results, launches))
+            for i in range(min(self.jobs, len(todo)))]
+        for done in workers:
+            done()
+        if len(results) < len(todo):
+            raise InfraError("the run is ending: the probe stopped")
         outcomes = [results[i] for i in range(len(todo))]
         probe = assemble(record, machine, list(globals_), outcomes, self.registers)
         probe.seconds = round(time.monotonic() - started, 2)

@@ -116,3 +116,26 @@ def test_an_incremental_build_ages_only_what_changed(fake_tree: Tree, git: Git,
     assert os.stat(with_fix.path / PCIE_C).st_mtime > treelink.OLD_MTIME
     assert stat_clean(git, without.path) == ""
     assert stat_clean(git, with_fix.path) == PCIE_C
+
+
+def test_a_build_never_changes_the_times_of_a_file_another_tree_shares(
+        fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    """A build of one tree (incremental across commits: its pcie.c is "changed") while the
+    next tree of the same commit is being made from it (linked, not yet patched): the
+    changed file gets an inode of its own before its time moves, so the other tree's index
+    still vouches for its pcie.c and the fix goes in with `git apply --index`."""
+    from patchcheck import fixes
+
+    cache = tmp_path / "cache"
+    without = trees.prepare(fake_tree, "none", cache)
+    other = tmp_path / "other"
+    template = treelink.Template(without.path.name, without.path)
+    assert treelink.link(fake_tree.repo, other, fake_tree.commit, template)
+    shared = os.stat(other / PCIE_C)
+    assert shared.st_ino == os.stat(without.path / PCIE_C).st_ino
+    incremental.age_sources(without.path, [PCIE_C])
+    assert os.stat(without.path / PCIE_C).st_mtime > treelink.OLD_MTIME
+    assert os.stat(other / PCIE_C).st_mtime_ns == shared.st_mtime_ns
+    assert (without.path / PCIE_C).read_text() == (other / PCIE_C).read_text()
+    assert stat_clean(git, other) == ""
+    assert fixes.apply_fix(other, "v2").applied == "clean"
