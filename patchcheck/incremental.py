@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .treelink import make_file_old
+from .treelink import make_file_old, unshare
 from .trees import PreparedTree
 
 PCH_DIR = "patchcheck-pch"  # precompiled headers, in the build directory
@@ -87,15 +87,8 @@ def age_sources(root: Path, changed: Sequence[str]) -> None:
         target = root / rel
         if target.is_file() and not target.is_symlink():
             if target.stat().st_nlink > 1:
-                _own_copy(target)
+                unshare(str(target))
             os.utime(target, (now, now))
-
-
-def _own_copy(path: Path) -> None:
-    """Replace a hard-linked file by a copy of it (same bytes and mode, a new inode)."""
-    tmp = path.with_name(f".{path.name}.patchcheck-own")
-    shutil.copy2(path, tmp)
-    os.replace(tmp, path)
 
 
 def check_incremental_plan(plan: str, changed: Sequence[str], *, fix: bool = True) -> list[str]:

@@ -11,8 +11,8 @@ Why sharing inodes between trees is safe:
 - builds mount a prepared tree read-only; subprojects are copied in as new files;
 - the times are shared too, so every prepared tree is made "old" (`make_old`): its tracked
   files carry incremental.OLD_MTIME, the time the incremental builds need anyway. A build
-  then only touches the files its change names, each given an inode of its own first
-  (another tree may share it), and the trees' indexes stay valid;
+  then only touches the files its change names, and the trees' indexes stay valid. Times
+  are never set on a shared inode: a file is given an inode of its own first (`unshare`);
 - link() changes an inode's ctime, so git runs on prepared trees with core.trustctime=false
   (`GIT_OPTIONS`): size, mtime and inode still have to match before git trusts a file, and
   a file whose stat data does not match is hashed as usual.
@@ -155,7 +155,20 @@ def make_file_old(path: str) -> None:
     shared with the trees that link it, stays as their indexes recorded it)."""
     st = os.lstat(path)
     if stat.S_ISREG(st.st_mode) and st.st_mtime != OLD_MTIME:
+        if st.st_nlink > 1:
+            unshare(path)
         os.utime(path, (OLD_MTIME, OLD_MTIME))
+
+
+def unshare(path: str) -> None:
+    """Give a hard-linked file an inode of its own (a copy: same bytes and mode) before its
+    times change: a time set on a shared inode is every linking tree's. (A build ages the
+    changed files of its tree while the next tree of its commit is linked from it; that
+    tree's index would no longer vouch for them, and a file made old under a running build
+    would not be recompiled.)"""
+    tmp = f"{path}.patchcheck-unshare"
+    shutil.copy2(path, tmp)
+    os.replace(tmp, path)
 
 
 @contextmanager

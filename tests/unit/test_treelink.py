@@ -139,3 +139,24 @@ def test_a_build_never_changes_the_times_of_a_file_another_tree_shares(
     assert (without.path / PCIE_C).read_text() == (other / PCIE_C).read_text()
     assert stat_clean(git, other) == ""
     assert fixes.apply_fix(other, "v2").applied == "clean"
+
+
+def test_making_a_new_tree_old_leaves_a_building_tree_s_new_file_new(
+        fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    """The other order: the build has aged its tree (pcie.c new) and a `git status` of a
+    later run has refreshed that tree's index (it now vouches for the new pcie.c) when the
+    next tree is linked from it, sharing that pcie.c. Making the new tree old must not make
+    the building tree's pcie.c old again (ninja would not recompile it)."""
+    cache = tmp_path / "cache"
+    without = trees.prepare(fake_tree, "none", cache)
+    incremental.age_sources(without.path, [PCIE_C])
+    assert trees._clean(git_module.Repo(without.path))  # refreshes its index
+    aged = os.stat(without.path / PCIE_C).st_mtime_ns
+    other = tmp_path / "other"
+    template = treelink.Template(without.path.name, without.path)
+    assert treelink.link(fake_tree.repo, other, fake_tree.commit, template)
+    treelink.make_old(other)
+    assert os.stat(without.path / PCIE_C).st_mtime_ns == aged
+    assert os.stat(other / PCIE_C).st_mtime == treelink.OLD_MTIME
+    assert git(other, "status", "--porcelain", "--untracked-files=all") == ""
+    assert stat_clean(git, other) == ""
