@@ -57,12 +57,13 @@ def case_stats(run: RunResults, guest: str, source_migration: int | None = None
 
 def cpu_seconds() -> float:
     """The host's busy CPU time so far, in seconds, from /proc/stat (user, nice, system,
-    irq, softirq, steal over every CPU): QEMUs and compilers run in containers, outside this
+    irq, softirq over every CPU): QEMUs and compilers run in containers, outside this
     process's children, so only the whole machine's count sees them. Meaningful when nothing
-    else runs."""
+    else runs. Steal (the time the hypervisor gave other machines while this one waited)
+    is no work done here and not counted."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq = (fields + [0] * 7)[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_timed(func: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -150,27 +151,28 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
         reference = dataclasses.replace(cold, cache_dir=reference_cache).full_configuration()
         ref_record = Pipeline(runtime, reference, log=lambda line: None).build(
             settings.builds[without["name"]])
-        # 2b. one cold minimal build alone, in its own empty cache: the CPU it takes is
-        #     what the warm matrix is measured against
-        minimal_cache = fresh_cache(settings, "bench-minimal-", fresh)
-        try:
-            alone = dataclasses.replace(cold, cache_dir=minimal_cache)
-            _, alone_s, alone_cpu = _cpu_timed(lambda: Pipeline(
-                runtime, alone, log=lambda line: None).build(settings.builds[without["name"]]))
-        finally:
-            shutil.rmtree(minimal_cache, ignore_errors=True)
         # 3. a repeated identical build: a cache hit
         spec = settings.builds[with_fix[0]["name"]] if with_fix else settings.builds[without["name"]]
         repeats = [_timed(lambda: Pipeline(runtime, cold, log=lambda line: None).build(spec))[1]
                    for _ in range(3)]
-        # 4. the default matrix again, nothing changed: `repeat` times, the median
+        # 4. `repeat` times, alternately: one cold minimal build alone, in its own empty
+        #    cache, and the default matrix again with nothing changed. The medians are
+        #    compared: one compile's CPU-seconds vary by a third within an hour on these
+        #    machines (docs/performance.md), so one build is no yardstick
         warm: list[float] = []
         warm_cpu: list[float] = []
+        alone_runs: list[float] = []
+        alone_cpu_runs: list[float] = []
         for i in range(max(1, repeat)):
+            seconds, cpu = _alone_build(settings, runtime, cold, fresh, without["name"])
+            alone_runs.append(seconds)
+            alone_cpu_runs.append(cpu)
             options = MatrixOptions(run_id=f"bench-{stamp}-warm{i + 1}")
             _, wall, cpu = _cpu_timed(partial(run_matrix, cold, runtime, options, log))
             warm.append(wall)
             warm_cpu.append(cpu)
+        alone_s = round(statistics.median(alone_runs), 2)
+        alone_cpu = round(statistics.median(alone_cpu_runs), 1)
         warm_run = RunResults.load(cold.reports_dir / f"bench-{stamp}-warm1" / "results.json")
         cold_build = float(without["seconds"])
         fix_build = float(with_fix[0]["seconds"]) if with_fix else float("nan")
@@ -208,9 +210,13 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
             # issue goals: the warm matrix at most 1.2x the CPU of one cold minimal build,
             # its wall within 1.15x its CPU over the cores; the cold matrix (a first run) at
             # most 2.0x its builds' wall time, its first case before its last build
-            "cold_build_alone": {"seconds": alone_s, "cpu_s": alone_cpu},
+            "cold_build_alone": {"seconds": alone_s, "cpu_s": alone_cpu, "runs_s": alone_runs,
+                                 "cpu_runs_s": alone_cpu_runs},
             "matrix_warm_cpu_s": warm_matrix_cpu, "matrix_warm_cpu_runs_s": warm_cpu,
             "warm_cpu_ratio_to_cold_build": round(warm_matrix_cpu / alone_cpu, 3),
+            # each warm run against the build measured just before it
+            "warm_cpu_ratio_runs": [round(w / b, 3) for w, b in zip(warm_cpu, alone_cpu_runs,
+                                                                    strict=True)],
             "warm_cpu_goal": 1.2,
             "warm_wall_ratio_to_cpu_per_core": round(warm_matrix_s / (warm_matrix_cpu / cores), 3),
             "warm_wall_goal": 1.15,
@@ -232,6 +238,19 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
             shutil.rmtree(reference_cache, ignore_errors=True)
     record(settings.reports_dir / f"bench-{stamp}.json", result, table(result))
     return result
+
+
+def _alone_build(settings: Settings, runtime: Runtime, cold: Settings, imports_from: Path,
+                 name: str) -> tuple[float, float]:
+    """One cold minimal build alone, in its own empty cache: its wall and CPU seconds."""
+    minimal_cache = fresh_cache(settings, "bench-minimal-", imports_from)
+    try:
+        alone = dataclasses.replace(cold, cache_dir=minimal_cache)
+        _, seconds, cpu = _cpu_timed(lambda: Pipeline(
+            runtime, alone, log=lambda line: None).build(settings.builds[name]))
+    finally:
+        shutil.rmtree(minimal_cache, ignore_errors=True)
+    return seconds, cpu
 
 
 def _first_case_before_last_build(run: RunResults) -> bool | None:
@@ -265,7 +284,9 @@ def table(r: dict[str, Any]) -> str:
         ("machine", f"{m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, kernel {m['kernel']}"),
         ("cold build (default, minimal devices)",
          f"{r['cold_build']['build']}: "
-         + (f"{r['cold_build_alone']['seconds']:.0f} s alone, " if "cold_build_alone" in r else "")
+         + (f"{r['cold_build_alone']['seconds']:.0f} s alone (median of "
+            f"{_spread(r['cold_build_alone'].get('runs_s', []))}), "
+            if "cold_build_alone" in r else "")
          + f"{r['cold_build']['seconds']:.0f} s in the cold matrix"),
         ("cold build, QEMU's default devices", f"{ref['seconds']:.0f} s (minimal = "
                                                f"{ref['ratio_minimal_to_reference']:.2f}x)"),
@@ -294,7 +315,11 @@ def table(r: dict[str, Any]) -> str:
         ("warm matrix CPU", f"{r['matrix_warm_cpu_s']:.0f} CPU-s (median of "
                             f"{_spread(r.get('matrix_warm_cpu_runs_s', []))}) = "
                             f"{r['warm_cpu_ratio_to_cold_build']:.2f}x one cold minimal build's "
-                            f"{r['cold_build_alone']['cpu_s']:.0f} CPU-s (goal <= 1.2); wall "
+                            f"{r['cold_build_alone']['cpu_s']:.0f} CPU-s (median of "
+                            f"{_spread(r['cold_build_alone'].get('cpu_runs_s', []))}; goal <= "
+                            "1.2; each run against the build before it: "
+                            + ", ".join(f"{x:.2f}x" for x in r.get("warm_cpu_ratio_runs", []))
+                            + "); wall "
                             f"{r['warm_wall_ratio_to_cpu_per_core']:.2f}x CPU/cores "
                             "(goal <= 1.15)"),
         ("peak memory", f"patchcheck {r['peak_rss_mib']['patchcheck']} MiB, largest child "

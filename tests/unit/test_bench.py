@@ -52,17 +52,21 @@ def test_table_states_ratios():
          "peak_rss_mib": {"patchcheck": 80, "children": 300},
          "cold_ratio_to_builds": 1.8, "cold_builds_s": 500.0,
          "cold_first_case_before_last_build": True, "matrix_warm_cpu_s": 240.0,
-         "warm_cpu_ratio_to_cold_build": 1.6, "cold_build_alone": {"cpu_s": 150.0, "seconds": 90.0},
+         "warm_cpu_ratio_to_cold_build": 1.6,
+         "cold_build_alone": {"cpu_s": 150.0, "seconds": 90.0, "runs_s": [90.0, 80.4, 99.0],
+                              "cpu_runs_s": [150.0, 130.0, 180.0]},
+         "warm_cpu_ratio_runs": [1.733, 1.846, 1.279],
          "warm_wall_ratio_to_cpu_per_core": 1.25, "matrix_warm_runs_s": [310.0, 290.5, 300.0],
          "matrix_warm_cpu_runs_s": [260.0, 240.0, 230.2]}
     text = table(r)
     assert "= 1.8x its builds' 500 s (goal <= 2.0); a case done before the last build: True" \
         in text
     assert "240 CPU-s (median of 3: 260, 240, 230) = 1.60x one cold minimal build's 150 " \
-        "CPU-s (goal <= 1.2); wall 1.25x" in text
+        "CPU-s (median of 3: 150, 130, 180; goal <= 1.2; each run against the build before " \
+        "it: 1.73x, 1.85x, 1.28x); wall 1.25x" in text
     assert "300 s (median of 3: 310, 290, 300;" in text
     assert "0.015x cold" in text and "1.015x one cold build" in text
-    assert "7.2-none: 90 s alone, 200 s in the cold matrix" in text
+    assert "7.2-none: 90 s alone (median of 3: 90, 80, 99), 200 s in the cold matrix" in text
     assert "median 0.30 s, p95 0.50 s over 700 cases" in text
     assert "400 s (minimal = 0.50x)" in text
 
@@ -118,3 +122,63 @@ def test_a_first_run_bench_removes_only_the_images_patchcheck_made(tmp_path):
     assert sorted(removed) == ["debian:bookworm", "patchcheck-builder:bookworm",
                                "patchcheck-builder:trixie"]
     assert sorted(runtime.images) == ["debian:sid", "debian:trixie"]
+
+
+def test_the_bench_alternates_cold_builds_and_warm_runs_and_compares_medians(
+        monkeypatch, tmp_path, make_result):
+    """The yardstick is the median of `repeat` cold builds, each measured just before a warm
+    run (one build's CPU is no yardstick: it varies by a third within an hour)."""
+    from types import SimpleNamespace
+
+    from patchcheck import bench
+    from patchcheck.config import BuildSpec, MatrixSettings, Settings
+    from tests.fakes import FakeRuntime
+
+    events: list[str] = []
+    alone = iter([(90.0, 150.0), (110.0, 190.0), (100.0, 170.0)])
+    warm = iter([204.0, 187.0, 221.0])
+
+    def run_matrix(settings, runtime, options, log):
+        out = settings.reports_dir / options.run_id
+        out.mkdir(parents=True)
+        builds = {"7.2-none": {"name": "7.2-none", "family": "f", "seconds": 80.0},
+                  "7.2-v2": {"name": "7.2-v2", "family": "f", "seconds": 3.0,
+                             "incremental_from": "7.2-none"}}
+        case = make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed")
+        write = bench.RunResults(options.run_id, builds, [case], "")
+        bench.write_json(out / "results.json", write.to_dict())
+        events.append("cold" if options.run_id.endswith("-cold") else "warm")
+        return 0
+
+    def cpu_timed(func):
+        result = func()
+        return result, 1.0, next(warm) if events[-1] == "warm" else 500.0
+
+    def alone_build(settings, runtime, cold, imports_from, name):
+        events.append("alone")
+        return next(alone)
+
+    class Pipeline:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def build(self, spec):
+            return SimpleNamespace(seconds=300.0, devices="default")
+
+    monkeypatch.setattr(bench, "run_matrix", run_matrix)
+    monkeypatch.setattr(bench, "_cpu_timed", cpu_timed)
+    monkeypatch.setattr(bench, "_alone_build", alone_build)
+    monkeypatch.setattr(bench, "Pipeline", Pipeline)
+    monkeypatch.setattr(bench.Settings, "full_configuration", lambda self: self)
+    matrix = MatrixSettings((), (), "", {}, True, 128, "tcg", 60.0, 0)
+    builds = {n: BuildSpec(n, "debian:bookworm", n.split("-")[1]) for n in ("7.2-none", "7.2-v2")}
+    settings = Settings(tmp_path / "cache", tmp_path / "reports", "", (), (), 0, builds, matrix)
+    (tmp_path / "cache").mkdir()
+    result = bench.bench(settings, FakeRuntime(), log=lambda line: None, repeat=3)
+    assert events == ["cold", "alone", "warm", "alone", "warm", "alone", "warm"]
+    assert result["cold_build_alone"]["cpu_runs_s"] == [150.0, 190.0, 170.0]
+    assert result["cold_build_alone"]["cpu_s"] == 170.0
+    assert result["matrix_warm_cpu_s"] == 204.0
+    assert result["warm_cpu_ratio_to_cold_build"] == 1.2  # 204 / 170: the medians
+    assert result["warm_cpu_ratio_runs"] == [1.36, 0.984, 1.3]
+    assert result["with_fix_build"]["ratio_to_cold"] == 0.03  # 3 s / the median's 100 s
