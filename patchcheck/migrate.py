@@ -132,7 +132,7 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     if len({(c.source, c.machine, c.guest, c.globals) for c in cases}) > 1:
         raise ValueError("cases of one source must share source build, machine, guest, globals")
     src_b = builds[cases[0].source]
-    args = base_args(scenario, cases[0], ram_mib, accel)
+    args = base_args(scenario, cases[0], max(ram_mib, action.min_ram_mib), accel)
     srcdir = Path(tempfile.mkdtemp(prefix="src-", dir=scratch))  # 0700, short socket paths
     src_extra = [*globals_args(scenario, cases[0], "source", side(src_b)),
                  *action.qemu_args(srcdir, "source")]

@@ -133,6 +133,7 @@ class LinuxAction(Action):
 
     name = "linux"
     shares_source = True
+    min_ram_mib = MIN_RAM_MIB
 
     def __init__(self, image: GuestImage, *, ready_timeout: float = READY_TIMEOUT,
                  poll: float = 0.05) -> None:
@@ -271,12 +272,7 @@ def guest_cpu_state(machine: Any, interval: float = 0.5) -> str:
     return f"vCPU {what}: RIP {rip1} HLT={hlt1}, {interval:g} s later RIP {rip2} HLT={hlt2}"
 
 
-def ram_mib(requested: int) -> int:
-    """The RAM to give a case with the Linux guest: at least MIN_RAM_MIB."""
-    return max(requested, MIN_RAM_MIB)
-
-
 __all__ = [
     "GuestSlot", "LinuxAction", "Readiness", "KERNEL_APPEND", "MIN_RAM_MIB", "console_path",
-    "heartbeats", "parse_ready", "ram_mib",
+    "heartbeats", "parse_ready",
 ]

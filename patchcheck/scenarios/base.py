@@ -68,6 +68,8 @@ class Action(ABC):
     # stream is taken once and given to each destination (patchcheck.stream); `again` is
     # not called.
     stays_paused: bool = False
+    # The least RAM (MiB) the guest needs: a case gets max(matrix.ram_mib, this).
+    min_ram_mib: int = 0
 
     def again(self, machine: Machine) -> GuestState | None:
         """Before a further migration of the same running source (shares_source, not

@@ -96,7 +96,7 @@ def test_load_minimal_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert (m.builds, m.pairs, m.machines, dict(m.guests)) == \
         (tuple(defaults.builds), ("all",), "", dict(defaults.guests))
     assert (m.ram_mib, m.timeout, m.accel, m.jobs, m.force_global) == \
-        (128, 60.0, "tcg", 0, True)
+        (32, 60.0, "tcg", 0, True)
     assert settings.nightly.fix == ""  # the scenario's first known fix
     assert settings.cache_dir == tmp_path / "patchcheck"
     assert settings.reports_dir == Path("reports")

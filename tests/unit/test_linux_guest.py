@@ -465,9 +465,8 @@ def test_load_image_rejects_incomplete_directories(tmp_path: Path) -> None:
     assert guest_image.load_image(tmp_path) is None  # initrd missing
 
 
-def test_ram_floor() -> None:
-    assert linux.ram_mib(64) == linux.MIN_RAM_MIB == 128
-    assert linux.ram_mib(512) == 512
+def test_the_linux_guest_asks_for_the_ram_it_boots_with() -> None:
+    assert LinuxAction.min_ram_mib == linux.MIN_RAM_MIB == 128
 
 
 # --- --accel -----------------------------------------------------------------------------------

@@ -357,3 +357,23 @@ def test_an_interrupted_run_starts_no_further_case_of_a_group(tmp_path: Path) ->
     assert list(results) == [] and first.observed == PASSED
     assert len(hosts.named("destination")) == 1
     assert list(_scratch(tmp_path).iterdir()) == []
+
+
+# --- RAM --------------------------------------------------------------------------------------
+
+
+class Hungry(SyntheticAction):
+    min_ram_mib = 128  # as the Linux guest: it does not boot with less
+
+
+@pytest.mark.parametrize("action, ram", [(SyntheticAction(), "32M"), (Hungry(), "128M")],
+                         ids=["the matrix's RAM", "the guest's floor"])
+def test_both_qemus_get_the_matrix_ram_or_the_guest_s_floor(tmp_path: Path,
+                                                            action: SyntheticAction,
+                                                            ram: str) -> None:
+    hosts = FakeHosts([LOADS])
+    result = run_case(FIXED, BUILDS, hosts, SCENARIO, _scratch(tmp_path), tmp_path / "logs",
+                      ram_mib=32, timeout=TIMEOUT, action=action)
+    assert result.observed == PASSED
+    assert [q.args[q.args.index("-m") + 1] for q in hosts.launched] == [ram, ram]
+    assert f"-m {ram}" in (tmp_path / "logs" / "reproduce.sh").read_text()
