@@ -164,7 +164,7 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
         alone_runs: list[float] = []
         alone_cpu_runs: list[float] = []
         for i in range(max(1, repeat)):
-            seconds, cpu = _alone_build(settings, runtime, cold, fresh, without["name"])
+            seconds, cpu = _alone_build(runtime, cold, without["name"])
             alone_runs.append(seconds)
             alone_cpu_runs.append(cpu)
             options = MatrixOptions(run_id=f"bench-{stamp}-warm{i + 1}")
@@ -240,14 +240,14 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
     return result
 
 
-def _alone_build(settings: Settings, runtime: Runtime, cold: Settings, imports_from: Path,
-                 name: str) -> tuple[float, float]:
-    """One cold minimal build alone, in its own empty cache: its wall and CPU seconds."""
-    minimal_cache = fresh_cache(settings, "bench-minimal-", imports_from)
+def _alone_build(runtime: Runtime, cold: Settings, name: str) -> tuple[float, float]:
+    """One cold minimal build alone, in an empty cache of its own beside the bench's `cold`
+    one (its Debian imports copied): its wall and CPU seconds."""
+    minimal_cache = fresh_cache(cold, "bench-minimal-", cold.cache_dir)
     try:
         alone = dataclasses.replace(cold, cache_dir=minimal_cache)
         _, seconds, cpu = _cpu_timed(lambda: Pipeline(
-            runtime, alone, log=lambda line: None).build(settings.builds[name]))
+            runtime, alone, log=lambda line: None).build(cold.builds[name]))
     finally:
         shutil.rmtree(minimal_cache, ignore_errors=True)
     return seconds, cpu

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .treelink import make_file_old, unshare
+from .treelink import make_file_old, set_mtime
 from .trees import PreparedTree
 
 PCH_DIR = "patchcheck-pch"  # precompiled headers, in the build directory
@@ -84,11 +84,10 @@ def age_sources(root: Path, changed: Sequence[str]) -> None:
             make_file_old(os.path.join(dirpath, f))
     now = time.time()
     for rel in changed:
-        target = root / rel
-        if target.is_file() and not target.is_symlink():
-            if target.stat().st_nlink > 1:
-                unshare(str(target))
-            os.utime(target, (now, now))
+        try:
+            set_mtime(str(root / rel), now)
+        except FileNotFoundError:
+            pass  # deleted by the change
 
 
 def check_incremental_plan(plan: str, changed: Sequence[str], *, fix: bool = True) -> list[str]:

@@ -12,7 +12,7 @@ Why sharing inodes between trees is safe:
 - the times are shared too, so every prepared tree is made "old" (`make_old`): its tracked
   files carry incremental.OLD_MTIME, the time the incremental builds need anyway. A build
   then only touches the files its change names, and the trees' indexes stay valid. Times
-  are never set on a shared inode: a file is given an inode of its own first (`unshare`);
+  are never set on a shared inode: a file is given an inode of its own first (`set_mtime`);
 - link() changes an inode's ctime, so git runs on prepared trees with core.trustctime=false
   (`GIT_OPTIONS`): size, mtime and inode still have to match before git trusts a file, and
   a file whose stat data does not match is hashed as usual.
@@ -153,19 +153,24 @@ def make_old(tree: Path) -> None:
 def make_file_old(path: str) -> None:
     """OLD_MTIME on a regular file that lacks it; one that has it is left alone (its ctime,
     shared with the trees that link it, stays as their indexes recorded it)."""
+    set_mtime(path, OLD_MTIME)
+
+
+def set_mtime(path: str, when: float) -> None:
+    """`when` as a regular file's times (anything else, and a file that has them, is left
+    alone). A file other trees link gets an inode of its own first (`_unshare`): a time set
+    on a shared inode is every linking tree's. (A build ages the changed files of its tree
+    while the next tree of its commit is linked from it; that tree's index would no longer
+    vouch for them, and a file made old under a running build would not be recompiled.)"""
     st = os.lstat(path)
-    if stat.S_ISREG(st.st_mode) and st.st_mtime != OLD_MTIME:
+    if stat.S_ISREG(st.st_mode) and st.st_mtime != when:
         if st.st_nlink > 1:
-            unshare(path)
-        os.utime(path, (OLD_MTIME, OLD_MTIME))
+            _unshare(path)
+        os.utime(path, (when, when))
 
 
-def unshare(path: str) -> None:
-    """Give a hard-linked file an inode of its own (a copy: same bytes and mode) before its
-    times change: a time set on a shared inode is every linking tree's. (A build ages the
-    changed files of its tree while the next tree of its commit is linked from it; that
-    tree's index would no longer vouch for them, and a file made old under a running build
-    would not be recompiled.)"""
+def _unshare(path: str) -> None:
+    """Replace a hard-linked file by a copy of it: same bytes and mode, a new inode."""
     tmp = f"{path}.patchcheck-unshare"
     shutil.copy2(path, tmp)
     os.replace(tmp, path)

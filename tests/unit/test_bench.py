@@ -154,7 +154,7 @@ def test_the_bench_alternates_cold_builds_and_warm_runs_and_compares_medians(
         result = func()
         return result, 1.0, next(warm) if events[-1] == "warm" else 500.0
 
-    def alone_build(settings, runtime, cold, imports_from, name):
+    def alone_build(runtime, cold, name):
         events.append("alone")
         return next(alone)
 
