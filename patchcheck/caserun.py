@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import accel as accel_mod
+from . import resume
 from .build import BuildRecord
 from .config import Settings
 from .errors import UsageError
@@ -37,7 +38,6 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-
 @dataclass
 class RunContext:
     """What running the cases needs from the run."""
@@ -55,51 +55,45 @@ class RunContext:
     recorded: dict[str, Any] | None = None  # the run's settings: what `auto` resolved to
     linux: bool = False  # Linux-guest cases will run: QEMU containers mount the guest images
     total: int | None = None  # how many cases run, once known
+    choice: accel_mod.AccelChoice | None = None  # the accelerator, once decided (resolve_accel)
 
 
 def run_groups(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseResult]) -> None:
     """Run the groups of cases `work` gives (lazily: it may build while cases run)."""
     records, runtime, settings, scen = ctx.records, ctx.runtime, ctx.settings, ctx.scenario
-    outdir, jobs, timeout, accel = ctx.outdir, ctx.jobs, ctx.timeout, ctx.accel
+    outdir, jobs, timeout = ctx.outdir, ctx.jobs, ctx.timeout
     m = settings.matrix
     scratch = scratch_dir()
     mounts = [Mount(str(scratch), str(scratch)),
               Mount(str(settings.cache_dir / "builds"), str(settings.cache_dir / "builds"),
                     read_only=True)]
-    devices: tuple[str, ...] = ()
     if ctx.linux or ctx.guest_image is not None:
         guests_root = guests_dir(settings)  # the images are made in it, maybe later
         guests_root.mkdir(parents=True, exist_ok=True)
         mounts.append(Mount(str(guests_root), str(guests_root), read_only=True))
-    if accel != "tcg" and records:
-        any_build = next(iter(records.values()))
-        def image() -> GuestImage:
-            if ctx.guest_image is None:
-                raise UsageError("the Linux guest's image was not made")
-            return ctx.guest_image
-        choice = accel_mod.resolve(accel, runtime, any_build.image_id, any_build.binary,
-                                   image, scratch)
-        accel, devices = choice.accel, choice.devices
-        if ctx.recorded is not None:
-            ctx.recorded["accel"] = choice.describe()
+    accel, devices = resolve_accel(ctx, scratch)
     hosts = Hosts(runtime, tuple(mounts), devices)
 
-    def action_for(case: Case) -> Action | None:
+    def action_for(case: Case) -> Action:
         if case.guest == LINUX:
             if ctx.guest_image is None:
                 raise UsageError("the Linux guest's image was not made")
             return scen.linux_action(ctx.guest_image, timeout)
-        return None
+        return scen.action(case.guest)
     try:
         with CaseProgress(lambda: ctx.total) as progress:
             def one(group: list[Case]) -> Iterator[CaseResult]:
                 def logdir(case: Case) -> Path:
                     return outdir / "cases" / case.slug
+                action = action_for(group[0])
+                current = resume.Current(scen, m.ram_mib, accel, timeout, ctx.guest_image)
                 for res in run_cases(group, records, hosts, scen, scratch, logdir,
                                      ram_mib=m.ram_mib, accel=accel, timeout=timeout,
-                                     action=action_for(group[0])):
+                                     action=action):
                     res.finished = now()
-                    write_json(logdir(res.case) / "result.json", res.to_dict())
+                    used = resume.outcome_settings(res.case, action, records, current)
+                    write_json(logdir(res.case) / "result.json",
+                               {**res.to_dict(), resume.RECORD: used})  # --resume compares it
                     yield res
 
             for _, res in parallel(work, one, jobs):
@@ -109,6 +103,34 @@ def run_groups(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseRe
     finally:
         hosts.close()  # kills every QEMU, so cases still running end at once
         remove_soon(scratch)
+
+
+def resolve_accel(ctx: RunContext, scratch: Path) -> tuple[str, tuple[str, ...]]:
+    """The accelerator the run's QEMUs use and the devices they need, decided once per run
+    (a resumed run decides before it compares its finished cases' settings)."""
+    if ctx.choice is None and ctx.accel != "tcg" and ctx.records:
+        any_build = next(iter(ctx.records.values()))
+
+        def image() -> GuestImage:
+            if ctx.guest_image is None:
+                raise UsageError("the Linux guest's image was not made")
+            return ctx.guest_image
+        ctx.choice = accel_mod.resolve(ctx.accel, ctx.runtime, any_build.image_id,
+                                       any_build.binary, image, scratch)
+        if ctx.recorded is not None:
+            ctx.recorded["accel"] = ctx.choice.describe()
+    if ctx.choice is None:
+        return ctx.accel, ()
+    return ctx.choice.accel, ctx.choice.devices
+
+
+def accel_used(ctx: RunContext) -> str:
+    """resolve_accel before any case runs: the accelerator this run's cases will use."""
+    scratch = scratch_dir()
+    try:
+        return resolve_accel(ctx, scratch)[0]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def remove_soon(directory: Path, within: float = 2.0) -> None:

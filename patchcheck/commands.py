@@ -279,6 +279,11 @@ def merge(settings: Settings, runs: list[str], out: str) -> int:
                          "choose a new run id")
     merged = merge_runs(dirs, out_dir)
     print(f"merged {len(dirs)} runs, {len(merged.cases)} cases -> {out_dir}")
+    if merged.settings.get("probe_from"):
+        from .decision import read_semantics
+
+        print(f"Register semantics (probe of {merged.settings['probe_from']}): "
+              f"{read_semantics(out_dir).summary}")
     return EXIT_OK
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from . import accel as accel_mod
 from . import matrix, paths, scenarios
 from .build import BuildRecord
-from .caserun import LINUX, RunContext, now, run_groups
+from .caserun import LINUX, RunContext, accel_used, now, run_groups
 from .config import Settings
 from .decision import decide_run, semantics_of
 from .errors import BuildFailed, UsageError
@@ -32,7 +32,7 @@ from .pipeline import Pipeline, Prepared
 from .report import grid
 from .report.regenerate import write_all
 from .results import Case, CaseResult, RunResults
-from .resume import finished_cases, skipped
+from .resume import Current, finished_cases, skipped
 from .runtime import Runtime
 from .scenarios.base import Scenario
 from .schedule import Schedule, build_order, groups
@@ -233,8 +233,11 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             nonlocal semantics_result, probe_scratch, probe_hosts
             case_list.extend(every_case())
             finished: list[CaseResult] = []
-            if options.resume:
-                finished = finished_cases(outdir, case_list, records)
+            if options.resume:  # reused only with this run's settings: its accelerator too
+                if wants_guest:
+                    ctx.guest_image = guest_image()
+                current = Current(scen, m.ram_mib, accel_used(ctx), timeout, ctx.guest_image)
+                finished = finished_cases(outdir, case_list, records, current, log)
                 log(f"resuming {run_id}: {len(finished)} of {len(case_list)} cases already "
                     "finished")
             results.extend(finished)
@@ -246,10 +249,12 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                     results.append(skipped(case, records, missing[0], failed[missing[0]]))
                 elif case.id not in done:
                     todo.append(case)
-            if m.semantics and records and not p.shard and scen.probe is not None:
+            if m.semantics and records and (not p.shard or p.shard[0] == 1) and \
+                    scen.probe is not None:
                 # The register-semantics probe needs only the builds: it runs beside the
                 # cases (they leave CPU idle while Linux guests wait for pciehp), with as
-                # many jobs. Its containers and scratch directory are ours to end: an
+                # many jobs; of a sharded run, shard 1/N runs it (report.merge carries its
+                # probe.json). Its containers and scratch directory are ours to end: an
                 # interrupted run closes them and does not wait for it.
                 from .probe import matrix_semantics
                 from .probe.runner import hosts_for
@@ -260,7 +265,7 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                 semantics_result = in_background("probe", lambda: matrix_semantics(
                     settings, runtime, records, outdir, log, jobs=jobs, scratch=scratch,
                     hosts=hosts))
-            if wants_guest:
+            if wants_guest and ctx.guest_image is None:
                 ctx.guest_image = guest_image()  # made ahead, or made now if that failed
             released = len(schedule.released)
             log(f"{released + len(todo)} cases to run, {jobs} in parallel"
