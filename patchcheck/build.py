@@ -40,6 +40,7 @@ from .incremental import (
     choose_base,
     copy_build_dir,
     drop_stale_pch,
+    in_repository,
 )
 from .locks import file_lock
 from .runtime import ContainerSpec, Mount, Runtime, invoking_user, run_command
@@ -243,7 +244,7 @@ class Builder:
     def incremental_base(self, family: str, lineage: str, tree: PreparedTree
                          ) -> BuildRecord | None:
         """A finished build with the same options and image whose build directory is kept
-        (incremental.choose_base)."""
+        and whose tree is in this tree's repository (incremental.in_repository, choose_base)."""
         kept = []
         for path in self.root.glob(f"*/{RECORD}"):
             try:
@@ -251,7 +252,8 @@ class Builder:
                     kept.append(json.loads(path.read_text()))
             except (OSError, ValueError):
                 continue
-        chosen = choose_base(kept, family, lineage, tree)
+        kept = [r for r in kept if isinstance(r, dict)]
+        chosen = choose_base(in_repository(kept, family, lineage, tree), family, lineage, tree)
         return BuildRecord.from_dict(dict(chosen)) if chosen is not None else None
 
     def _build(self, name: str, key: str, directory: Path, tree: PreparedTree, generation: str,

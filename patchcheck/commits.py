@@ -1,6 +1,8 @@
-"""Commits of a user's repository in sequence, read from patchcheck's own mirror of it (the
-user's checkout, index and bisect state are never touched): a range's commits, ancestry,
-subjects, and the check that uncommitted changes are not silently left out."""
+"""Commits of a user's repository in sequence: refs resolved as the user's repository means
+them (GitSources.resolve: HEAD, a branch, BASE..TIP's two ends), the commits then read from
+patchcheck's own mirror of it (the user's checkout, index and bisect state are never
+touched): a range's commits, ancestry, subjects, and the check that uncommitted changes are
+not silently left out."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import git
 
 from .errors import UsageError
-from .sources import GitSources, GitSpec, Tree
+from .sources import GitSources, GitSpec, Tree, rev_parse_in
 
 
 @dataclass(frozen=True)
@@ -38,20 +40,22 @@ def check_clean(repo: str, refs: tuple[str, ...]) -> None:
     if not (path / ".git").exists():
         return  # a URL, or a bare repository: nothing checked out
     try:
-        local = git.Repo(path)
-        head = local.head.commit.hexsha
-        asked = {local.commit(ref).hexsha for ref in refs}
-        dirty = local.is_dirty(untracked_files=False)
+        dirty = git.Repo(path).is_dirty(untracked_files=False)
     except (git.GitError, ValueError):
-        return  # refs that the checkout does not know are resolved (and reported) later
-    if dirty and head in asked:
+        return
+    if not dirty:
+        return
+    # refs that the checkout does not know (None) are resolved (and reported) later
+    head = rev_parse_in(path, "HEAD")
+    if head is not None and head in {rev_parse_in(path, ref) for ref in refs}:
         raise UsageError(f"repository {repo} has uncommitted changes on its HEAD, which is "
                          "asked for: they are in no commit and would not be tested; commit "
                          "or stash them")
 
 
 class History:
-    """One repository's commits, through the mirror in patchcheck's cache."""
+    """One repository's commits: refs resolved in it (a repository on disk) or its remote,
+    the commits read from the mirror in patchcheck's cache."""
 
     def __init__(self, sources: GitSources, repo: str) -> None:
         self.repo = repo

@@ -4,7 +4,9 @@ the guards against ninja's timestamp trap (docs/builds.md, "Incremental builds")
 The base is a cached build with the same configure options, devices, optimisation rules and
 builder image: of the same commit (a fix build: the tree without the fix), else of another
 commit of the same repository, the one whose tree differs in the fewest files (an ancestor,
-a descendant or the parent's build in the same fix state). A change to the build system
+a descendant or the parent's build in the same fix state). The cache is shared by every
+repository: a build whose tree is not among this repository's objects (made from another
+clone's mirror, say) is no base: its tree cannot be compared with this one. A change to the build system
 (meson.build, configure, Kconfig, device lists, subprojects) builds from scratch: ninja
 would re-run meson, and what the regenerated build compiles cannot be planned beforehand.
 
@@ -19,8 +21,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +64,54 @@ class IncrementalUnsafe(Exception):
 
 
 def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
+    """The paths that differ between the base's git tree and this one (IncrementalUnsafe
+    when git cannot compare them: the base's tree is not in this tree's repository)."""
     import git
 
-    out = git.Repo(tree.path).git.diff("--name-only", base_tree_id, tree.tree_id)
+    try:
+        out = git.Repo(tree.path).git.diff("--name-only", base_tree_id, tree.tree_id)
+    except (git.GitCommandError, ValueError) as exc:
+        raise IncrementalUnsafe(f"tree {base_tree_id[:12]} cannot be compared with "
+                                f"{tree.tree_id[:12]} here ({_reason(exc)})") from None
     return [line for line in out.splitlines() if line.strip()]
+
+
+def _reason(exc: Exception) -> str:
+    import git
+
+    from .sources import git_reason
+
+    return git_reason(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+
+
+def in_repository(records: Sequence[Mapping[str, Any]], family: str, lineage: str,
+                  tree: PreparedTree) -> list[Mapping[str, Any]]:
+    """The build records of this commit (`family`) or lineage whose git tree is in the
+    repository of `tree`. The cache is shared by every repository: a build made in another
+    clone's mirror, whose tree is not among this one's objects, is no base (of the same
+    commit too: its fix is a commit of that mirror alone); git could not compare the trees."""
+    related = [r for r in records if r.get("family") == family
+               or (lineage and r.get("lineage") == lineage)]
+    here = present_trees(tree, (str(r.get("tree_id")) for r in related))
+    return [r for r in related if r.get("tree_id") in here]
+
+
+def present_trees(tree: PreparedTree, tree_ids: Iterable[str]) -> set[str]:
+    """Those of `tree_ids` that are git trees in the repository of `tree` (its own objects,
+    or borrowed through alternates): one `git cat-file --batch-check` for them all."""
+    wanted = sorted({t for t in tree_ids if re.fullmatch(r"[0-9a-f]{40}", t)})
+    if not wanted:
+        return set()
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+    out = subprocess.run(["git", "-C", str(tree.path), "cat-file", "--batch-check"],
+                         input="".join(f"{t}\n" for t in wanted), capture_output=True,
+                         text=True, check=False, env=env)
+    found = set()
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "tree":
+            found.add(parts[0])
+    return found
 
 
 def age_sources(root: Path, changed: Sequence[str]) -> None:
@@ -129,7 +176,7 @@ def distance(tree: PreparedTree, tree_id: str) -> int | None:
 
     try:
         return len(changed_files(tree, tree_id))
-    except (git.GitCommandError, ValueError):
+    except (IncrementalUnsafe, git.GitCommandError, ValueError):
         return None
 
 
@@ -137,7 +184,8 @@ def choose_base(records: Sequence[Mapping[str, Any]], family: str, lineage: str,
                 tree: PreparedTree) -> Mapping[str, Any] | None:
     """Among build records (whose build directories are kept): one of the same commit (the
     one without a fix first), else one of the same lineage whose tree differs from this one
-    in the fewest files, in the same fix state on a tie."""
+    in the fewest files, in the same fix state on a tie. The records are those whose tree
+    is in this tree's repository (`in_repository`)."""
     candidates = [r for r in records if r.get("tree_id") != tree.tree_id]
     same = [r for r in candidates if r.get("family") == family]
     if same:

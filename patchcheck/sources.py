@@ -3,17 +3,22 @@
   git:<url-or-path>@<ref>        any commit, tag or branch of a git repository
   debian:<suite>[=<version>]     the distribution's `qemu` source package with its patches
 
-A git source is kept as a bare mirror per repository under the cache; a Debian source
-package is fetched with `apt-get source` inside a container of that suite (the only
-step with network=host), and committed into a local git repository, so that every
-later step treats both the same way: a (repository, commit) pair.
+A git source is kept as a bare mirror per repository under the cache. A ref of a repository
+on disk means what it means there (HEAD after a branch switch, HEAD~1, @{u}, a branch as it is
+now): it is resolved with git in that repository, and the commit it names is then fetched by
+its id into the mirror (refs/patchcheck/<id> keeps it there). A remote's refs are resolved in
+the mirror after a fetch. A Debian source package is fetched with `apt-get source` inside a
+container of that suite (the only step with network=host), and committed into a local git
+repository, so that every later step treats both the same way: a (repository, commit) pair.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +28,14 @@ import git
 
 from .errors import InfraError, UsageError
 
-_SAFE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+# a ref, a commit id, or a revision expression git resolves (HEAD~1, main^2, @{u}, main@{1});
+# always given to git as one argument after --end-of-options, never to a shell
+_SAFE_REF = re.compile(r"^[A-Za-z0-9@][A-Za-z0-9._/+@{}~^-]*$")
+_FULL_ID = re.compile(r"[0-9a-f]{40}")
+OWN_REFS = "refs/patchcheck/"  # the mirror's refs that keep fetched commits; never pruned
+# variables that would point a git command at another repository than the one given with -C
+_REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
+             "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
 _SAFE_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
 _SAFE_SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
 IMPORT_DATE = "2000-01-01T00:00:00+0000"
@@ -80,7 +92,7 @@ def parse_spec(text: str) -> SourceSpec:
     if not sep:
         raise UsageError(f"source spec '{text}': expected git:<url>@<ref> or debian:<suite>[=<version>]")
     if scheme == "git":
-        url, at, ref = rest.rpartition("@")
+        url, at, ref = _split_at(rest)
         if not at or not url or not ref:
             raise UsageError(f"source spec '{text}': git sources need <url-or-path>@<ref>")
         if not _SAFE_REF.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/")):
@@ -96,6 +108,37 @@ def parse_spec(text: str) -> SourceSpec:
             raise UsageError(f"source spec '{text}': '{version}' is not a Debian version")
         return DebianSpec(suite, version or None)
     raise UsageError(f"source spec '{text}': unknown scheme '{scheme}' (use git: or debian:)")
+
+
+def _split_at(rest: str) -> tuple[str, str, str]:
+    """<url>@<ref> split at the last '@' that does not open a ref's @{...} (git@host:x@@{u})."""
+    cut = max((i for i, c in enumerate(rest) if c == "@" and rest[i + 1:i + 2] != "{"),
+              default=-1)
+    if cut < 0:
+        return "", "", rest
+    return rest[:cut], "@", rest[cut + 1:]
+
+
+def local_repository(url: str) -> Path | None:
+    """The path of a repository on disk that a git spec names; None for a URL."""
+    if "://" in url or url.startswith("git@"):
+        return None
+    return Path(url).expanduser()
+
+
+def rev_parse_in(path: Path, ref: str) -> str | None:
+    """The full id of the commit `ref` names in the repository at `path` (bare or not, a
+    linked worktree too), as git there sees it; None when it names none."""
+    out = _git_at(path, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                  f"{ref}^{{commit}}")
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and _FULL_ID.fullmatch(commit) else None
+
+
+def _git_at(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
+    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
+                          check=False, env=env)
 
 
 def _slug(text: str) -> str:
@@ -117,18 +160,20 @@ class GitSources:
         self.root = cache_dir / "git"
 
     def mirror(self, url: str) -> git.Repo:
-        if "://" not in url and not url.startswith("git@"):
-            local = Path(url).expanduser()
+        local = local_repository(url)
+        if local is not None:
             if not local.exists():
                 raise UsageError(f"git repository '{url}' does not exist")
             url = str(local.resolve())
         path = self.root / f"{_slug(url)}.git"
         if path.exists():
-            return git.Repo(path)
+            repo = git.Repo(path)
+            _keep_own_refs(repo)
+            return repo
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.root))
         try:
-            git.Repo.clone_from(url, tmp / "m.git", mirror=True)
+            _keep_own_refs(git.Repo.clone_from(url, tmp / "m.git", mirror=True))
             (tmp / "m.git").rename(path)
         except git.GitCommandError as exc:
             raise UsageError(_clone_error(url, exc)) from None
@@ -137,46 +182,92 @@ class GitSources:
         return git.Repo(path)
 
     def resolve(self, spec: GitSpec, *, fetch: bool = True) -> Tree:
+        """The commit `spec.ref` names, present in the mirror. For a repository on disk, as
+        git there resolves it now; for a URL, in the mirror after a fetch (`fetch=False`:
+        the mirror as it is)."""
         repo = self.mirror(spec.url)
+        local = local_repository(spec.url)
+        commit = (self._local_commit(repo, local, spec) if local is not None
+                  else self._remote_commit(repo, spec, fetch))
+        return Tree(str(spec), Path(repo.git_dir), commit, _read_version(repo, commit))
+
+    @staticmethod
+    def _local_commit(repo: git.Repo, local: Path, spec: GitSpec) -> str:
+        """The user's meaning of the ref, resolved in their repository; its commit is
+        fetched into the mirror by its id when the mirror lacks it."""
+        commit = rev_parse_in(local, spec.ref)
+        if commit is None:  # not (or no longer) there: a full id the mirror still holds
+            kept = _rev_parse(repo, spec.ref) if _FULL_ID.fullmatch(spec.ref) else None
+            if kept is None:
+                raise UsageError(f"ref '{spec.ref}' does not exist in {spec.url}")
+            return kept
+        if _rev_parse(repo, commit) is None and not _fetch_commit(repo, local, commit):
+            _borrow_objects(repo, local)  # git could not fetch it: share the object store
+            if _rev_parse(repo, commit) is None:
+                raise UsageError(f"commit {commit[:12]} ('{spec.ref}' in {spec.url}) cannot "
+                                 "be copied into patchcheck's mirror of the repository")
+            repo.git.update_ref(f"{OWN_REFS}{commit}", commit)
+        return commit
+
+    @staticmethod
+    def _remote_commit(repo: git.Repo, spec: GitSpec, fetch: bool) -> str:
+        """The remote's meaning of the ref: its refs after a fetch into the mirror."""
         commit = _rev_parse(repo, spec.ref)
-        is_full_sha = bool(re.fullmatch(r"[0-9a-f]{40}", spec.ref))
-        if fetch and not (commit and is_full_sha):
+        if fetch and not (commit and _FULL_ID.fullmatch(spec.ref)):
             try:
                 repo.git.fetch("--prune", "origin")
             except git.GitCommandError:
                 pass  # offline: fall back to what the mirror has
             commit = _rev_parse(repo, spec.ref)
         if commit is None and re.fullmatch(r"[0-9a-f]{7,40}", spec.ref):
-            commit = self._unreachable(repo, spec)
-        if commit is None:
-            raise UsageError(f"ref '{spec.ref}' does not exist in {spec.url}")
-        return Tree(str(spec), Path(repo.git_dir), commit, _read_version(repo, commit))
-
-
-    @staticmethod
-    def _unreachable(repo: git.Repo, spec: GitSpec) -> str | None:
-        """A commit not reachable from any branch: servers seldom hand those out, so for a
-        local repository borrow its object store (git alternates); else ask the remote."""
-        local = Path(spec.url).expanduser()
-        if local.is_dir():
-            try:
-                objects = Path(git.Repo(local).common_dir) / "objects"
-            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-                return None
-            alternates = Path(repo.git_dir) / "objects" / "info" / "alternates"
-            alternates.parent.mkdir(parents=True, exist_ok=True)
-            known = alternates.read_text().split() if alternates.exists() else []
-            if str(objects.resolve()) not in known:
-                alternates.write_text("\n".join([*known, str(objects.resolve())]) + "\n")
-        else:
-            try:
+            try:  # a commit on no branch: servers hand those out by id, if at all
                 repo.git.fetch("origin", spec.ref)
             except git.GitCommandError:
-                return None
-        commit = _rev_parse(repo, spec.ref)
-        if commit:  # keep it reachable in the mirror, so gc never drops it
-            repo.git.update_ref(f"refs/patchcheck/{commit}", commit)
+                pass
+            commit = _rev_parse(repo, spec.ref)
+            if commit:  # keep it reachable in the mirror, so gc never drops it
+                repo.git.update_ref(f"{OWN_REFS}{commit}", commit)
+        if commit is None:
+            raise UsageError(f"ref '{spec.ref}' does not exist in {spec.url}")
         return commit
+
+
+def _keep_own_refs(repo: git.Repo) -> None:
+    """A mirror's `fetch --prune origin` would delete the refs that keep the commits fetched
+    by id (they are not the remote's): a negative refspec leaves them out of the mirroring."""
+    negative = f"^{OWN_REFS}*"
+    try:
+        current = str(repo.git.config("--get-all", "remote.origin.fetch")).split()
+    except git.GitCommandError:
+        return  # no origin to mirror
+    if negative not in current:
+        repo.git.config("--add", "remote.origin.fetch", negative)
+
+
+def _fetch_commit(repo: git.Repo, local: Path, commit: str) -> bool:
+    """Fetch one commit (and what it needs) by its id from the repository on disk into the
+    mirror, under refs/patchcheck/<id>. False when git cannot."""
+    common = _git_at(local, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    source = common.stdout.strip() if common.returncode == 0 else str(local.resolve())
+    try:
+        repo.git.fetch("--quiet", "--no-tags", "--update-shallow", "--end-of-options",
+                       source, f"{commit}:{OWN_REFS}{commit}")
+    except git.GitCommandError:
+        return False
+    return _rev_parse(repo, commit) == commit
+
+
+def _borrow_objects(repo: git.Repo, local: Path) -> None:
+    """Let the mirror read the local repository's object store (git alternates)."""
+    try:
+        objects = Path(git.Repo(local).common_dir) / "objects"
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return
+    alternates = Path(repo.git_dir) / "objects" / "info" / "alternates"
+    alternates.parent.mkdir(parents=True, exist_ok=True)
+    known = alternates.read_text().split() if alternates.exists() else []
+    if str(objects.resolve()) not in known:
+        alternates.write_text("\n".join([*known, str(objects.resolve())]) + "\n")
 
 
 def _rev_parse(repo: git.Repo, ref: str) -> str | None:

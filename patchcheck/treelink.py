@@ -50,15 +50,27 @@ class Template:
 def find(root: Path, repo: Path, commit: str, key: str) -> Template | None:
     """The prepared tree nearest to `commit` under `root` (the worktrees cache): of the same
     commit in another fix state, else of the nearest first-parent ancestor (in the same fix
-    state first). None when there is none."""
+    state first). None when there is none. The worktrees cache is shared by the mirrors of
+    every repository: a tree whose objects are not in `repo` is no template (`_objects_here`)."""
     fix_key = key.split("-", 1)[1]
     for other in [commit, *_ancestors(repo, commit)]:
         found = sorted(root.glob(f"{other[:16]}-*.json"),
                        key=lambda p: (p.stem.split("-", 1)[1] != fix_key, p.stem))
         for record in found:
-            if record.stem != key and _usable(record):
+            if record.stem != key and _usable(record) and \
+                    _objects_here(repo, record.with_suffix("")):
                 return Template(record.stem, record.with_suffix(""))
     return None
+
+
+def _objects_here(repo: Path, tree: Path) -> bool:
+    """Whether the git tree the prepared tree holds is in `repo`: the template's index,
+    copied into the new tree, names that tree's blobs. A template made in another mirror
+    (another clone of the same project) whose fix is a commit of that mirror alone is not."""
+    head = _git(tree, "rev-parse", "--verify", "--quiet", "HEAD^{tree}")
+    if head.returncode != 0 or not head.stdout.strip():
+        return False
+    return _git(repo, "cat-file", "-e", head.stdout.strip()).returncode == 0
 
 
 def _ancestors(repo: Path, commit: str) -> list[str]:

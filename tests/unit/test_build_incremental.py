@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from patchcheck.incremental import IncrementalUnsafe, age_sources, check_incremental_plan
+from patchcheck import trees
+from patchcheck.build import BINARY, Builder
+from patchcheck.incremental import (
+    IncrementalUnsafe,
+    age_sources,
+    changed_files,
+    check_incremental_plan,
+)
+from patchcheck.runtime import ContainerSpec
+from patchcheck.sources import GitSources, GitSpec
 from patchcheck.treelink import OLD_MTIME
+
+from ..conftest import FAKE_QEMU, Git, make_repo
 
 PLAN = """ninja explain: output libcommon.fa.p/hw_pci_pcie.c.o older than most recent input
 [1/3] Compiling C object libcommon.fa.p/hw_pci_pcie.c.o
@@ -65,3 +80,102 @@ def test_minimal_device_list_is_part_of_the_build_key(tmp_path):
                             .split("=", 1)[1] + ".mak") == "/build/patchcheck-devices.mak"
     assert devices_mak(["CONFIG_Q35=y", "CONFIG_PCIE_PORT=y"]).splitlines()[1:] == [
         "CONFIG_Q35=y", "CONFIG_PCIE_PORT=y"]
+
+
+# --- a cache shared by two clones (issue 25) --------------------------------------------
+
+class CompilingRuntime:
+    """Builds as ninja would, as far as the Builder can tell: configure writes build.ninja,
+    `ninja -n` plans pcie.c, ninja writes a binary that is a function of the tree's pcie.c
+    (so a build with another fix is another binary, and an incremental build and one from
+    scratch of the same tree are the same binary)."""
+
+    def __new__(cls) -> Any:
+        from ..fakes import FakeRuntime
+
+        class Runtime(FakeRuntime):
+            def respond(self, spec: ContainerSpec, argv: list[str]) -> tuple[int, str]:
+                mounts = {m.target: Path(m.source) for m in spec.mounts}
+                if argv[-1] == "--help":
+                    return 0, HELP_72
+                if argv[0].endswith("/configure"):
+                    (mounts["/build"] / "build.ninja").write_text("# configured\n")
+                elif argv[:2] == ["ninja", "-n"]:
+                    return 0, PLAN
+                elif argv[0] == "ninja":
+                    pcie = (mounts["/src"] / "hw" / "pci" / "pcie.c").read_bytes()
+                    digest = hashlib.sha256(pcie).hexdigest()
+                    (mounts["/build"] / BINARY).write_text(f"qemu built from {digest}\n")
+                elif argv[-2:] == ["-machine", "help"]:
+                    return 0, "pc-q35-7.2  Standard PC (Q35 + ICH9, 2009)\n"
+                return 0, ""
+
+        return Runtime()
+
+
+HELP_72 = (FAKE_QEMU.parent / "configure-help" / "qemu-7.2.txt").read_text()
+
+
+def _builder(runtime: Any, cache: Path, log: list[str]) -> Builder:
+    return Builder(runtime, cache, ["--disable-docs"], devices=["CONFIG_Q35=y"],
+                   log=log.append)
+
+
+def _clones(tmp_path: Path, git: Git) -> tuple[Path, Path]:
+    origin = tmp_path / "origin"
+    make_repo(FAKE_QEMU, origin)
+    for name in ("first", "second"):
+        git(tmp_path, "clone", "-q", str(origin), str(tmp_path / name))
+    return tmp_path / "first", tmp_path / "second"
+
+
+def test_a_base_from_another_clones_mirror_is_no_base_unless_its_tree_is_here(
+        tmp_path: Path, git: Git) -> None:
+    """Two clones of one repository share the cache: the first's fix build (its fix a commit
+    of the first clone's mirror alone) is not the second's base; the second builds as with an
+    empty cache, without an exception; a build whose tree both have is a base."""
+    first, second = _clones(tmp_path, git)
+    cache, runtime, log = tmp_path / "cache", CompilingRuntime(), []
+    gs = GitSources(cache)
+    one = trees.prepare(gs.resolve(GitSpec(str(first), "main")), "v2", cache)
+    fixed = _builder(runtime, cache, log).build("with", one, "bookworm", "img", "sha256:1")
+    assert fixed.incremental_from == "" and (cache / "builds" / fixed.key / "build").is_dir()
+
+    two = gs.resolve(GitSpec(str(second), "main"))
+    assert two.repo != one.source.repo and two.commit == one.source.commit
+    without = trees.prepare(two, "none", cache)
+    assert _git_ok(without.path, "cat-file", "-e", fixed.tree_id) is False  # not here
+    with pytest.raises(IncrementalUnsafe, match="cannot be compared"):
+        changed_files(without, fixed.tree_id)  # what the build would have run into
+    builder = _builder(runtime, cache, log)
+    assert builder.incremental_base(fixed.family, fixed.lineage, without) is None
+    record = builder.build("without", without, "bookworm", "img", "sha256:1")
+    assert record.incremental_from == "" and record.family == fixed.family
+    assert not [line for line in log if "not trusted" in line]
+    alone = _builder(runtime, tmp_path / "empty-cache", []).build(
+        "without", without, "bookworm", "img", "sha256:1")
+    assert record.binary_sha256 == alone.binary_sha256 != fixed.binary_sha256
+
+    # the second clone's own build of the commit is its next fix build's base
+    v1 = trees.prepare(two, "v1", cache)
+    assert builder.incremental_base(fixed.family, fixed.lineage, v1).key == record.key
+    built = builder.build("v1", v1, "bookworm", "img", "sha256:1")
+    assert built.incremental_from == record.key and built.compiled
+
+
+def test_a_base_from_another_mirror_whose_tree_is_here_is_a_base(tmp_path: Path,
+                                                                 git: Git) -> None:
+    first, second = _clones(tmp_path, git)
+    cache, runtime, log = tmp_path / "cache", CompilingRuntime(), []
+    gs = GitSources(cache)
+    plain = trees.prepare(gs.resolve(GitSpec(str(first), "main")), "none", cache)
+    base = _builder(runtime, cache, log).build("without", plain, "bookworm", "img", "sha256:1")
+    fixed = trees.prepare(gs.resolve(GitSpec(str(second), "main")), "v2", cache)
+    assert _git_ok(fixed.path, "cat-file", "-e", base.tree_id)  # the commit's own tree
+    record = _builder(runtime, cache, log).build("with", fixed, "bookworm", "img", "sha256:1")
+    assert record.incremental_from == base.key
+
+
+def _git_ok(cwd: Path, *args: str) -> bool:
+    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True,
+                          check=False).returncode == 0

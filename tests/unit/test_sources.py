@@ -185,6 +185,143 @@ def test_resolve_commit_without_version_file(tmp_path: Path, git: Git) -> None:
         GitSources(tmp_path / "cache").resolve(GitSpec(str(repo), "main"))
 
 
+# --- refs as the user's repository means them (issue 25) ------------------------------
+
+@pytest.fixture
+def clone(origin: dict[str, str], tmp_path: Path, git: Git) -> Path:
+    """A user's clone of `origin` on main (which tracks origin/main)."""
+    path = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", origin["path"], str(path))
+    return path
+
+
+def _mirror_has(tree: Tree, commit: str) -> bool:
+    return subprocess.run(["git", "-C", str(tree.repo), "cat-file", "-e", f"{commit}^{{commit}}"],
+                          capture_output=True, check=False).returncode == 0
+
+
+def test_head_after_a_branch_switch_is_the_users_head(origin: dict[str, str], clone: Path,
+                                                      tmp_path: Path, git: Git) -> None:
+    gs = GitSources(tmp_path / "cache")
+    first = gs.resolve(GitSpec(str(clone), "HEAD"))  # the mirror is made here, on main
+    assert first.commit == origin["main"] and first.qemu_version == "7.2.50"
+    git(clone, "checkout", "-q", "-b", "review", "v7.2.0")
+    head = gs.resolve(GitSpec(str(clone), "HEAD"))
+    assert (head.commit, head.qemu_version, head.repo) == (origin["first"], "7.2.0", first.repo)
+    assert gs.resolve(GitSpec(str(clone), "review")).commit == origin["first"]
+    # a commit made after the mirror: fetched into it by its id, and kept there by a ref
+    (clone / "VERSION").write_text("7.2.1\n")
+    git(clone, "commit", "-q", "-am", "a review fix")
+    new = git(clone, "rev-parse", "HEAD")
+    tree = gs.resolve(GitSpec(str(clone), "HEAD"))
+    assert (tree.commit, tree.qemu_version) == (new, "7.2.1") and _mirror_has(tree, new)
+    assert git(tree.repo, "rev-parse", f"refs/patchcheck/{new}") == new
+    assert gs.resolve(GitSpec(str(clone), "HEAD~1")).commit == origin["first"]
+    assert gs.resolve(GitSpec(str(clone), "HEAD^")).commit == origin["first"]
+
+
+def test_a_branch_and_its_upstream_as_the_clone_has_them(origin: dict[str, str], clone: Path,
+                                                         tmp_path: Path, git: Git) -> None:
+    gs = GitSources(tmp_path / "cache")
+    assert gs.resolve(GitSpec(str(clone), "main")).commit == origin["main"]
+    (clone / "VERSION").write_text("7.2.60\n")
+    git(clone, "commit", "-q", "-am", "local work on main")  # main moves, origin/main not
+    local = git(clone, "rev-parse", "HEAD")
+    assert gs.resolve(GitSpec(str(clone), "main")).commit == local
+    assert gs.resolve(GitSpec(str(clone), "@{u}")).commit == origin["main"]
+    assert gs.resolve(GitSpec(str(clone), "main@{upstream}")).commit == origin["main"]
+    assert gs.resolve(GitSpec(str(clone), "origin/main")).commit == origin["main"]
+    # the upstream moves in the clone (a fetch there): @{u} follows it
+    (Path(origin["path"]) / "VERSION").write_text("8.0.0\n")
+    git(Path(origin["path"]), "commit", "-q", "-am", "8.0.0")
+    git(clone, "fetch", "-q", "origin")
+    upstream = git(Path(origin["path"]), "rev-parse", "HEAD")
+    tree = gs.resolve(GitSpec(str(clone), "@{u}"))
+    assert (tree.commit, tree.qemu_version) == (upstream, "8.0.0")
+
+
+@pytest.mark.parametrize("ref", ["HEAD", "HEAD~1", "HEAD^2", "@{u}", "@{-1}", "main@{1}",
+                                 "origin/main", "v7.2.0^{commit}"])
+def test_revision_expressions_are_specs(ref: str) -> None:
+    for url in ("/srv/qemu", "git@example.org:qemu/qemu.git"):
+        spec = sources.parse_spec(f"git:{url}@{ref}")
+        assert spec == GitSpec(url, ref) and str(spec) == f"git:{url}@{ref}"
+
+
+def test_an_unknown_ref_is_one_line(clone: Path, tmp_path: Path) -> None:
+    gs = GitSources(tmp_path / "cache")
+    for ref in ("no-such-branch", "HEAD~99", "@{u}x", "0" * 40):
+        with pytest.raises(UsageError) as caught:
+            gs.resolve(GitSpec(str(clone), ref))
+        assert str(caught.value) == f"ref '{ref}' does not exist in {clone}"
+    gs.resolve(GitSpec(str(clone), "HEAD"))
+    git_detached = subprocess.run(["git", "-C", str(clone), "checkout", "-q", "--detach"],
+                                  capture_output=True, check=False)
+    assert git_detached.returncode == 0
+    with pytest.raises(UsageError, match=r"^ref '@\{u\}' does not exist in "):
+        gs.resolve(GitSpec(str(clone), "@{u}"))  # a detached HEAD has no upstream
+
+
+def test_a_detached_commit_on_no_branch_is_fetched_and_kept(clone: Path, tmp_path: Path,
+                                                            git: Git) -> None:
+    gs = GitSources(tmp_path / "cache")
+    mirror = gs.resolve(GitSpec(str(clone), "HEAD")).repo
+    git(clone, "checkout", "-q", "--detach")
+    (clone / "VERSION").write_text("7.2.98\n")
+    git(clone, "commit", "-q", "-am", "on no branch")
+    detached = git(clone, "rev-parse", "HEAD")
+    assert git(clone, "for-each-ref", "--contains", detached, "refs/heads") == ""
+    for ref in ("HEAD", detached, detached[:10]):
+        assert gs.resolve(GitSpec(str(clone), ref)).commit == detached
+    # the mirror's own refs survive a mirroring fetch (`nightly` runs one)
+    git(mirror, "fetch", "-q", "--prune", "origin")
+    assert git(mirror, "rev-parse", f"refs/patchcheck/{detached}") == detached
+    # gone from the user's repository since: the full id is still the mirror's
+    git(clone, "checkout", "-q", "main")
+    git(clone, "reflog", "expire", "--expire=now", "--all")
+    git(clone, "gc", "-q", "--prune=now")
+    assert gs.resolve(GitSpec(str(clone), detached)).commit == detached
+    with pytest.raises(UsageError, match="does not exist"):
+        gs.resolve(GitSpec(str(clone), detached[:10]))  # an abbreviation: the user's meaning
+
+
+def test_a_bare_repository_and_a_linked_worktree(origin: dict[str, str], tmp_path: Path,
+                                                 git: Git) -> None:
+    gs = GitSources(tmp_path / "cache")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", origin["path"], str(bare))
+    assert gs.resolve(GitSpec(str(bare), "HEAD")).commit == origin["main"]
+    git(bare, "symbolic-ref", "HEAD", "refs/tags/v7.2.0")  # HEAD moved in the repository
+    assert gs.resolve(GitSpec(str(bare), "HEAD")).commit == origin["first"]
+    worktree = tmp_path / "wt"
+    git(Path(origin["path"]), "worktree", "add", "-q", "-b", "side", str(worktree), "v7.2.0")
+    (worktree / "VERSION").write_text("7.2.5\n")
+    git(worktree, "commit", "-q", "-am", "side work")
+    tree = gs.resolve(GitSpec(str(worktree), "HEAD"))
+    assert (tree.commit, tree.qemu_version) == (git(worktree, "rev-parse", "HEAD"), "7.2.5")
+
+
+def test_a_range_and_bisection_ends_are_the_users(clone: Path, tmp_path: Path, git: Git) -> None:
+    from patchcheck.commits import History, check_clean
+
+    history = History(GitSources(tmp_path / "cache"), str(clone))
+    history.resolve("HEAD")  # the mirror exists, on main
+    git(clone, "checkout", "-q", "-b", "series", "v7.2.0")
+    made = []
+    for n in (1, 2, 3):
+        (clone / "VERSION").write_text(f"7.2.{n}\n")
+        git(clone, "commit", "-q", "-am", f"patch {n}")
+        made.append(git(clone, "rev-parse", "HEAD"))
+    assert [c.sha for c in history.between("HEAD~3", "HEAD")] == made
+    assert [c.subject for c in history.between("v7.2.0", "series")] == [
+        "patch 1", "patch 2", "patch 3"]
+    assert [t.commit for t in history.ordered("HEAD~2", "HEAD")] == [made[0], made[2]]
+    (clone / "VERSION").write_text("dirty\n")
+    with pytest.raises(UsageError, match="uncommitted changes"):
+        check_clean(str(clone), ("HEAD~3", "series"))  # `series` is the checked-out HEAD
+    check_clean(str(clone), ("HEAD~3", "@{u}", "no-such-ref"))  # HEAD not asked for
+
+
 # --- DebianSources --------------------------------------------------------------------
 
 DSC_NAME = "qemu_1:7.2+dfsg-7.dsc"

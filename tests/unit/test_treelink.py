@@ -160,3 +160,37 @@ def test_making_a_new_tree_old_leaves_a_building_tree_s_new_file_new(
     assert os.stat(other / PCIE_C).st_mtime == treelink.OLD_MTIME
     assert git(other, "status", "--porcelain", "--untracked-files=all") == ""
     assert stat_clean(git, other) == ""
+
+
+def test_a_template_from_another_mirror_is_taken_only_when_its_objects_are_here(
+        fake_tree: Tree, git: Git, tmp_path: Path) -> None:
+    """Two clones of one repository share the worktrees cache. The first clone's fix tree
+    (its fix a commit of that mirror alone) is no template for the second clone's mirror;
+    its tree of the commit as it is, whose objects both have, is."""
+    from patchcheck.sources import GitSources, GitSpec
+
+    cache = tmp_path / "cache"
+    root = cache / "worktrees"
+    clones = [tmp_path / "first", tmp_path / "second"]
+    for clone in clones:
+        git(tmp_path, "clone", "-q", str(fake_tree.repo), str(clone))
+    first, second = (GitSources(cache).resolve(GitSpec(str(c), "main")) for c in clones)
+    fixed = trees.prepare(first, "v2", cache)
+    key = f"{second.commit[:16]}-other"
+    assert treelink.find(root, first.repo, first.commit, key) is not None  # its own mirror
+    assert treelink.find(root, second.repo, second.commit, key) is None
+    without = trees.prepare(second, "none", cache)
+    assert made_from(without) == ""  # checked out, not linked from the first's fix tree
+    assert V2_LINE not in (without.path / PCIE_C).read_text()
+    assert git(without.path, "status", "--porcelain", "--untracked-files=all") == ""
+    found = treelink.find(root, second.repo, second.commit, key)
+    assert found is not None and found.key == without.path.name  # its own, never the fix tree
+    # the second clone's tree of the commit as it is holds nothing the first's mirror lacks:
+    # a template there too; the tree made from it is the commit's, with its fix
+    fixed.path.with_suffix(".json").rename(fixed.path.with_suffix(".json.away"))
+    assert treelink.find(root, first.repo, first.commit, key) == \
+        treelink.Template(without.path.name, without.path)
+    v1 = trees.prepare(first, "v1", cache)
+    assert made_from(v1) == without.path.name
+    assert git(v1.path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(v1.path, "rev-parse", "HEAD~1") == first.commit
