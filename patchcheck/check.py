@@ -16,7 +16,7 @@ import git
 
 from . import fixes, scenarios, trees
 from .config import BuildSpec, Settings
-from .decision import Decision, decide_run, read_semantics
+from .decision import CHECK, Decision, decide_dir
 from .errors import BuildFailed, UsageError
 from .matrix import order
 from .minirun import small_matrix
@@ -25,21 +25,26 @@ from .pipeline import Pipeline
 from .results import RunResults
 from .run import new_run_id
 from .runtime import Runtime
-from .sources import GitSources, GitSpec
+from .sources import GitSources, GitSpec, Tree
 
 
-def fix_states(settings: Settings, spec: GitSpec, patch: str) -> tuple[str, str, str]:
-    """(without, with, note): the fix states of the two builds. Without a patch: the fix the
-    commit already carries (reverted for the build without it), else the scenario's first
-    known fix."""
+def fix_states(settings: Settings, tree: Tree, patch: str) -> tuple[str, str, str]:
+    """(without, with, note): the fix states of the two builds. "Without" is always the
+    commit with any known fix of the scenario reverted (the tree that has the bug); "with"
+    is that tree plus the given patch, or, without a patch, the fix the commit carries
+    (else the scenario's first known fix) on it. FixStateUnknown when the commit's fix
+    state cannot be told."""
     known = fixes.known_fixes(settings.matrix.scenario)
     if patch:
         fixes.resolve(patch, known)  # a missing or malformed file: a usage error, before builds
-        return "none", patch, f"patch {patch}"
-    tree = GitSources(settings.cache_dir).resolve(spec)
     prepared = trees.prepare(tree, "none", settings.cache_dir, known)
-    if prepared.fix.applied == "reverted" and prepared.fix.patch:
-        return "none", prepared.fix.patch, f"{prepared.fix.patch}, already in the commit"
+    carried = prepared.fix.patch if prepared.fix.applied == "reverted" else None
+    if patch:
+        base = (f"the commit with {carried} (which it carries) reverted" if carried else
+                "the commit, which carries no known fix")
+        return "none", f"{fixes.ON_BUG}{patch}", f"patch {patch}, applied to {base}"
+    if carried:
+        return "none", carried, f"{carried}, already in the commit"
     if not known.patches:
         raise UsageError(f"scenario {known.scenario} knows no fix: give --patch")
     first = known.patches[0].name
@@ -48,14 +53,17 @@ def fix_states(settings: Settings, spec: GitSpec, patch: str) -> tuple[str, str,
 
 def check(settings: Settings, runtime: Runtime, repo: str, commit: str, patch: str,
           log: Callable[[str], None] = print) -> int:
-    spec = GitSpec(repo, commit)
-    without, with_fix, note = fix_states(settings, spec, patch)
-    print(f"fix: {note}")  # asserted before any build: also for a commit that cannot be built
-    source = str(spec)
-    builds = {"without": BuildSpec("without", source, without),
-              "with": BuildSpec("with", source, with_fix)}
+    if patch:  # a missing or malformed file is the user's input: exit 2, before any work
+        fixes.resolve(patch, fixes.known_fixes(settings.matrix.scenario))
+    tree = GitSources(settings.cache_dir).resolve(GitSpec(repo, commit))
+    print(f"commit: {tree.commit} ({commit}, QEMU {tree.qemu_version})")
+    source = str(GitSpec(repo, tree.commit))  # the commit resolved once: never again
     pipeline = Pipeline(runtime, settings, log)
     try:
+        without, with_fix, note = fix_states(settings, tree, patch)
+        print(f"fix: {note}")  # asserted before any build: also for a commit that cannot be built
+        builds = {"without": BuildSpec("without", source, without),
+                  "with": BuildSpec("with", source, with_fix)}
         for b in builds.values():
             pipeline.build(b)  # build up front: a commit that cannot be built is "untestable"
     except (BuildFailed, UsageError) as exc:
@@ -63,11 +71,10 @@ def check(settings: Settings, runtime: Runtime, repo: str, commit: str, patch: s
         return CHECK_CANNOT_TEST
     run_id = f"check-{_short(repo, commit)}-{new_run_id()}"
     run, run_dir = small_matrix(settings, runtime, builds, ("all",),
-                                {check_guest(settings): "boundary"}, run_id, log)
-    decision = decide_run(run, read_semantics(run_dir))
-    commit = f"{commit} ({str(run.builds.get('with', {}).get('commit', ''))[:12]})"
+                                {check_guest(settings): "boundary"}, run_id, log, task=CHECK)
+    decision = decide_dir(run, run_dir)
     print()
-    print(summary(run, repo, commit, note, decision))
+    print(summary(run, repo, f"{commit} ({tree.commit[:12]})", note, decision))
     return decision.check_exit
 
 
@@ -85,11 +92,15 @@ def summary(run: RunResults, repo: str, commit: str, note: str, decision: Decisi
     """A paragraph for a qemu-devel reply, and the Tested-by line when it is deserved."""
     build = run.builds.get("with", {})
     types = order({c.machine for c in run.cases})
-    words = scenarios.get(str(run.settings.get("scenario", ""))).words
+    scen = scenarios.get(str(run.settings.get("scenario", "")))
+    words = scen.words
     failing = [c for c in run.cases if c.observed.value == "failed"
                and not (c.destination if words.fix_side == "destination" else c.source).has_fix]
     error = next(iter(failing[0].destination_error.splitlines()), "") if failing else ""
-    lines = [f"Tested {commit} (QEMU {build.get('qemu_version', '?')}) with {note}:",
+    lines = [f"Tested {commit} (QEMU {build.get('qemu_version', '?')}) with {note}.",
+             f"The question: does it fix {scen.title} on this commit, that is, remove the "
+             f"destination's \"{scen.signature.text}\"? Without the fix is the commit with "
+             "no known fix of the bug; with it, the same tree plus the fix.",
              f"{words.reproducer} ({_guests(run)} guest action, "
              f"{run.settings.get('accel', 'tcg')}), "
              f"all four directions between the builds without and with the fix, on "

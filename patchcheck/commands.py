@@ -27,20 +27,48 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def guarded(func: Callable[..., int], invoke_config: Any, *args: Any, **kwargs: Any) -> int:
-    """Run a command; map every expected failure to one line on stderr and an exit code."""
+def guarded(func: Callable[..., int], invoke_config: Any, *args: Any,
+            no_verdict: int = EXIT_INFRA, **kwargs: Any) -> int:
+    """Run a command; map every failure to one line on stderr and an exit code.
+    `no_verdict`: the task's code for "no verdict" (infrastructure errors, an interruption,
+    an unexpected exception, whose traceback goes to a log file named on that line)."""
     previous = signal.signal(signal.SIGTERM, _sigterm)
+    settings: Settings | None = None
     try:
         settings = config_mod.load(invoke_config)
         return func(settings, *args, **kwargs)
     except PatchcheckError as exc:
         print(error_line(exc), file=sys.stderr)
-        return exit_code_for_error(exc)
+        code = exit_code_for_error(exc)
+        return no_verdict if code == EXIT_INFRA else code
     except KeyboardInterrupt:
         print("patchcheck: interrupted; partial results were written", file=sys.stderr)
-        return EXIT_INFRA
+        return no_verdict
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback kept
+        where = crash_log(exc, settings.cache_dir if settings is not None else None)
+        print(f"patchcheck: unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
+              + f" (traceback: {where}; exit {no_verdict}: no verdict)", file=sys.stderr)
+        return no_verdict
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def crash_log(exc: BaseException, cache_dir: Path | None) -> Path:
+    """Write the exception's traceback to a new file (under the cache, else the system's
+    temporary directory) and return its path."""
+    import tempfile
+    import traceback
+
+    directory = cache_dir / "crashes" if cache_dir is not None else None
+    try:
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="patchcheck-", suffix=".log", dir=directory)
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix="patchcheck-", suffix=".log")
+    with open(fd, "w") as out:
+        out.write("".join(traceback.format_exception(exc)))
+    return Path(name)
 
 
 def images(settings: Settings, generation: str = "") -> int:

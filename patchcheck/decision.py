@@ -4,17 +4,20 @@
 ask `decide_run`, so they cannot disagree. Two exit codes come out of one decision:
 
 matrix (did everything come out as expected):
-  3  infrastructure: a case errored or was skipped, a build failed, the probe had errors
+  3  no verdict: a case errored, was skipped or was flaky, a build failed, the probe had
+     errors
   1  a case deviates from the model, or a fix introduces a specification violation
   0  otherwise
 
 check (`git bisect run` semantics: is the fix good on this commit):
-  1  proven bad: a case with the fix (on the scenario's side) failed, the reproducer did not
-     fail without the fix, or the fix introduces a specification violation (a fix that
-     makes migration pass but breaks a register's guest-visible semantics is not a fix)
+  1  proven bad: a case with the fix (on the scenario's side) failed (with the bug's error
+     or another), the reproducer did not fail with the bug's error without the fix, or the
+     fix introduces a specification violation (a fix that makes migration pass but breaks
+     a register's guest-visible semantics is not a fix)
   125  a build failed: the commit cannot be tested
-  3  infrastructure errors in the cases or the probe, and nothing proven bad: not a
-     property of the commit (see the README on why 3 and not 125)
+  128  no verdict: infrastructure errors or flaky cases in the cases, or probe errors,
+     and nothing proven bad: not a property of the commit; `git bisect run` aborts on it
+     rather than reading it as "bad" (see the README)
   0  the fix works and the probe found nothing it introduces (or did not run)
 A proven "bad" wins over errors for check (one proven defect answers its question) but not
 for matrix (an incomplete matrix cannot say that everything came out as expected).
@@ -31,6 +34,7 @@ from .outcome import (
     CHECK_CANNOT_TEST,
     CHECK_FIX_FAILS,
     CHECK_FIX_WORKS,
+    CHECK_NO_VERDICT,
     EXIT_DEVIATION,
     EXIT_INFRA,
     EXIT_OK,
@@ -166,24 +170,46 @@ def read_semantics(run_dir: Path) -> Semantics:
 @dataclass(frozen=True)
 class Decision:
     """The final verdict of a run: exit codes for `invoke matrix` and for `invoke check`
-    (git bisect's convention), and the words a reviewer pastes."""
+    (git bisect's convention), and the words of each. Every report and every task renders
+    this one object, so its words cannot say what its exit code does not."""
 
     migration: Migration
     semantics: Semantics
     matrix_exit: int
     check_exit: int
     words: tuple[str, ...]  # the verdict for a reply: migration, semantics, conclusion
+    matrix_words: tuple[str, ...] = ()  # the matrix's: its exit code's line, then the above
 
     @property
     def tested_by(self) -> bool:
         """Does the fix deserve a Tested-by?"""
         return self.check_exit == CHECK_FIX_WORKS
 
+    def lines(self, task: str) -> tuple[str, ...]:
+        """The words of the task that ran ("check", else a matrix's), each led by the line
+        of its exit code."""
+        if task == CHECK:
+            return (CHECK_HEADLINES[self.check_exit], *self.words)
+        return self.matrix_words
+
+    def exit_code(self, task: str) -> int:
+        return self.check_exit if task == CHECK else self.matrix_exit
+
+
+CHECK = "check"  # the task whose words and exit code follow git bisect's convention
+CHECK_HEADLINES = {
+    CHECK_FIX_WORKS: f"Good (exit {CHECK_FIX_WORKS}): the fix works on this commit.",
+    CHECK_FIX_FAILS: f"Bad (exit {CHECK_FIX_FAILS}): the fix does not do what it claims on "
+                     "this commit.",
+    CHECK_CANNOT_TEST: f"Untestable (exit {CHECK_CANNOT_TEST}): the commit cannot be tested.",
+    CHECK_NO_VERDICT: f"No verdict (exit {CHECK_NO_VERDICT}): the check could not tell.",
+}
+
 
 def migration_of(verdict: Verdict) -> Migration:
-    if verdict.fixed_fails:
+    if verdict.fixed_fails or verdict.fixed_other:
         return Migration.FIX_FAILS  # proven, whatever else errored
-    if verdict.errors:
+    if verdict.unobserved or not verdict.total:
         return Migration.ERRORS
     if verdict.fix_works:
         return Migration.FIX_WORKS
@@ -196,8 +222,10 @@ def decide(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str] 
     """The one decision over a run's migration verdict and its semantics."""
     migration = migration_of(verdict)
     check = _check_exit(migration, semantics, failed_builds)
-    return Decision(migration, semantics, _matrix_exit(verdict, semantics, failed_builds), check,
-                    _words_for(verdict, migration, semantics, failed_builds, check))
+    matrix = _matrix_exit(verdict, semantics, failed_builds)
+    words = _words_for(verdict, migration, semantics, failed_builds, check)
+    return Decision(migration, semantics, matrix, check, words,
+                    (_matrix_line(verdict, semantics, failed_builds, matrix), *words))
 
 
 def decide_run(run: RunResults, semantics: Semantics) -> Decision:
@@ -206,8 +234,18 @@ def decide_run(run: RunResults, semantics: Semantics) -> Decision:
     return decide(judge_run(run), semantics, failed)
 
 
+def decide_dir(run: RunResults, run_dir: Path) -> Decision:
+    """decide_run() with the probe result the run wrote beside its results."""
+    return decide_run(run, read_semantics(run_dir))
+
+
+def task_of(run: RunResults) -> str:
+    """The task that made the run: its words and exit code are the ones it printed."""
+    return str(run.settings.get("task") or "matrix")
+
+
 def _matrix_exit(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str]) -> int:
-    if verdict.errors or semantics.errors or failed_builds:
+    if verdict.unobserved or not verdict.total or semantics.errors or failed_builds:
         return EXIT_INFRA
     if verdict.deviations or semantics.introduces:
         return EXIT_DEVIATION
@@ -220,8 +258,27 @@ def _check_exit(migration: Migration, semantics: Semantics, failed_builds: Seque
     if migration in (Migration.FIX_FAILS, Migration.NOT_REPRODUCED) or semantics.introduces:
         return CHECK_FIX_FAILS
     if migration == Migration.ERRORS or semantics.errors:
-        return EXIT_INFRA
+        return CHECK_NO_VERDICT
     return CHECK_FIX_WORKS
+
+
+def _matrix_line(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str],
+                 code: int) -> str:
+    """The matrix's own verdict in one line: what its exit code says."""
+    head = f"{verdict.total} cases"
+    if code == EXIT_INFRA:
+        why = [f"build(s) {', '.join(failed_builds)} failed"] if failed_builds else []
+        why += ["no case ran"] if not verdict.total else []
+        why += [f"{verdict.errors} case(s) errored or were skipped"] if verdict.errors else []
+        why += [f"{verdict.flaky} case(s) flaky"] if verdict.flaky else []
+        why += ["the register-semantics probe did not complete"] if semantics.errors else []
+        also = f"; {verdict.deviations} deviate from the model" if verdict.deviations else ""
+        return f"No verdict (exit {code}): {head}, {', '.join(why)}{also}."
+    if code == EXIT_DEVIATION:
+        why = [f"{verdict.deviations} deviate from the model"] if verdict.deviations else []
+        why += ["a fix introduces a specification violation"] if semantics.introduces else []
+        return f"Not as expected (exit {code}): {head}, {', '.join(why)}."
+    return f"As expected (exit {code}): all {head} came out as the model says."
 
 
 def _words_for(verdict: Verdict, migration: Migration, semantics: Semantics,
@@ -229,23 +286,48 @@ def _words_for(verdict: Verdict, migration: Migration, semantics: Semantics,
     if failed_builds:
         return (f"Build(s) {', '.join(failed_builds)} failed: the commit cannot be tested. "
                 "No Tested-by.",)
-    lines = [_migration_words(verdict, migration), *_semantics_words(migration, semantics)]
+    lines = [*_migration_words(verdict, migration), *_semantics_words(migration, semantics)]
     if check != CHECK_FIX_WORKS:
         lines.append(_conclusion(migration, semantics, check))
     return tuple(lines)
 
 
-def _migration_words(verdict: Verdict, migration: Migration) -> str:
+def _migration_words(verdict: Verdict, migration: Migration) -> list[str]:
+    side = verdict.fix_side
     if migration == Migration.FIX_WORKS:
-        return f"With the fix at the {verdict.fix_side} every case passes."
-    if migration == Migration.NOT_REPRODUCED:
-        return "The reproducer did not fail without the fix: nothing was proven."
+        return [f"With the fix at the {side} every case passes ({verdict.fixed_passes}); "
+                f"without it the reproducer fails with the bug's error ({verdict.reproduces})."]
+    if not verdict.total:
+        return ["No case ran: no verdict on migration."]
     if migration == Migration.ERRORS:
-        return (f"{verdict.errors} case(s) could not be run (infrastructure errors, see the "
-                "report): no verdict on migration.")
-    return (f"The fix does NOT make migration work: with it at the {verdict.fix_side} "
-            f"{verdict.fixed_fails} case(s) fail and {verdict.fixed_passes} pass; "
-            f"{verdict.deviations} case(s) deviate from the expected outcome.")
+        flaky = (f" and {verdict.flaky} flaky (failed, then passed on a second attempt)"
+                 if verdict.flaky else "")
+        return [f"{verdict.errors} case(s) could not be run (infrastructure errors, see the "
+                f"report){flaky}: no verdict on migration.", *_other_words(verdict)]
+    if migration == Migration.NOT_REPRODUCED:
+        return ["The reproducer did not fail with the bug's error without the fix: nothing "
+                "was proven.", *_other_words(verdict)]
+    lines = []
+    if verdict.fixed_fails:
+        lines.append(f"The fix did not remove the failure: with it at the {side} "
+                     f"{verdict.fixed_fails} case(s) still fail with the bug's error.")
+    if verdict.fixed_other:
+        lines.append(f"With the fix at the {side} {verdict.fixed_other} case(s) fail with "
+                     "another error: migration does not work with it.")
+    if not lines:
+        lines.append(f"The fix does NOT make migration work as the model says: "
+                     f"{verdict.deviations} case(s) deviate from the expected outcome.")
+    return [*lines, *_other_words(verdict)]
+
+
+def _other_words(verdict: Verdict) -> list[str]:
+    """The errors other than the bug's, quoted, each with its cases."""
+    by_line: dict[str, list[str]] = {}
+    for case_id, line in verdict.other:
+        by_line.setdefault(line, []).append(case_id)
+    return [f"- {len(ids)} case(s) rejected with another error: \"{line}\" ({ids[0]}"
+            + (f" and {len(ids) - 1} more)" if len(ids) > 1 else ")")
+            for line, ids in by_line.items()]
 
 
 def _semantics_words(migration: Migration, semantics: Semantics) -> list[str]:
@@ -270,6 +352,7 @@ def _conclusion(migration: Migration, semantics: Semantics, check: int) -> str:
     if migration == Migration.FIX_WORKS and semantics.introduces:
         return ("Migration working is not enough: the violation above is a reason to reject "
                 "the fix. No Tested-by.")
-    if check == EXIT_INFRA:
-        return "No verdict because of infrastructure errors: run the check again. No Tested-by."
+    if check == CHECK_NO_VERDICT:
+        return (f"No verdict (exit {check}) because of infrastructure errors or flaky cases: "
+                "run the check again. No Tested-by.")
     return "No Tested-by."

@@ -6,25 +6,38 @@ A build asks for one fix state:
   as-is       the tree as it is; whether it carries a known fix is detected (series, bisect)
   v1, v2      the scenario's known fixes (patchcheck/scenarios/<name>/patches/)
   <path>      a user patch file or a `git format-patch` mbox
+  none+<fix>  the tree without any known fix (as `none`), then <fix> (a path or a known
+              fix's name) applied: a patch judged on a tree that has the bug (`check --patch`)
 
-Patches are applied with git (`--3way` as the fallback); a patch that reverse-applies
-is already present and is reported as such rather than applied again.
+Patches are applied with git (`--3way` as the fallback; `git am --3way` for an mbox); a
+patch that reverse-applies is already present and is reported as such rather than applied
+again. Whether a tree carries a known fix is detected by ancestry first (the fix's upstream
+commit is an ancestor of the tree's, where the repository has that commit), then by text
+(the patch reverse-applies). When neither tells, and no known fix applies either, the state
+is unknown (FixStateUnknown): the tree without the fix is not built rather than guessed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import BuildFailed, UsageError
 from .sources import commit_env
 from .treelink import GIT_OPTIONS  # prepared trees share inodes, and their ctimes
 
 NO_FIX = ("none", "reverted")
 AS_IS = "as-is"
+ON_BUG = "none+"  # prefix: the tree without any known fix, then this fix applied
+
+
+class FixStateUnknown(BuildFailed):
+    """Neither ancestry nor text tells whether a tree carries a known fix: the commit
+    cannot be tested for it (check: 125, series: untestable, bisect: skipped)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class KnownFixes:
 
     scenario: str
     patches: tuple[Patch, ...]
+    upstream: tuple[tuple[str, str], ...] = ()  # (fix name, upstream commit id)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -73,20 +87,27 @@ class KnownFixes:
     def get(self, name: str) -> Patch | None:
         return next((p for p in self.patches if p.name == name), None)
 
+    def commit_of(self, name: str) -> str:
+        return dict(self.upstream).get(name, "")
+
+    @property
+    def digest(self) -> str:
+        """Of every known fix's content: which fix `none` takes out depends on all of them."""
+        return hashlib.sha256("".join(p.digest for p in self.patches).encode()).hexdigest()
+
 
 def known_fixes(scenario: str = "") -> KnownFixes:
     """The known fixes of a scenario ("": the default one)."""
     from . import scenarios
 
     scen = scenarios.get(scenario)
-    return KnownFixes(scen.name, tuple(Patch(name, path) for name, path in scen.fixes().items()))
+    return KnownFixes(scen.name, tuple(Patch(name, path) for name, path in scen.fixes().items()),
+                      tuple(scen.upstream_commits().items()))
 
 
-def shipped(name: str, known: KnownFixes | None = None) -> Patch:
-    patch = (known or known_fixes()).get(name)
-    if patch is None:
-        raise UsageError(f"no known fix named '{name}'")
-    return patch
+def on_bug(state: str) -> str:
+    """`none+<fix>` -> <fix>; any other state -> ""."""
+    return state.removeprefix(ON_BUG) if state.startswith(ON_BUG) else ""
 
 
 def resolve(state: str, known: KnownFixes | None = None) -> Patch | None:
@@ -95,6 +116,8 @@ def resolve(state: str, known: KnownFixes | None = None) -> Patch | None:
     if state in (*NO_FIX, AS_IS):
         return None
     known = known or known_fixes()
+    if on_bug(state):
+        return resolve(on_bug(state), known)
     patch = known.get(state)
     if patch is not None:
         return patch
@@ -116,11 +139,13 @@ def fix_key(state: str, known: KnownFixes | None = None) -> str:
     """A stable key for a fix state: the scenario's name and the fix's (also for none and
     reverted: they revert the scenario's fix), or the hash of the user patch's content."""
     known = known or known_fixes()
+    if on_bug(state):
+        return f"{fix_key('none', known)}+{fix_key(on_bug(state), known)}"
     patch = resolve(state, known)
     if patch is None:  # which fix a tree loses depends on the scenario's known fixes
-        return f"{known.scenario}-{state}" if known.patches else state
-    if known.get(state) is not None:
-        return f"{known.scenario}-{state}"
+        return f"{known.scenario}-{state}-{known.digest[:12]}" if known.patches else state
+    if known.get(state) is not None:  # its content too: an edited patch is another tree
+        return f"{known.scenario}-{state}-{patch.digest[:12]}"
     return f"file-{patch.digest[:16]}"
 
 
@@ -164,12 +189,47 @@ def applies(tree: Path, patch: Patch, *, reverse: bool = False) -> bool:
     return _git(tree, *args, stdin=patch.text).returncode == 0
 
 
-def present_fix(tree: Path, known: KnownFixes | None = None) -> Patch | None:
-    """The known fix the tree already contains (it reverse-applies), if any."""
-    for patch in (known or known_fixes()).patches:
+@dataclass(frozen=True)
+class Detected:
+    """Whether a tree carries one of the known fixes, and how that was told."""
+
+    state: str  # present | absent | unknown
+    patch: Patch | None = None  # the fix present
+    how: str = ""  # "ancestry (<commit>)" | "text"
+
+
+def _has_ancestor(tree: Path, commit: str) -> bool | None:
+    """Is `commit` an ancestor of the tree's HEAD (None: the repository lacks it)."""
+    if _git(tree, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        return None
+    return _git(tree, "merge-base", "--is-ancestor", commit, "HEAD").returncode == 0
+
+
+def detect(tree: Path, known: KnownFixes | None = None) -> Detected:
+    """Which known fix the checked-out tree carries: by ancestry, then by text. Absent
+    when none is there and one of them applies; unknown when none applies either way."""
+    known = known or known_fixes()
+    for patch in known.patches:
+        commit = known.commit_of(patch.name)
+        if commit and _has_ancestor(tree, commit):
+            return Detected("present", patch, f"ancestry ({commit[:12]})")
         if applies(tree, patch, reverse=True):
-            return patch
-    return None
+            return Detected("present", patch, "text")
+    if not known.patches or any(applies(tree, p) for p in known.patches):
+        return Detected("absent")
+    return Detected("unknown")
+
+
+def present_fix(tree: Path, known: KnownFixes | None = None) -> Patch | None:
+    """The known fix the tree already contains, if any (FixStateUnknown: cannot tell)."""
+    known = known or known_fixes()
+    found = detect(tree, known)
+    if found.state == "unknown":
+        raise FixStateUnknown(
+            f"fix state unknown: no known {known.scenario} fix ({', '.join(known.names)}) "
+            "applies to the commit or reverts from it, and ancestry does not tell; the "
+            "tree without the fix is not built rather than guessed")
+    return found.patch
 
 
 def _commit(tree: Path, message: str) -> None:
@@ -182,26 +242,47 @@ def _commit(tree: Path, message: str) -> None:
 def apply_fix(tree: Path, state: str, known: KnownFixes | None = None) -> FixResult:
     """Bring the checked-out `tree` (a git worktree) into fix state `state`; commit the result."""
     known = known or known_fixes()
-    patch = resolve(state, known)
     if state == AS_IS:
         found = present_fix(tree, known)
         if found is None:
             return FixResult(state, None, "unchanged", has_fix=False)
         return FixResult(state, found.name, "already-present", has_fix=True,
                          note=f"the tree carries {found.name}; built as it is")
+    if on_bug(state):  # the tree with the bug first, then the fix under test on it
+        without = _without(tree, "none", known)
+        patch = resolve(state, known)
+        assert patch is not None  # on_bug names a fix
+        result = _with(tree, state, patch, ancestry=None)
+        note = "; ".join(n for n in (without.note, result.note) if n)
+        return dataclasses.replace(result, note=note)
+    patch = resolve(state, known)
     if patch is None:
-        present = present_fix(tree, known)
-        if present is None:
-            if state == "reverted":
-                raise UsageError(f"fix 'reverted': the tree at {tree} carries no known fix to revert")
-            return FixResult(state, None, "unchanged", has_fix=False)
-        out = _git(tree, "apply", "--index", "--reverse", "-", stdin=present.text)
-        if out.returncode != 0:
-            raise UsageError(f"cannot revert {present.name}: {_first_error(out.stderr)}")
-        _commit(tree, f"patchcheck: revert {present.name}")
-        return FixResult(state, present.name, "reverted", has_fix=False,
-                         note=f"the tree already carried {present.name}; reverted it")
+        return _without(tree, state, known)
+    return _with(tree, state, patch, ancestry=detect(tree, known))
 
+
+def _without(tree: Path, state: str, known: KnownFixes) -> FixResult:
+    """`none` or `reverted`: the known fix the tree carries is reverted."""
+    present = present_fix(tree, known)
+    if present is None:
+        if state == "reverted":
+            raise UsageError(f"fix 'reverted': the tree at {tree} carries no known fix to revert")
+        return FixResult(state, None, "unchanged", has_fix=False)
+    out = _git(tree, "apply", "--index", "--reverse", "-", stdin=present.text)
+    if out.returncode != 0:
+        raise UsageError(f"cannot revert {present.name}: {_first_error(out.stderr)}")
+    _commit(tree, f"patchcheck: revert {present.name}")
+    return FixResult(state, present.name, "reverted", has_fix=False,
+                     note=f"the tree already carried {present.name}; reverted it")
+
+
+def _with(tree: Path, state: str, patch: Patch, ancestry: Detected | None) -> FixResult:
+    """The patch applied (or found already there: by text, or by `ancestry` when the
+    tree is the commit as it is)."""
+    if ancestry is not None and ancestry.patch == patch and ancestry.how != "text":
+        return FixResult(state, patch.name, "already-present", has_fix=True,
+                         note=f"{patch.name} is already in the tree (by {ancestry.how}); "
+                              "built as it is")
     _paths(tree, patch)
     if applies(tree, patch, reverse=True):
         return FixResult(state, patch.name, "already-present", has_fix=True,

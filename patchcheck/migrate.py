@@ -157,6 +157,9 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
                     break
                 earlier.append(_set_aside(result, logdir(case)))  # and once more
             result.earlier_attempts = earlier
+            if earlier and result.observed == Observed.PASSED:  # never a pass for a verdict
+                result.observed = Observed.FLAKY
+                result.message = f"passed on a second attempt; the first: {earlier[0]}"
             if result.observed == Observed.ERROR:
                 source.machine.shutdown()  # the next case starts from a fresh source
                 source = None
@@ -276,10 +279,15 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
             if problem and _ended_from_outside(dst):  # e.g. the run was interrupted
                 raise MachineError(f"destination QEMU was killed, or its container removed, "
                                    f"while the guest was checked: {problem}")
-            if problem:  # the device state loaded, but the guest did not survive
-                result.observed = Observed.FAILED
-                result.message = problem
+            if problem:  # the device state loaded, but the guest gave no sign of life:
+                # under load a heartbeat can be late; no verdict, and tried once more
+                result.observed = Observed.ERROR
+                result.message = f"the destination's guest did not run on: {problem}"
                 guest_lost = True
+        why = scenario.inconclusive(case.machine, side(src_b), side(dst_b), case.globals,
+                                    action, state)
+        if why:  # the guest did not do what the model assumes: no verdict
+            result.observed, result.message = Observed.ERROR, why
         summary = state.summary() if state is not None and result.deviates else ""
         if summary:
             result.message = f"{result.message} ({summary})".strip()
@@ -368,7 +376,7 @@ def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float
             result.observed = Observed.ERROR
             result.message = f"destination QEMU crashed or was killed (exit {code})"
             return
-        result.observed = Observed.FAILED
+        result.observed = _rejection(scenario, lines)
         result.message = lines[0] if lines else "destination QEMU exited"
         return
     result.destination_status = f"migration {mig or 'none'}, {run_state}"
@@ -376,10 +384,16 @@ def _judge(result: CaseResult, dst: Machine, scenario: Scenario, deadline: float
         result.observed = Observed.PASSED
         result.message = ""
     else:
-        result.observed = Observed.FAILED
         lines = scenario.error_lines(dst.log_text())
+        result.observed = _rejection(scenario, lines)
         result.destination_error = "\n".join(lines)
         result.message = f"destination: migration {mig or 'none'}, state {run_state}"
+
+
+def _rejection(scenario: Scenario, lines: list[str]) -> Observed:
+    """A destination that rejected the stream: the scenario's bug when its error is the
+    scenario's signature, else another failure (never a reproduction of the bug)."""
+    return Observed.FAILED if scenario.signature.matches(lines) else Observed.FAILED_OTHER
 
 
 def _destination_state(dst: Machine, deadline: float) -> tuple[str, str]:

@@ -17,7 +17,8 @@ from .runtime import Runtime
 def small_matrix(settings: Settings, runtime: Runtime, builds: Mapping[str, BuildSpec],
                  pairs: Sequence[str], guests: Mapping[str, str], run_id: str,
                  log: Callable[[str], None], *, machines: str = "", semantics: bool = True,
-                 reports_dir: Path | None = None) -> tuple[RunResults, Path]:
+                 reports_dir: Path | None = None, task: str = "matrix"
+                 ) -> tuple[RunResults, Path]:
     """Run it; its results (read back from results.json, as every report reads them) and
     its run directory."""
     matrix = dataclasses.replace(settings.matrix, builds=tuple(builds), pairs=tuple(pairs),
@@ -25,6 +26,6 @@ def small_matrix(settings: Settings, runtime: Runtime, builds: Mapping[str, Buil
                                  semantics=settings.matrix.semantics and semantics)
     local = dataclasses.replace(settings, builds=dict(builds), matrix=matrix,
                                 reports_dir=reports_dir or settings.reports_dir)
-    run_matrix(local, runtime, MatrixOptions(run_id=run_id), log)
+    run_matrix(local, runtime, MatrixOptions(run_id=run_id, task=task), log)
     run_dir = local.reports_dir / run_id
     return RunResults.load(run_dir / "results.json"), run_dir

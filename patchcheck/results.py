@@ -85,6 +85,14 @@ class CaseResult:
 
     @property
     def deviates(self) -> bool:
+        """It came out otherwise than the model says: a failure with another error always
+        (the model only knows the bug's), a flaky case where a failure was expected. An
+        error or a skipped case observed nothing, and a flaky pass is neither a pass nor a
+        deviation: both are counted apart (patchcheck.verdict)."""
+        if self.observed.inconclusive:
+            return False
+        if self.observed == Observed.FLAKY:
+            return self.expected != Observed.PASSED
         return self.observed != self.expected
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from . import matrix, paths, scenarios
 from .build import BuildRecord
 from .caserun import LINUX, RunContext, accel_used, now, run_groups
 from .config import Settings
-from .decision import decide_run, semantics_of
+from .decision import decide_dir, task_of
 from .errors import BuildFailed, UsageError
 from .guests.image import GuestImage
 from .jobs import InOrder, in_background
@@ -36,7 +36,7 @@ from .resume import Current, finished_cases, skipped
 from .runtime import Runtime
 from .scenarios.base import Scenario
 from .schedule import Schedule, build_order, groups
-from .verdict import judge_run, scenario_title
+from .verdict import scenario_title
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class MatrixOptions:
     accel: str = ""  # auto, kvm or tcg; default: patchcheck.matrix.accel
     shard: str = ""  # "K/N": the K-th of N deterministic slices of the case list
     resume: bool = False  # reuse the finished cases of run `run_id`
+    task: str = "matrix"  # the task the run answers for: its words and exit code (decision)
 
 
 def new_run_id() -> str:
@@ -144,11 +145,10 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                      settings={"builds": list(names), "pairs": list(p.pairs),
                                "machines": machines, "guests": guests, "jobs": jobs,
                                "timeout": timeout, "accel": p.accel, "ram_mib": m.ram_mib,
-                               "scenario": scen.name,
+                               "scenario": scen.name, "task": options.task,
                                "shard": "/".join(map(str, p.shard)) if p.shard else ""})
     records: dict[str, BuildRecord] = {}
     failed: dict[str, str] = {}
-    summary_lines: list[str] = []
     semantics_result: Callable[[], Any] | None = None
     probe_scratch: Path | None = None
     probe_hosts: Hosts | None = None  # the probe's QEMU containers: closed when the run ends
@@ -305,11 +305,10 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         position = {c.id: i for i, c in enumerate(case_list)}
         results.sort(key=lambda r: position.get(r.case.id, 1 << 30))
         run.partial = not case_list or len(results) < len(case_list)
-        probe_run = semantics_result() if semantics_result is not None else None
-        decision = decide_run(run, semantics_of(probe_run))  # the verdict `check` reads back
-        if probe_run is not None:
-            summary_lines.append("Register semantics: " + decision.semantics.summary)
-        return decision.matrix_exit
+        if semantics_result is not None:
+            semantics_result()  # the probe writes probe.json beside the results
+        # the one decision, made from what the run wrote: every report and `check` read it
+        return decide_dir(run, outdir).exit_code(task_of(run))
     finally:
         if ahead is not None:
             ahead.stop()
@@ -321,8 +320,9 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
         write_all(run, outdir)
         print(f"scenario {scenario_title(run.settings)}")
         print(grid.render(run))
-        print(judge_run(run).sentence)
-        for line in summary_lines:
+        decision = decide_dir(run, outdir)
+        print(f"verdict (exit {decision.exit_code(task_of(run))}):")
+        for line in decision.lines(task_of(run)):
             print(line)
         print(f"page: {outdir / 'index.html'}")
         print(f"reports: {outdir}")

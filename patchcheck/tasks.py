@@ -11,6 +11,7 @@ from invoke import Collection, Context, Exit, task
 
 from . import commands, scenarios, sequence_commands
 from .cli import choose_scenario, usage_errors_exit_2
+from .outcome import CHECK_NO_VERDICT
 
 usage_errors_exit_2()  # unknown options, configuration errors: one line, exit 2, never a traceback
 
@@ -96,17 +97,19 @@ images_ns.add_task(images, name="build", default=True)
 images_ns.add_task(base)
 @task(help={
     "repo": "a local QEMU git clone (used offline)",
-    "commit": "the commit to test: any rev, also one not reachable from a branch",
-    "patch": "the fix as a patch file or git format-patch mbox (default: v2, or the fix "
-             "the commit already carries, reverted for the build without it)",
+    "commit": "the commit to test: any rev as your repository means it (HEAD, a branch, "
+              "HEAD~1), also one not reachable from a branch",
+    "patch": "the fix as a patch file or git format-patch mbox, judged on the commit with "
+             "any known fix reverted (default: the fix the commit carries, else v2)",
     "scenario": SCENARIO_HELP,
 })
 def check(c: Context, repo: str = "", commit: str = "HEAD", patch: str = "",
           scenario: str = "") -> None:
-    """Reviewer check of one commit: exit 0 the fix works, 1 it does not, 125 untestable
-    (for git bisect run)."""
+    """Reviewer check of one commit: exit 0 the fix works, 1 it does not, 125 untestable,
+    128 no verdict (git bisect run aborts), 2 bad input."""
     _scenario(c, scenario)
-    _exit(commands.guarded(commands.check, c.config, repo, commit, patch))
+    _exit(commands.guarded(commands.check, c.config, repo, commit, patch,
+                           no_verdict=CHECK_NO_VERDICT))
 
 
 @task(help={

@@ -12,43 +12,47 @@ from .results import CaseResult, RunResults
 
 @dataclass(frozen=True)
 class Verdict:
-    reproduces: int  # cases without the fix on its side that failed, as the model said
-    fixed_passes: int  # cases with the fix on its side that passed
-    fixed_fails: int  # cases with the fix on its side that failed anyway
+    """The migration cases of a run counted for the question "does the fix work": every
+    count is of observed outcomes judged against the model (patchcheck.outcome.Observed).
+    Its words are patchcheck.decision's, which also gives the exit codes."""
+
+    reproduces: int  # without the fix on its side: failed with the bug's error, as expected
+    fixed_passes: int  # with the fix on its side, expected to pass: passed
+    fixed_fails: int  # with the fix on its side, expected to pass: failed with the bug's error
     deviations: int
-    errors: int
+    errors: int  # errors and skipped cases: nothing observed
     total: int
     fix_side: str = "destination"  # which build must carry the fix (the scenario's words)
+    fixed_other: int = 0  # with the fix on its side, expected to pass: failed with another error
+    flaky: int = 0  # failed, then passed on a second attempt: never a pass
+    # Every case that failed with an error other than the bug's: (case id, its error line)
+    other: tuple[tuple[str, str], ...] = ()
 
     @property
     def fix_works(self) -> bool:
         return (self.reproduces > 0 and self.fixed_passes > 0 and self.fixed_fails == 0
-                and self.deviations == 0)
+                and self.fixed_other == 0 and self.deviations == 0 and self.flaky == 0
+                and self.errors == 0)
 
     @property
-    def sentence(self) -> str:
-        if self.total == 0:
-            return "No case ran."
-        head = (f"{self.total} cases: {self.total - self.deviations - self.errors} as expected, "
-                f"{self.deviations} deviating, {self.errors} errors. ")
-        if self.reproduces == 0:
-            return head + "The reproducer did not fail without the fix: nothing was proven."
-        if self.fixed_passes == 0 and self.fixed_fails == 0:
-            return head + (f"No case with the fix at the {self.fix_side} completed: "
-                           "inconclusive.")
-        if self.fix_works:
-            return head + (f"The fix works: without it the reproducer fails ({self.reproduces} "
-                           f"cases), with it at the {self.fix_side} every case passes "
-                           f"({self.fixed_passes}).")
-        return head + (f"The fix does NOT do what it claims: {self.fixed_fails} cases with the fix "
-                       f"at the {self.fix_side} still fail; the reproducer fails without it "
-                       f"({self.reproduces} cases).")
+    def unobserved(self) -> int:
+        """Cases that give no verdict: errors, skipped and flaky ones."""
+        return self.errors + self.flaky
+
+
+def _first_line(r: CaseResult) -> str:
+    for text in (r.destination_error, r.message):
+        for line in text.splitlines():
+            if line.strip():
+                return line.strip()
+    return "no error line recorded"
 
 
 def judge(results: Sequence[CaseResult], fix_side: str = "destination") -> Verdict:
     """`fix_side`: "destination" or "source", the build whose fix the scenario's model needs.
     A case "with the fix" has it there and the model expects it to pass: a -global that
-    switches the fix off again (and so is expected to fail) proves nothing about the fix."""
+    switches the fix off again (and so is expected to fail) proves nothing about the fix.
+    Only a failure with the scenario's own error reproduces the bug."""
     def has_fix(r: CaseResult) -> bool:
         return (r.source if fix_side == "source" else r.destination).has_fix
 
@@ -59,11 +63,14 @@ def judge(results: Sequence[CaseResult], fix_side: str = "destination") -> Verdi
         reproduces=reproduces,
         fixed_passes=sum(1 for r in fixed if r.observed == Observed.PASSED),
         fixed_fails=sum(1 for r in fixed if r.observed == Observed.FAILED),
-        deviations=sum(1 for r in results if r.deviates
-                       and r.observed not in (Observed.ERROR, Observed.SKIPPED)),
-        errors=sum(1 for r in results if r.observed in (Observed.ERROR, Observed.SKIPPED)),
+        deviations=sum(1 for r in results if r.deviates),
+        errors=sum(1 for r in results if r.observed.inconclusive),
         total=len(results),
         fix_side=fix_side,
+        fixed_other=sum(1 for r in fixed if r.observed == Observed.FAILED_OTHER),
+        flaky=sum(1 for r in results if r.observed == Observed.FLAKY),
+        other=tuple((r.case.id, _first_line(r)) for r in results
+                    if r.observed == Observed.FAILED_OTHER),
     )
 
 

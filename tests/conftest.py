@@ -32,6 +32,13 @@ IDENTITY = {
 Git = Callable[..., str]
 
 
+def shipped(name: str) -> fixes.Patch:
+    """The default scenario's known fix of that name."""
+    patch = fixes.known_fixes().get(name)
+    assert patch is not None, f"no known fix named {name}"
+    return patch
+
+
 @pytest.fixture
 def isolated_env(tmp_path_factory: pytest.TempPathFactory,
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -84,7 +91,7 @@ def fake_tree_with_v2(isolated_env: None, tmp_path: Path) -> Tree:
     """Like QEMU 10.0: the fake tree with the shipped v2 fix already merged."""
     repo = tmp_path / "qemu-10.0"
     make_repo(FAKE_QEMU, repo)
-    run_git(repo, "apply", "--index", stdin=fixes.shipped("v2").text)
+    run_git(repo, "apply", "--index", stdin=shipped("v2").text)
     (repo / "VERSION").write_text("10.0.0\n")
     run_git(repo, "add", "VERSION")
     run_git(repo, "commit", "-q", "-m", "pcie: Add hotplug detect state register to cmask")

@@ -221,8 +221,14 @@ def root_port_monitor() -> PortIoMonitor:
 # the empty slot off: what it prints when it rejects the stream, and then it exits 1.
 BAD_CONFIG_LOG = (
     "qemu-system-x86_64: get_pci_config_device: Bad config data: i=0x6e read: 0 device: 40 "
-    "cmask: ff wmask: 0 w1cmask:0\n"
+    "cmask: ff wmask: 0 w1cmask:19\n"
+    "qemu-system-x86_64: Failed to load PCIDevice:config\n"
+    "qemu-system-x86_64: Failed to load pcie-root-port:parent_obj.parent_obj.parent_obj\n"
+    "qemu-system-x86_64: error while loading state for instance 0x0 of device "
+    "'0000:00:12.0/pcie-root-port'\n"
     "qemu-system-x86_64: load of migration failed: Invalid argument\n")
+# The same root port rejected at another byte (Slot Capabilities): not the PDS bug.
+OTHER_CONFIG_LOG = BAD_CONFIG_LOG.replace("i=0x6e read: 0 device: 40", "i=0x6a read: 0 device: 2")
 
 
 @dataclass(frozen=True)
@@ -242,6 +248,7 @@ class Dest:
 
 LOADS = Dest()
 REJECTS = Dest(exit=1, log=BAD_CONFIG_LOG)  # QEMU's exit status for a stream it cannot load
+REJECTS_OTHER = Dest(exit=1, log=OTHER_CONFIG_LOG)  # rejected, but not with the bug's error
 KILLED = Dest(exit=-9)  # SIGKILL (a shell reports it as 137)
 HANGS = Dest(polls=None)
 STAYS_PAUSED = Dest(runs=False)

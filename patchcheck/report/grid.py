@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..outcome import Observed
 from ..results import CaseResult, RunResults
 
-LEGEND = (". passed and F failed, as the model expects; X deviates from the model; E error; "
-          "- skipped")
+LEGEND = (". passed and F failed with the bug's error, as the model expects; X deviates from "
+          "the model (O: failed with another error); ~ flaky; E error; - skipped")
 
 
 def symbol(r: CaseResult) -> str:
@@ -14,6 +14,10 @@ def symbol(r: CaseResult) -> str:
         return "E"
     if r.observed == Observed.SKIPPED:
         return "-"
+    if r.observed == Observed.FAILED_OTHER:
+        return "O"
+    if r.observed == Observed.FLAKY and not r.deviates:
+        return "~"
     if r.deviates:
         return "X"
     return "F" if r.observed == Observed.FAILED else "."

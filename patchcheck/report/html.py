@@ -18,12 +18,12 @@ from ..errors import UsageError
 from ..matrix import q35_version
 from ..outcome import Observed
 from ..results import CaseResult, RunResults
-from ..verdict import judge_run, scenario_title
+from ..verdict import scenario_title
 from .junit import log_paths
 from .markdown import BUILD_FIELDS, build_facts, run_facts
 
-SYMBOL = {Observed.PASSED: "✓", Observed.FAILED: "✗", Observed.ERROR: "⚠",
-          Observed.SKIPPED: "–"}
+SYMBOL = {Observed.PASSED: "✓", Observed.FAILED: "✗", Observed.FAILED_OTHER: "✗?",
+          Observed.FLAKY: "≈", Observed.ERROR: "⚠", Observed.SKIPPED: "–"}
 DEVIATES = "≠"
 LOG_LABEL = {"source": "source QEMU log", "destination": "destination QEMU log",
              "console": "guest console log", "reproduce": "reproduce.sh"}
@@ -44,7 +44,7 @@ pre{white-space:pre-wrap;word-break:break-all;margin:.2em 0}
 .grid td.c a{display:block;padding:.15em .3em;color:#111;text-decoration:none;font-weight:bold;
 font-size:1.15em}.grid th.m{max-width:16em;white-space:normal}
 .passed{background:#bfe6d5}.failed{background:#f6c98a}.error{background:#cdbde6}
-.skipped{background:#e4e4e4}
+.skipped{background:#e4e4e4}.failed-other{background:#e69f9f}.flaky{background:#f0e68c}
 td.dev{outline:3px solid #111;outline-offset:-3px;background-image:repeating-linear-gradient(
 45deg,transparent 0 5px,rgba(0,0,0,.22) 5px 7px)}
 .mark{font-size:.8em;vertical-align:super;margin-left:.1em}
@@ -195,8 +195,12 @@ def _deviations(run: RunResults) -> str:
 
 
 def render(run: RunResults, run_dir: Path) -> str:
-    verdict = judge_run(run)
-    cls = "verdict" if verdict.fix_works and not verdict.errors else "verdict bad"
+    from ..decision import decide_dir, task_of
+
+    decision, task = decide_dir(run, run_dir), task_of(run)
+    code = decision.exit_code(task)
+    cls = "verdict" if code == 0 else "verdict bad"
+    words = "<br>".join(escape(line) for line in decision.lines(task))
     partial = ('<p class="partial">⚠ Partial run: not every planned case finished.</p>'
                if run.partial else "")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -204,7 +208,7 @@ def render(run: RunResults, run_dir: Path) -> str:
             f"<title>patchcheck {escape(run.run_id)}</title><style>{CSS}</style></head><body>"
             f"<h1>patchcheck run {escape(run.run_id)}</h1>"
             f'<p id="scenario">Scenario: {escape(scenario_title(run.settings))}</p>'
-            f'<p class="{cls}" id="verdict">{escape(verdict.sentence)}</p>{partial}'
+            f'<p class="{cls}" id="verdict" data-exit="{code}">{words}</p>{partial}'
             f"{_deviations(run)}{header_html(run)}<h2>Grid</h2>{legend()}{grid_html(run)}"
             f"{_semantics(run_dir)}"
             f'<h2>Cases</h2>{cases_html(run, run_dir)}</body></html>\n')

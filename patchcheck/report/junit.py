@@ -97,6 +97,8 @@ def testcase(result: CaseResult, base: Path) -> TestCase:
         tc.add_skipped_info(result.message or "a build this case needs failed")
     elif result.observed == Observed.ERROR:
         tc.add_error_info(result.message or "infrastructure error", result.destination_error)
+    elif result.observed == Observed.FLAKY and not result.deviates:  # no pass, no failure
+        tc.add_error_info(f"flaky: {result.message}", result.destination_error or None)
     elif result.deviates:
         tc.add_failure_info(
             f"observed {result.observed.value}, expected {result.expected.value}: "
@@ -116,8 +118,13 @@ def _unique(cases: list[TestCase]) -> list[TestCase]:
 
 
 def to_xml(run: RunResults, base: Path) -> str:
+    from ..decision import decide_dir, task_of
+
+    decision, task = decide_dir(run, base), task_of(run)
     props = {"run_id": run.run_id, "partial": str(run.partial).lower(),
-             "scenario": str(run.settings.get("scenario", ""))}
+             "scenario": str(run.settings.get("scenario", "")),
+             "verdict": "\n".join(decision.lines(task)),
+             "exit_code": str(decision.exit_code(task))}
     for name, b in sorted(run.builds.items()):
         props[f"build.{name}"] = (f"{b.get('source')} commit {b.get('commit', '')[:12]} QEMU "
                                   f"{b.get('qemu_version')} fix {b.get('fix', {}).get('state')}"

@@ -11,7 +11,6 @@ from typing import Any
 
 from ..outcome import Observed
 from ..results import CaseResult, RunResults
-from ..verdict import judge_run
 from . import grid
 
 BUILD_FIELDS = ("build", "source", "commit", "QEMU", "fix", "applied", "image", "built")
@@ -100,13 +99,17 @@ def _listed(results: list[CaseResult], describe: str) -> list[str]:
 
 
 def render(run: RunResults, semantics: Any = None) -> str:
-    verdict = judge_run(run)
-    deviating = [r for r in run.cases
-                 if r.deviates and r.observed in (Observed.PASSED, Observed.FAILED)]
+    """`semantics`: the run's probe result (patchcheck.probe.model.ProbeRun), if any."""
+    from ..decision import decide_run, semantics_of, task_of
+
+    decision = decide_run(run, semantics_of(semantics))
+    deviating = [r for r in run.cases if r.deviates]
+    flaky = [r for r in run.cases if r.observed == Observed.FLAKY and not r.deviates]
     errors = [r for r in run.cases if r.observed == Observed.ERROR]
     skipped = [r for r in run.cases if r.observed == Observed.SKIPPED]
     title = f"patchcheck run {run.run_id}"
-    lines = [title, "=" * len(title), "", f"Verdict: {verdict.sentence}"]
+    task = task_of(run)
+    lines = [title, "=" * len(title), "", "Verdict: " + "\n".join(decision.lines(task))]
     lines += _section("What was tested", [f"- {k}: {v}" for k, v in run_facts(run)])
     lines += ["", "Builds:", ""]
     for name, b in run.builds.items():
@@ -118,6 +121,8 @@ def render(run: RunResults, semantics: Any = None) -> str:
     lines += _section("Results", [table[0], "", *("    " + t for t in table[1:])])
     lines += _section(f"Cases that deviate from the model ({len(deviating)})",
                       [_case_line(r) for r in deviating] or ["None."])
+    lines += _section(f"Flaky: failed, then passed on a second attempt ({len(flaky)})",
+                      _listed(flaky, "flaky"))
     lines += _section(f"Infrastructure errors ({len(errors)})", _listed(errors, "errored"))
     lines += _section(f"Skipped ({len(skipped)})", _listed(skipped, "skipped"))
     if semantics is not None:

@@ -3,13 +3,14 @@ run and judge it. A scenario is a package under patchcheck/scenarios/ that subcl
 `Scenario` (and `Action` for its guest actions); generic code asks these questions and
 never names a register, a device or a machine-type boundary.
 
-Required: `name`, `title`, `qemu_args`, `actions`, `expected_to_fail`. Everything else
+Required: `name`, `title`, `signature`, `qemu_args`, `actions`, `expected_to_fail`. Everything else
 has a default that suits a scenario without it (no forcing -global, no probe, no Linux
 guest, no known fixes, generic words).
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,30 @@ if TYPE_CHECKING:
 # Destination log lines that explain a rejected migration stream, most specific first.
 LOAD_ERROR_MARKERS = ("Bad config data", "Failed to load", "error while loading state",
                       "load of migration failed")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The error a scenario reproduces, as the destination QEMU prints it: a rejection
+    with it is the bug (`failed`); any other rejection is `failed-other`.
+
+    `error`: the start of the line that names the byte, up to its offset
+    ("get_pci_config_device: Bad config data: i=0x6e"; a longer offset does not match);
+    `device`: the QOM type whose state failed to load, as QEMU's "error while loading
+    state ... of device '<path>/<type>'" line names it ("" when any device will do)."""
+
+    error: str
+    device: str = ""
+
+    def matches(self, lines: Sequence[str]) -> bool:
+        text = "\n".join(lines)
+        if not re.search(re.escape(self.error) + r"(?![0-9A-Za-z])", text):
+            return False
+        return not self.device or f"/{self.device}'" in text
+
+    @property
+    def text(self) -> str:
+        return self.error + (f" ({self.device})" if self.device else "")
 
 
 class Monitor(Protocol):
@@ -120,6 +145,8 @@ class Words:
 class Scenario(ABC):
     name: str = ""
     title: str = ""  # one line: the bug
+    # The destination's error that is this bug (required: every scenario declares it).
+    signature: Signature
 
     @abstractmethod
     def qemu_args(self, ram_mib: int) -> list[str]:
@@ -146,6 +173,13 @@ class Scenario(ABC):
         build. By default both sides get all of them."""
         return list(globals_)
 
+    def inconclusive(self, machine: str, source: Side, destination: Side,
+                     globals_: Sequence[str], action: Action, state: GuestState | None) -> str:
+        """Why the guest state an action left cannot answer this case ("": it can), e.g. a
+        real guest that did not do what the model assumes it does. Such a case is an error
+        with that reason, never a verdict."""
+        return ""
+
     def force_applies(self, source: Side, destination: Side) -> bool:
         """Whether the forcing -global means anything for this pair (else the matrix adds
         no forced case for it)."""
@@ -170,6 +204,12 @@ class Scenario(ABC):
     def fixes(self) -> dict[str, Path]:
         """The known fixes by name (fix states), in the order a tree is searched for one it
         already carries."""
+        return {}
+
+    def upstream_commits(self) -> dict[str, str]:
+        """Known fixes by name -> the upstream commit that introduced them: a repository
+        that has that commit among a tree's ancestors carries the fix, whatever its text
+        looks like there (patchcheck.fixes detects by ancestry first, then by text)."""
         return {}
 
     def linux_action(self, image: GuestImage, ready_timeout: float) -> Action:

@@ -94,5 +94,9 @@ def test_registry_knows_both_scenarios_and_their_fixes_and_builds() -> None:
 
 def test_the_fix_is_found_in_a_tree_and_keys_its_worktrees(tmp_path) -> None:
     known = fixes.known_fixes("aer")
-    assert fixes.fix_key("compat", known) == "aer-compat"
-    assert fixes.fix_key("none", known) == "aer-none" != fixes.fix_key("none")  # pds-none
+    compat = known.get("compat")
+    assert compat is not None
+    # keyed by the scenario, the fix and its content: an edited patch is another tree
+    assert fixes.fix_key("compat", known) == f"aer-compat-{compat.digest[:12]}"
+    assert fixes.fix_key("none", known).startswith("aer-none-")
+    assert fixes.fix_key("none", known) != fixes.fix_key("none")  # pds-none-...

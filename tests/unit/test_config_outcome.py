@@ -14,8 +14,10 @@ from invoke.config import Config
 
 from patchcheck import build, config, configure, images, scenarios
 from patchcheck.config import ImageRule
+from patchcheck.decision import Semantics, decide
 from patchcheck.errors import BuildFailed, InfraError, PatchcheckError, UsageError
 from patchcheck.outcome import (
+    CHECK_NO_VERDICT,
     EXIT_DEVIATION,
     EXIT_INFRA,
     EXIT_OK,
@@ -180,9 +182,17 @@ def test_exit_code_for_error(error: BaseException, code: int) -> None:
 
 # --- verdict --------------------------------------------------------------------------
 
+def _words(results: list, task: str = "check") -> str:
+    """The words the decision over these cases prints (the verdicts' only words)."""
+    decision = decide(judge(results), Semantics())
+    return "\n".join(decision.words if task == "check" else decision.lines(task))
+
+
 def test_verdict_no_cases() -> None:
-    assert judge([]).sentence == "No case ran."
     assert not judge([]).fix_works
+    decision = decide(judge([]), Semantics())
+    assert "No case ran" in _words([]) and decision.check_exit == CHECK_NO_VERDICT
+    assert decision.matrix_exit == 3 and "No verdict (exit 3)" in _words([], "matrix")
 
 
 def test_verdict_fix_works(make_result: MakeResult) -> None:
@@ -197,9 +207,11 @@ def test_verdict_fix_works(make_result: MakeResult) -> None:
     assert (v.reproduces, v.fixed_passes, v.fixed_fails, v.deviations, v.errors, v.total) == \
         (2, 2, 0, 0, 0, 5)
     assert v.fix_works
-    assert v.sentence == (
-        "5 cases: 5 as expected, 0 deviating, 0 errors. The fix works: without it the "
-        "reproducer fails (2 cases), with it at the destination every case passes (2).")
+    assert _words(results).startswith(
+        "With the fix at the destination every case passes (2); without it the reproducer "
+        "fails with the bug's error (2).")
+    assert _words(results, "matrix").startswith(
+        "As expected (exit 0): all 5 cases came out as the model says.")
 
 
 def test_verdict_fix_does_not_work(make_result: MakeResult) -> None:
@@ -211,10 +223,10 @@ def test_verdict_fix_does_not_work(make_result: MakeResult) -> None:
     v = judge(results)
     assert (v.reproduces, v.fixed_passes, v.fixed_fails, v.deviations) == (1, 1, 1, 1)
     assert not v.fix_works
-    assert v.sentence.startswith("3 cases: 2 as expected, 1 deviating, 0 errors. ")
-    assert "does NOT do what it claims: 1 cases with the fix at the destination still fail" \
-        in v.sentence
-    assert "(1 cases)" in v.sentence
+    assert "The fix did not remove the failure: with it at the destination 1 case(s) still " \
+        "fail with the bug's error." in _words(results)
+    assert _words(results, "matrix").startswith(
+        "Not as expected (exit 1): 3 cases, 1 deviate from the model.")
 
 
 def test_verdict_nothing_proven(make_result: MakeResult) -> None:
@@ -226,7 +238,8 @@ def test_verdict_nothing_proven(make_result: MakeResult) -> None:
     ]
     v = judge(results)
     assert v.reproduces == 0 and v.deviations == 1 and not v.fix_works
-    assert v.sentence.endswith("The reproducer did not fail without the fix: nothing was proven.")
+    assert _words(results).startswith("The reproducer did not fail with the bug's error "
+                                      "without the fix: nothing was proven.")
 
 
 def test_verdict_unexpected_failure_is_not_a_reproduction(make_result: MakeResult) -> None:
@@ -237,7 +250,18 @@ def test_verdict_unexpected_failure_is_not_a_reproduction(make_result: MakeResul
     ]
     v = judge(results)
     assert (v.reproduces, v.deviations, v.fix_works) == (0, 1, False)
-    assert "nothing was proven" in v.sentence
+    assert "nothing was proven" in _words(results)
+
+
+def test_a_failure_with_another_error_is_never_a_reproduction(make_result: MakeResult) -> None:
+    other = make_result("pc-q35-6.0", "7.2-none", "7.2-none", "failed-other", "failed")
+    other.destination_error = "get_pci_config_device: Bad config data: i=0x6a read: 0"
+    results = [other, make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed")]
+    v = judge(results)
+    assert (v.reproduces, v.deviations, v.fix_works) == (0, 1, False)
+    assert v.other == (("pc-q35-6.0:7.2-none->7.2-none[synthetic]",
+                        "get_pci_config_device: Bad config data: i=0x6a read: 0"),)
+    assert '"get_pci_config_device: Bad config data: i=0x6a read: 0"' in _words(results)
 
 
 def test_verdict_errors_are_not_deviations(make_result: MakeResult) -> None:
@@ -249,7 +273,8 @@ def test_verdict_errors_are_not_deviations(make_result: MakeResult) -> None:
     ]
     v = judge(results)
     assert (v.errors, v.deviations, v.fixed_passes, v.fixed_fails) == (2, 0, 1, 0)
-    assert v.sentence.startswith("4 cases: 2 as expected, 0 deviating, 2 errors. ")
+    assert _words(results, "matrix").startswith(
+        "No verdict (exit 3): 4 cases, 2 case(s) errored or were skipped.")
 
 
 def test_verdict_fix_not_shown_when_no_fixed_case_passed(make_result: MakeResult) -> None:
@@ -259,7 +284,7 @@ def test_verdict_fix_not_shown_when_no_fixed_case_passed(make_result: MakeResult
     ]
     v = judge(results)
     assert not v.fix_works
-    assert "The fix works" not in v.sentence
+    assert "every case passes" not in _words(results)
 
 
 # --- images: APT mirror, generations, Dockerfile hash --------------------------------

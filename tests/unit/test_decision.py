@@ -10,6 +10,7 @@ import pytest
 
 from patchcheck.check import summary
 from patchcheck.decision import (
+    Decision,
     Migration,
     Semantics,
     SemanticsStatus,
@@ -18,6 +19,7 @@ from patchcheck.decision import (
     read_semantics,
     semantics_of,
 )
+from patchcheck.outcome import CHECK_NO_VERDICT
 from patchcheck.probe import report
 from patchcheck.probe.classify import BitChange, Change
 from patchcheck.probe.model import PairResult, ProbeRun
@@ -54,6 +56,17 @@ def migration_cases(make_result: MakeResult, outcome: str) -> list[CaseResult]:
         "errors": [(OLD, "7.2-none", "7.2-none", "failed", "failed"),
                    (OLD, "7.2-none", "7.2-v1", "error", "passed"),
                    (NEW, "7.2-none", "7.2-v1", "passed", "passed")],
+        # with the fix the destination rejects the stream with another error than the bug's
+        "other": [(OLD, "7.2-none", "7.2-none", "failed", "failed"),
+                  (OLD, "7.2-none", "7.2-v1", "failed-other", "passed"),
+                  (NEW, "7.2-none", "7.2-v1", "passed", "passed")],
+        # a case with the fix passed only on its second attempt: never a pass
+        "flaky": [(OLD, "7.2-none", "7.2-none", "failed", "failed"),
+                  (OLD, "7.2-none", "7.2-v1", "flaky", "passed"),
+                  (NEW, "7.2-none", "7.2-v1", "passed", "passed")],
+        # the reproducer failed, but with another error: nothing reproduced
+        "other-without": [(OLD, "7.2-none", "7.2-none", "failed-other", "failed"),
+                          (OLD, "7.2-none", "7.2-v1", "passed", "passed")],
     }[outcome]
     return [make_result(*row) for row in rows]
 
@@ -84,13 +97,15 @@ def probe_run(finding: str) -> ProbeRun | None:
 # --- the table: migration outcomes x semantics findings --------------------------------
 
 W, F, N, E = "works", "fails", "not-reproduced", "errors"
+OT, K, R = "other", "flaky", "other-without"
+NV = CHECK_NO_VERDICT
 
 
 @pytest.mark.parametrize("outcome, finding, migration, status, matrix_exit, check_exit", [
     (W, "off", Migration.FIX_WORKS, SemanticsStatus.OFF, 0, 0),
     (W, "clean", Migration.FIX_WORKS, SemanticsStatus.CLEAN, 0, 0),
     (W, "introduced", Migration.FIX_WORKS, SemanticsStatus.INTRODUCED, 1, 1),  # issue 14
-    (W, "errors", Migration.FIX_WORKS, SemanticsStatus.ERRORS, 3, 3),
+    (W, "errors", Migration.FIX_WORKS, SemanticsStatus.ERRORS, 3, NV),
     (F, "off", Migration.FIX_FAILS, SemanticsStatus.OFF, 1, 1),
     (F, "clean", Migration.FIX_FAILS, SemanticsStatus.CLEAN, 1, 1),
     (F, "introduced", Migration.FIX_FAILS, SemanticsStatus.INTRODUCED, 1, 1),
@@ -99,10 +114,15 @@ W, F, N, E = "works", "fails", "not-reproduced", "errors"
     (N, "clean", Migration.NOT_REPRODUCED, SemanticsStatus.CLEAN, 0, 1),
     (N, "introduced", Migration.NOT_REPRODUCED, SemanticsStatus.INTRODUCED, 1, 1),
     (N, "errors", Migration.NOT_REPRODUCED, SemanticsStatus.ERRORS, 3, 1),
-    (E, "off", Migration.ERRORS, SemanticsStatus.OFF, 3, 3),
-    (E, "clean", Migration.ERRORS, SemanticsStatus.CLEAN, 3, 3),
+    (E, "off", Migration.ERRORS, SemanticsStatus.OFF, 3, NV),
+    (E, "clean", Migration.ERRORS, SemanticsStatus.CLEAN, 3, NV),
     (E, "introduced", Migration.ERRORS, SemanticsStatus.INTRODUCED, 3, 1),  # proven bad anyway
-    (E, "errors", Migration.ERRORS, SemanticsStatus.ERRORS, 3, 3),
+    (E, "errors", Migration.ERRORS, SemanticsStatus.ERRORS, 3, NV),
+    (OT, "off", Migration.FIX_FAILS, SemanticsStatus.OFF, 1, 1),
+    (OT, "errors", Migration.FIX_FAILS, SemanticsStatus.ERRORS, 3, 1),
+    (K, "off", Migration.ERRORS, SemanticsStatus.OFF, 3, NV),
+    (K, "introduced", Migration.ERRORS, SemanticsStatus.INTRODUCED, 3, 1),
+    (R, "off", Migration.NOT_REPRODUCED, SemanticsStatus.OFF, 1, 1),
 ])
 def test_decision_table(make_result: MakeResult, outcome: str, finding: str,
                         migration: Migration, status: SemanticsStatus, matrix_exit: int,
@@ -112,6 +132,24 @@ def test_decision_table(make_result: MakeResult, outcome: str, finding: str,
         (migration, status, matrix_exit, check_exit)
     assert d.tested_by == (check_exit == 0)
     assert ("No Tested-by" in d.words[-1]) == (check_exit != 0)
+    words_agree_with_exit_codes(d)
+
+
+def words_agree_with_exit_codes(d: Decision) -> None:
+    """The words of each task say what its exit code says, and nothing else."""
+    check, matrix = "\n".join(d.lines("check")), "\n".join(d.lines("matrix"))
+    head = {0: "As expected (exit 0)", 1: "Not as expected (exit 1)", 3: "No verdict (exit 3)"}
+    assert d.lines("matrix")[0].startswith(head[d.matrix_exit]), matrix
+    assert ("No verdict" in check) == (d.check_exit == CHECK_NO_VERDICT), check
+    assert ("No Tested-by" in check) == (d.check_exit != 0), check
+    # migration's own fact, said only when the cases prove it; the semantics may still
+    # refuse the Tested-by or leave it open, and the conclusion says which
+    assert ("every case passes" in check) == (d.migration == Migration.FIX_WORKS)
+    assert ("works" in check.replace("does not work", "")) == (d.check_exit == 0)
+    heads = {0: "Good (exit 0)", 1: "Bad (exit 1)", 125: "Untestable (exit 125)",
+             NV: "No verdict (exit 128)"}
+    assert d.lines("check")[0].startswith(heads[d.check_exit]), check
+    assert d.exit_code("check") == d.check_exit and d.exit_code("matrix") == d.matrix_exit
 
 
 @pytest.mark.parametrize("finding", ["off", "clean", "introduced", "errors"])
@@ -126,8 +164,10 @@ def test_a_failed_build_is_untestable_for_check_and_infrastructure_for_matrix(
 
 
 @pytest.mark.parametrize("pairs, code", [  # what the matrix's exit code was before issue 14
-    ([], 0),
+    ([], 3),  # no case ran: no verdict
     ([("passed", "passed"), ("failed", "failed")], 0),
+    ([("passed", "passed"), ("flaky", "passed")], 3),  # a flaky pass is not a pass
+    ([("failed-other", "failed")], 1),  # another error is no reproduction: a deviation
     ([("passed", "passed"), ("passed", "failed")], 1),
     ([("failed", "passed")], 1),
     ([("passed", "failed"), ("error", "passed")], 3),  # infrastructure errors win
@@ -160,7 +200,8 @@ def test_the_paragraph_names_register_bit_behaviours_attribute_and_clause(
         make_result: MakeResult) -> None:
     d = decide(judge(migration_cases(make_result, "works")), semantics_of(probe_run("introduced")))
     text = "\n".join(d.words)
-    assert text.startswith("With the fix at the destination every case passes.\n"
+    assert text.startswith("With the fix at the destination every case passes (1); without "
+                           "it the reproducer fails with the bug's error (2).\n"
                            "But the fix introduces a guest-visible specification violation")
     assert ("- Slot Status bit 6 (PDS): read-only (RO=1) without the fix, write-1-to-clear "
             f"(RW1C=1) with it; specified read-only (RO) in {PDS_CLAUSE} (seen on pc-q35-6.0)"
@@ -225,4 +266,4 @@ def test_an_unreadable_probe_result_never_gives_a_tested_by(make_result: MakeRes
     semantics = read_semantics(tmp_path)
     assert semantics.status == SemanticsStatus.ERRORS
     d = decide(judge(migration_cases(make_result, "works")), semantics)
-    assert (d.check_exit, d.tested_by) == (3, False)
+    assert (d.check_exit, d.tested_by) == (CHECK_NO_VERDICT, False)

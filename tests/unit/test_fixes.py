@@ -14,6 +14,8 @@ from patchcheck import fixes, trees
 from patchcheck.errors import UsageError
 from patchcheck.sources import Tree
 
+from ..conftest import shipped
+
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
 Git = Callable[..., str]
@@ -34,7 +36,7 @@ def clean_and_committed(git: Git, repo: Path) -> None:
 
 @pytest.mark.parametrize("name", ["v1", "v2"])
 def test_shipped_patches_exist_and_touch_only_pcie_c(fake_tree: Tree, name: str) -> None:
-    patch = fixes.shipped(name)
+    patch = shipped(name)
     assert patch.path.is_file()
     assert not patch.is_mbox  # plain patches with a From: header, applied with git apply
     assert fixes._paths(fake_tree.repo, patch) == [PCIE_C]
@@ -60,7 +62,7 @@ def test_v2_applies_clean(fake_tree: Tree, git: Git) -> None:
     assert V2_LINE in text and V1_LINE not in text
     assert "/* Avoid migration abortion when this device hot-removed by guest */" in text
     clean_and_committed(git, fake_tree.repo)
-    assert fixes.present_fix(fake_tree.repo) == fixes.shipped("v2")
+    assert fixes.present_fix(fake_tree.repo) == shipped("v2")
 
 
 def test_none_on_a_clean_tree_changes_nothing(fake_tree: Tree, git: Git) -> None:
@@ -103,7 +105,7 @@ def test_v2_on_a_tree_with_v2_is_already_present(fake_tree_with_v2: Tree, git: G
 
 def test_v1_is_found_as_present_fix_and_reverted(fake_tree: Tree, git: Git) -> None:
     fixes.apply_fix(fake_tree.repo, "v1")
-    assert fixes.present_fix(fake_tree.repo) == fixes.shipped("v1")
+    assert fixes.present_fix(fake_tree.repo) == shipped("v1")
     result = fixes.apply_fix(fake_tree.repo, "reverted")
     assert (result.patch, result.applied, result.has_fix) == ("v1", "reverted", False)
     assert V1_LINE not in pcie(fake_tree)
@@ -221,7 +223,7 @@ def test_mbox_that_does_not_apply_aborts_git_am(fake_tree_with_v2: Tree, git: Gi
     repo = fake_tree_with_v2.repo
     mbox = tmp_path / "v1.mbox"
     mbox.write_bytes(b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
-                     + fixes.shipped("v1").text)
+                     + shipped("v1").text)
     with pytest.raises(UsageError, match="v1.mbox"):
         fixes.apply_fix(repo, str(mbox))
     assert git(repo, "rev-parse", "HEAD") == fake_tree_with_v2.commit
@@ -232,7 +234,7 @@ def test_mbox_that_does_not_apply_aborts_git_am(fake_tree_with_v2: Tree, git: Gi
 def test_mbox_that_does_not_apply_names_the_hunk(fake_tree_with_v2: Tree, tmp_path: Path) -> None:
     mbox = tmp_path / "v1.mbox"
     mbox.write_bytes(b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
-                     + fixes.shipped("v1").text)
+                     + shipped("v1").text)
     with pytest.raises(UsageError, match=f"{PCIE_C}:652"):
         fixes.apply_fix(fake_tree_with_v2.repo, str(mbox))
 
@@ -281,17 +283,30 @@ def test_patch_outside_the_tree(fake_tree: Tree, tmp_path: Path, target: str) ->
 # --- fix_key --------------------------------------------------------------------------
 
 def test_fix_key_names() -> None:
-    for state in ("none", "reverted"):  # they revert the scenario's fix: keyed by it too
-        assert fixes.fix_key(state) == f"pds-{state}"
+    known = fixes.known_fixes()
+    for state in ("none", "reverted"):  # they revert the scenario's fixes: keyed by them too
+        assert fixes.fix_key(state) == f"pds-{state}-{known.digest[:12]}"
     assert fixes.fix_key("none", fixes.KnownFixes("nofix", ())) == "none"
     for state in ("v1", "v2"):  # a known fix is its scenario's: pds-v2 and aer-v2 never mix
-        assert fixes.fix_key(state) == f"pds-{state}"
+        assert fixes.fix_key(state) == f"pds-{state}-{shipped(state).digest[:12]}"
+    # a fix judged on the tree without any known fix: both parts in the key
+    assert fixes.fix_key("none+v2") == f"{fixes.fix_key('none')}+{fixes.fix_key('v2')}"
+
+
+def test_an_edited_known_fix_is_another_tree(tmp_path: Path) -> None:
+    """Tree (and so build) keys follow a patch's content, not its name."""
+    old = fixes.KnownFixes("pds", (fixes.Patch("v2", shipped("v2").path),))
+    edited = tmp_path / "v2.patch"
+    edited.write_bytes(shipped("v2").text.replace(b"Avoid migration", b"Avoid a migration"))
+    new = fixes.KnownFixes("pds", (fixes.Patch("v2", edited),))
+    assert fixes.fix_key("v2", old) != fixes.fix_key("v2", new)
+    assert fixes.fix_key("none", old) != fixes.fix_key("none", new)
 
 
 def test_fix_key_files_are_content_hashed(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.patch", tmp_path / "sub" / "b.patch", tmp_path / "c.patch"
     b.parent.mkdir()
-    body = fixes.shipped("v1").text
+    body = shipped("v1").text
     a.write_bytes(body)
     b.write_bytes(body)
     c.write_bytes(body.replace(b"[PATCH v1]", b"[PATCH v1 RESEND]"))
@@ -348,8 +363,8 @@ def test_a_cached_tree_is_named_by_the_patch_file_asked_for(fake_tree: Tree, tmp
     """Patch files are keyed by content: a second file with the same content reuses the tree,
     but the record names the file asked for (it named the first one's file)."""
     a, b = tmp_path / "first.patch", tmp_path / "my-fix.patch"
-    a.write_bytes(fixes.shipped("v2").text)
-    b.write_bytes(fixes.shipped("v2").text)
+    a.write_bytes(shipped("v2").text)
+    b.write_bytes(shipped("v2").text)
     cache = tmp_path / "cache"
     first = trees.prepare(fake_tree, str(a), cache)
     second = trees.prepare(fake_tree, str(b), cache)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from patchcheck.decision import Semantics, decide
 from patchcheck.report import grid, markdown, regenerate
 from patchcheck.results import CaseResult, RunResults
 from patchcheck.verdict import judge
@@ -29,9 +30,13 @@ def summary(tmp_path: Path) -> tuple[str, RunResults]:
 
 def test_verdict_line(summary: tuple[str, RunResults]) -> None:
     text, run = summary
-    verdict = judge(run.cases).sentence
-    assert f"Verdict: {verdict}" in text.splitlines()
-    assert "does NOT do what it claims" in verdict  # the fixture's edited deviations
+    decision = decide(judge(run.cases), Semantics())
+    head = f"Verdict: {decision.matrix_words[0]}"
+    assert head in text.splitlines()
+    # the fixture's edited deviations and its error: no verdict, deviations named
+    assert head.startswith("Verdict: No verdict (exit 3): ") and "2 deviate" in head
+    for line in decision.matrix_words[1:]:
+        assert line in text.splitlines()
 
 
 def test_every_deviating_case_with_its_destination_error_line(
@@ -39,7 +44,8 @@ def test_every_deviating_case_with_its_destination_error_line(
     text, run = summary
     lines = text.splitlines()
     deviating = [r for r in run.cases if r.deviates]
-    assert len(deviating) == 3  # failed-not-passed, passed-not-failed, error
+    assert len(deviating) == 2  # failed-not-passed, passed-not-failed (an error is no
+    # observation: listed under the errors)
     for r in deviating:
         at = next(i for i, line in enumerate(lines) if f"`{r.case.id}`" in line)
         if r.destination_error:
@@ -70,7 +76,8 @@ def test_no_deviation(make_result: MakeResult) -> None:
                     destination_error=DEST_ERROR),
         make_result("pc-q35-6.0", "7.2-none", "7.2-v2", "passed", "passed")], "")
     text = markdown.render(run)
-    assert f"Verdict: {judge(run.cases).sentence}" in text.splitlines()
+    assert "Verdict: As expected (exit 0): all 2 cases came out as the model says." in \
+        text.splitlines()
     assert judge(run.cases).fix_works
     assert "Cases that deviate from the model (0)" in text and "None." in text
     assert "Infrastructure errors" not in text and "Skipped" not in text
@@ -90,4 +97,5 @@ def test_many_skipped_are_grouped(make_result: MakeResult) -> None:
 
 def test_empty_run() -> None:
     text = markdown.render(RunResults("r", {}, [], "", partial=True))
-    assert "Verdict: No case ran." in text and "PARTIAL" in text and "(no cases)" in text
+    assert "Verdict: No verdict (exit 3): 0 cases, no case ran." in text
+    assert "PARTIAL" in text and "(no cases)" in text

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...matrix import q35_version
-from ..base import Action, Defaults, GuestState, Monitor, Scenario, Words
+from ..base import Action, Defaults, GuestState, Monitor, Scenario, Signature, Words
 from .model import FEATURE_SINCE, FORCE_ON, PROPERTY, Kind, expected_to_fail, forced, kind
 from .registers import register_set
 
@@ -71,6 +71,8 @@ class AerScenario(Scenario):
             "(hw/pci/pcie_aer.c, hw/core/machine.c)"
     words = Words(reproducer="live migration of a q35 guest with a pcie-root-port (AER "
                              "capability, UNCOR_MASK)", fix_side="source")
+    # UNCOR_MASK (AER capability 0x100 + 0x08), byte 0x10a holding bit 22, of the root port
+    signature = Signature("get_pci_config_device: Bad config data: i=0x10a", "pcie-root-port")
     force_global = FORCE_ON
     devices = ("CONFIG_Q35=y", "CONFIG_PCIE_PORT=y")
     probe = register_set(ROOT_PORT_ID)
