@@ -2,7 +2,8 @@
 PREDICATE.json, in the bisection's worktree (its HEAD is the commit to test).
 
 Exit: 0 the case has the old term's outcome, 1 the new one's, 125 the commit cannot be built
-(git bisect skips it), 255 anything else (git bisect run stops; the bisection can resume).
+or the case failed with another error than the bug's or was flaky (git bisect skips it), 255
+anything else (git bisect run stops; the bisection can resume).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from .errors import PatchcheckError
 from .step import evaluate
 
 ABORT = 255
+# Outcomes that neither pass nor fail with the bug's error: another error masks the watched
+# behaviour, and a flaky case is no outcome. git bisect skips such a commit.
+SKIPPED = ("failed-other", "flaky")
 
 
 def main(argv: list[str]) -> int:
@@ -59,6 +63,10 @@ def _step(predicate: dict[str, Any]) -> int:
     print(f"patchcheck: {head[:12]} {step.outcome} (build {step.build}, "
           f"{step.build_seconds:.1f} s) {subject}")
     if step.outcome == "untestable":
+        return 125
+    if step.outcome in SKIPPED:  # says nothing about the watched outcome: git bisect skips it
+        print(f"patchcheck: {head[:12]}: the case ended {step.outcome}: {step.message}; "
+              "skipped", file=sys.stderr)
         return 125
     term = TERMS.get(step.outcome)
     if term == predicate["terms"]["old"]:

@@ -224,8 +224,10 @@ def decide(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str] 
     check = _check_exit(migration, semantics, failed_builds)
     matrix = _matrix_exit(verdict, semantics, failed_builds)
     words = _words_for(verdict, migration, semantics, failed_builds, check)
+    # the matrix's: its own line, then what the cases and the probe showed (no Tested-by talk)
+    findings = tuple(w for w in words if "Tested-by" not in w)
     return Decision(migration, semantics, matrix, check, words,
-                    (_matrix_line(verdict, semantics, failed_builds, matrix), *words))
+                    (_matrix_line(verdict, semantics, failed_builds, matrix), *findings))
 
 
 def decide_run(run: RunResults, semantics: Semantics) -> Decision:

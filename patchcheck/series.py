@@ -7,11 +7,15 @@ scenario's check guest action, on its boundary machine types. Each case is judge
 the model for the fix state detected on each side. Builds start from the nearest cached
 build (usually the previous commit's): only what a commit changed is compiled.
 
+Cases are compared by outcome: a failure with the scenario's own error (`failed`) is not
+one with another error (`failed-other`, always a deviation).
+
 Exit codes (decided in `exit_code`):
   0    every commit builds and every case is as its model says
-  1    a case of some commit deviates from its model
+  1    a case of some commit deviates from its model (a failure with another error, too)
   125  some commit cannot be built (listed as untestable), and none deviates
-  3    infrastructure errors (a case errored, the base cannot be built), and none deviates
+  3    infrastructure errors (a case errored or was flaky, the base cannot be built), and none
+       deviates
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from .minirun import small_matrix
 from .outcome import CHECK_CANNOT_TEST, EXIT_DEVIATION, EXIT_INFRA, EXIT_OK, Observed
 from .pipeline import Pipeline
 from .report.junit import testcase
-from .results import RunResults, write_json
+from .results import CaseResult, RunResults, write_json
 from .run import new_run_id
 from .runtime import Runtime
 from .sources import GitSources
@@ -132,17 +136,29 @@ def _one(settings: Settings, runtime: Runtime, repo: str, base: BuildSpec, commi
                                 machines=machines, semantics=False, reports_dir=outdir)
     verdict.run_dir = str(run_dir)
     cases = run.cases
-    failed = [c for c in cases if c.observed == Observed.FAILED]
-    verdict.behaviour = (f"fails {len(failed)} of {len(cases)}" if failed else
-                         f"passes ({len(cases)})")
+    verdict.behaviour = behaviour(cases)
+    # every case's outcome, with the bug's failure apart from another: compared by outcome
     verdict.signature = sorted(f"{c.case.id}={c.observed.value}" for c in cases)
-    if any(c.observed in (Observed.ERROR, Observed.SKIPPED) for c in cases) or not cases:
+    if any(c.observed.inconclusive or c.observed == Observed.FLAKY for c in cases) \
+            or not cases:
         verdict.status = "error"
     elif any(c.deviates for c in cases):
         verdict.status = "deviates"
     else:
         verdict.status = "as-expected"
     return verdict
+
+
+def behaviour(cases: Sequence[CaseResult]) -> str:
+    """What the cases did: "passes (9)", "fails 3 of 9", "fails 3 of 9 (2 with another
+    error)"; flaky cases and errors are named."""
+    failed = [c for c in cases if c.observed.rejected]
+    other = sum(1 for c in failed if c.observed == Observed.FAILED_OTHER)
+    text = (f"fails {len(failed)} of {len(cases)}" if failed else f"passes ({len(cases)})")
+    if other:
+        text += f" ({other} with another error)"
+    flaky = sum(1 for c in cases if c.observed == Observed.FLAKY)
+    return text + (f", {flaky} flaky" if flaky else "")
 
 
 def changes_at(commits: Sequence[CommitVerdict]) -> str:

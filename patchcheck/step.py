@@ -21,7 +21,7 @@ from .runtime import Runtime
 class Step:
     commit: str
     subject: str
-    outcome: str = ""  # passed | failed | error | untestable
+    outcome: str = ""  # passed | failed | failed-other | flaky | error | untestable
     build: str = ""  # cached | from scratch | incremental from <commit>, N object(s) | FAILED
     build_seconds: float = 0.0
     compiled: int = 0  # objects compiled (an incremental build)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from patchcheck import fixes, trees
-from patchcheck.errors import UsageError
+from patchcheck.errors import BuildFailed, UsageError
 from patchcheck.sources import Tree
 
 from ..conftest import shipped
@@ -438,3 +438,91 @@ def test_prepare_after_cache_dir_wiped(fake_tree: Tree, tmp_path: Path,
     second = trees.prepare(fake_tree, "v1", cache)
     assert count_apply == ["v1", "v1"]
     assert second.tree_id == first.tree_id and second.path.is_dir()
+
+
+# --- a patch judged on the tree that has the bug (check --patch) ---------------------------
+
+NOOP = ("diff --git a/README b/README\nnew file mode 100644\nindex 0000000..e69de29\n"
+        "--- /dev/null\n+++ b/README\n@@ -0,0 +1 @@\n+A change that fixes nothing.\n")
+
+
+def test_a_patch_on_the_bug_tree_reverts_the_known_fix_first(fake_tree_with_v2: Tree,
+                                                              tmp_path: Path, git: Git) -> None:
+    """`none+PATCH` on a tree that carries v2: v2 is reverted, then the patch applied, so a
+    patch that changes nothing leaves the bug in the tree (it was the "fix" before)."""
+    noop = tmp_path / "noop.patch"
+    noop.write_text(NOOP)
+    result = fixes.apply_fix(fake_tree_with_v2.repo, f"none+{noop}")
+    assert (result.state, result.patch, result.applied, result.has_fix) == \
+        (f"none+{noop}", "noop.patch", "clean", True)
+    assert "reverted" in result.note and "v2" in result.note
+    assert V2_LINE not in pcie(fake_tree_with_v2)  # the bug is back: the patch is judged on it
+    assert (fake_tree_with_v2.repo / "README").read_text() == "A change that fixes nothing.\n"
+    assert git(fake_tree_with_v2.repo, "log", "-2", "--format=%s").splitlines() == \
+        ["patchcheck: apply noop.patch", "patchcheck: revert v2"]
+    clean_and_committed(git, fake_tree_with_v2.repo)
+
+
+def test_the_known_fix_as_a_patch_on_the_bug_tree_puts_it_back(fake_tree_with_v2: Tree,
+                                                                git: Git) -> None:
+    result = fixes.apply_fix(fake_tree_with_v2.repo, f"none+{shipped('v2').path}")
+    assert (result.applied, result.has_fix) == ("clean", True)
+    assert pcie(fake_tree_with_v2).count(V2_LINE) == 1
+    clean_and_committed(git, fake_tree_with_v2.repo)
+
+
+def test_a_patch_that_does_not_apply_to_the_bug_tree_names_file_and_hunk(
+        fake_tree: Tree, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.patch"
+    bad.write_bytes(shipped("v2").text.replace(b"dev->exp.hpev_notified = false;",
+                                               b"dev->exp.something_else = 1;"))
+    with pytest.raises(UsageError, match=r"does not apply: hunk at hw/pci/pcie\.c:\d+"):
+        fixes.apply_fix(fake_tree.repo, f"none+{bad}")
+
+
+# --- detection: ancestry first, then text; unknown refuses ------------------------------------
+
+def _moved(repo: Path, git: Git) -> None:
+    """Change the lines around the fix, so that no known fix applies either way."""
+    path = repo / PCIE_C
+    text = path.read_text().replace("dev->exp.hpev_notified = false;",
+                                    "dev->exp.hpev_notified = false; /* moved */")
+    text = text.replace("PCI_EXP_HP_EV_SUPPORTED);", "PCI_EXP_HP_EV_SUPPORTED); /* moved */")
+    path.write_text(text)
+    git(repo, "commit", "-q", "-am", "move the context of the fix")
+
+
+def test_a_fix_known_by_its_upstream_commit_is_found_when_its_text_moved(
+        fake_tree_with_v2: Tree, git: Git) -> None:
+    repo = fake_tree_with_v2.repo
+    fix_commit = git(repo, "rev-parse", "HEAD")  # the fixture's commit: "upstream's" fix
+    _moved(repo, git)
+    known = fixes.KnownFixes("pds", (shipped("v2"), shipped("v1")), (("v2", fix_commit),))
+    assert not fixes.applies(repo, shipped("v2"), reverse=True)  # text cannot tell any more
+    found = fixes.detect(repo, known)
+    assert (found.state, found.patch, found.how) == ("present", shipped("v2"),
+                                                     f"ancestry ({fix_commit[:12]})")
+    result = fixes.apply_fix(repo, fixes.AS_IS, known)
+    assert (result.applied, result.patch, result.has_fix) == ("already-present", "v2", True)
+
+
+def test_ancestry_that_does_not_hold_falls_back_to_text(fake_tree: Tree, git: Git) -> None:
+    before = fake_tree.commit  # an ancestor of nothing that carries the fix
+    git(fake_tree.repo, "commit", "-q", "--allow-empty", "-m", "later")
+    known = fixes.KnownFixes("pds", (shipped("v2"),), (("v2", "0" * 40),))  # not here
+    assert fixes.detect(fake_tree.repo, known).state == "absent"
+    known = fixes.KnownFixes("pds", (shipped("v2"),), (("v2", before),))
+    assert fixes.detect(fake_tree.repo, known).state == "present"  # an ancestor: present
+
+
+def test_a_fix_state_nobody_can_tell_is_unknown_and_refused(fake_tree_with_v2: Tree,
+                                                            git: Git) -> None:
+    repo = fake_tree_with_v2.repo
+    _moved(repo, git)
+    head = git(repo, "rev-parse", "HEAD")
+    assert fixes.detect(repo).state == "unknown"
+    for state in ("none", fixes.AS_IS):
+        with pytest.raises(fixes.FixStateUnknown, match="fix state unknown"):
+            fixes.apply_fix(repo, state)
+    assert git(repo, "rev-parse", "HEAD") == head  # nothing was committed
+    assert issubclass(fixes.FixStateUnknown, BuildFailed)  # check: 125, series: untestable
