@@ -54,13 +54,13 @@ class Row:
     check_exit: int
 
 
-P, F, O, K, E = (Observed.PASSED, Observed.FAILED, Observed.FAILED_OTHER, Observed.FLAKY,
+P, F, OT, K, E = (Observed.PASSED, Observed.FAILED, Observed.FAILED_OTHER, Observed.FLAKY,
                  Observed.ERROR)
 ROWS = {
     "the fix works": Row(BUG, PASS, (F, P), 0, 0),
     "the bug's error with the fix": Row(BUG, BUG, (F, F), 1, 1),
-    "another error with the fix": Row(BUG, OTHER, (F, O), 1, 1),
-    "another error without the fix": Row(OTHER, PASS, (O, P), 1, 1),
+    "another error with the fix": Row(BUG, OTHER, (F, OT), 1, 1),
+    "another error without the fix": Row(OTHER, PASS, (OT, P), 1, 1),
     "a crash with the fix": Row(BUG, CRASH, (F, E), 3, CHECK_NO_VERDICT),
     "flaky with the fix": Row(BUG, FLAKY, (F, K), 3, CHECK_NO_VERDICT),
     "a heartbeat timeout": Row(BUG, HEARTBEAT, (F, E), 3, CHECK_NO_VERDICT),
