@@ -204,7 +204,7 @@ class GitSources:
         if _rev_parse(repo, commit) is None and not _fetch_commit(repo, local, commit):
             _borrow_objects(repo, local)  # git could not fetch it: share the object store
             if _rev_parse(repo, commit) is None:
-                raise UsageError(f"commit {commit[:12]} ('{spec.ref}' in {spec.url}) cannot "
+                raise InfraError(f"commit {commit[:12]} ('{spec.ref}' in {spec.url}) cannot "
                                  "be copied into patchcheck's mirror of the repository")
             repo.git.update_ref(f"{OWN_REFS}{commit}", commit)
         return commit
@@ -253,7 +253,7 @@ def _fetch_commit(repo: git.Repo, local: Path, commit: str) -> bool:
         repo.git.fetch("--quiet", "--no-tags", "--update-shallow", "--end-of-options",
                        source, f"{commit}:{OWN_REFS}{commit}")
     except git.GitCommandError:
-        return False
+        pass  # another run may have fetched it meanwhile (its ref was locked): look again
     return _rev_parse(repo, commit) == commit
 
 

@@ -285,6 +285,20 @@ def test_a_detached_commit_on_no_branch_is_fetched_and_kept(clone: Path, tmp_pat
         gs.resolve(GitSpec(str(clone), detached[:10]))  # an abbreviation: the user's meaning
 
 
+def test_a_commit_git_cannot_fetch_is_borrowed_through_alternates(
+        clone: Path, tmp_path: Path, git: Git, monkeypatch: pytest.MonkeyPatch) -> None:
+    gs = GitSources(tmp_path / "cache")
+    mirror = gs.resolve(GitSpec(str(clone), "HEAD")).repo
+    (clone / "VERSION").write_text("7.2.97\n")
+    git(clone, "commit", "-q", "-am", "new")
+    new = git(clone, "rev-parse", "HEAD")
+    monkeypatch.setattr(sources, "_fetch_commit", lambda repo, local, commit: False)
+    assert gs.resolve(GitSpec(str(clone), "HEAD")).commit == new
+    alternates = (mirror / "objects" / "info" / "alternates").read_text().split()
+    assert alternates == [str((clone / ".git" / "objects").resolve())]
+    assert git(mirror, "rev-parse", f"refs/patchcheck/{new}") == new
+
+
 def test_a_bare_repository_and_a_linked_worktree(origin: dict[str, str], tmp_path: Path,
                                                  git: Git) -> None:
     gs = GitSources(tmp_path / "cache")
