@@ -54,11 +54,11 @@ def shard_of(run: RunResults) -> Shard | None:
 
 def check_shards(runs: list[RunResults]) -> None:
     """Refuse an incomplete, mixed or duplicated set of shards (UsageError, one line)."""
-    shards = {r.run_id: shard_of(r) for r in runs}
-    given = [s for s in shards.values() if s is not None]
+    shards = [(r.run_id, shard_of(r)) for r in runs]  # a run given twice counts twice
+    given = [s for _, s in shards if s is not None]
     if not given:
         return  # whole runs merged by hand: their cases must be disjoint (merge)
-    whole = [rid for rid, s in shards.items() if s is None]
+    whole = [rid for rid, s in shards if s is None]
     if whole:
         raise UsageError(f"report.merge: {', '.join(whole)} {'is' if len(whole) == 1 else 'are'}"
                          f" not a shard but {given[0].run_id} is ({given[0].name}): merge a "

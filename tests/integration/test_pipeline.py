@@ -1,9 +1,10 @@
-"""Issues 6 and 17: the GitLab pipeline (ci/gitlab-ci.yml) run for real with gitlab-ci-local
+"""Issues 6, 17 and 25: the GitLab pipeline (ci/gitlab-ci.yml) run for real with gitlab-ci-local
 and the shell executor: build stage, parallel matrix shards, merge stage with JUnit and
 history; a damaged artifact stops the shard that imports it. Every job has its own cache
 directory (a relative path, inside the job's isolated copy of the project), so the jobs act
 as separate hosts: the build stage compiles and exports, the shards import and compile
-nothing, and the merged JUnit equals a single-host run's on the same refs."""
+nothing, and the merged JUnit equals a single-host run's on the same refs; shard 1/2 runs the
+register-semantics probe and the merged report carries its verdict."""
 
 from __future__ import annotations
 
@@ -56,6 +57,17 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
     history = json.loads((reports / "history.json").read_text())
     assert history[-1]["run_id"] == "nightly"
     assert any(c["observed"] == "failed" for c in merged["cases"])  # the bug reproduced
+    # the register-semantics probe ran once, on shard 1/2, and the merged report carries it
+    # (issue 25): probe.json beside results.json, its section in summary.md, its verdict
+    assert (reports / "shard-1" / "probe.json").is_file()
+    assert not (reports / "shard-2" / "probe.json").exists()
+    probe = json.loads((reports / "nightly" / "probe.json").read_text())
+    assert probe["pairs"] and not probe["errors"], probe.get("verdict")
+    assert merged["settings"]["probe_from"] == "shard-1"
+    summary = (reports / "nightly" / "summary.md").read_text()
+    assert "Register semantics\n---" in summary and probe["verdict"] in summary
+    assert "Register semantics (probe of shard-1): " in out
+    assert 'name="semantics"' in (reports / "nightly" / "junit.xml").read_text()
     # separate hosts: only the build job compiled; the shards imported what it exported
     assert _job_lines(out, "build", "Compiling C object"), out[-4000:]
     for shard in ("matrix: [1/2]", "matrix: [2/2]"):

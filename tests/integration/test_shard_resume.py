@@ -51,9 +51,30 @@ def test_shards_merge_to_the_unsharded_run(reports):
     assert _outcomes(reports / "merged") == _outcomes(reports / "reference")
     assert (reports / "merged" / "junit.xml").is_file()
     assert (reports / "merged" / "index.html").is_file()
+    # shard 1/3 ran the register-semantics probe; the merge carries it (issue 25)
+    assert (reports / "shard-1" / "probe.json").is_file()
+    assert not (reports / "shard-2" / "probe.json").exists()
+    assert (reports / "merged" / "probe.json").is_file()
+    assert "Register semantics\n---" in (reports / "merged" / "summary.md").read_text()
+    assert "Register semantics (probe of shard-1): " in merged.stdout
     again = invoke("report.merge", "--run", "shard-1", "--run", "shard-1", "--out", "dup",
                    env=_env(reports))
-    assert again.returncode == 2 and "not disjoint" in again.stderr
+    assert again.returncode == 2 and "shard 1/3 is given twice" in again.stderr
+    assert not (reports / "dup").exists()
+
+
+def test_merge_with_a_shard_missing_exits_2_naming_it(reports):
+    for k in (1, 3):
+        if not (reports / f"shard-{k}" / "results.json").is_file():  # run alone
+            run = invoke("matrix", *SMALL, "--shard", f"{k}/3", "--run-id", f"shard-{k}",
+                         env=_env(reports))
+            assert run.returncode == 0, run.stderr[-2000:]
+    merged = invoke("report.merge", "--run", "shard-1", "--run", "shard-3", "--out",
+                    "incomplete", env=_env(reports))
+    assert merged.returncode == 2, merged.stderr
+    assert merged.stderr.strip() == \
+        "patchcheck: error: report.merge: shard 2/3 is missing (have 1/3, 3/3)"
+    assert not (reports / "incomplete").exists()
 
 
 def test_interrupted_run_resumes_to_the_same_result(reports):
@@ -79,3 +100,32 @@ def test_interrupted_run_resumes_to_the_same_result(reports):
     assert f"{finished} of" in resumed.stderr  # the finished cases were reused, not re-run
     assert _outcomes(reports / "interrupted") == _outcomes(reports / "reference")
     assert json.loads((reports / "interrupted" / "results.json").read_text())["partial"] is False
+
+
+RAM = ["--builds", "7.2-none,7.2-v2", "--machines", "6.0", "--guest", "synthetic",
+       "--jobs", "2"]
+
+
+def test_resume_after_a_changed_ram_mib_reruns(reports):
+    """Issue 25: a finished case is reused only with the settings it ran with."""
+    env = {**_env(reports), "INVOKE_PATCHCHECK_MATRIX_SEMANTICS": "false"}
+    first = invoke("matrix", *RAM, "--run-id", "ram", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ram = json.loads((reports / "ram" / "results.json").read_text())["settings"]["ram_mib"]
+    before = _outcomes(reports / "ram")
+    total = len(before)
+    more = {**env, "INVOKE_PATCHCHECK_MATRIX_RAM_MIB": str(ram * 2)}
+    changed = invoke("matrix", *RAM, "--resume", "ram", env=more)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert f"rerunning {total} cases: ram_mib {ram} -> {ram * 2}" in changed.stderr
+    assert f"resuming ram: 0 of {total} cases already finished" in changed.stderr
+    data = json.loads((reports / "ram" / "results.json").read_text())
+    assert data["settings"]["ram_mib"] == ram * 2 and not data["partial"]
+    recorded = [json.loads(p.read_text())["outcome_settings"]["ram_mib"]
+                for p in (reports / "ram" / "cases").glob("*/result.json")]
+    assert recorded == [ram * 2] * total
+    same = invoke("matrix", *RAM, "--resume", "ram", env=more)
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert f"resuming ram: {total} of {total} cases already finished" in same.stderr
+    assert "rerunning" not in same.stderr
+    assert _outcomes(reports / "ram") == before  # the same outcomes with more RAM

@@ -75,6 +75,8 @@ def test_a_duplicated_shard_and_mixed_sets_are_refused(tmp_path: Path) -> None:
     again = _run(tmp_path, "again-1", "1/2", machine="pc-q35-7.2")
     assert _refused([one, two, again], tmp_path / "m") == \
         "report.merge: shard 1/2 is given twice (shard-1, again-1)"
+    assert _refused([one, two, one], tmp_path / "m") == \
+        "report.merge: shard 1/2 is given twice (shard-1, shard-1)"
     third = _run(tmp_path, "of-three", "3/3", machine="pc-q35-7.0")
     assert _refused([one, two, third], tmp_path / "m") == \
         "report.merge: the shards are of different sets (shard-1: 1/2, shard-2: 2/2, " \
