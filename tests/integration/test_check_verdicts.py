@@ -1,0 +1,205 @@
+"""Issue 25 against real builds and migrations: `invoke check` judges a patch on a tree that
+has the bug, by the bug's own error, and `git bisect run` reads its exit codes right.
+
+- A patch that removes the PDS failure but makes the root port's migration fail at another
+  offset (it also clears Slot Capabilities' Electromechanical Interlock Present bit, byte
+  0x6a): the cases with it at the destination are `failed-other`, quoted, and check exits 1.
+- `git bisect run patchcheck check --repo . --commit HEAD` over a history where a commit
+  after the fix adds that second incompatibility names that commit.
+- Upstream master (which carries the fix): a patch that changes nothing is not the fix
+  (exit 1, no Tested-by); upstream's own fix 625b370c45 as an mbox is (exit 0, Tested-by).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import git
+import pytest
+
+from patchcheck import fixes
+
+from .conftest import UPSTREAM_DATA, invoke
+
+PCIE_C = "hw/pci/pcie.c"
+PDS_ERROR = "Bad config data: i=0x6e read: 0 device: 40"
+OTHER_ERROR = "Bad config data: i=0x6a read: 2 device: 0"
+SLTCAP_SET_END = "                               PCI_EXP_SLTCAP_ABP);\n"
+EIP_CLEARED = ("    /* A second incompatibility: EIP no longer set (byte 0x6a) */\n"
+               "    pci_long_test_and_clear_mask(dev->config + pos + PCI_EXP_SLTCAP,\n"
+               "                                 PCI_EXP_SLTCAP_EIP);\n")
+UNPLUG_PDS = ("    pci_word_test_and_clear_mask(exp_cap + PCI_EXP_SLTSTA,\n"
+              "                                 PCI_EXP_SLTSTA_PDS);\n")
+UNPLUG_EIP = ("    pci_long_test_and_clear_mask(exp_cap + PCI_EXP_SLTCAP, PCI_EXP_SLTCAP_EIP);"
+              "\n")
+IDENTITY = {"GIT_AUTHOR_NAME": "Rev Iewer", "GIT_AUTHOR_EMAIL": "rev@example.invalid",
+            "GIT_COMMITTER_NAME": "Rev Iewer", "GIT_COMMITTER_EMAIL": "rev@example.invalid"}
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> str:
+    env = {**os.environ, **IDENTITY}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          env=env, input=stdin).stdout.decode().strip()
+
+
+def _commit_edit(repo: Path, old: str, new: str, subject: str) -> str:
+    path = repo / PCIE_C
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+    _git(repo, "commit", "-q", "-am", subject)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def _with_second_incompatibility(repo: Path) -> str:
+    return _commit_edit(repo, SLTCAP_SET_END, SLTCAP_SET_END + "\n" + EIP_CLEARED,
+                        "pcie: a second incompatibility in the root port's Slot Capabilities")
+
+
+def _breaking_unplug(repo: Path) -> str:
+    """A commit after the fix whose unplug (the guest powered the slot off) also clears EIP:
+    such a root port migrates again on old machine types only with a destination that did
+    the same, and a fresh one did not (byte 0x6a), whether or not it has the PDS fix."""
+    return _commit_edit(repo, UNPLUG_PDS, UNPLUG_PDS + UNPLUG_EIP,
+                        "pcie: clear Electromechanical Interlock Present on unplug")
+
+
+def _noise(repo: Path, subject: str) -> str:
+    (repo / "NOISE").write_text(subject + "\n")
+    _git(repo, "add", "NOISE")
+    _git(repo, "commit", "-q", "-m", subject)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def _output(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout[-4000:] + result.stderr[-3000:]
+
+
+def _run_data(reports: Path) -> dict:
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir() and p.name.startswith("check-")]
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def debian_72(tmp_path_factory: pytest.TempPathFactory, builds) -> Path:
+    """A clone of Debian bookworm's QEMU 7.2 import (builds of it are the suite's)."""
+    repo = tmp_path_factory.mktemp("deb72") / "qemu"
+    git.Repo.clone_from(str(builds.source_repo("7.2-none")), str(repo))
+    return repo
+
+
+def test_a_patch_that_fails_at_another_offset_is_failed_other_and_exit_1(
+        debian_72: Path, tmp_path: Path) -> None:
+    maker = tmp_path / "maker"
+    git.Repo.clone_from(str(debian_72), str(maker))
+    v2 = fixes.known_fixes("pds").get("v2")
+    assert v2 is not None
+    _git(maker, "apply", "--index", "-", stdin=v2.text)
+    _git(maker, "commit", "-q", "-m", "pcie: the PDS fix")
+    _git(maker, "reset", "-q", "--soft", "HEAD~1")  # one patch: v2 and the new breakage
+    _git(maker, "commit", "-q", "-m", "pcie: fix PDS (and break Slot Capabilities)")
+    _with_second_incompatibility(maker)
+    _git(maker, "reset", "-q", "--soft", "HEAD~2")
+    _git(maker, "commit", "-q", "-m", "pcie: fix PDS, but break Slot Capabilities")
+    mbox = tmp_path / "fix-and-break.mbox"
+    mbox.write_text(_git(maker, "format-patch", "-1", "--stdout") + "\n")
+    reports = tmp_path / "reports"
+    result = invoke("check", "--repo", str(debian_72), "--commit", "HEAD", "--patch", str(mbox),
+                    env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(reports)})
+    assert result.returncode == 1, _output(result)
+    assert "Tested-by:" not in result.stdout.replace("No Tested-by", "")
+    assert "fail with another error" in result.stdout, _output(result)
+    assert f'get_pci_config_device: {OTHER_ERROR}' in result.stdout
+    data = _run_data(reports)
+    fixed = [c for c in data["cases"] if c["destination"]["build"] == "with"
+             and c["source"]["build"] == "without"]
+    assert fixed and {c["observed"] for c in fixed} == {"failed-other"}, fixed
+    assert all(OTHER_ERROR in c["destination_error"] for c in fixed)
+    # the bug itself still reproduces without the patch, with its own error
+    reproducer = [c for c in data["cases"] if c["machine"] == "pc-q35-6.0"
+                  and c["source"]["build"] == c["destination"]["build"] == "without"]
+    assert [c["observed"] for c in reproducer] == ["failed"]
+    assert PDS_ERROR in reproducer[0]["destination_error"]
+
+
+def test_git_bisect_run_check_names_the_commit_that_breaks_migration_again(
+        debian_72: Path, tmp_path: Path) -> None:
+    """The command a user types: each step checks the commit git bisect checked out."""
+    repo = tmp_path / "qemu"
+    git.Repo.clone_from(str(debian_72), str(repo))
+    v2 = fixes.known_fixes("pds").get("v2")
+    assert v2 is not None
+    _git(repo, "apply", "--index", "-", stdin=v2.text)
+    _git(repo, "commit", "-q", "-m", "pcie: Add hotplug detect state register to cmask")
+    good = _git(repo, "rev-parse", "HEAD")
+    _noise(repo, "docs: a note")
+    culprit = _breaking_unplug(repo)
+    bad = _noise(repo, "docs: another note")
+    _git(repo, "bisect", "start", bad, good)
+    env = {**os.environ, "INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "reports")}
+    run = subprocess.run(["git", "-C", str(repo), "bisect", "run", "patchcheck", "check",
+                          "--repo", ".", "--commit", "HEAD"], capture_output=True, text=True,
+                         env=env, timeout=3600, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    assert f"{culprit} is the first bad commit" in run.stdout, run.stdout[-4000:]
+    # each step built the commit it was run on: its id was printed before building
+    steps = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("commit: ")]
+    assert steps and set(steps) <= {_git(repo, "rev-parse", f"{bad}~2"), culprit}, steps
+    _git(repo, "bisect", "reset")
+
+
+# --- upstream master: the patch judged on the tree that has the bug ----------------------------
+
+def _mirror_env() -> dict[str, str]:
+    return {"GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": f"url.{(UPSTREAM_DATA / 'mirrors').resolve()}/.insteadOf",
+            "GIT_CONFIG_VALUE_0": "https://gitlab.com/qemu-project/",
+            "GIT_CONFIG_KEY_1": "protocol.file.allow", "GIT_CONFIG_VALUE_1": "always"}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (UPSTREAM_DATA / "qemu.git").is_dir():
+        pytest.skip(f"no upstream QEMU test data at {UPSTREAM_DATA}")
+    path = tmp_path_factory.mktemp("upstream") / "qemu"
+    git.Repo.clone_from(str(UPSTREAM_DATA / "qemu.git"), str(path))
+    return path
+
+
+def _check_master(clone: Path, mbox: Path, reports: Path) -> subprocess.CompletedProcess[str]:
+    return invoke("check", "--repo", str(clone), "--commit", "master", "--patch", str(mbox),
+                  env={**_mirror_env(), "INVOKE_PATCHCHECK_REPORTS_DIR": str(reports)})
+
+
+def test_master_with_a_patch_that_changes_nothing_gets_no_tested_by(upstream: Path,
+                                                                    tmp_path: Path) -> None:
+    maker = tmp_path / "maker"
+    git.Repo.clone_from(str(upstream), str(maker))
+    readme = maker / "README.rst"
+    readme.write_text(readme.read_text() + "\nA line that fixes nothing.\n")
+    _git(maker, "commit", "-q", "-am", "README: a line")
+    mbox = tmp_path / "noop.mbox"
+    mbox.write_text(_git(maker, "format-patch", "-1", "--stdout") + "\n")
+    result = _check_master(upstream, mbox, tmp_path / "reports")
+    assert result.returncode == 1, _output(result)
+    assert "\nTested-by:" not in result.stdout
+    assert "did not remove the failure" in result.stdout, _output(result)
+    assert "v2 (which it carries) reverted" in result.stdout
+    data = _run_data(tmp_path / "reports")
+    assert data["builds"]["with"]["fix"]["state"] == f"none+{mbox}"
+    assert "reverted" in data["builds"]["with"]["fix"]["note"]
+
+
+def test_master_with_upstreams_own_fix_as_an_mbox_gets_a_tested_by(upstream: Path,
+                                                                   tmp_path: Path) -> None:
+    mbox = tmp_path / "625b370c45.mbox"
+    mbox.write_text(_git(upstream, "format-patch", "-1", "--stdout", "625b370c45") + "\n")
+    result = _check_master(upstream, mbox, tmp_path / "reports")
+    assert result.returncode == 0, _output(result)
+    assert "\nTested-by: " in result.stdout
+    data = _run_data(tmp_path / "reports")
+    assert data["builds"]["with"]["fix"]["applied"] == "clean"
+    assert data["builds"]["without"]["fix"]["applied"] == "reverted"
