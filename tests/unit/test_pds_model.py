@@ -384,3 +384,28 @@ def test_scenario_object() -> None:
     assert expected_destination_error(0x54) in lines[0]
     other = "a\n\nb\nc\nd\ne\nf\n"
     assert scenario.error_lines(other) == ["b", "c", "d", "e", "f"]
+
+
+def _guest_state(pciehp: str, control: int, status: int) -> Any:
+    from patchcheck.scenarios.pds.linux import GuestSlotState
+
+    return GuestSlotState(0x54, control, status, initial_control=0x0100,
+                          initial_status=SLTSTA_PDS, guest_pciehp=pciehp, guest_settled="yes")
+
+
+@pytest.mark.parametrize("machine, pciehp, control, status, inconclusive", [
+    # on pc-q35-6.0 the outcome turns on the guest's power-off: it is read, not assumed
+    ("pc-q35-6.0", "bound", 0x0700, 0x0000, False),  # powered off, QEMU cleared PDS
+    ("pc-q35-6.0", "bound", 0x0100, SLTSTA_PDS, True),  # left powered on
+    ("pc-q35-6.0", "not bound", 0x0100, SLTSTA_PDS, True),  # pciehp never drove the slot
+    # on pc-q35-7.2 (ACPI hotplug) nothing turns on it: whatever the guest did, no question
+    ("pc-q35-7.2", "not bound", 0x0100, SLTSTA_PDS, False),
+])
+def test_a_linux_guest_that_did_not_power_the_slot_off_is_inconclusive(
+        machine: str, pciehp: str, control: int, status: int, inconclusive: bool) -> None:
+    none = Side("7.2-none", "7.2.22", "none", "unchanged", False, "/b/none")
+    why = SCENARIO.inconclusive(machine, none, none, (), SCENARIO.action("synthetic"),
+                                _guest_state(pciehp, control, status))
+    assert bool(why) == inconclusive
+    if inconclusive:
+        assert why.startswith("inconclusive: the guest's pciehp") and "model assumes" in why
