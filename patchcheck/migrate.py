@@ -150,16 +150,7 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
                 source = _Source(hosts.machine(src_b.image_id, src_b.binary,
                                                [*args, *src_extra, "-S"], srcdir, "source",
                                                timeout=min(timeout, 30)))
-            earlier: list[str] = []
-            while True:
-                result, guest_lost = _migrate_one(shared, source, case, logdir(case))
-                if not guest_lost or earlier or not source.usable():
-                    break
-                earlier.append(_set_aside(result, logdir(case)))  # and once more
-            result.earlier_attempts = earlier
-            if earlier and result.observed == Observed.PASSED:  # never a pass for a verdict
-                result.observed = Observed.FLAKY
-                result.message = f"passed on a second attempt; the first: {earlier[0]}"
+            result = _attempts(shared, source, case, logdir(case))
             if result.observed == Observed.ERROR:
                 source.machine.shutdown()  # the next case starts from a fresh source
                 source = None
@@ -168,6 +159,22 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
         if source is not None:
             source.machine.shutdown()
         shutil.rmtree(srcdir, ignore_errors=True)
+
+
+def _attempts(shared: _Shared, source: _Source, case: Case, logdir: Path) -> CaseResult:
+    """The case, and once more from the same source when its destination's guest gave no
+    sign of life: a pass after such a first attempt is flaky (never a pass for a verdict)."""
+    earlier: list[str] = []
+    while True:
+        result, guest_lost = _migrate_one(shared, source, case, logdir)
+        if not guest_lost or earlier or not source.usable():
+            break
+        earlier.append(_set_aside(result, logdir))  # and once more
+    result.earlier_attempts = earlier
+    if earlier and result.observed == Observed.PASSED:
+        result.observed = Observed.FLAKY
+        result.message = f"passed on a second attempt; the first: {earlier[0]}"
+    return result
 
 
 def _set_aside(first: CaseResult, logdir: Path) -> str:
@@ -273,24 +280,7 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
             src.cmd("migrate", uri=f"unix:{sock}")
             result.source_status = _wait_source(src, deadline, dst)
         _judge(result, dst, scenario, deadline)
-        if result.observed == Observed.PASSED:
-            problem = action.verify_destination(
-                dst, rundir, min(15.0, max(1.0, deadline - time.monotonic())))
-            if problem and _ended_from_outside(dst):  # e.g. the run was interrupted
-                raise MachineError(f"destination QEMU was killed, or its container removed, "
-                                   f"while the guest was checked: {problem}")
-            if problem:  # the device state loaded, but the guest gave no sign of life:
-                # under load a heartbeat can be late; no verdict, and tried once more
-                result.observed = Observed.ERROR
-                result.message = f"the destination's guest did not run on: {problem}"
-                guest_lost = True
-        why = scenario.inconclusive(case.machine, side(src_b), side(dst_b), case.globals,
-                                    action, state)
-        if why:  # the guest did not do what the model assumes: no verdict
-            result.observed, result.message = Observed.ERROR, why
-        summary = state.summary() if state is not None and result.deviates else ""
-        if summary:
-            result.message = f"{result.message} ({summary})".strip()
+        guest_lost = _after_load(result, shared, case, dst, rundir, deadline, state)
     except (MachineError, PciError, PatchcheckError) as exc:  # StreamError is one
         result.observed = Observed.ERROR
         result.message = str(exc)
@@ -317,6 +307,34 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         result.logs["reproduce"] = str(logdir / "reproduce.sh")
         shutil.rmtree(rundir, ignore_errors=True)
     return result, guest_lost
+
+
+def _after_load(result: CaseResult, shared: _Shared, case: Case, dst: Machine, rundir: Path,
+                deadline: float, state: GuestState | None) -> bool:
+    """What the guest did, once the destination judged the stream: after a pass, the
+    action checks that the guest runs on (a guest without a sign of life is an error, tried
+    once more: True is returned); a guest state that cannot answer the case makes it an
+    error; a deviating case's message gets the state's summary."""
+    guest_lost = False
+    if result.observed == Observed.PASSED:
+        problem = shared.action.verify_destination(
+            dst, rundir, min(15.0, max(1.0, deadline - time.monotonic())))
+        if problem and _ended_from_outside(dst):  # e.g. the run was interrupted
+            raise MachineError(f"destination QEMU was killed, or its container removed, "
+                               f"while the guest was checked: {problem}")
+        if problem:  # the device state loaded, but the guest gave no sign of life:
+            # under load a heartbeat can be late; no verdict, and tried once more
+            result.observed = Observed.ERROR
+            result.message = f"the destination's guest did not run on: {problem}"
+            guest_lost = True
+    why = shared.scenario.inconclusive(case.machine, result.source, result.destination,
+                                       case.globals, shared.action, state)
+    if why:  # the guest did not do what the model assumes: no verdict
+        result.observed, result.message = Observed.ERROR, why
+    summary = state.summary() if state is not None and result.deviates else ""
+    if summary:
+        result.message = f"{result.message} ({summary})".strip()
+    return guest_lost
 
 
 def _capture(src: Machine, srcdir: Path, deadline: float) -> bytes:
