@@ -50,13 +50,28 @@ def complete(tree_path: Path, repo_path: Path, commit: str, configure: tuple[str
     uses_meson_pin = any(p.name == "meson" for p in pins) and bool(minimum)
     kind = BuildKind(configure, builder_meson() if uses_meson_pin else (), minimum)
     done = []
+    carried = _carried(repo_path, commit, [p.path for p in pins])
     with file_lock(tree_path.parent / f"{tree_path.name}.subprojects.lock"):
         for pin in needed(pins, kind):
+            if pin.path in carried:  # the commit vendors it (a Debian tree): its own copy
+                done.append({"name": pin.name, "path": pin.path, "revision": pin.revision,
+                             "from": "the tree's own copy"})
+                continue
             content, record = store.get(pin)
             _place(tree_path, pin, content)
             done.append({"name": pin.name, "path": pin.path, "revision": pin.revision,
                          "from": record.get("from", "")})
     return done
+
+
+def _carried(repo_path: Path, commit: str, paths: list[str]) -> set[str]:
+    """The subproject directories the commit itself holds as files (a source package that
+    vendors them, with its own build files in them). Such a copy is never replaced by the
+    store's: the store's raw upstream copy lacks the meson.build that such a tree keeps in
+    the directory instead of subprojects/packagefiles/."""
+    listing = git.Repo(repo_path).git.ls_tree(commit, "--", *paths) if paths else ""
+    return {line.split("\t", 1)[1] for line in listing.splitlines()
+            if "\t" in line and line.split()[1] == "tree"}
 
 
 def _place(tree_path: Path, pin: Pin, content: Path) -> None:

@@ -307,3 +307,31 @@ def test_a_vendored_directory_outside_its_tree_is_not_used(tmp_path: Path) -> No
         f"[wrap-git]\nurl = {UPSTREAM}kcm\nrevision = {'e' * 40}\ndirectory = ../../../../outside\n")
     pin = Pin("kcm", "subprojects/kcm", WRAP_GIT, f"{UPSTREAM}kcm", "e" * 40)
     assert _store(tmp_path, [imports]).vendored(pin) is None
+
+
+def test_a_subproject_the_commit_vendors_is_its_own_copy(tmp_path: Path, mirrors: Path) -> None:
+    """A Debian tree vendors berkeley-testfloat-3 with its meson.build inside (no
+    packagefiles/): the store's raw copy of that revision, fetched first for another tree,
+    must not replace it (that tree then failed: "Subproject exists but has no meson.build")."""
+    sha = _subproject(mirrors, "berkeley-testfloat-3", {"source/a.c": "int a;\n"})
+    store = _store(tmp_path)
+    wrap = (f"[wrap-git]\nurl = {UPSTREAM}berkeley-testfloat-3\nrevision = {sha}\n"
+            "patch_directory = berkeley-testfloat-3\n")
+    store.get(parse_wrap("subprojects/berkeley-testfloat-3.wrap", wrap))  # raw, fetched first
+    tree = tmp_path / "debian-qemu"
+    repo = git.Repo.init(tree)
+    (tree / "VERSION").write_text("10.0.13\n")
+    (tree / "configure").write_text("mkvenv ensuregroup meson\n")
+    (tree / "subprojects").mkdir()
+    (tree / "subprojects" / "berkeley-testfloat-3.wrap").write_text(wrap)
+    vendored = tree / "subprojects" / "berkeley-testfloat-3"
+    (vendored / "source").mkdir(parents=True)
+    (vendored / "source" / "a.c").write_text("int a;\n")
+    (vendored / "meson.build").write_text("project('testfloat')\n")
+    repo.git.add("-A")
+    commit = _commit(repo, "a source package that vendors its subprojects")
+    done = complete(tree, tree, commit, ("--disable-slirp",), lambda: (1, 7), store)
+    assert done == [{"name": "berkeley-testfloat-3", "path": "subprojects/berkeley-testfloat-3",
+                     "revision": sha, "from": "the tree's own copy"}]
+    assert (vendored / "meson.build").read_text() == "project('testfloat')\n"
+    assert repo.git.status("--porcelain") == ""  # nothing of the commit's was touched
