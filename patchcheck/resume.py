@@ -28,7 +28,8 @@ from .results import Case, CaseResult, Side
 from .scenarios.base import Action, Scenario
 
 RECORD = "outcome_settings"  # the key in each case's result.json
-NOT_REUSED = (Observed.SKIPPED, Observed.ERROR)  # outcomes a resumed run always reruns
+# outcomes a resumed run always reruns: they gave no verdict
+NOT_REUSED = (Observed.SKIPPED, Observed.ERROR, Observed.FLAKY)
 
 
 @dataclass(frozen=True)

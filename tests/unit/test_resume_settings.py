@@ -149,6 +149,18 @@ def test_errors_and_results_without_settings_rerun(tmp_path: Path) -> None:
                      "ran it)"]
 
 
+def test_a_flaky_case_reruns_and_a_failure_with_another_error_is_reused(tmp_path: Path
+                                                                         ) -> None:
+    """A flaky case gave no verdict: a resumed run tries it again. A failure with another
+    error is an outcome like any: with the same settings it stands."""
+    records = _records()
+    _write(tmp_path, FIXED, records, _current(), observed=Observed.FLAKY)
+    _write(tmp_path, BUG, records, _current(), observed=Observed.FAILED_OTHER)
+    reused, lines = _resume(tmp_path, [BUG, FIXED], records, _current())
+    assert reused == [BUG.id]
+    assert lines == ["rerunning 1 case: flaky last time"]
+
+
 def test_a_case_whose_build_is_missing_now_is_left_to_the_skipped(tmp_path: Path) -> None:
     records = _records()
     _write(tmp_path, FIXED, records, _current())
