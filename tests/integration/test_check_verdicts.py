@@ -203,3 +203,18 @@ def test_master_with_upstreams_own_fix_as_an_mbox_gets_a_tested_by(upstream: Pat
     data = _run_data(tmp_path / "reports")
     assert data["builds"]["with"]["fix"]["applied"] == "clean"
     assert data["builds"]["without"]["fix"]["applied"] == "reverted"
+
+
+def test_a_patch_that_does_not_apply_to_the_tree_with_the_bug_is_125(debian_72: Path,
+                                                                      tmp_path: Path) -> None:
+    v2 = fixes.known_fixes("pds").get("v2")
+    assert v2 is not None
+    stale = tmp_path / "stale.patch"
+    stale.write_bytes(v2.text.replace(b"dev->exp.hpev_notified = false;",
+                                      b"dev->exp.hpev_notified = 0;"))
+    result = invoke("check", "--repo", str(debian_72), "--commit", "HEAD", "--patch", str(stale),
+                    env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "reports")})
+    assert result.returncode == 125, _output(result)
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("cannot test ")]
+    assert f"patch {stale}: does not apply: hunk at hw/pci/pcie.c:" in line, line
+    assert "Traceback" not in result.stderr
