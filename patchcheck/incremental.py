@@ -5,10 +5,12 @@ The base is a cached build with the same configure options, devices, optimisatio
 builder image: of the same commit (a fix build: the tree without the fix), else of another
 commit of the same repository, the one whose tree differs in the fewest files (an ancestor,
 a descendant or the parent's build in the same fix state). The cache is shared by every
-repository: a build whose tree is not among this repository's objects (made from another
-clone's mirror, say) is no base: its tree cannot be compared with this one. A change to the build system
-(meson.build, configure, Kconfig, device lists, subprojects) builds from scratch: ninja
-would re-run meson, and what the regenerated build compiles cannot be planned beforehand.
+repository: a build made in another clone's mirror may have a tree this repository lacks
+(its fix is a commit of that mirror); it is read from the repository that has it (one that
+prepared trees in the cache), and a tree that none has is no base: it cannot be compared
+with this one. A change to the build system (meson.build, configure, Kconfig, device lists,
+subprojects) builds from scratch: ninja would re-run meson, and what the regenerated build
+compiles cannot be planned beforehand.
 
 ninja compares modification times: a changed source whose mtime is older than the copied
 objects is silently not rebuilt. So every source of the tree is made old, the changed
@@ -64,54 +66,85 @@ class IncrementalUnsafe(Exception):
 
 
 def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
-    """The paths that differ between the base's git tree and this one (IncrementalUnsafe
-    when git cannot compare them: the base's tree is not in this tree's repository)."""
-    import git
-
-    try:
-        out = git.Repo(tree.path).git.diff("--name-only", base_tree_id, tree.tree_id)
-    except (git.GitCommandError, ValueError) as exc:
+    """The paths that differ between the base's git tree and this one. A base's tree that is
+    not in this tree's repository is read from the repository that has it, among those that
+    prepared trees in the same cache (`lenders`: nothing is written, nothing is kept);
+    IncrementalUnsafe when none has it."""
+    out = _git(tree.path, "diff", "--name-only", base_tree_id, tree.tree_id)
+    if out.returncode != 0:
+        lenders = _lenders(tree)
+        if lenders:
+            out = _git(tree.path, "diff", "--name-only", base_tree_id, tree.tree_id,
+                       lenders=lenders)
+    if out.returncode != 0:
+        reason = (out.stderr.strip().splitlines() or [f"git exited {out.returncode}"])[-1]
         raise IncrementalUnsafe(f"tree {base_tree_id[:12]} cannot be compared with "
-                                f"{tree.tree_id[:12]} here ({_reason(exc)})") from None
-    return [line for line in out.splitlines() if line.strip()]
-
-
-def _reason(exc: Exception) -> str:
-    import git
-
-    from .sources import git_reason
-
-    return git_reason(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+                                f"{tree.tree_id[:12]} here ({reason})")
+    return [line for line in out.stdout.splitlines() if line.strip()]
 
 
 def in_repository(records: Sequence[Mapping[str, Any]], family: str, lineage: str,
                   tree: PreparedTree) -> list[Mapping[str, Any]]:
-    """The build records of this commit (`family`) or lineage whose git tree is in the
-    repository of `tree`. The cache is shared by every repository: a build made in another
-    clone's mirror, whose tree is not among this one's objects, is no base (of the same
-    commit too: its fix is a commit of that mirror alone); git could not compare the trees."""
+    """The build records of this commit (`family`) or lineage whose git tree git can read
+    beside this tree. The cache is shared by every repository: a build made in another
+    clone's mirror has a tree (of a fix: a commit of that mirror alone) that this tree's
+    repository may lack; it is a base only when a repository that prepared trees in the
+    cache has it (`changed_files` reads it there), else git could not compare the trees."""
     related = [r for r in records if r.get("family") == family
                or (lineage and r.get("lineage") == lineage)]
-    here = present_trees(tree, (str(r.get("tree_id")) for r in related))
+    wanted = {str(r.get("tree_id")) for r in related}
+    here = present_trees(tree, wanted)
+    if wanted - here:
+        here |= present_trees(tree, wanted - here, _lenders(tree))
     return [r for r in related if r.get("tree_id") in here]
 
 
-def present_trees(tree: PreparedTree, tree_ids: Iterable[str]) -> set[str]:
-    """Those of `tree_ids` that are git trees in the repository of `tree` (its own objects,
-    or borrowed through alternates): one `git cat-file --batch-check` for them all."""
+def present_trees(tree: PreparedTree, tree_ids: Iterable[str],
+                  lenders: Sequence[Path] = ()) -> set[str]:
+    """Those of `tree_ids` that are git trees in the repository of `tree` (or in the object
+    stores `lenders`): one `git cat-file --batch-check` for them all."""
     wanted = sorted({t for t in tree_ids if re.fullmatch(r"[0-9a-f]{40}", t)})
     if not wanted:
         return set()
-    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
-    out = subprocess.run(["git", "-C", str(tree.path), "cat-file", "--batch-check"],
-                         input="".join(f"{t}\n" for t in wanted), capture_output=True,
-                         text=True, check=False, env=env)
+    out = _git(tree.path, "cat-file", "--batch-check", stdin="".join(f"{t}\n" for t in wanted),
+               lenders=lenders)
     found = set()
     for line in out.stdout.splitlines() if out.returncode == 0 else []:
         parts = line.split()
         if len(parts) == 3 and parts[1] == "tree":
             found.add(parts[0])
     return found
+
+
+def _lenders(tree: PreparedTree) -> list[Path]:
+    """The object stores of the other repositories that prepared trees beside this one (each
+    prepared tree is a worktree: its .git file names <repository>/worktrees/<name>)."""
+    own = _git(tree.path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    mine = Path(own.stdout.strip()).resolve() if own.returncode == 0 else None
+    stores: list[Path] = []
+    for gitfile in sorted(tree.path.parent.glob("*/.git")):
+        try:
+            text = gitfile.read_text() if gitfile.is_file() else ""
+        except OSError:
+            continue
+        if not text.startswith("gitdir:"):
+            continue
+        repo = Path(text.removeprefix("gitdir:").strip()).parent.parent
+        objects = repo / "objects"
+        if repo.resolve() != mine and objects.is_dir() and objects not in stores:
+            stores.append(objects)
+    return stores
+
+
+def _git(cwd: Path, *args: str, stdin: str | None = None,
+         lenders: Sequence[Path] = ()) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                        "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR")}
+    if lenders:  # read-only: git looks there for what this repository lacks
+        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = os.pathsep.join(str(p) for p in lenders)
+    return subprocess.run(["git", "-C", str(cwd), *args], input=stdin, capture_output=True,
+                          text=True, check=False, env=env)
 
 
 def age_sources(root: Path, changed: Sequence[str]) -> None:
@@ -172,11 +205,9 @@ def build_system_changes(changed: Sequence[str], subproject_dirs: Sequence[str] 
 def distance(tree: PreparedTree, tree_id: str) -> int | None:
     """How many files differ between the tree and another git tree of its repository (None:
     that tree is not in this repository)."""
-    import git
-
     try:
         return len(changed_files(tree, tree_id))
-    except (IncrementalUnsafe, git.GitCommandError, ValueError):
+    except IncrementalUnsafe:
         return None
 
 

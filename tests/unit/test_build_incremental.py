@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from patchcheck import trees
-from patchcheck.build import BINARY, Builder
+from patchcheck.build import BINARY, Builder, BuildRecord
 from patchcheck.incremental import (
     IncrementalUnsafe,
     age_sources,
@@ -129,35 +130,66 @@ def _clones(tmp_path: Path, git: Git) -> tuple[Path, Path]:
     return tmp_path / "first", tmp_path / "second"
 
 
-def test_a_base_from_another_clones_mirror_is_no_base_unless_its_tree_is_here(
-        tmp_path: Path, git: Git) -> None:
-    """Two clones of one repository share the cache: the first's fix build (its fix a commit
-    of the first clone's mirror alone) is not the second's base; the second builds as with an
-    empty cache, without an exception; a build whose tree both have is a base."""
+def _first_clones_fix_build(tmp_path: Path, git: Git, runtime: Any, log: list[str]
+                            ) -> tuple[Path, BuildRecord, trees.PreparedTree]:
+    """The cache after the first clone's build with v2 (kept: a full build), and the second
+    clone's tree of the same commit without the fix, whose repository lacks that build's tree
+    (v2 is a commit of the first clone's mirror alone)."""
     first, second = _clones(tmp_path, git)
-    cache, runtime, log = tmp_path / "cache", CompilingRuntime(), []
+    cache = tmp_path / "cache"
     gs = GitSources(cache)
     one = trees.prepare(gs.resolve(GitSpec(str(first), "main")), "v2", cache)
     fixed = _builder(runtime, cache, log).build("with", one, "bookworm", "img", "sha256:1")
     assert fixed.incremental_from == "" and (cache / "builds" / fixed.key / "build").is_dir()
-
     two = gs.resolve(GitSpec(str(second), "main"))
     assert two.repo != one.source.repo and two.commit == one.source.commit
     without = trees.prepare(two, "none", cache)
-    assert _git_ok(without.path, "cat-file", "-e", fixed.tree_id) is False  # not here
+    assert not _git_ok(without.path, "cat-file", "-e", fixed.tree_id)  # not in its mirror
+    return cache, fixed, without
+
+
+def test_a_base_from_another_clones_mirror_is_read_there(tmp_path: Path, git: Git) -> None:
+    """Two clones of one repository share the cache: the first's fix build is the second's
+    base, its tree read from the first clone's mirror (nothing copied); the binary is the
+    one an empty cache gives, and there is no exception."""
+    runtime, log = CompilingRuntime(), []
+    cache, fixed, without = _first_clones_fix_build(tmp_path, git, runtime, log)
+    assert changed_files(without, fixed.tree_id) == ["hw/pci/pcie.c"]
+    builder = _builder(runtime, cache, log)
+    base = builder.incremental_base(fixed.family, fixed.lineage, without)
+    assert base is not None and base.key == fixed.key
+    record = builder.build("without", without, "bookworm", "img", "sha256:1")
+    assert record.incremental_from == fixed.key and record.compiled
+    assert not [line for line in log if "not trusted" in line], log
+    alone = _builder(runtime, tmp_path / "empty-cache", []).build(
+        "without", without, "bookworm", "img", "sha256:1")
+    assert record.binary_sha256 == alone.binary_sha256 != fixed.binary_sha256
+    assert not _git_ok(without.path, "cat-file", "-e", fixed.tree_id)  # still not copied
+
+
+def test_a_base_whose_tree_no_repository_has_is_no_base(tmp_path: Path, git: Git) -> None:
+    """The first clone's prepared tree is gone (and with it the only pointer to its
+    mirror): its build is no base for the second clone, which builds as with an empty
+    cache, without an exception."""
+    runtime, log = CompilingRuntime(), []
+    cache, fixed, without = _first_clones_fix_build(tmp_path, git, runtime, log)
+    for gone in cache.glob(f"worktrees/{fixed.commit[:16]}-*"):
+        if gone.is_dir() and gone != without.path:
+            shutil.rmtree(gone)
+    assert [p for p in cache.glob("worktrees/*/.git") if "/first-" in p.read_text()] == []
     with pytest.raises(IncrementalUnsafe, match="cannot be compared"):
         changed_files(without, fixed.tree_id)  # what the build would have run into
     builder = _builder(runtime, cache, log)
     assert builder.incremental_base(fixed.family, fixed.lineage, without) is None
     record = builder.build("without", without, "bookworm", "img", "sha256:1")
     assert record.incremental_from == "" and record.family == fixed.family
-    assert not [line for line in log if "not trusted" in line]
+    assert not [line for line in log if "not trusted" in line], log
     alone = _builder(runtime, tmp_path / "empty-cache", []).build(
         "without", without, "bookworm", "img", "sha256:1")
     assert record.binary_sha256 == alone.binary_sha256 != fixed.binary_sha256
-
     # the second clone's own build of the commit is its next fix build's base
-    v1 = trees.prepare(two, "v1", cache)
+    v1 = trees.prepare(GitSources(cache).resolve(GitSpec(str(tmp_path / "second"), "main")),
+                       "v1", cache)
     assert builder.incremental_base(fixed.family, fixed.lineage, v1).key == record.key
     built = builder.build("v1", v1, "bookworm", "img", "sha256:1")
     assert built.incremental_from == record.key and built.compiled
