@@ -15,6 +15,7 @@ from collections.abc import Callable
 import git
 
 from . import fixes, scenarios, trees
+from .commits import check_clean
 from .config import BuildSpec, Settings
 from .decision import CHECK, Decision, decide_dir
 from .errors import BuildFailed, UsageError
@@ -55,6 +56,7 @@ def check(settings: Settings, runtime: Runtime, repo: str, commit: str, patch: s
           log: Callable[[str], None] = print) -> int:
     if patch:  # a missing or malformed file is the user's input: exit 2, before any work
         fixes.resolve(patch, fixes.known_fixes(settings.matrix.scenario))
+    check_clean(repo, (commit,))  # uncommitted changes on the HEAD asked for: in no commit
     tree = GitSources(settings.cache_dir).resolve(GitSpec(repo, commit))
     print(f"commit: {tree.commit} ({commit}, QEMU {tree.qemu_version})")
     source = str(GitSpec(repo, tree.commit))  # the commit resolved once: never again

@@ -218,3 +218,16 @@ def test_a_patch_that_does_not_apply_to_the_tree_with_the_bug_is_125(debian_72: 
     (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("cannot test ")]
     assert f"patch {stale}: does not apply: hunk at hw/pci/pcie.c:" in line, line
     assert "Traceback" not in result.stderr
+
+
+def test_uncommitted_changes_on_the_head_asked_for_are_refused(debian_72: Path,
+                                                               tmp_path: Path) -> None:
+    """They are in no commit: a verdict on HEAD would not be about what the user sees."""
+    repo = tmp_path / "qemu"
+    git.Repo.clone_from(str(debian_72), str(repo))
+    (repo / PCIE_C).write_text((repo / PCIE_C).read_text() + "/* an edit */\n")
+    result = invoke("check", "--repo", str(repo), "--commit", "HEAD",
+                    env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "reports")})
+    assert result.returncode == 2, _output(result)
+    assert "has uncommitted changes on its HEAD" in result.stderr
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
