@@ -23,6 +23,7 @@ import pytest
 from patchcheck import fixes
 
 from .conftest import UPSTREAM_DATA, invoke
+from .test_upstream import mirror_env
 
 PCIE_C = "hw/pci/pcie.c"
 PDS_ERROR = "Bad config data: i=0x6e read: 0 device: 40"
@@ -54,9 +55,15 @@ def _commit_edit(repo: Path, old: str, new: str, subject: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
-def _with_second_incompatibility(repo: Path) -> str:
-    return _commit_edit(repo, SLTCAP_SET_END, SLTCAP_SET_END + "\n" + EIP_CLEARED,
-                        "pcie: a second incompatibility in the root port's Slot Capabilities")
+def _clone_with_v2(source: Path, dest: Path, commit: str = "") -> Path:
+    """A clone with the shipped v2 applied (and committed with subject `commit`)."""
+    git.Repo.clone_from(str(source), str(dest))
+    v2 = fixes.known_fixes("pds").get("v2")
+    assert v2 is not None
+    _git(dest, "apply", "--index", "-", stdin=v2.text)
+    if commit:
+        _git(dest, "commit", "-q", "-m", commit)
+    return dest
 
 
 def _breaking_unplug(repo: Path) -> str:
@@ -93,17 +100,9 @@ def debian_72(tmp_path_factory: pytest.TempPathFactory, builds) -> Path:
 
 def test_a_patch_that_fails_at_another_offset_is_failed_other_and_exit_1(
         debian_72: Path, tmp_path: Path) -> None:
-    maker = tmp_path / "maker"
-    git.Repo.clone_from(str(debian_72), str(maker))
-    v2 = fixes.known_fixes("pds").get("v2")
-    assert v2 is not None
-    _git(maker, "apply", "--index", "-", stdin=v2.text)
-    _git(maker, "commit", "-q", "-m", "pcie: the PDS fix")
-    _git(maker, "reset", "-q", "--soft", "HEAD~1")  # one patch: v2 and the new breakage
-    _git(maker, "commit", "-q", "-m", "pcie: fix PDS (and break Slot Capabilities)")
-    _with_second_incompatibility(maker)
-    _git(maker, "reset", "-q", "--soft", "HEAD~2")
-    _git(maker, "commit", "-q", "-m", "pcie: fix PDS, but break Slot Capabilities")
+    maker = _clone_with_v2(debian_72, tmp_path / "maker")  # one patch: v2 and a breakage
+    _commit_edit(maker, SLTCAP_SET_END, SLTCAP_SET_END + "\n" + EIP_CLEARED,
+                 "pcie: fix PDS, but break Slot Capabilities")
     mbox = tmp_path / "fix-and-break.mbox"
     mbox.write_text(_git(maker, "format-patch", "-1", "--stdout") + "\n")
     reports = tmp_path / "reports"
@@ -128,12 +127,8 @@ def test_a_patch_that_fails_at_another_offset_is_failed_other_and_exit_1(
 def test_git_bisect_run_check_names_the_commit_that_breaks_migration_again(
         debian_72: Path, tmp_path: Path) -> None:
     """The command a user types: each step checks the commit git bisect checked out."""
-    repo = tmp_path / "qemu"
-    git.Repo.clone_from(str(debian_72), str(repo))
-    v2 = fixes.known_fixes("pds").get("v2")
-    assert v2 is not None
-    _git(repo, "apply", "--index", "-", stdin=v2.text)
-    _git(repo, "commit", "-q", "-m", "pcie: Add hotplug detect state register to cmask")
+    repo = _clone_with_v2(debian_72, tmp_path / "qemu",
+                          "pcie: Add hotplug detect state register to cmask")
     good = _git(repo, "rev-parse", "HEAD")
     _noise(repo, "docs: a note")
     culprit = _breaking_unplug(repo)
@@ -153,13 +148,6 @@ def test_git_bisect_run_check_names_the_commit_that_breaks_migration_again(
 
 # --- upstream master: the patch judged on the tree that has the bug ----------------------------
 
-def _mirror_env() -> dict[str, str]:
-    return {"GIT_CONFIG_COUNT": "2",
-            "GIT_CONFIG_KEY_0": f"url.{(UPSTREAM_DATA / 'mirrors').resolve()}/.insteadOf",
-            "GIT_CONFIG_VALUE_0": "https://gitlab.com/qemu-project/",
-            "GIT_CONFIG_KEY_1": "protocol.file.allow", "GIT_CONFIG_VALUE_1": "always"}
-
-
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (UPSTREAM_DATA / "qemu.git").is_dir():
@@ -171,7 +159,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _check_master(clone: Path, mbox: Path, reports: Path) -> subprocess.CompletedProcess[str]:
     return invoke("check", "--repo", str(clone), "--commit", "master", "--patch", str(mbox),
-                  env={**_mirror_env(), "INVOKE_PATCHCHECK_REPORTS_DIR": str(reports)})
+                  env={**mirror_env(), "INVOKE_PATCHCHECK_REPORTS_DIR": str(reports)})
 
 
 def test_master_with_a_patch_that_changes_nothing_gets_no_tested_by(upstream: Path,
