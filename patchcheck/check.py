@@ -36,8 +36,6 @@ def fix_states(settings: Settings, tree: Tree, patch: str) -> tuple[str, str, st
     (else the scenario's first known fix) on it. FixStateUnknown when the commit's fix
     state cannot be told."""
     known = fixes.known_fixes(settings.matrix.scenario)
-    if patch:
-        fixes.resolve(patch, known)  # a missing or malformed file: a usage error, before builds
     prepared = trees.prepare(tree, "none", settings.cache_dir, known)
     carried = prepared.fix.patch if prepared.fix.applied == "reverted" else None
     if patch:
