@@ -5,15 +5,15 @@ and "passes", in the order the history has them). Then `git bisect run` drives p
 own predicate (`python -m patchcheck.bisect_step`) in a worktree of patchcheck's mirror of R:
 the user's checkout and its bisect state are never touched. The predicate builds the commit
 as it is (incrementally from the nearest cached build), runs the case and answers with the
-term (exit 0 old, 1 new), 125 when the commit cannot be built (skipped), 255 (abort) on an
-infrastructure error. Every step is logged (steps.jsonl: commit, build seconds, outcome) and
+term (exit 0 old, 1 new), 125 when the commit cannot be built or the case failed with
+another error than the bug's or was flaky (skipped), 255 (abort) on an infrastructure error. Every step is logged (steps.jsonl: commit, build seconds, outcome) and
 the answer is written to reports/<run-id>/bisect.json and bisect.md.
 
 An interrupted bisection resumes: the same repository, ends, case and scenario find their
 worktree (under <cache>/bisect/) with git's bisect state in it and go on from there.
 
-Exit codes: 0 the commit was found; 1 the case has the same outcome at both ends (nothing to
-bisect); 125 an end cannot be built; 3 infrastructure errors; 2 bad input.
+Exit codes: 0 the commit was found; 1 the case has the same outcome at both ends, or an end
+shows neither (failed with another error, flaky): nothing to bisect; 125 an end cannot be built; 3 infrastructure errors; 2 bad input.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from .sources import GitSources
 from .step import Step, evaluate
 
 TERMS = {"failed": "fails", "passed": "passes"}  # an outcome -> git bisect's term for it
+# outcomes that are neither: another error than the bug's, a flaky case (a step skips them)
+SKIPPED = ("failed-other", "flaky")
 
 
 @dataclass
@@ -85,6 +87,7 @@ def bisect(settings: Settings, config_tree: dict[str, Any], runtime_factory: Run
     check_clean(repo, (good, bad))
     history = History(GitSources(settings.cache_dir), repo)
     a, b = history.ordered(good, bad)
+    print(f"good: {a.commit} ({good}), bad: {b.commit} ({bad})")
     outdir = paths.run_dir(settings.reports_dir, run_id)
     outdir.mkdir(parents=True, exist_ok=True)
     result = BisectResult(run_id, repo, str(case), settings.matrix.scenario,
@@ -101,6 +104,12 @@ def bisect(settings: Settings, config_tree: dict[str, Any], runtime_factory: Run
             if end.outcome == "untestable":
                 result.message = f"{end.commit[:12]} cannot be built: {end.message}"
                 result.exit_code = CHECK_CANNOT_TEST
+                return result.exit_code
+            if end.outcome in SKIPPED:  # neither the bug's failure nor a pass
+                result.message = (f"the case ended {end.outcome} at {end.commit[:12]} "
+                                  f"({end.message}): it neither passes nor fails with the "
+                                  "bug's error there, nothing to bisect")
+                result.exit_code = EXIT_DEVIATION
                 return result.exit_code
             if end.outcome not in TERMS:
                 raise InfraError(f"the case at {end.commit[:12]}: {end.outcome}: {end.message}")

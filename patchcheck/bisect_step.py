@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from .bisect import TERMS
+from .bisect import SKIPPED, TERMS
 from .casespec import parse
 from .commands import _sigterm
 from .engines import container_runtime
@@ -25,9 +25,6 @@ from .errors import PatchcheckError
 from .step import evaluate
 
 ABORT = 255
-# Outcomes that neither pass nor fail with the bug's error: another error masks the watched
-# behaviour, and a flaky case is no outcome. git bisect skips such a commit.
-SKIPPED = ("failed-other", "flaky")
 
 
 def main(argv: list[str]) -> int:
@@ -64,7 +61,8 @@ def _step(predicate: dict[str, Any]) -> int:
           f"{step.build_seconds:.1f} s) {subject}")
     if step.outcome == "untestable":
         return 125
-    if step.outcome in SKIPPED:  # says nothing about the watched outcome: git bisect skips it
+    if step.outcome in SKIPPED:  # another error masks the watched outcome, a flaky case has
+        # none: git bisect skips the commit
         print(f"patchcheck: {head[:12]}: the case ended {step.outcome}: {step.message}; "
               "skipped", file=sys.stderr)
         return 125

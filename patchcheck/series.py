@@ -94,6 +94,7 @@ def run_series(settings: Settings, runtime: Runtime, repo: str, range_text: str,
     history = History(GitSources(settings.cache_dir), repo)
     commits = history.between(base_ref, tip_ref)  # a range without commits: a usage error
     base = history.resolve(base_ref)
+    print(f"range: {base.commit}..{commits[-1].sha} ({range_text}, {len(commits)} commits)")
     run_id = f"series-{base.commit[:8]}-{commits[-1].sha[:8]}-{new_run_id()}"
     outdir = paths.run_dir(settings.reports_dir, run_id)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,9 @@ def test_history_ranges_ends_and_uncommitted_changes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("outcome", "code"), [("failed", 0), ("passed", 1),
-                                               ("untestable", 125), ("error", 255)])
+                                               ("untestable", 125), ("error", 255),
+                                               # neither outcome: git bisect skips the commit
+                                               ("failed-other", 125), ("flaky", 125)])
 def test_the_predicate_answers_with_git_bisects_exit_codes(
         outcome: str, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo, shas = _repo(tmp_path, 1)
@@ -158,6 +160,18 @@ def test_the_series_names_the_first_change_and_decides_its_exit_code() -> None:
     assert run.exit_code() == 1
     clean = series.SeriesResult("s", "r", "b", "t", "pds", [_verdict(1, "as-expected", fails)])
     assert clean.exit_code() == 0 and series.changes_at(clean.commits) == ""
+
+
+def test_a_failure_with_another_error_is_another_behaviour_of_the_series(
+        make_result: Any) -> None:
+    """Outcomes, not pass/fail: the same cases failing with another error is a change."""
+    bug = [make_result("pc-q35-6.0", "7.2-none", "7.2-none", "failed", "failed")]
+    other = [make_result("pc-q35-6.0", "7.2-none", "7.2-none", "failed-other", "failed")]
+    assert series.behaviour(bug) == "fails 1 of 1"
+    assert series.behaviour(other) == "fails 1 of 1 (1 with another error)"
+    a = _verdict(1, "as-expected", sorted(f"{c.case.id}={c.observed.value}" for c in bug))
+    b = _verdict(2, "deviates", sorted(f"{c.case.id}={c.observed.value}" for c in other))
+    assert series.changes_at([a, b]) == b.commit
 
 
 # --- the incremental base ----------------------------------------------------------------
