@@ -6,14 +6,16 @@ own predicate (`python -m patchcheck.bisect_step`) in a worktree of patchcheck's
 the user's checkout and its bisect state are never touched. The predicate builds the commit
 as it is (incrementally from the nearest cached build), runs the case and answers with the
 term (exit 0 old, 1 new), 125 when the commit cannot be built or the case failed with
-another error than the bug's or was flaky (skipped), 255 (abort) on an infrastructure error. Every step is logged (steps.jsonl: commit, build seconds, outcome) and
-the answer is written to reports/<run-id>/bisect.json and bisect.md.
+another error than the bug's or was flaky (skipped), 255 (abort) on an infrastructure
+error. Every step is logged (steps.jsonl: commit, build seconds, outcome) and the answer is
+written to reports/<run-id>/bisect.json and bisect.md.
 
 An interrupted bisection resumes: the same repository, ends, case and scenario find their
 worktree (under <cache>/bisect/) with git's bisect state in it and go on from there.
 
 Exit codes: 0 the commit was found; 1 the case has the same outcome at both ends, or an end
-shows neither (failed with another error, flaky): nothing to bisect; 125 an end cannot be built; 3 infrastructure errors; 2 bad input.
+shows neither (failed with another error, flaky): nothing to bisect; 125 an end cannot be
+built; 3 infrastructure errors; 2 bad input.
 """
 
 from __future__ import annotations
