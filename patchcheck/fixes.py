@@ -13,7 +13,8 @@ Patches are applied with git (`--3way` as the fallback; `git am --3way` for an m
 patch that reverse-applies is already present and is reported as such rather than applied
 again. Whether a tree carries a known fix is detected by ancestry first (the fix's upstream
 commit is an ancestor of the tree's, where the repository has that commit), then by text
-(the patch reverse-applies). When neither tells, and no known fix applies either, the state
+(the patch reverse-applies, or every block of lines it adds is in its file: the code around
+it may have moved). When only part of a fix's lines are there and neither tells, the state
 is unknown (FixStateUnknown): the tree without the fix is not built rather than guessed.
 """
 
@@ -206,18 +207,52 @@ def _has_ancestor(tree: Path, commit: str) -> bool | None:
 
 
 def detect(tree: Path, known: KnownFixes | None = None) -> Detected:
-    """Which known fix the checked-out tree carries: by ancestry, then by text. Absent
-    when none is there and one of them applies; unknown when none applies either way."""
+    """Which known fix the checked-out tree carries: by ancestry, then by text (the patch
+    reverse-applies, or every block of lines it adds is in its file, wherever the code
+    around it moved). Absent when no block of any known fix is there; unknown when only
+    some blocks of one are (or a fix that adds nothing neither applies nor reverts)."""
     known = known or known_fixes()
+    partial = False
     for patch in known.patches:
         commit = known.commit_of(patch.name)
         if commit and _has_ancestor(tree, commit):
             return Detected("present", patch, f"ancestry ({commit[:12]})")
         if applies(tree, patch, reverse=True):
             return Detected("present", patch, "text")
-    if not known.patches or any(applies(tree, p) for p in known.patches):
-        return Detected("absent")
-    return Detected("unknown")
+        found, total = _blocks_found(tree, patch)
+        if total and found == total:
+            return Detected("present", patch, "text (its lines, moved)")
+        partial = partial or (found > 0 if total else not applies(tree, patch))
+    return Detected("unknown" if partial else "absent")
+
+
+def added_blocks(patch: Patch) -> list[tuple[str, str]]:
+    """(path, block) for each run of lines the patch adds, whitespace folded."""
+    blocks: list[tuple[str, str]] = []
+    path, run = "", []
+    for line in [*patch.text.decode(errors="replace").splitlines(), ""]:
+        if line.startswith("+") and not line.startswith("+++"):
+            run.append(line[1:])
+            continue
+        block = " ".join(" ".join(run).split())
+        if block:
+            blocks.append((path, block))
+        run = []
+        if line.startswith("+++ "):
+            path = line[4:].strip().removeprefix("b/")
+    return blocks
+
+
+def _blocks_found(tree: Path, patch: Patch) -> tuple[int, int]:
+    """How many of the patch's added blocks the tree's files hold, of how many."""
+    blocks = added_blocks(patch)
+    texts: dict[str, str] = {}
+    for path in {p for p, _ in blocks}:
+        try:
+            texts[path] = " ".join((tree / path).read_text(errors="replace").split())
+        except OSError:
+            texts[path] = ""
+    return sum(1 for p, block in blocks if block in texts[p]), len(blocks)
 
 
 def present_fix(tree: Path, known: KnownFixes | None = None) -> Patch | None:
@@ -226,9 +261,9 @@ def present_fix(tree: Path, known: KnownFixes | None = None) -> Patch | None:
     found = detect(tree, known)
     if found.state == "unknown":
         raise FixStateUnknown(
-            f"fix state unknown: no known {known.scenario} fix ({', '.join(known.names)}) "
-            "applies to the commit or reverts from it, and ancestry does not tell; the "
-            "tree without the fix is not built rather than guessed")
+            f"fix state unknown: the commit holds part of a known {known.scenario} fix "
+            f"({', '.join(known.names)}), which does not revert from it, and ancestry does "
+            "not tell; the tree without the fix is not built rather than guessed")
     return found.patch
 
 

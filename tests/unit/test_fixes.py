@@ -515,14 +515,51 @@ def test_ancestry_that_does_not_hold_falls_back_to_text(fake_tree: Tree, git: Gi
     assert fixes.detect(fake_tree.repo, known).state == "present"  # an ancestor: present
 
 
-def test_a_fix_state_nobody_can_tell_is_unknown_and_refused(fake_tree_with_v2: Tree,
-                                                            git: Git) -> None:
+def test_a_fix_whose_context_moved_is_found_by_its_lines(fake_tree_with_v2: Tree,
+                                                          git: Git) -> None:
+    """No upstream commit to ask: the lines v2 adds are there, the code around them moved.
+    The tree carries v2; `none` says it cannot revert it (never an unchanged "without")."""
     repo = fake_tree_with_v2.repo
     _moved(repo, git)
     head = git(repo, "rev-parse", "HEAD")
-    assert fixes.detect(repo).state == "unknown"
+    found = fixes.detect(repo)
+    assert (found.state, found.patch, found.how) == ("present", shipped("v2"),
+                                                     "text (its lines, moved)")
+    assert fixes.apply_fix(repo, fixes.AS_IS).has_fix
+    with pytest.raises(UsageError, match="cannot revert v2"):
+        fixes.apply_fix(repo, "none")
+    assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_a_fix_for_code_the_tree_does_not_have_is_absent(fake_tree: Tree) -> None:
+    """AER's compat entry on a tree without hw/core/machine.c's hw_compat_7_2 (as QEMU 7.2,
+    which predates the bug): neither applies nor reverts, and none of its lines is there."""
+    known = fixes.known_fixes("aer")
+    assert fixes.detect(fake_tree.repo, known).state == "absent"
+    assert fixes.apply_fix(fake_tree.repo, "none", known).applied == "unchanged"
+
+
+def test_a_fix_state_nobody_can_tell_is_unknown_and_refused(fake_tree: Tree, tmp_path: Path,
+                                                            git: Git) -> None:
+    """A fix of two blocks of which the tree holds one, its context moved: neither
+    ancestry nor text tells. Nothing is built from a guess."""
+    repo = fake_tree.repo
+    path = repo / PCIE_C
+    text = path.read_text()
+    first = "    uint32_t pos = dev->exp.exp_cap;\n"
+    last = "    dev->exp.hpev_notified = false;\n"
+    path.write_text(text.replace(first, first + "    /* block one of the fix */\n")
+                    .replace(last, last + "    /* block two of the fix */\n"))
+    fix = tmp_path / "two-blocks.patch"
+    fix.write_text(git(repo, "diff") + "\n")
+    path.write_text(text.replace(first, "    uint32_t pos = dev->exp.exp_cap; /* moved */\n"
+                                 "    /* block one of the fix */\n"))
+    git(repo, "commit", "-q", "-am", "half of the fix, its context moved")
+    head = git(repo, "rev-parse", "HEAD")
+    known = fixes.KnownFixes("pds", (fixes.Patch("two-blocks", fix),))
+    assert fixes.detect(repo, known).state == "unknown"
     for state in ("none", fixes.AS_IS):
         with pytest.raises(fixes.FixStateUnknown, match="fix state unknown"):
-            fixes.apply_fix(repo, state)
+            fixes.apply_fix(repo, state, known)
     assert git(repo, "rev-parse", "HEAD") == head  # nothing was committed
     assert issubclass(fixes.FixStateUnknown, BuildFailed)  # check: 125, series: untestable
