@@ -224,10 +224,13 @@ def decide(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str] 
     check = _check_exit(migration, semantics, failed_builds)
     matrix = _matrix_exit(verdict, semantics, failed_builds)
     words = _words_for(verdict, migration, semantics, failed_builds, check)
-    # the matrix's: its own line, then what the cases and the probe showed (no Tested-by talk)
+    # the matrix's: its own line, then what the cases and the probe showed (no Tested-by
+    # talk), and the probe's own verdict, which names the builds, where it found something
     findings = tuple(w for w in words if "Tested-by" not in w)
+    probe = (f"Register semantics: {semantics.summary}",) if semantics.introduces else ()
     return Decision(migration, semantics, matrix, check, words,
-                    (_matrix_line(verdict, semantics, failed_builds, matrix), *findings))
+                    (_matrix_line(verdict, semantics, failed_builds, matrix), *findings,
+                     *probe))
 
 
 def decide_run(run: RunResults, semantics: Semantics) -> Decision:

@@ -31,7 +31,8 @@ def test_every_case_as_the_model_expects(aer_run: MatrixRun) -> None:
     result = aer_run.result
     assert result.returncode == 0, aer_run.unexpected() + "\n" + result.stdout[-2000:] + \
         result.stderr[-2000:]
-    assert "The fix works" in result.stdout and "with it at the source" in result.stdout
+    assert "As expected (exit 0): all 250 cases came out as the model says." in result.stdout
+    assert "With the fix at the source every case passes (" in result.stdout
     data = aer_run.data
     assert data["settings"]["scenario"] == "aer"
     assert {c["source"]["build"] for c in data["cases"]} == {"7.2-none", "10.0-compat",
