@@ -12,7 +12,6 @@ has the bug, by the bug's own error, and `git bisect run` reads its exit codes r
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from patchcheck import fixes
 
 from .conftest import UPSTREAM_DATA, invoke
-from .test_upstream import mirror_env
+from .test_upstream import mirror_env, output, run_data
 
 PCIE_C = "hw/pci/pcie.c"
 PDS_ERROR = "Bad config data: i=0x6e read: 0 device: 40"
@@ -81,15 +80,6 @@ def _noise(repo: Path, subject: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
-def _output(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout[-4000:] + result.stderr[-3000:]
-
-
-def _run_data(reports: Path) -> dict:
-    (run_dir,) = [p for p in reports.iterdir() if p.is_dir() and p.name.startswith("check-")]
-    return json.loads((run_dir / "results.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def debian_72(tmp_path_factory: pytest.TempPathFactory, builds) -> Path:
     """A clone of Debian bookworm's QEMU 7.2 import (builds of it are the suite's)."""
@@ -108,11 +98,11 @@ def test_a_patch_that_fails_at_another_offset_is_failed_other_and_exit_1(
     reports = tmp_path / "reports"
     result = invoke("check", "--repo", str(debian_72), "--commit", "HEAD", "--patch", str(mbox),
                     env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(reports)})
-    assert result.returncode == 1, _output(result)
+    assert result.returncode == 1, output(result)
     assert "Tested-by:" not in result.stdout.replace("No Tested-by", "")
-    assert "fail with another error" in result.stdout, _output(result)
+    assert "fail with another error" in result.stdout, output(result)
     assert f'get_pci_config_device: {OTHER_ERROR}' in result.stdout
-    data = _run_data(reports)
+    data = run_data(reports)
     fixed = [c for c in data["cases"] if c["destination"]["build"] == "with"
              and c["source"]["build"] == "without"]
     assert fixed and {c["observed"] for c in fixed} == {"failed-other"}, fixed
@@ -172,11 +162,11 @@ def test_master_with_a_patch_that_changes_nothing_gets_no_tested_by(upstream: Pa
     mbox = tmp_path / "noop.mbox"
     mbox.write_text(_git(maker, "format-patch", "-1", "--stdout") + "\n")
     result = _check_master(upstream, mbox, tmp_path / "reports")
-    assert result.returncode == 1, _output(result)
+    assert result.returncode == 1, output(result)
     assert "\nTested-by:" not in result.stdout
-    assert "did not remove the failure" in result.stdout, _output(result)
+    assert "did not remove the failure" in result.stdout, output(result)
     assert "v2 (which it carries) reverted" in result.stdout
-    data = _run_data(tmp_path / "reports")
+    data = run_data(tmp_path / "reports")
     assert data["builds"]["with"]["fix"]["state"] == f"none+{mbox}"
     assert "reverted" in data["builds"]["with"]["fix"]["note"]
 
@@ -186,9 +176,9 @@ def test_master_with_upstreams_own_fix_as_an_mbox_gets_a_tested_by(upstream: Pat
     mbox = tmp_path / "625b370c45.mbox"
     mbox.write_text(_git(upstream, "format-patch", "-1", "--stdout", "625b370c45") + "\n")
     result = _check_master(upstream, mbox, tmp_path / "reports")
-    assert result.returncode == 0, _output(result)
+    assert result.returncode == 0, output(result)
     assert "\nTested-by: " in result.stdout
-    data = _run_data(tmp_path / "reports")
+    data = run_data(tmp_path / "reports")
     assert data["builds"]["with"]["fix"]["applied"] == "clean"
     assert data["builds"]["without"]["fix"]["applied"] == "reverted"
 
@@ -202,7 +192,7 @@ def test_a_patch_that_does_not_apply_to_the_tree_with_the_bug_is_125(debian_72: 
                                       b"dev->exp.hpev_notified = 0;"))
     result = invoke("check", "--repo", str(debian_72), "--commit", "HEAD", "--patch", str(stale),
                     env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "reports")})
-    assert result.returncode == 125, _output(result)
+    assert result.returncode == 125, output(result)
     (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("cannot test ")]
     assert f"patch {stale}: does not apply: hunk at hw/pci/pcie.c:" in line, line
     assert "Traceback" not in result.stderr
@@ -216,6 +206,6 @@ def test_uncommitted_changes_on_the_head_asked_for_are_refused(debian_72: Path,
     (repo / PCIE_C).write_text((repo / PCIE_C).read_text() + "/* an edit */\n")
     result = invoke("check", "--repo", str(repo), "--commit", "HEAD",
                     env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "reports")})
-    assert result.returncode == 2, _output(result)
+    assert result.returncode == 2, output(result)
     assert "has uncommitted changes on its HEAD" in result.stderr
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())

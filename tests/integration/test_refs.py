@@ -10,7 +10,6 @@ which the suite's 10.0 builds make: the module makes sure it is there."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from patchcheck.pipeline import Pipeline
 
 from .conftest import UPSTREAM_DATA, invoke
-from .test_upstream import mirror_env
+from .test_upstream import mirror_env, output, run_data
 
 pytestmark = pytest.mark.skipif(not (UPSTREAM_DATA / "qemu.git").is_dir(),
                                 reason=f"no upstream QEMU test data at {UPSTREAM_DATA}")
@@ -29,15 +28,6 @@ pytestmark = pytest.mark.skipif(not (UPSTREAM_DATA / "qemu.git").is_dir(),
 def check(clone: Path, commit: str, reports: Path) -> subprocess.CompletedProcess[str]:
     return invoke("check", "--repo", str(clone), "--commit", commit,
                   env={**mirror_env(), "INVOKE_PATCHCHECK_REPORTS_DIR": str(reports)})
-
-
-def output(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout[-4000:] + result.stderr[-3000:]
-
-
-def run_data(reports: Path) -> dict:
-    (run_dir,) = [p for p in reports.iterdir() if p.is_dir() and p.name.startswith("check-")]
-    return json.loads((run_dir / "results.json").read_text())
 
 
 def outcomes(data: dict) -> dict[tuple[str, str, str], str]:
