@@ -223,12 +223,12 @@ def decide(verdict: Verdict, semantics: Semantics, failed_builds: Sequence[str] 
     migration = migration_of(verdict)
     check = _check_exit(migration, semantics, failed_builds)
     matrix = _matrix_exit(verdict, semantics, failed_builds)
-    words = _words_for(verdict, migration, semantics, failed_builds, check)
-    # the matrix's: its own line, then what the cases and the probe showed (no Tested-by
-    # talk), and the probe's own verdict, which names the builds, where it found something
-    findings = tuple(w for w in words if "Tested-by" not in w)
+    findings = () if failed_builds else _findings(verdict, migration, semantics)
+    # the matrix's: its own line, what the cases and the probe showed, and the probe's own
+    # verdict, which names the builds, where it found something
     probe = (f"Register semantics: {semantics.summary}",) if semantics.introduces else ()
-    return Decision(migration, semantics, matrix, check, words,
+    return Decision(migration, semantics, matrix, check,
+                    _check_words(findings, migration, semantics, failed_builds, check),
                     (_matrix_line(verdict, semantics, failed_builds, matrix), *findings,
                      *probe))
 
@@ -286,15 +286,21 @@ def _matrix_line(verdict: Verdict, semantics: Semantics, failed_builds: Sequence
     return f"As expected (exit {code}): all {head} came out as the model says."
 
 
-def _words_for(verdict: Verdict, migration: Migration, semantics: Semantics,
-               failed_builds: Sequence[str], check: int) -> tuple[str, ...]:
+def _findings(verdict: Verdict, migration: Migration, semantics: Semantics
+              ) -> tuple[str, ...]:
+    """What the cases and the probe showed, in words (every task's)."""
+    return (*_migration_words(verdict, migration), *_semantics_words(migration, semantics))
+
+
+def _check_words(findings: tuple[str, ...], migration: Migration, semantics: Semantics,
+                 failed_builds: Sequence[str], check: int) -> tuple[str, ...]:
+    """The reply's words: the findings and, without a Tested-by, why not."""
     if failed_builds:
         return (f"Build(s) {', '.join(failed_builds)} failed: the commit cannot be tested. "
                 "No Tested-by.",)
-    lines = [*_migration_words(verdict, migration), *_semantics_words(migration, semantics)]
-    if check != CHECK_FIX_WORKS:
-        lines.append(_conclusion(migration, semantics, check))
-    return tuple(lines)
+    if check == CHECK_FIX_WORKS:
+        return findings
+    return (*findings, _conclusion(migration, semantics, check))
 
 
 def _migration_words(verdict: Verdict, migration: Migration) -> list[str]:
