@@ -287,13 +287,13 @@ def apply_fix(tree: Path, state: str, known: KnownFixes | None = None) -> FixRes
         without = _without(tree, "none", known)
         patch = resolve(state, known)
         assert patch is not None  # on_bug names a fix
-        result = _with(tree, state, patch, ancestry=None)
+        result = _with(tree, state, patch, found=None)
         note = "; ".join(n for n in (without.note, result.note) if n)
         return dataclasses.replace(result, note=note)
     patch = resolve(state, known)
     if patch is None:
         return _without(tree, state, known)
-    return _with(tree, state, patch, ancestry=detect(tree, known))
+    return _with(tree, state, patch, detect(tree, known) if known.get(state) else None)
 
 
 def _without(tree: Path, state: str, known: KnownFixes) -> FixResult:
@@ -311,12 +311,12 @@ def _without(tree: Path, state: str, known: KnownFixes) -> FixResult:
                      note=f"the tree already carried {present.name}; reverted it")
 
 
-def _with(tree: Path, state: str, patch: Patch, ancestry: Detected | None) -> FixResult:
-    """The patch applied (or found already there: by text, or by `ancestry` when the
-    tree is the commit as it is)."""
-    if ancestry is not None and ancestry.patch == patch and ancestry.how != "text":
+def _with(tree: Path, state: str, patch: Patch, found: Detected | None) -> FixResult:
+    """The patch applied, or found already there. `found`: what `detect` saw in the tree
+    as it is, for a known fix (None: a user's patch, or a tree changed first)."""
+    if found is not None and found.patch == patch:
         return FixResult(state, patch.name, "already-present", has_fix=True,
-                         note=f"{patch.name} is already in the tree (by {ancestry.how}); "
+                         note=f"{patch.name} is already in the tree (by {found.how}); "
                               "built as it is")
     _paths(tree, patch)
     if applies(tree, patch, reverse=True):
