@@ -22,7 +22,6 @@ from .errors import UsageError
 from .guests.image import guests_dir
 from .jobs import parallel
 from .migrate import Hosts, run_cases
-from .outcome import Observed
 from .progress import CaseProgress
 from .results import Case, CaseResult, write_json
 from .runtime import Mount, Runtime
@@ -99,9 +98,8 @@ def run_groups(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseRe
 
             for _, res in parallel(work, one, jobs):
                 results.append(res)
-                mark = ("DEVIATES" if res.deviates else "no verdict"
-                        if res.observed.inconclusive or res.observed == Observed.FLAKY
-                        else "ok")
+                mark = ("DEVIATES" if res.deviates else
+                        "no verdict" if res.observed.no_verdict else "ok")
                 progress.advance(f"{res.case.id}: {res.observed.value} ({mark})")
     finally:
         hosts.close()  # kills every QEMU, so cases still running end at once

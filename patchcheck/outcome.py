@@ -48,6 +48,12 @@ class Observed(enum.StrEnum):
         return self in (Observed.ERROR, Observed.SKIPPED)
 
     @property
+    def no_verdict(self) -> bool:
+        """Gives no verdict on the case: inconclusive, or flaky (a pass that is none). A
+        resumed run runs it again; a series or a matrix with it has no verdict."""
+        return self.inconclusive or self == Observed.FLAKY
+
+    @property
     def rejected(self) -> bool:
         """The destination rejected the stream (with the bug's error or another)."""
         return self in (Observed.FAILED, Observed.FAILED_OTHER)

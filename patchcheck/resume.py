@@ -28,8 +28,6 @@ from .results import Case, CaseResult, Side
 from .scenarios.base import Action, Scenario
 
 RECORD = "outcome_settings"  # the key in each case's result.json
-# outcomes a resumed run always reruns: they gave no verdict
-NOT_REUSED = (Observed.SKIPPED, Observed.ERROR, Observed.FLAKY)
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ def differences(stored: Any, now: Mapping[str, Any]) -> list[str]:
 def why_rerun(result: CaseResult, stored: Any, case: Case,
               records: Mapping[str, BuildRecord], current: Current) -> str:
     """Why an earlier result of the case is not reused ("" when it is)."""
-    if result.observed in NOT_REUSED:
+    if result.observed.no_verdict:  # a resumed run always runs it again
         return f"{result.observed.value} last time"
     action = current.action(case.guest)
     why = differences(stored, outcome_settings(case, action, records, current))

@@ -140,8 +140,7 @@ def _one(settings: Settings, runtime: Runtime, repo: str, base: BuildSpec, commi
     verdict.behaviour = behaviour(cases)
     # every case's outcome, with the bug's failure apart from another: compared by outcome
     verdict.signature = sorted(f"{c.case.id}={c.observed.value}" for c in cases)
-    if any(c.observed.inconclusive or c.observed == Observed.FLAKY for c in cases) \
-            or not cases:
+    if any(c.observed.no_verdict for c in cases) or not cases:
         verdict.status = "error"
     elif any(c.deviates for c in cases):
         verdict.status = "deviates"
