@@ -16,7 +16,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from .errors import UsageError
+from patchcheck.errors import UsageError
 
 MAX_NAME = 128
 SAFE_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._+-]{{0,{MAX_NAME - 1}}}")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import fixes
-from patchcheck.outcome import Observed
-from patchcheck.results import CaseResult, Side
-from patchcheck.sources import Tree
+from patchcheck.result.model import CaseResult, Side
+from patchcheck.result.outcome import Observed
+from patchcheck.source.specs import Tree
+from patchcheck.tree import fixes
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAKE_QEMU = FIXTURES / "fake-qemu"

@@ -4,10 +4,10 @@
 output), and the runtime records every container, command, build, import and removal.
 `PortIoMonitor`: a PCI function's config space behind HMP port I/O (0xcf8/0xcfc) and
 query-pci; a subclass models a device's writes. `FakeQemu`/`FakeHosts`: scripted QEMUs
-behind patchcheck.migrate's machine factory (`Hosts.machine`): a destination loads,
+behind patchcheck.run.migrate's machine factory (`Hosts.machine`): a destination loads,
 rejects the stream, is killed, hangs in `inmigrate` or stays paused (`Dest`); a source
 can die between cases (`Src`). A source migrated to a unix socket that no fake
-destination listens on (patchcheck.stream's Capture) sends its `stream` bytes there; a
+destination listens on (patchcheck.run.stream's Capture) sends its `stream` bytes there; a
 destination listens on its `-incoming` socket and takes a stream delivered to it
 (`received`) as one from a source.
 """
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from patchcheck.build import BuildRecord
-from patchcheck.machine import Machine, MachineError
-from patchcheck.migrate import FINAL, Hosts
-from patchcheck.pciconf import PciAddress
-from patchcheck.runtime import ContainerSpec, OwnContainer, Process
+from patchcheck.build.builder import BuildRecord
+from patchcheck.engine.runtime import ContainerSpec, OwnContainer, Process
+from patchcheck.qemu.machine import Machine, MachineError
+from patchcheck.qemu.pciconf import PciAddress
+from patchcheck.run.migrate import FINAL, Hosts
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID
 
 
@@ -144,7 +144,7 @@ _SIZES = {"b": 1, "h": 2, "w": 4}
 
 class PortIoMonitor:
     """Ports 0xcf8/0xcfc of one PCI function behind QEMU's HMP `i`/`o` commands and their
-    output, and `query-pci` (a patchcheck.pciconf.Monitor; by default it lists only this
+    output, and `query-pci` (a patchcheck.qemu.pciconf.Monitor; by default it lists only this
     function, as the root port). Bytes listed in `w1c` are
     read-only except for their write-1-to-clear bits. Another function reads all-ones and
     ignores writes; `strict`: any command but an access to this function fails the test."""
@@ -265,7 +265,7 @@ class Src:
 
 
 class FakeQemu(Machine):
-    """A patchcheck.machine.Machine without a process: a scripted QEMU (`Dest` or `Src`) and
+    """A patchcheck.qemu.machine.Machine without a process: a scripted QEMU (`Dest` or `Src`) and
     its QMP monitor. It answers query-status, query-migrate, migrate, cont, stop, quit,
     query-pci and human-monitor-command (port I/O on `monitor`, the recorded root port);
     any other command fails as QEMU's unknown commands do. It writes its log (a first line
@@ -424,7 +424,7 @@ class FakeQemu(Machine):
 
 
 class FakeHosts(Hosts):
-    """patchcheck.migrate.Hosts whose machine factory hands out scripted QEMUs: each
+    """patchcheck.run.migrate.Hosts whose machine factory hands out scripted QEMUs: each
     destination takes the next `Dest` (a test that launches more than it scripted fails),
     each source the next `Src` (then `Src()`). `launched`: every QEMU made, in order."""
 

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import Settings
-from ..errors import InfraError, PatchcheckError
-from ..locks import file_lock
-from ..runtime import ContainerSpec, Mount, Runtime, invoking_user
+from patchcheck.config.settings import Settings
+from patchcheck.engine.runtime import ContainerSpec, Mount, Runtime, invoking_user
+from patchcheck.errors import InfraError, PatchcheckError
+from patchcheck.locks import file_lock
 
 SUITE = "bookworm"  # the builder generation whose APT sources provide the packages
 KERNEL_PACKAGE = "linux-image-amd64"
@@ -174,7 +174,7 @@ def ensure_image(runtime: Runtime, settings: Settings, *, image_id: str | None =
         if found is not None and not refresh:
             return found
         if image_id is None:
-            from ..images import Images
+            from patchcheck.engine.images import Images
 
             image_id = Images(runtime, settings, log).builder(SUITE)
         return _build(runtime, image_id, directory, key, init_text, log)

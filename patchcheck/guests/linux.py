@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..scenarios.base import Action, GuestState, Monitor
-from .image import GuestError, GuestImage
+from patchcheck.guests.image import GuestError, GuestImage
+from patchcheck.scenarios.base import Action, GuestState, Monitor
 
 if TYPE_CHECKING:
-    from ..machine import Machine
+    from patchcheck.qemu.machine import Machine
 
 # RAM for the guest: 96 MiB boots, 80 MiB panics (out of memory), 64 MiB does not start;
 # 128 MiB (the matrix default) leaves a margin.
@@ -126,7 +126,7 @@ class LinuxAction(Action):
     Per source QEMU: `qemu_args(rundir, role)` for both QEMUs (same arguments apart from
     the console file), `perform(monitor)` on the paused source, `verify_destination(...)`
     once the destination runs; `again(machine)` before each further migration of the same
-    source (patchcheck.migrate.run_cases). One instance per source (it remembers the
+    source (patchcheck.run.migrate.run_cases). One instance per source (it remembers the
     console paths and the readiness). A scenario subclasses it for what it reads of the
     device before the guest runs (`before`) and once the guest is ready (`after`).
     """

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..build import BuildRecord
-from . import classify
-from .classify import Op
-from .experiment import Outcome
-from .model import BitResult, BuildProbe, RegisterResult
-from .registers import RegisterSet
+from patchcheck.build.builder import BuildRecord
+from patchcheck.probe import classify
+from patchcheck.probe.classify import Op
+from patchcheck.probe.experiment import Outcome
+from patchcheck.probe.model import BitResult, BuildProbe, RegisterResult
+from patchcheck.qemu.registers import RegisterSet
 
 
 def _effects(trace: Sequence[Op], register: str) -> dict[str, list[int]]:

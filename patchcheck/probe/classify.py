@@ -18,7 +18,7 @@ A bit that is 0 and never set cannot tell RO from an RW1C whose event never happ
 is classified RO with value 0, and the conformance check says so ("not exercised").
 
 The specification's attribute of every bit comes from the scenario's RegisterSet
-(patchcheck.probe.registers): this module holds the rules, not the table.
+(patchcheck.qemu.registers): this module holds the rules, not the table.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .registers import Attr, Register, RegisterSet, SpecBit
+from patchcheck.qemu.registers import Attr, Register, RegisterSet, SpecBit
 
 __all__ = ["Attr", "Register", "RegisterSet", "SpecBit"]  # used by callers through here
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..pciconf import PciAddress
-from .classify import Op
-from .registers import Arm, Register, RegisterSet
+from patchcheck.probe.classify import Op
+from patchcheck.qemu.pciconf import PciAddress
+from patchcheck.qemu.registers import Arm, Register, RegisterSet
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
-from ..pciconf import PciAddress
-from . import classify
-from .classify import BitChange, Change, Op
-from .registers import RegisterSet
-from .vmstate import VmstateComparison, VmstateDiff
+from patchcheck.probe import classify
+from patchcheck.probe.classify import BitChange, Change, Op
+from patchcheck.probe.vmstate import VmstateComparison, VmstateDiff
+from patchcheck.qemu.pciconf import PciAddress
+from patchcheck.qemu.registers import RegisterSet
+from patchcheck.result.outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
 
 
 @dataclass
@@ -224,7 +224,7 @@ class ProbeRun:
         """0: no fix introduces a violation; 1: one does (or breaks vmstate); 3: errors."""
         if self.all_errors:
             return EXIT_INFRA
-        from .versions import breaks
+        from patchcheck.probe.versions import breaks
 
         if self.introduced or any(v.incompatible for v in self.vmstate) or breaks(self):
             return EXIT_DEVIATION
@@ -282,7 +282,7 @@ def verdict(run: ProbeRun) -> str:
               f"difference(s)" for v in run.vmstate if v.incompatible]
     if found or broken:
         return "a fix introduces a specification violation: " + "; ".join(found + broken)
-    from .versions import break_texts
+    from patchcheck.probe.versions import break_texts
 
     if break_texts(run):
         return ("a fix does not keep an old machine type's registers: "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import html
 
-from . import versions
-from .classify import Change
-from .model import ProbeRun, deviations_text, verdict
-from .report import _probed, _vm_text
+from patchcheck.probe import versions
+from patchcheck.probe.classify import Change
+from patchcheck.probe.model import ProbeRun, deviations_text, verdict
+from patchcheck.probe.report import _probed, _vm_text
 
 
 def html_section(run: ProbeRun) -> str:

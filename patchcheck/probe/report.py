@@ -17,10 +17,10 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from . import versions
-from .classify import BitChange, Change
-from .model import BuildProbe, ProbeRun, _where, deviations_text, verdict
-from .vmstate import VmstateComparison
+from patchcheck.probe import versions
+from patchcheck.probe.classify import BitChange, Change
+from patchcheck.probe.model import BuildProbe, ProbeRun, _where, deviations_text, verdict
+from patchcheck.probe.vmstate import VmstateComparison
 
 SUITE = "semantics"
 # junit-xml writes disabled="0", which the JUnit schema (junit-10.xsd) rejects: dropped, as
@@ -332,7 +332,7 @@ def _vmstate_details(run: ProbeRun) -> list[str]:
 
 def write(run: ProbeRun, directory: Path) -> dict[str, Path]:
     """probe.json, semantics.xml (JUnit) and probe.md into `directory` (atomically each)."""
-    from ..results import write_json
+    from patchcheck.result.model import write_json
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "probe.json", "junit": directory / "semantics.xml",

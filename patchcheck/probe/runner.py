@@ -45,14 +45,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .. import ecam
-from ..build import BuildRecord
-from ..config import PROBE_METHODS
-from ..errors import InfraError, PatchcheckError
-from ..jobs import in_background
-from ..machine import Machine, MachineError, reproducer
-from ..migrate import Hosts, base_args
-from ..pciconf import (
+from patchcheck.build.builder import BuildRecord
+from patchcheck.config.settings import PROBE_METHODS
+from patchcheck.engine.runtime import Runtime
+from patchcheck.errors import InfraError, PatchcheckError
+from patchcheck.jobs import in_background
+from patchcheck.probe import classify
+from patchcheck.probe.assemble import assemble
+from patchcheck.probe.classify import Op
+from patchcheck.probe.experiment import Experiment, Outcome, experiments
+from patchcheck.probe.model import BuildProbe
+from patchcheck.qemu import ecam
+from patchcheck.qemu.machine import Machine, MachineError, reproducer
+from patchcheck.qemu.pciconf import (
     ConfigSpace,
     Monitor,
     PciConfig,
@@ -60,15 +65,10 @@ from ..pciconf import (
     find_capability,
     find_device,
 )
-from ..results import Case
-from ..runtime import Runtime
-from ..scenarios.base import Scenario
-from . import classify
-from .assemble import assemble
-from .classify import Op
-from .experiment import Experiment, Outcome, experiments
-from .model import BuildProbe
-from .registers import Register, RegisterSet
+from patchcheck.qemu.registers import Register, RegisterSet
+from patchcheck.result.model import Case
+from patchcheck.run.migrate import Hosts, base_args
+from patchcheck.scenarios.base import Scenario
 
 STEPS = (0, 1, 0, 1)  # the values written to the tested bit, in order
 
@@ -137,7 +137,7 @@ def run_experiment(exp: Experiment, machine: Monitor, registers: RegisterSet,
                    qtest: ecam.Qtest | None = None,
                    start: Mapping[str, int] | None = None) -> Outcome:
     """One experiment on a paused QEMU (the caller launches and stops it). `machine` is
-    anything with hmp() and qmp(): a patchcheck.machine.Machine; `qtest` its qtest
+    anything with hmp() and qmp(): a patchcheck.qemu.machine.Machine; `qtest` its qtest
     connection when the registers are in extended configuration space. `start`: the first
     snapshot a fresh QEMU gives (a reused QEMU's must equal it, or Drifted)."""
     cfg, cap = open_capability(machine, registers, qtest)
@@ -335,7 +335,7 @@ def reproduce_command(record: BuildRecord, args: Sequence[str], cli: str = "dock
 
 def hosts_for(runtime: Runtime, scratch: Path, cache_dir: Path) -> Hosts:
     """QEMU host containers: the scratch dir (sockets, dumps) and the build cache, read-only."""
-    from ..runtime import Mount
+    from patchcheck.engine.runtime import Mount
 
     builds = str(cache_dir / "builds")
     return Hosts(runtime, (Mount(str(scratch), str(scratch)), Mount(builds, builds,

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 
 from junit_xml import TestCase
 
-from ..build import BuildRecord
-from ..matrix import order
-from .model import PairResult, ProbeRun
+from patchcheck.build.builder import BuildRecord
+from patchcheck.probe.model import PairResult, ProbeRun
+from patchcheck.run.plan import order
 
 
 def version_of(text: str) -> tuple[int, ...]:

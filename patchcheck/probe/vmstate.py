@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..build import BuildRecord
-from ..errors import InfraError
-from ..machine import FIRMWARE_DIRS
-from ..runtime import Container
+from patchcheck.build.builder import BuildRecord
+from patchcheck.engine.runtime import Container
+from patchcheck.errors import InfraError
+from patchcheck.qemu.machine import FIRMWARE_DIRS
 
 FORWARD = "without->with"  # a without-fix source migrating to a with-fix destination
 BACKWARD = "with->without"

@@ -1,1 +1,2 @@
-"""Reports generated from results: junit.xml (machines), and the grid for people."""
+"""Reports: results and a `Decision` in, the files people and machines read out: results.json,
+junit.xml, summary.md, index.html; and shards merged into one run."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..outcome import Observed
-from ..results import CaseResult, RunResults
+from patchcheck.result.model import CaseResult, RunResults
+from patchcheck.result.outcome import Observed
 
 LEGEND = (". passed and F failed with the bug's error, as the model expects; X deviates from "
           "the model (O: failed with another error); ~ flaky; E error; - skipped")
@@ -26,7 +26,7 @@ def symbol(r: CaseResult) -> str:
 def render(run: RunResults) -> str:
     if not run.cases:
         return "(no cases)"
-    from ..matrix import q35_version
+    from patchcheck.run.plan import q35_version
 
     guests = list(dict.fromkeys(r.guest for r in run.cases))
     pairs = list(dict.fromkeys(f"{r.source.build}->{r.destination.build}" for r in run.cases))

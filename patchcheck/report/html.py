@@ -14,13 +14,13 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import UsageError
-from ..matrix import q35_version
-from ..outcome import Observed
-from ..results import CaseResult, RunResults
-from ..verdict import scenario_title
-from .junit import log_paths
-from .markdown import BUILD_FIELDS, build_facts, run_facts
+from patchcheck.errors import UsageError
+from patchcheck.report.junit import log_paths
+from patchcheck.report.markdown import BUILD_FIELDS, build_facts, run_facts
+from patchcheck.result.model import CaseResult, RunResults
+from patchcheck.result.outcome import Observed
+from patchcheck.run.plan import q35_version
+from patchcheck.verdict.judge import scenario_title
 
 SYMBOL = {Observed.PASSED: "✓", Observed.FAILED: "✗", Observed.FAILED_OTHER: "✗?",
           Observed.FLAKY: "≈", Observed.ERROR: "⚠", Observed.SKIPPED: "–"}
@@ -195,7 +195,7 @@ def _deviations(run: RunResults) -> str:
 
 
 def render(run: RunResults, run_dir: Path) -> str:
-    from ..decision import decide_dir, task_of
+    from patchcheck.verdict.decision import decide_dir, task_of
 
     decision, task = decide_dir(run, run_dir), task_of(run)
     code = decision.exit_code(task)
@@ -216,8 +216,8 @@ def render(run: RunResults, run_dir: Path) -> str:
 
 def _semantics(run_dir: Path) -> str:
     """The register-semantics probe's section, when the run has one (probe.json)."""
-    from ..probe import model as probe_model
-    from ..probe import page as probe_page
+    from patchcheck.probe import model as probe_model
+    from patchcheck.probe import page as probe_page
 
     semantics = probe_model.load(run_dir)
     return probe_page.html_section(semantics) if semantics is not None else ""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from ..outcome import Observed
-from ..results import CaseResult, RunResults
+from patchcheck.result.model import CaseResult, RunResults
+from patchcheck.result.outcome import Observed
 
 TAIL_LINES = 30
 TAIL_CHARS = 4000  # per log: hundreds of cases must not make junit.xml huge
@@ -118,7 +118,7 @@ def _unique(cases: list[TestCase]) -> list[TestCase]:
 
 
 def to_xml(run: RunResults, base: Path) -> str:
-    from ..decision import decide_dir, task_of
+    from patchcheck.verdict.decision import decide_dir, task_of
 
     decision, task = decide_dir(run, base), task_of(run)
     props = {"run_id": run.run_id, "partial": str(run.partial).lower(),
@@ -133,8 +133,8 @@ def to_xml(run: RunResults, base: Path) -> str:
     suite = TestSuite("migration", _unique([testcase(r, base) for r in run.cases]),
                       properties=props, timestamp=run.started)
     suites = [suite]
-    from ..probe import model as probe_model
-    from ..probe import report as probe_report
+    from patchcheck.probe import model as probe_model
+    from patchcheck.probe import report as probe_report
 
     semantics = probe_model.load(base)
     if semantics is not None:

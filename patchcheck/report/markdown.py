@@ -9,9 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..outcome import Observed
-from ..results import CaseResult, RunResults
-from . import grid
+from patchcheck.report import grid
+from patchcheck.result.model import CaseResult, RunResults
+from patchcheck.result.outcome import Observed
 
 BUILD_FIELDS = ("build", "source", "commit", "QEMU", "fix", "applied", "image", "built")
 LIST_LIMIT = 20  # errors and skipped cases listed one by one; deviations always all
@@ -100,7 +100,7 @@ def _listed(results: list[CaseResult], describe: str) -> list[str]:
 
 def render(run: RunResults, semantics: Any = None) -> str:
     """`semantics`: the run's probe result (patchcheck.probe.model.ProbeRun), if any."""
-    from ..decision import decide_run, semantics_of, task_of
+    from patchcheck.verdict.decision import decide_run, semantics_of, task_of
 
     decision = decide_run(run, semantics_of(semantics))
     deviating = [r for r in run.cases if r.deviates]
@@ -126,7 +126,7 @@ def render(run: RunResults, semantics: Any = None) -> str:
     lines += _section(f"Infrastructure errors ({len(errors)})", _listed(errors, "errored"))
     lines += _section(f"Skipped ({len(skipped)})", _listed(skipped, "skipped"))
     if semantics is not None:
-        from ..probe import report as probe_report
+        from patchcheck.probe import report as probe_report
 
         lines += ["", probe_report.markdown(semantics)]
     lines += ["", "Per-case logs and reproducers: index.html and cases/ in the run directory; "
@@ -137,7 +137,7 @@ def render(run: RunResults, semantics: Any = None) -> str:
 def write(run: RunResults, run_dir: Path) -> Path:
     path = run_dir / "summary.md"
     tmp = run_dir / ".summary.md.tmp"
-    from ..probe import model as probe_model
+    from patchcheck.probe import model as probe_model
 
     tmp.write_text(render(run, probe_model.load(run_dir)), encoding="utf-8")
     tmp.replace(path)

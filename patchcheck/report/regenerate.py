@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import paths
-from ..errors import UsageError
-from ..results import RunResults, write_json
-from . import html, junit, markdown
+from patchcheck import paths
+from patchcheck.errors import UsageError
+from patchcheck.report import html, junit, markdown
+from patchcheck.result.model import RunResults, write_json
 
 
 def write_reports(run: RunResults, run_dir: Path) -> dict[str, Path]:

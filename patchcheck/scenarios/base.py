@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import UsageError
+from patchcheck.errors import UsageError
 
 if TYPE_CHECKING:
-    from ..guests.image import GuestImage
-    from ..machine import Machine
-    from ..probe.registers import RegisterSet
-    from ..results import Side
+    from patchcheck.guests.image import GuestImage
+    from patchcheck.qemu.machine import Machine
+    from patchcheck.qemu.registers import RegisterSet
+    from patchcheck.result.model import Side
 
 # Destination log lines that explain a rejected migration stream, most specific first.
 LOAD_ERROR_MARKERS = ("Bad config data", "Failed to load", "error while loading state",
@@ -84,13 +84,13 @@ class Action(ABC):
         """Do the action on the source (started with -S, monitor connected)."""
 
     # Optional hooks, with the defaults of an action that needs none of them.
-    # One source may serve several destinations (patchcheck.migrate.run_cases): either the
+    # One source may serve several destinations (patchcheck.run.migrate.run_cases): either the
     # guest runs on and `again` prepares each further migration (a Linux guest), or it
     # `stays_paused`.
     shares_source: bool = False
     # The guest never runs on the source: its state after `perform` is final, so every
     # migration would send the same stream. QEMU migrates a paused source only once, so the
-    # stream is taken once and given to each destination (patchcheck.stream); `again` is
+    # stream is taken once and given to each destination (patchcheck.run.stream); `again` is
     # not called.
     stays_paused: bool = False
     # The least RAM (MiB) the guest needs: a case gets max(matrix.ram_mib, this).
@@ -209,7 +209,7 @@ class Scenario(ABC):
     def upstream_commits(self) -> dict[str, str]:
         """Known fixes by name -> the upstream commit that introduced them: a repository
         that has that commit among a tree's ancestors carries the fix, whatever its text
-        looks like there (patchcheck.fixes detects by ancestry first, then by text)."""
+        looks like there (patchcheck.tree.fixes detects by ancestry first, then by text)."""
         return {}
 
     def linux_action(self, image: GuestImage, ready_timeout: float) -> Action:

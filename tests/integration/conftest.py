@@ -17,10 +17,10 @@ import git
 import pytest
 from invoke.config import Config
 
-from patchcheck import config as config_mod
-from patchcheck.build import BuildRecord
-from patchcheck.config import Settings
-from patchcheck.pipeline import Pipeline
+from patchcheck.build.builder import BuildRecord
+from patchcheck.build.pipeline import Pipeline
+from patchcheck.config import settings as config_mod
+from patchcheck.config.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +64,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def runtime() -> Iterator[object]:
-    from patchcheck.docker_runtime import DockerRuntime
+    from patchcheck.engine.docker import DockerRuntime
 
     rt = DockerRuntime("pytest-integration")
     yield rt

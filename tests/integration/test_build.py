@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from patchcheck import images
-from patchcheck.build import RECORD, sha256_file
-from patchcheck.config import BuildSpec
+from patchcheck.build.builder import RECORD, sha256_file
+from patchcheck.config.settings import BuildSpec
+from patchcheck.engine import images
 
 from .conftest import PROJECT, invoke
 
@@ -94,11 +94,11 @@ def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime
     fooled by ninja's timestamps) and migrates like the fix: none -> it passes on 6.0."""
     import tempfile
 
-    from patchcheck.migrate import Hosts, run_case
-    from patchcheck.outcome import Observed
-    from patchcheck.results import Case
-    from patchcheck.runtime import Mount
-    from patchcheck.scenarios import get
+    from patchcheck.engine.runtime import Mount
+    from patchcheck.result.model import Case
+    from patchcheck.result.outcome import Observed
+    from patchcheck.run.migrate import Hosts, run_case
+    from patchcheck.scenarios.registry import get
 
     none = builds["7.2-none"]
     text = (PROJECT / "patchcheck" / "scenarios" / "pds" / "patches" / "v2.patch").read_text()

@@ -19,7 +19,7 @@ from pathlib import Path
 import git
 import pytest
 
-from patchcheck import fixes
+from patchcheck.tree import fixes
 
 from .conftest import UPSTREAM_DATA, invoke
 from .test_upstream import mirror_env, output, run_data

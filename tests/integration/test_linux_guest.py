@@ -1,7 +1,7 @@
 """A real Linux guest (Debian bookworm's kernel + busybox) migrated between real QEMU 7.2 builds.
 
 Cases run by hand here (`run_linux_case`) the way `migrate.run_case` runs them: both QEMUs
-exec'ed in the builder container (patchcheck.migrate.Hosts) with the scratch directory,
+exec'ed in the builder container (patchcheck.run.migrate.Hosts) with the scratch directory,
 the build cache and the guest images mounted at the same paths; the destination with
 `-incoming`, the source paused (-S); LinuxAction.perform continues the source and waits
 for the guest's readiness marker (pciehp has settled); the source migrates; the verdict
@@ -28,16 +28,16 @@ from typing import Any
 
 import pytest
 
-from patchcheck import accel
-from patchcheck.build import BuildRecord
-from patchcheck.config import Settings
-from patchcheck.docker_runtime import DockerRuntime
+from patchcheck.build.builder import BuildRecord
+from patchcheck.config.settings import Settings
+from patchcheck.engine.docker import DockerRuntime
+from patchcheck.engine.runtime import Mount
 from patchcheck.guests.image import GuestImage, ensure_image
 from patchcheck.guests.linux import heartbeats, read_console
-from patchcheck.machine import Machine, MachineError
-from patchcheck.migrate import Hosts
-from patchcheck.results import Side
-from patchcheck.runtime import Mount
+from patchcheck.qemu.machine import Machine, MachineError
+from patchcheck.result.model import Side
+from patchcheck.run import accel
+from patchcheck.run.migrate import Hosts
 from patchcheck.scenarios import pds
 from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction
@@ -265,9 +265,9 @@ def test_one_booted_source_migrates_to_each_destination_in_turn(
     per case. After a rejected migration and after an accepted one, the same source
     migrates again, with the slot state the guest left, and each verdict is the
     destination's own."""
-    from patchcheck.migrate import run_cases
-    from patchcheck.outcome import Observed
-    from patchcheck.results import Case
+    from patchcheck.result.model import Case
+    from patchcheck.result.outcome import Observed
+    from patchcheck.run.migrate import run_cases
 
     qemu_hosts, scratch = hosts
     records = {"n": builds["7.2-none"], "v2": builds["7.2-v2"]}
@@ -301,9 +301,9 @@ def test_destination_killed_while_the_guest_is_checked_is_an_error_not_a_verdict
     """A destination that dies by a signal after the migration completed says nothing about
     the migration: the case is an `error` (rerun by --resume), never `failed` (seen: a run
     interrupted during the check left a `failed` case that --resume kept)."""
-    from patchcheck.migrate import run_case
-    from patchcheck.outcome import Observed
-    from patchcheck.results import Case
+    from patchcheck.result.model import Case
+    from patchcheck.result.outcome import Observed
+    from patchcheck.run.migrate import run_case
 
     qemu_hosts, scratch = hosts
     records = {"v2": builds["7.2-v2"]}
@@ -342,9 +342,9 @@ def test_a_guest_lost_after_a_migration_that_loaded_is_tried_once_more(
     time and is flaky (never a pass); a guest lost every time is an error (a heartbeat
     timeout gives no verdict), after exactly one more attempt; the first attempt's logs are
     kept."""
-    from patchcheck.migrate import run_case
-    from patchcheck.outcome import Observed
-    from patchcheck.results import Case
+    from patchcheck.result.model import Case
+    from patchcheck.result.outcome import Observed
+    from patchcheck.run.migrate import run_case
 
     qemu_hosts, scratch = hosts
     records = {"n": builds["7.2-none"], "v2": builds["7.2-v2"]}

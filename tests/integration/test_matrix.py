@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.outcome import EXIT_OK, Observed
-from patchcheck.run import MatrixOptions, run_matrix
+from patchcheck.result.outcome import EXIT_OK, Observed
+from patchcheck.run.matrix import MatrixOptions, run_matrix
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_cases_start_and_the_next_build_is_prepared_while_a_build_compiles(
     import subprocess
     import uuid
 
-    from patchcheck.config import BuildSpec
+    from patchcheck.config.settings import BuildSpec
 
     none = builds["7.2-none"]
     repo = builds.source_repo("7.2-none")

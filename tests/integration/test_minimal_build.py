@@ -103,7 +103,7 @@ def test_precompiled_header_changes_no_byte_of_the_binary(builds, runtime, setti
     it is the same binary, byte for byte, and GCC used the header wherever it was valid."""
     import dataclasses
 
-    from patchcheck.pipeline import Pipeline
+    from patchcheck.build.pipeline import Pipeline
 
     with_pch = builds["7.2-none"]
     assert with_pch.pch == "qemu/osdep.h" and with_pch.devices == "minimal"

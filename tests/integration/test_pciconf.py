@@ -1,9 +1,9 @@
 """pciconf and the PDS scenario against the project's own QEMU 7.2 build (`7.2-none`).
 
 QEMU runs the way `invoke matrix` runs it: exec'ed in one long-lived builder container
-(patchcheck.migrate.Hosts) that mounts a private scratch directory and the build cache
-read-only at the same paths, driven through patchcheck.machine.Machine (which implements
-pciconf.Monitor), with the arguments from patchcheck.migrate (base_args and the source's
+(patchcheck.run.migrate.Hosts) that mounts a private scratch directory and the build cache
+read-only at the same paths, driven through patchcheck.qemu.machine.Machine (which implements
+pciconf.Monitor), with the arguments from patchcheck.run.migrate (base_args and the source's
 globals_args), paused (-S).
 
 Full migrations are not repeated here: tests/integration/test_matrix.py runs them through
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.build import BuildRecord
-from patchcheck.config import Settings
-from patchcheck.docker_runtime import DockerRuntime
-from patchcheck.machine import Machine
-from patchcheck.migrate import Hosts, base_args, globals_args, side
-from patchcheck.pciconf import PCI_CAP_ID_EXP, PciAddress, PciConfig, find_capability, find_device
-from patchcheck.results import Case
-from patchcheck.runtime import Mount
+from patchcheck.build.builder import BuildRecord
+from patchcheck.config.settings import Settings
+from patchcheck.engine.docker import DockerRuntime
+from patchcheck.engine.runtime import Mount
+from patchcheck.qemu.machine import Machine
+from patchcheck.qemu.pciconf import PCI_CAP_ID_EXP, PciAddress, PciConfig, find_capability, find_device
+from patchcheck.result.model import Case
+from patchcheck.run.migrate import Hosts, base_args, globals_args, side
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.slot import (
     ROOT_PORT_ID,

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.config import Settings
+from patchcheck.build.pipeline import Pipeline
+from patchcheck.config.settings import Settings
+from patchcheck.engine.podman import PodmanRuntime
+from patchcheck.engine.runtime import LABEL_RUN, Mount
 from patchcheck.errors import InfraError
-from patchcheck.migrate import Hosts
-from patchcheck.outcome import EXIT_OK
-from patchcheck.pipeline import Pipeline
-from patchcheck.podman_runtime import PodmanRuntime
-from patchcheck.run import MatrixOptions, run_matrix
-from patchcheck.runtime import LABEL_RUN, Mount
+from patchcheck.result.outcome import EXIT_OK
+from patchcheck.run.matrix import MatrixOptions, run_matrix
+from patchcheck.run.migrate import Hosts
 
 from .conftest import PROJECT, Builds
 from .test_reliability import _qemu_pids, _wait_for

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from patchcheck.config import Settings
-from patchcheck.docker_runtime import DockerRuntime
-from patchcheck.outcome import EXIT_DEVIATION
-from patchcheck.probe import probe_command, run_probe
+from patchcheck.config.settings import Settings
+from patchcheck.engine.docker import DockerRuntime
 from patchcheck.probe.classify import Change
 from patchcheck.probe.model import ProbeRun
+from patchcheck.probe.orchestrate import probe_command, run_probe
 from patchcheck.probe.report import write
+from patchcheck.result.outcome import EXIT_DEVIATION
 
 from .conftest import Builds
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from patchcheck import config as config_mod
-from patchcheck.bench_probe import bits_of
-from patchcheck.build import BuildRecord
-from patchcheck.config import Settings
-from patchcheck.docker_runtime import DockerRuntime
-from patchcheck.pipeline import Pipeline
-from patchcheck.probe import run_probe
+from patchcheck.bench.probe import bits_of
+from patchcheck.build.builder import BuildRecord
+from patchcheck.build.pipeline import Pipeline
+from patchcheck.config import settings as config_mod
+from patchcheck.config.settings import Settings
+from patchcheck.engine.docker import DockerRuntime
 from patchcheck.probe.model import ProbeRun
+from patchcheck.probe.orchestrate import run_probe
 
 from .conftest import project_config
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import git
 import pytest
 
-from patchcheck.pipeline import Pipeline
+from patchcheck.build.pipeline import Pipeline
 
 from .conftest import UPSTREAM_DATA, invoke
 from .test_upstream import mirror_env, output, run_data

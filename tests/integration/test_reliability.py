@@ -17,13 +17,13 @@ from pathlib import Path
 import docker
 import pytest
 
+from patchcheck.engine.runtime import LABEL_RUN, Mount
 from patchcheck.errors import InfraError
-from patchcheck.migrate import Hosts, run_case
-from patchcheck.outcome import Observed
-from patchcheck.results import Case
-from patchcheck.run import MatrixOptions, run_matrix
-from patchcheck.runtime import LABEL_RUN, Mount
-from patchcheck.scenarios import get
+from patchcheck.result.model import Case
+from patchcheck.result.outcome import Observed
+from patchcheck.run.matrix import MatrixOptions, run_matrix
+from patchcheck.run.migrate import Hosts, run_case
+from patchcheck.scenarios.registry import get
 
 from .conftest import PROJECT, invoke
 
@@ -144,9 +144,9 @@ def test_qemu_containers_are_hardened(builds, hosts, runtime):
 
 
 def test_a_qemu_container_that_cannot_start_is_an_error_and_is_not_left_behind(runtime):
-    """The QEMU containers run patchcheck/launcher.py with the image's python3; an image
+    """The QEMU containers run patchcheck/engine/launcher.py with the image's python3; an image
     without one (the plain base image) fails at start, says why, and is removed."""
-    from patchcheck.runtime import ContainerSpec
+    from patchcheck.engine.runtime import ContainerSpec
 
     def ours() -> set[str]:  # "ancestor" would also match the builder images' containers
         image = runtime.client.images.get("debian:bookworm").id
@@ -161,7 +161,7 @@ def test_a_qemu_container_that_cannot_start_is_an_error_and_is_not_left_behind(r
 
 
 def test_a_qemu_that_exits_at_once_fails_its_launch_quickly(builds, hosts, tmp_path):
-    from patchcheck.machine import Machine, MachineError
+    from patchcheck.qemu.machine import Machine, MachineError
 
     h, scratch = hosts
     record = builds["7.2-none"]

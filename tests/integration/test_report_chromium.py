@@ -13,9 +13,9 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from patchcheck.decision import decide_dir, task_of
 from patchcheck.report import html, regenerate
-from patchcheck.results import RunResults
+from patchcheck.result.model import RunResults
+from patchcheck.verdict.decision import decide_dir, task_of
 
 PROJECT = Path(__file__).resolve().parents[2]
 FIXTURE = PROJECT / "tests" / "fixtures" / "reports" / "demo3"

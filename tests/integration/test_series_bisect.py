@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import bench_sequence
-from patchcheck.build import Builder
+from patchcheck.bench import sequence as bench_sequence
+from patchcheck.build.builder import Builder
 
 from .conftest import PROJECT, invoke
 
@@ -44,7 +44,7 @@ class History:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory, builds) -> History:
-    """16 commits on Debian's 7.2 (patchcheck.bench_sequence.make_history): unrelated C
+    """16 commits on Debian's 7.2 (patchcheck.bench.sequence.make_history): unrelated C
     changes, one that does not build (the next repairs it), and v2 at position 12."""
     repo = tmp_path_factory.mktemp("series") / "qemu"
     base, commits = bench_sequence.make_history(builds.source_repo("7.2-none"), repo, V2)
@@ -101,9 +101,10 @@ def test_incremental_across_commits_equals_a_build_from_scratch(history: History
                                                                 settings, tmp_path: Path) -> None:
     """One commit built from the previous commit's build directory and from scratch: the same
     binary, byte for byte."""
-    from patchcheck import images, trees
-    from patchcheck.fixes import AS_IS
-    from patchcheck.sources import GitSpec
+    from patchcheck.engine import images
+    from patchcheck.source.specs import GitSpec
+    from patchcheck.tree import prepare as trees
+    from patchcheck.tree.fixes import AS_IS
 
     def prepared(position: int) -> trees.PreparedTree:
         tree = pipeline.git.resolve(GitSpec(str(history.repo), history.at(position)))

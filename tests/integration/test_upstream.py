@@ -14,9 +14,11 @@ from pathlib import Path
 import git
 import pytest
 
-from patchcheck import trees
-from patchcheck.sources import GitSources, GitSpec
-from patchcheck.subprojects import BuildKind, SubprojectStore, SubprojectUnavailable, needed, pins_of
+from patchcheck.source.specs import GitSources, GitSpec
+from patchcheck.source.subprojects.complete import pins_of
+from patchcheck.source.subprojects.needs import BuildKind, needed
+from patchcheck.source.subprojects.store import SubprojectStore, SubprojectUnavailable
+from patchcheck.tree import prepare as trees
 
 from .conftest import UPSTREAM_DATA, invoke
 

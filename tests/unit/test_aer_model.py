@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from patchcheck import fixes, scenarios, sources
-from patchcheck.results import Side
+from patchcheck.result.model import Side
+from patchcheck.scenarios import registry as scenarios
 from patchcheck.scenarios.aer import SCENARIO, NoAction
 from patchcheck.scenarios.aer.model import FORCE_ON, Kind, forced, kind, register_on
+from patchcheck.source import specs as sources
+from patchcheck.tree import fixes
 
 V72 = Side("7.2-none", "7.2.22", "none", "unchanged", False, "/b/72")
 FIXED = Side("10.0-compat", "10.0.13", "compat", "already-present", True, "/b/fixed")

@@ -1,4 +1,4 @@
-"""Builds carried between CI stages (patchcheck.artifacts), on a fake runtime: export, import
+"""Builds carried between CI stages (patchcheck.build.artifacts), on a fake runtime: export, import
 into another cache, the pipeline taking the pinned build, and every way an artifact is bad."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import artifacts
-from patchcheck.build import BINARY, BuildRecord, sha256_file
-from patchcheck.config import BuildSpec
+from patchcheck.build import artifacts
+from patchcheck.build.builder import BINARY, BuildRecord, sha256_file
+from patchcheck.config.settings import BuildSpec
+from patchcheck.engine.images import BUILDER_REPO, LABEL_DOCKERFILE
 from patchcheck.errors import InfraError
-from patchcheck.images import BUILDER_REPO, LABEL_DOCKERFILE
 
 from ..fakes import FakeRuntime, build_record
 
@@ -73,8 +73,8 @@ def test_an_imported_build_is_taken_as_it_is(artifact: Path, tmp_path: Path) -> 
 
 
 def test_the_pipeline_builds_nothing_that_was_imported(artifact: Path, tmp_path: Path) -> None:
-    from patchcheck import config
-    from patchcheck.pipeline import Pipeline
+    from patchcheck.build.pipeline import Pipeline
+    from patchcheck.config import settings as config
 
     here = tmp_path / "here"
     pins = artifacts.pins_path(here, "shard-1")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from patchcheck.bench import case_stats, percentile, table
-from patchcheck.outcome import Observed
-from patchcheck.results import RunResults
+from patchcheck.bench.figures import case_stats, percentile, table
+from patchcheck.result.model import RunResults
+from patchcheck.result.outcome import Observed
 
 
 def test_percentile_picks_from_the_data():
@@ -74,8 +74,8 @@ def test_table_states_ratios():
 def test_cpu_seconds_counts_busy_time_and_the_first_case_check(make_result):
     import time
 
-    from patchcheck.bench import _first_case_before_last_build, cpu_seconds
-    from patchcheck.results import RunResults
+    from patchcheck.bench.figures import _first_case_before_last_build, cpu_seconds
+    from patchcheck.result.model import RunResults
 
     before = cpu_seconds()
     end = time.process_time() + 0.3
@@ -92,7 +92,7 @@ def test_cpu_seconds_counts_busy_time_and_the_first_case_check(make_result):
 
 
 def test_cpu_timing_writes_back_before_the_clock_starts_and_before_it_stops(monkeypatch):
-    from patchcheck import bench
+    from patchcheck.bench import figures as bench
 
     events: list[str] = []
     busy = iter([10.0, 14.5])
@@ -104,8 +104,8 @@ def test_cpu_timing_writes_back_before_the_clock_starts_and_before_it_stops(monk
 
 
 def test_a_first_run_bench_removes_only_the_images_patchcheck_made(tmp_path):
-    from patchcheck.bench import remove_own_images
-    from patchcheck.config import MatrixSettings, Settings
+    from patchcheck.bench.figures import remove_own_images
+    from patchcheck.config.settings import MatrixSettings, Settings
     from tests.fakes import FakeRuntime
 
     runtime = FakeRuntime()
@@ -130,8 +130,8 @@ def test_the_bench_alternates_cold_builds_and_warm_runs_and_compares_medians(
     run (one build's CPU is no yardstick: it varies by a third within an hour)."""
     from types import SimpleNamespace
 
-    from patchcheck import bench
-    from patchcheck.config import BuildSpec, MatrixSettings, Settings
+    from patchcheck.bench import figures as bench
+    from patchcheck.config.settings import BuildSpec, MatrixSettings, Settings
     from tests.fakes import FakeRuntime
 
     events: list[str] = []

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from patchcheck import trees
-from patchcheck.build import BINARY, Builder, BuildRecord
-from patchcheck.incremental import (
+from patchcheck.build.builder import BINARY, Builder, BuildRecord
+from patchcheck.build.incremental import (
     IncrementalUnsafe,
     age_sources,
     changed_files,
     check_incremental_plan,
 )
-from patchcheck.runtime import ContainerSpec
-from patchcheck.sources import GitSources, GitSpec
-from patchcheck.treelink import OLD_MTIME
+from patchcheck.engine.runtime import ContainerSpec
+from patchcheck.source.specs import GitSources, GitSpec
+from patchcheck.tree import prepare as trees
+from patchcheck.tree.link import OLD_MTIME
 
 from ..conftest import FAKE_QEMU, Git, make_repo
 
@@ -67,8 +67,8 @@ def test_age_sources_makes_only_changed_files_new(tmp_path):
 
 
 def test_minimal_device_list_is_part_of_the_build_key(tmp_path):
-    from patchcheck.build import Builder, build_key
-    from patchcheck.configure import device_options, devices_mak
+    from patchcheck.build.builder import Builder, build_key
+    from patchcheck.build.configure import device_options, devices_mak
 
     full = Builder(None, tmp_path, ["--disable-docs"])
     minimal = Builder(None, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"])

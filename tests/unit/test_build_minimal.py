@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from invoke.config import Config
 
-from patchcheck import config as config_mod
-from patchcheck.build import BINARY, Builder, BuildRecord
-from patchcheck.configure import DEVICES, device_configuration, device_options, supported_options
+from patchcheck.build.builder import BINARY, Builder, BuildRecord
+from patchcheck.build.configure import DEVICES, device_configuration, device_options, supported_options
+from patchcheck.config import settings as config_mod
+from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.errors import UsageError
-from patchcheck.fixes import FixResult
-from patchcheck.runtime import ContainerSpec
-from patchcheck.sources import Tree
-from patchcheck.trees import PreparedTree
+from patchcheck.source.specs import Tree
+from patchcheck.tree.fixes import FixResult
+from patchcheck.tree.prepare import PreparedTree
 
 from .. import fakes
 
@@ -185,7 +185,7 @@ def _wrapped(rules: list[str], *args: str) -> list[str]:
     """What the wrapper runs for a compiler run with these arguments (the compiler: echo)."""
     import subprocess
 
-    from patchcheck.build import CC_WRAPPER, wrapper_env
+    from patchcheck.build.builder import CC_WRAPPER, wrapper_env
 
     env = {"PATH": "/usr/bin:/bin", **wrapper_env(rules, "echo")}
     del env["CC"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.build import CC_WRAPPER, wrapper_env
-from patchcheck.incremental import PCH_DIR, drop_stale_pch
+from patchcheck.build.builder import CC_WRAPPER, wrapper_env
+from patchcheck.build.incremental import PCH_DIR, drop_stale_pch
 
 pytestmark = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("ninja")),
                                 reason="needs gcc and ninja")

@@ -6,7 +6,7 @@ import fcntl
 import os
 import time
 
-from patchcheck.clean import STALE_SECONDS, clean, entries, leftovers
+from patchcheck.commands.clean import STALE_SECONDS, clean, entries, leftovers
 
 
 def _cache(tmp_path):

@@ -12,11 +12,14 @@ import pytest
 import yaml
 from invoke.config import Config
 
-from patchcheck import build, config, configure, images, scenarios
-from patchcheck.config import ImageRule
-from patchcheck.decision import Semantics, decide
+from patchcheck.build import builder as build
+from patchcheck.build import configure
+from patchcheck.config import settings as config
+from patchcheck.config.settings import ImageRule
+from patchcheck.engine import images
 from patchcheck.errors import BuildFailed, InfraError, PatchcheckError, UsageError
-from patchcheck.outcome import (
+from patchcheck.result.model import CaseResult
+from patchcheck.result.outcome import (
     CHECK_NO_VERDICT,
     EXIT_DEVIATION,
     EXIT_INFRA,
@@ -25,8 +28,9 @@ from patchcheck.outcome import (
     Observed,
     exit_code_for_error,
 )
-from patchcheck.results import CaseResult
-from patchcheck.verdict import judge
+from patchcheck.scenarios import registry as scenarios
+from patchcheck.verdict.decision import Semantics, decide
+from patchcheck.verdict.judge import judge
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -70,7 +74,8 @@ def test_load_project_invoke_yaml(yaml_tree: dict[str, Any], tmp_path: Path,
     if not yaml_tree.get("cache_dir"):
         assert settings.cache_dir == tmp_path / "xdg" / "patchcheck"
     # every configured source parses and every fix state is known or a file
-    from patchcheck import fixes, sources
+    from patchcheck.source import specs as sources
+    from patchcheck.tree import fixes
 
     for spec in settings.builds.values():
         sources.parse_spec(spec.source)

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.check import summary
-from patchcheck.decision import (
+from patchcheck.probe import report
+from patchcheck.probe.classify import BitChange, Change
+from patchcheck.probe.model import PairResult, ProbeRun
+from patchcheck.probe.vmstate import FORWARD, VmstateComparison, VmstateDiff
+from patchcheck.result.model import CaseResult, RunResults
+from patchcheck.result.outcome import CHECK_NO_VERDICT
+from patchcheck.scenarios.pds.registers import SPEC
+from patchcheck.sequence.check import summary
+from patchcheck.verdict.decision import (
     Decision,
     Migration,
     Semantics,
@@ -19,14 +26,7 @@ from patchcheck.decision import (
     read_semantics,
     semantics_of,
 )
-from patchcheck.outcome import CHECK_NO_VERDICT
-from patchcheck.probe import report
-from patchcheck.probe.classify import BitChange, Change
-from patchcheck.probe.model import PairResult, ProbeRun
-from patchcheck.probe.vmstate import FORWARD, VmstateComparison, VmstateDiff
-from patchcheck.results import CaseResult, RunResults
-from patchcheck.scenarios.pds.registers import SPEC
-from patchcheck.verdict import judge
+from patchcheck.verdict.judge import judge
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import commands
-from patchcheck.config import Settings
+from patchcheck.commands import tasks as commands
+from patchcheck.config.settings import Settings
 from patchcheck.errors import BuildFailed, InfraError, UsageError
-from patchcheck.outcome import CHECK_NO_VERDICT, EXIT_INFRA, EXIT_USAGE
+from patchcheck.result.outcome import CHECK_NO_VERDICT, EXIT_INFRA, EXIT_USAGE
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import fixes, trees
 from patchcheck.errors import BuildFailed, UsageError
-from patchcheck.sources import Tree
+from patchcheck.source.specs import Tree
+from patchcheck.tree import fixes
+from patchcheck.tree import prepare as trees
 
 from ..conftest import shipped
 

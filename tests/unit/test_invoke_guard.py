@@ -11,7 +11,7 @@ from pathlib import Path
 
 import invoke
 
-from patchcheck import invoke_guard
+from patchcheck.cli import guard as invoke_guard
 
 PROJECT = Path(__file__).resolve().parents[2]
 LIBRARIES = Path(invoke.__file__).resolve().parents[1]  # where invoke is installed
@@ -23,7 +23,7 @@ def test_a_patchcheck_project_is_found_upwards(tmp_path: Path) -> None:
     assert not invoke_guard.is_patchcheck_project(nested)
     (tmp_path / "project" / "tasks.py").write_text("from invoke import task\n")
     assert not invoke_guard.is_patchcheck_project(nested)  # another project's tasks
-    (tmp_path / "project" / "tasks.py").write_text("from patchcheck.tasks import ns\n")
+    (tmp_path / "project" / "tasks.py").write_text("from patchcheck.cli.collection import ns\n")
     assert invoke_guard.is_patchcheck_project(nested)
     assert invoke_guard.project_tasks(nested) == tmp_path / "project" / "tasks.py"
 
@@ -65,7 +65,7 @@ def _layout(tmp_path: Path, tasks: str, guard: bool = True) -> tuple[Path, Path,
 
 
 def test_invoke_in_a_patchcheck_project_reports_the_user_file_in_one_line(tmp_path: Path) -> None:
-    site_dir, project, home = _layout(tmp_path, "from patchcheck.tasks import ns\n")
+    site_dir, project, home = _layout(tmp_path, "from patchcheck.cli.collection import ns\n")
     result = _run_as("invoke", site_dir, project, home)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -78,14 +78,14 @@ def test_other_projects_and_programs_keep_their_behaviour(tmp_path: Path) -> Non
     site_dir, project, home = _layout(tmp_path, "from invoke import task\n")
     result = _run_as("invoke", site_dir, project, home)
     assert result.returncode != 2 and "Traceback" in result.stderr  # invoke's own way
-    (project / "tasks.py").write_text("from patchcheck.tasks import ns\n")
+    (project / "tasks.py").write_text("from patchcheck.cli.collection import ns\n")
     result = _run_as("other-tool", site_dir, project, home)  # not invoke: the line is inert
     assert "Traceback" in result.stderr and "patchcheck: error" not in result.stderr
 
 
 def test_without_the_guard_invoke_shows_its_traceback(tmp_path: Path) -> None:
     """What the guard is for: the same project and file, no .pth."""
-    site_dir, project, home = _layout(tmp_path, "from patchcheck.tasks import ns\n", guard=False)
+    site_dir, project, home = _layout(tmp_path, "from patchcheck.cli.collection import ns\n", guard=False)
     result = _run_as("invoke", site_dir, project, home)
     assert result.returncode == 1 and "Traceback" in result.stderr
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.outcome import Observed
 from patchcheck.report import grid, junit
-from patchcheck.results import CaseResult, RunResults, write_json
+from patchcheck.result.model import CaseResult, RunResults, write_json
+from patchcheck.result.outcome import Observed
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 

@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 from patchcheck.report import junit, regenerate
-from patchcheck.results import CaseResult, RunResults
+from patchcheck.result.model import CaseResult, RunResults
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MakeResult = Callable[..., CaseResult]

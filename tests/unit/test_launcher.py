@@ -1,4 +1,4 @@
-"""The container-side launcher (patchcheck/launcher.py) and its client, run on this host:
+"""The container-side launcher (patchcheck/engine/launcher.py) and its client, run on this host:
 the launcher is plain Python, so no container is needed to check its protocol."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from patchcheck.engine.launched import LaunchedProcess
+from patchcheck.engine.runtime import LAUNCHER
 from patchcheck.errors import InfraError
-from patchcheck.launched import LaunchedProcess
-from patchcheck.runtime import LAUNCHER
 
 
 @pytest.fixture

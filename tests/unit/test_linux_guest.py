@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from patchcheck import accel
-from patchcheck.config import MatrixSettings, Settings
+from patchcheck.config.settings import MatrixSettings, Settings
+from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.errors import InfraError, UsageError
 from patchcheck.guests import image as guest_image
 from patchcheck.guests import linux
@@ -33,8 +33,8 @@ from patchcheck.guests.linux import (
     heartbeats,
     parse_ready,
 )
-from patchcheck.results import Side
-from patchcheck.runtime import ContainerSpec
+from patchcheck.result.model import Side
+from patchcheck.run import accel
 from patchcheck.scenarios.base import Action
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.linux import GuestSlotState

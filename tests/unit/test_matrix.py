@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from patchcheck import matrix
 from patchcheck.errors import UsageError
-from patchcheck.results import Case
+from patchcheck.result.model import Case
+from patchcheck.run import plan as matrix
 from patchcheck.scenarios.pds import SCENARIO
 
 Q35_72 = [f"pc-q35-{v}" for v in ("4.0", "4.0.1", "4.1", "4.2", "5.0", "5.1", "5.2", "6.0",
@@ -260,7 +260,7 @@ def test_shard_rejects(k: int, n: int) -> None:
 
 
 def test_source_groups_share_one_linux_boot_per_source_type_and_globals() -> None:
-    from patchcheck.schedule import groups as source_groups
+    from patchcheck.run.schedule import groups as source_groups
 
     cases = [Case("pc-q35-6.0", s, d, g, gl) for s in ("a", "b") for d in ("a", "b")
              for g in ("synthetic", "linux") for gl in ((), ("x=1",))]

@@ -1,5 +1,5 @@
 """Issue 25: report.merge takes a complete set of shards only, and carries the probe of the
-shard that ran it (shard 1/N) into the merged run (patchcheck.merge)."""
+shard that ran it (shard 1/N) into the merged run (patchcheck.report.merge)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.decision import read_semantics
 from patchcheck.errors import UsageError
-from patchcheck.merge import merge
-from patchcheck.migrate import side
-from patchcheck.outcome import Observed
 from patchcheck.probe import report as probe_report
 from patchcheck.probe.model import ProbeRun
-from patchcheck.results import CaseResult, RunResults, write_json
+from patchcheck.report.merge import merge
+from patchcheck.result.model import CaseResult, RunResults, write_json
+from patchcheck.result.outcome import Observed
+from patchcheck.run.migrate import side
+from patchcheck.verdict.decision import read_semantics
 
 from ..fakes import build_record
 

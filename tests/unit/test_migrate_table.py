@@ -1,4 +1,4 @@
-"""The destination verdict, the retried lost guest and source reuse (patchcheck.migrate),
+"""The destination verdict, the retried lost guest and source reuse (patchcheck.run.migrate),
 on scripted QEMUs (tests/fakes.py): no Docker, no QEMU.
 
 Each case runs the real PDS scenario: its synthetic action writes the source's recorded
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.machine import Machine
-from patchcheck.migrate import run_case, run_cases
-from patchcheck.outcome import Observed
-from patchcheck.results import Case, CaseResult
+from patchcheck.qemu.machine import Machine
+from patchcheck.result.model import Case, CaseResult
+from patchcheck.result.outcome import Observed
+from patchcheck.run.migrate import run_case, run_cases
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.slot import SlotState, SyntheticAction, read_slot_state
 

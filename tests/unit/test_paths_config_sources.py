@@ -1,5 +1,5 @@
 """The safe-name pattern and the stays-inside check (patchcheck.paths), where a configuration
-value came from (patchcheck.configsource), and git's reason in a clone error."""
+value came from (patchcheck.config.origin), and git's reason in a clone error."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import git
 import pytest
 from invoke.config import Config
 
-from patchcheck import config, configsource, paths
+from patchcheck import paths
+from patchcheck.config import origin as configsource
+from patchcheck.config import settings as config
 from patchcheck.errors import ConfigError, UsageError, error_line
 from patchcheck.report.regenerate import run_dir_of
-from patchcheck.results import Case
-from patchcheck.sources import _clone_error, git_reason
+from patchcheck.result.model import Case
+from patchcheck.source.specs import _clone_error, git_reason
 
 from .test_bad_input_table import _snapshot
 
@@ -215,8 +217,8 @@ def test_snapshot_sees_what_the_table_must_catch(tmp_path: Path) -> None:
 def test_a_wrap_directory_cannot_leave_the_tree(tmp_path: Path) -> None:
     """A wrap's `directory` (and `patch_directory`) is the tree's word: `_place` removes and
     fills that directory, so it must be inside the tree."""
-    from patchcheck.subprojects import _place
-    from patchcheck.subprojects.pins import parse_wrap
+    from patchcheck.source.subprojects.complete import _place
+    from patchcheck.source.subprojects.pins import parse_wrap
 
     tree, victim, content = tmp_path / "tree", tmp_path / "victim", tmp_path / "content"
     for d in (tree, victim, content):
@@ -227,7 +229,7 @@ def test_a_wrap_directory_cannot_leave_the_tree(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="outside"):
         _place(tree, wrap, content)
     assert (victim / "keep").is_file()
-    from patchcheck.subprojects.store import SubprojectStore
+    from patchcheck.source.subprojects.store import SubprojectStore
 
     escaping = parse_wrap("subprojects/x.wrap", "[wrap-git]\nurl = https://example.invalid/x\n"
                           "revision = ../../../victim\n")
@@ -244,13 +246,13 @@ def test_a_wrap_directory_cannot_leave_the_tree(tmp_path: Path) -> None:
     ("", "failed without output"),
 ])
 def test_apt_reason(text: str, reason: str) -> None:
-    from patchcheck.fetch import apt_reason
+    from patchcheck.source.fetch import apt_reason
 
     assert apt_reason(text) == reason
 
 
 def test_engine_reason_is_the_innermost_cause() -> None:
-    from patchcheck.docker_runtime import engine_reason
+    from patchcheck.engine.docker import engine_reason
 
     try:
         try:

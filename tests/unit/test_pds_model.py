@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from patchcheck.pciconf import (
+from patchcheck.qemu.pciconf import (
     PCI_CAP_ID_EXP,
     PciAddress,
     PciConfig,
@@ -16,7 +16,7 @@ from patchcheck.pciconf import (
     find_capability,
     find_device,
 )
-from patchcheck.results import Side
+from patchcheck.result.model import Side
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.registers import SLTSTA_PDS
 from patchcheck.scenarios.pds.slot import (
@@ -111,7 +111,7 @@ def root_port(image: bytes = ROOT_PORT_Q35_60) -> tuple[PortIoMonitor, PciConfig
 def test_q35_version_is_parsed_once_for_every_module(name: str, version: tuple[int, ...] | None
                                                     ) -> None:
     from patchcheck.errors import UsageError
-    from patchcheck.matrix import q35_version
+    from patchcheck.run.plan import q35_version
 
     if version is None:
         with pytest.raises(UsageError):
@@ -346,7 +346,7 @@ def test_recorded_images_differ_in_pds() -> None:
         assert NoAction().perform(monitor).presence_detected is pds
 
 
-# --- the Scenario object used by patchcheck.migrate -----------------------------------------
+# --- the Scenario object used by patchcheck.run.migrate -----------------------------------------
 
 DESTINATION_LOG = """\
 qemu-system-x86_64: get_pci_config_device: Bad config data: i=0x6e read: 0 device: 40 cmask: ff wmask: 0 w1cmask:19
@@ -359,7 +359,7 @@ qemu-system-x86_64: load of migration failed: Invalid argument
 
 def test_scenario_object() -> None:
     from patchcheck.errors import UsageError
-    from patchcheck.scenarios import get
+    from patchcheck.scenarios.registry import get
 
     scenario = get("pds")
     assert scenario.name == "pds"

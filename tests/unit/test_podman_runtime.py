@@ -1,4 +1,4 @@
-"""Podman through the docker SDK (patchcheck/podman_runtime.py): what differs from Docker,
+"""Podman through the docker SDK (patchcheck/engine/podman.py): what differs from Docker,
 against a fake client that records what the runtime asks of the engine. No engine needed."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from docker.types import HostConfig
 
-from patchcheck import config, engines, podman_conf
-from patchcheck.docker_runtime import DockerRuntime
-from patchcheck.errors import ConfigError, InfraError, UsageError
-from patchcheck.podman_runtime import (
+from patchcheck.config import settings as config
+from patchcheck.engine import podman_conf
+from patchcheck.engine import registry as engines
+from patchcheck.engine.docker import DockerRuntime
+from patchcheck.engine.podman import (
     SAFE_LIMITS,
     Limits,
     PodmanRuntime,
@@ -26,7 +27,8 @@ from patchcheck.podman_runtime import (
     parse_limits,
     service_limits,
 )
-from patchcheck.runtime import LABEL_RUN, ContainerSpec, Mount
+from patchcheck.engine.runtime import LABEL_RUN, ContainerSpec, Mount
+from patchcheck.errors import ConfigError, InfraError, UsageError
 
 PODMAN_PING = {"Api-Version": "1.41", "Libpod-Api-Version": "4.3.1"}
 DOCKER_PING = {"Api-Version": "1.41"}

@@ -15,21 +15,14 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from patchcheck import config as config_mod
+from patchcheck.config import settings as config_mod
 from patchcheck.errors import UsageError
-from patchcheck.probe import (
-    check_builds,
-    machines_per_build,
-    model,
-    page,
-    pairs_of,
-    report,
-    vmstate,
-)
 from patchcheck.probe import classify as c
+from patchcheck.probe import model, page, report, vmstate
 from patchcheck.probe.assemble import assemble
 from patchcheck.probe.classify import Behaviour, Change, Op, Status
 from patchcheck.probe.experiment import Experiment, experiments
+from patchcheck.probe.orchestrate import check_builds, machines_per_build, pairs_of
 from patchcheck.probe.runner import run_experiment
 from patchcheck.scenarios.pds import registers as R
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, XHCI_ID

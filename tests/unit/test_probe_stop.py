@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import scenarios
 from patchcheck.errors import InfraError
-from patchcheck.machine import Machine, MachineError
-from patchcheck.migrate import Hosts
 from patchcheck.probe.runner import ProbeRunner
+from patchcheck.qemu.machine import Machine, MachineError
+from patchcheck.run.migrate import Hosts
+from patchcheck.scenarios import registry as scenarios
 
 from ..fakes import FakeRuntime, build_record
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from patchcheck import ecam
-from patchcheck.build import BuildRecord
-from patchcheck.pciconf import PciAddress, PciError
+from patchcheck.build.builder import BuildRecord
 from patchcheck.probe import assemble, classify, experiment, model, runner, versions
+from patchcheck.qemu import ecam
+from patchcheck.qemu.pciconf import PciAddress, PciError
 from patchcheck.scenarios.aer import ROOT_PORT_ID, SCENARIO
 from patchcheck.scenarios.aer.model import UNC_MASK_DEFAULT
 

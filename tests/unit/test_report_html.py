@@ -12,7 +12,7 @@ import pytest
 
 from patchcheck.errors import UsageError
 from patchcheck.report import html, regenerate
-from patchcheck.results import CaseResult, RunResults
+from patchcheck.result.model import CaseResult, RunResults
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "reports" / "demo3"
 MakeResult = Callable[..., CaseResult]

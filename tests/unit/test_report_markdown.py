@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.decision import Semantics, decide
 from patchcheck.report import grid, markdown, regenerate
-from patchcheck.results import CaseResult, RunResults
-from patchcheck.verdict import judge
+from patchcheck.result.model import CaseResult, RunResults
+from patchcheck.verdict.decision import Semantics, decide
+from patchcheck.verdict.judge import judge
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "reports" / "demo3"
 MakeResult = Callable[..., CaseResult]

@@ -1,5 +1,5 @@
 """Issue 25: `--resume` reuses a finished case only when every setting that can change its
-outcome is the same (patchcheck.resume), and says why it reruns the others."""
+outcome is the same (patchcheck.run.resume), and says why it reruns the others."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import resume
-from patchcheck.build import BuildRecord
+from patchcheck.build.builder import BuildRecord
 from patchcheck.guests.image import GuestImage
-from patchcheck.migrate import side
-from patchcheck.outcome import Observed
-from patchcheck.results import Case, CaseResult, write_json
-from patchcheck.resume import Current, differences, finished_cases, outcome_settings
+from patchcheck.result.model import Case, CaseResult, write_json
+from patchcheck.result.outcome import Observed
+from patchcheck.run import resume
+from patchcheck.run.migrate import side
+from patchcheck.run.resume import Current, differences, finished_cases, outcome_settings
 from patchcheck.scenarios.pds import SCENARIO
 
 from ..fakes import build_record

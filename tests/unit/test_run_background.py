@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from patchcheck.docker_runtime import DockerRuntime
+from patchcheck.engine.docker import DockerRuntime
+from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.errors import InfraError
 from patchcheck.jobs import InOrder, in_background
-from patchcheck.runtime import ContainerSpec
 
 
 def test_background_work_runs_beside_the_caller_and_hands_over_its_result():

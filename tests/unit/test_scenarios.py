@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import scenarios
 from patchcheck.errors import UsageError
-from patchcheck.results import Side
+from patchcheck.result.model import Side
+from patchcheck.scenarios import registry as scenarios
 from patchcheck.scenarios.base import Action, GuestState, Monitor, Scenario
 
 
@@ -80,7 +80,7 @@ def test_a_second_scenario_needs_only_the_required_methods(tmp_path: Path) -> No
 
 def test_the_setting_chooses_a_known_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                               ) -> None:
-    from patchcheck import config
+    from patchcheck.config import settings as config
     from patchcheck.errors import ConfigError
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -99,8 +99,8 @@ def test_the_setting_chooses_a_known_scenario(tmp_path: Path, monkeypatch: pytes
 
 def test_a_minimal_build_gets_the_devices_its_scenario_needs(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from patchcheck import config
-    from patchcheck.pipeline import minimal_devices
+    from patchcheck.build.pipeline import minimal_devices
+    from patchcheck.config import settings as config
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     short = config.load({"patchcheck": {"build": {"devices": ["CONFIG_Q35=y"]}}})

@@ -1,4 +1,4 @@
-"""patchcheck.schedule (which cases may run as builds finish) and jobs.parallel over a lazy,
+"""patchcheck.run.schedule (which cases may run as builds finish) and jobs.parallel over a lazy,
 slow source of work (the builds happen inside it)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from patchcheck import matrix
 from patchcheck.jobs import parallel
-from patchcheck.results import Case
-from patchcheck.schedule import Schedule, build_order
+from patchcheck.result.model import Case
+from patchcheck.run import plan as matrix
+from patchcheck.run.schedule import Schedule, build_order
 
 BUILDS = ["a", "b", "c"]
 GUESTS = {"synthetic": "all", "linux": "boundary"}

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
-from patchcheck import bisect_step, casespec, commits, fixes, incremental, series
+from patchcheck.build import incremental
 from patchcheck.errors import UsageError
-from patchcheck.step import Step
+from patchcheck.sequence import bisect_step, casespec, series
+from patchcheck.sequence.step import Step
+from patchcheck.source import commits
+from patchcheck.tree import fixes
 
 # --- the case syntax ---------------------------------------------------------------------
 
@@ -77,7 +80,7 @@ def _repo(tmp_path: Path, n: int = 3) -> tuple[Path, list[str]]:
 
 
 def test_history_ranges_ends_and_uncommitted_changes(tmp_path: Path) -> None:
-    from patchcheck.sources import GitSources
+    from patchcheck.source.specs import GitSources
 
     repo, shas = _repo(tmp_path)
     history = commits.History(GitSources(tmp_path / "cache"), str(repo))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck import sources
 from patchcheck.errors import InfraError, UsageError
-from patchcheck.sources import DebianSources, DebianSpec, GitSources, GitSpec, Tree
+from patchcheck.source import specs as sources
+from patchcheck.source.specs import DebianSources, DebianSpec, GitSources, GitSpec, Tree
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -316,7 +316,7 @@ def test_a_bare_repository_and_a_linked_worktree(origin: dict[str, str], tmp_pat
 
 
 def test_a_range_and_bisection_ends_are_the_users(clone: Path, tmp_path: Path, git: Git) -> None:
-    from patchcheck.commits import History, check_clean
+    from patchcheck.source.commits import History, check_clean
 
     history = History(GitSources(tmp_path / "cache"), str(clone))
     history.resolve("HEAD")  # the mirror exists, on main

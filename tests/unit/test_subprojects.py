@@ -14,17 +14,10 @@ import git
 import pytest
 
 from patchcheck.errors import BuildFailed, UsageError
-from patchcheck.sources import commit_env
-from patchcheck.subprojects import (
-    BuildKind,
-    SubprojectStore,
-    SubprojectUnavailable,
-    complete,
-    needed,
-    pins_of,
-)
-from patchcheck.subprojects.needs import configure_meson_minimum
-from patchcheck.subprojects.pins import (
+from patchcheck.source.specs import commit_env
+from patchcheck.source.subprojects.complete import complete, pins_of
+from patchcheck.source.subprojects.needs import BuildKind, configure_meson_minimum, needed
+from patchcheck.source.subprojects.pins import (
     SUBMODULE,
     WRAP_FILE,
     WRAP_GIT,
@@ -32,6 +25,7 @@ from patchcheck.subprojects.pins import (
     parse_gitmodules,
     parse_wrap,
 )
+from patchcheck.source.subprojects.store import SubprojectStore, SubprojectUnavailable
 
 UPSTREAM = "https://gitlab.example/qemu-project/"
 
@@ -108,7 +102,7 @@ def test_gitlink_without_gitmodules_entry_is_one_usage_line(tmp_path: Path) -> N
 
 
 def test_relative_submodule_url_is_resolved_against_the_origin() -> None:
-    from patchcheck.subprojects.pins import _resolve_url
+    from patchcheck.source.subprojects.pins import _resolve_url
 
     assert _resolve_url("../keycodemapdb.git", "https://host/qemu-project/qemu.git") == \
         "https://host/qemu-project/keycodemapdb.git"

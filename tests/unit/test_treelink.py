@@ -1,4 +1,4 @@
-"""trees.prepare through patchcheck.treelink on the fake QEMU tree: a tree made from a nearby
+"""trees.prepare through patchcheck.tree.link on the fake QEMU tree: a tree made from a nearby
 prepared tree shares its unchanged files (inodes), holds exactly its own commit, and leaves
 the template and both trees' git indexes as they were."""
 
@@ -12,8 +12,10 @@ from pathlib import Path
 import git as git_module
 import pytest
 
-from patchcheck import incremental, treelink, trees
-from patchcheck.sources import Tree
+from patchcheck.build import incremental
+from patchcheck.source.specs import Tree
+from patchcheck.tree import link as treelink
+from patchcheck.tree import prepare as trees
 
 from ..conftest import PCIE_C, V2_LINE, Git
 
@@ -124,7 +126,7 @@ def test_a_build_never_changes_the_times_of_a_file_another_tree_shares(
     next tree of the same commit is being made from it (linked, not yet patched): the
     changed file gets an inode of its own before its time moves, so the other tree's index
     still vouches for its pcie.c and the fix goes in with `git apply --index`."""
-    from patchcheck import fixes
+    from patchcheck.tree import fixes
 
     cache = tmp_path / "cache"
     without = trees.prepare(fake_tree, "none", cache)
@@ -167,7 +169,7 @@ def test_a_template_from_another_mirror_is_taken_only_when_its_objects_are_here(
     """Two clones of one repository share the worktrees cache. The first clone's fix tree
     (its fix a commit of that mirror alone) is no template for the second clone's mirror;
     its tree of the commit as it is, whose objects both have, is."""
-    from patchcheck.sources import GitSources, GitSpec
+    from patchcheck.source.specs import GitSources, GitSpec
 
     cache = tmp_path / "cache"
     root = cache / "worktrees"

@@ -16,12 +16,12 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from patchcheck.decision import CHECK, decide_dir
-from patchcheck.migrate import run_case
-from patchcheck.outcome import CHECK_NO_VERDICT, Observed
 from patchcheck.report import regenerate
-from patchcheck.results import CaseResult, RunResults
+from patchcheck.result.model import CaseResult, RunResults
+from patchcheck.result.outcome import CHECK_NO_VERDICT, Observed
+from patchcheck.run.migrate import run_case
 from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.verdict.decision import CHECK, decide_dir
 
 from ..fakes import KILLED, LOADS, REJECTS, REJECTS_OTHER, Dest, FakeHosts
 from .test_migrate_table import BUILDS, FIXED, LOST, TIMEOUT, UNFIXED, Sharing

@@ -15,17 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...matrix import q35_version
-from ..base import Action, Defaults, GuestState, Monitor, Scenario, Signature, Words
-from .model import FEATURE_SINCE, FORCE_ON, PROPERTY, Kind, expected_to_fail, forced, kind
-from .registers import register_set
+from patchcheck.run.plan import q35_version
+from patchcheck.scenarios.aer.model import (
+    FEATURE_SINCE,
+    FORCE_ON,
+    PROPERTY,
+    Kind,
+    expected_to_fail,
+    forced,
+    kind,
+)
+from patchcheck.scenarios.aer.registers import register_set
+from patchcheck.scenarios.base import Action, Defaults, GuestState, Monitor, Scenario, Signature, Words
 
 ROOT_PORT_ID = "aer-rp18"
 ROOT_PORT_DEVICE = f"pcie-root-port,port=18,chassis=19,id={ROOT_PORT_ID},bus=pcie.0,addr=0x12"
 PATCHES = Path(__file__).with_name("patches")
 
 if TYPE_CHECKING:
-    from ...results import Side
+    from patchcheck.result.model import Side
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...matrix import q35_version
+from patchcheck.run.plan import q35_version
 
 if TYPE_CHECKING:
-    from ...results import Side
+    from patchcheck.result.model import Side
 
 PROPERTY = "x-pcie-err-unc-mask"
 FEATURE_SINCE = (8, 0)  # the QEMU version and the first machine type with the register on

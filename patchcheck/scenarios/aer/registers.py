@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...matrix import q35_version
-from ...probe.registers import Attr, ReadOnlyAllowed, Register, RegisterSet, SpecBit, fields
-from .model import FEATURE_SINCE
+from patchcheck.qemu.registers import Attr, ReadOnlyAllowed, Register, RegisterSet, SpecBit, fields
+from patchcheck.run.plan import q35_version
+from patchcheck.scenarios.aer.model import FEATURE_SINCE
 
 PCI_EXT_CAP_ID_ERR = 0x0001  # Advanced Error Reporting
 SPECIFICATION = "PCI Express Base Specification 4.0"

@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...matrix import q35_version
-from ..base import Action, Defaults, GuestState, Scenario, Signature, Words
-from .linux import GuestSlotState, PdsLinuxAction
-from .registers import register_set
-from .slot import (
+from patchcheck.run.plan import q35_version
+from patchcheck.scenarios.base import Action, Defaults, GuestState, Scenario, Signature, Words
+from patchcheck.scenarios.pds.linux import GuestSlotState, PdsLinuxAction
+from patchcheck.scenarios.pds.registers import register_set
+from patchcheck.scenarios.pds.slot import (
     ACTIONS,
     FORCE_NATIVE_HOTPLUG,
     LAST_NATIVE_HOTPLUG_Q35,
@@ -30,8 +30,8 @@ from .slot import (
 PATCHES = Path(__file__).with_name("patches")
 
 if TYPE_CHECKING:
-    from ...guests.image import GuestImage
-    from ...results import Side
+    from patchcheck.guests.image import GuestImage
+    from patchcheck.result.model import Side
 
 
 class PdsScenario(Scenario):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...guests.image import GuestImage
-from ...guests.linux import LinuxAction, Readiness
-from ..base import Monitor
-from .registers import SLTSTA_PDS
-from .slot import ROOT_PORT_ID, SlotState, read_slot_state
+from patchcheck.guests.image import GuestImage
+from patchcheck.guests.linux import LinuxAction, Readiness
+from patchcheck.scenarios.base import Monitor
+from patchcheck.scenarios.pds.registers import SLTSTA_PDS
+from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, SlotState, read_slot_state
 
 
 @dataclass(frozen=True)

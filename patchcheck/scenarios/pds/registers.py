@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ...matrix import order, q35_version
-from ...pciconf import PCI_CAP_ID_EXP
-from ...probe.registers import (
+from patchcheck.qemu.pciconf import PCI_CAP_ID_EXP
+from patchcheck.qemu.registers import (
     Arm,
     Attr,
     ReadOnlyAllowed,
@@ -33,6 +32,7 @@ from ...probe.registers import (
     SpecBit,
     fields,
 )
+from patchcheck.run.plan import order, q35_version
 
 # PCI Express capability registers, as offsets from the capability's start.
 EXP_FLAGS = 0x02

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ...errors import UsageError
-from ...matrix import q35_version
-from ...pciconf import PCI_CAP_ID_EXP, Monitor, PciConfig, find_capability, find_device
-from ..base import Action, GuestState
-from .registers import (
+from patchcheck.errors import UsageError
+from patchcheck.qemu.pciconf import PCI_CAP_ID_EXP, Monitor, PciConfig, find_capability, find_device
+from patchcheck.run.plan import q35_version
+from patchcheck.scenarios.base import Action, GuestState
+from patchcheck.scenarios.pds.registers import (
     SLTCTL,
     SLTCTL_PCC,
     SLTCTL_PIC_OFF,
