@@ -4,7 +4,7 @@
 output), and the runtime records every container, command, build, import and removal.
 `PortIoMonitor`: a PCI function's config space behind HMP port I/O (0xcf8/0xcfc) and
 query-pci; a subclass models a device's writes. `FakeQemu`/`FakeHosts`: scripted QEMUs
-behind patchcheck.run.migrate's machine factory (`Hosts.machine`): a destination loads,
+behind patchcheck.qemu.hosts's machine factory (`Hosts.machine`): a destination loads,
 rejects the stream, is killed, hangs in `inmigrate` or stays paused (`Dest`); a source
 can die between cases (`Src`). A source migrated to a unix socket that no fake
 destination listens on (patchcheck.run.stream's Capture) sends its `stream` bytes there; a
@@ -24,9 +24,10 @@ from typing import Any
 
 from patchcheck.build.builder import BuildRecord
 from patchcheck.engine.runtime import ContainerSpec, OwnContainer, Process
+from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError
 from patchcheck.qemu.pciconf import PciAddress
-from patchcheck.run.migrate import FINAL, Hosts
+from patchcheck.run.migrate import FINAL
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID
 
 
@@ -424,7 +425,7 @@ class FakeQemu(Machine):
 
 
 class FakeHosts(Hosts):
-    """patchcheck.run.migrate.Hosts whose machine factory hands out scripted QEMUs: each
+    """patchcheck.qemu.hosts.Hosts whose machine factory hands out scripted QEMUs: each
     destination takes the next `Dest` (a test that launches more than it scripted fails),
     each source the next `Src` (then `Src()`). `launched`: every QEMU made, in order."""
 

@@ -262,7 +262,7 @@ def bench(settings: Settings, machines: str, repeat: str = "3", first_run: bool 
 
     runs = _repeat(repeat)
     if machines:
-        from patchcheck.run.plan import check_filter
+        from patchcheck.qemu.machine_types import check_filter
 
         check_filter(machines)
     with container_runtime(settings, f"bench-{new_run_id()}") as runtime:

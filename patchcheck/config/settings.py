@@ -11,16 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from patchcheck import paths
 from patchcheck.config import origin as configsource
+from patchcheck.engine.images import ImageRule
 from patchcheck.errors import ConfigError
 
 if TYPE_CHECKING:
     from patchcheck.scenarios.base import Defaults
-
-
-@dataclass(frozen=True)
-class ImageRule:
-    generation: str
-    max_version: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

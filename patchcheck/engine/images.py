@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from patchcheck.config.settings import ImageRule, Settings
 from patchcheck.engine.runtime import LABEL, Runtime
 from patchcheck.errors import InfraError, UsageError
 
@@ -31,6 +32,23 @@ def builder_tag(generation: str) -> str:
 def generations(containers_dir: Path) -> list[str]:
     return sorted(p.name[len("builder-"):-len(".Dockerfile")]
                   for p in containers_dir.glob("builder-*.Dockerfile"))
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    """Sources up to max_version (None: any) build in the builder image of this generation."""
+    generation: str
+    max_version: tuple[int, ...] | None = None
+
+
+class ImageSettings(Protocol):
+    """What the images take from the configuration (patchcheck.config.settings.Settings)."""
+    @property
+    def cache_dir(self) -> Path: ...
+    @property
+    def containers_dir(self) -> Path: ...
+    @property
+    def apt_mirror(self) -> str: ...
 
 
 def generation_for(version: tuple[int, ...], rules: tuple[ImageRule, ...]) -> str:
@@ -82,7 +100,7 @@ def host_apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str | None:
 
 
 class Images:
-    def __init__(self, runtime: Runtime, settings: Settings,
+    def __init__(self, runtime: Runtime, settings: ImageSettings,
                  log: Callable[[str], None] = print) -> None:
         self.runtime = runtime
         self.settings = settings

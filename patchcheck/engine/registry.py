@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Protocol
 from patchcheck.errors import UsageError
 
 if TYPE_CHECKING:
-    from patchcheck.config.settings import Settings
     from patchcheck.engine.runtime import Runtime
 
 REGISTRY = {
@@ -29,6 +28,14 @@ DEFAULT = "docker"
 # the configured engine, as container_runtime gives it (functools.partial(container_runtime,
 # settings)).
 RuntimeFactory = Callable[[str], AbstractContextManager["Runtime"]]
+
+
+class EngineSettings(Protocol):
+    """What choosing an engine takes from the configuration (config.settings.Settings)."""
+    @property
+    def runtime(self) -> str: ...
+    @property
+    def runtime_host(self) -> str: ...
 
 
 class Engine(Protocol):
@@ -48,13 +55,13 @@ def engine(name: str = "") -> Engine:
     return found
 
 
-def connect(settings: Settings, run_id: str) -> Runtime:
+def connect(settings: EngineSettings, run_id: str) -> Runtime:
     """A runtime of the configured engine for one run; InfraError when it does not answer."""
     return engine(settings.runtime)(run_id, host=settings.runtime_host)
 
 
 @contextmanager
-def container_runtime(settings: Settings, run_id: str) -> Iterator[Runtime]:
+def container_runtime(settings: EngineSettings, run_id: str) -> Iterator[Runtime]:
     """The configured engine for the duration of a task; every container it started is
     removed at the end, by id."""
     runtime = connect(settings, run_id)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from patchcheck.config.settings import Settings
+from patchcheck.engine.images import ImageSettings
 from patchcheck.engine.runtime import ContainerSpec, Mount, Runtime, invoking_user
 from patchcheck.errors import InfraError, PatchcheckError
 from patchcheck.locks import file_lock
@@ -129,7 +129,7 @@ class GuestImage:
                 f"busybox {self.busybox_version}")
 
 
-def guests_dir(settings: Settings) -> Path:
+def guests_dir(settings: ImageSettings) -> Path:
     return settings.cache_dir / GUESTS_DIR
 
 
@@ -159,7 +159,7 @@ def parse_versions(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def ensure_image(runtime: Runtime, settings: Settings, *, image_id: str | None = None,
+def ensure_image(runtime: Runtime, settings: ImageSettings, *, image_id: str | None = None,
                  refresh: bool = False, log: Callable[[str], None] = print) -> GuestImage:
     """The guest image, built on first use (or with `refresh`, to pick up newer packages).
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from patchcheck.guests.action import Action, GuestState, Monitor
 from patchcheck.guests.image import GuestError, GuestImage
-from patchcheck.scenarios.base import Action, GuestState, Monitor
 
 if TYPE_CHECKING:
     from patchcheck.qemu.machine import Machine

@@ -224,8 +224,6 @@ class ProbeRun:
         """0: no fix introduces a violation; 1: one does (or breaks vmstate); 3: errors."""
         if self.all_errors:
             return EXIT_INFRA
-        from patchcheck.probe.versions import breaks
-
         if self.introduced or any(v.incompatible for v in self.vmstate) or breaks(self):
             return EXIT_DEVIATION
         return EXIT_OK
@@ -235,6 +233,24 @@ class ProbeRun:
         data["exit_code"] = self.exit_code
         data["verdict"] = verdict(self)
         return data
+
+
+# --------------------------------------------------------------------------------------------
+# Across versions (probe/versions.py pairs the builds)
+
+
+def breaks(run: ProbeRun) -> list[PairResult]:
+    """Comparisons in which a newer build with the fix changed guest-visible behaviour."""
+    return [v for v in run.versions if run.builds.get(v.with_fix, {}).get("has_fix")
+            and any(c.aspect == "behaviour" for c in v.changes)]
+
+
+def break_texts(run: ProbeRun) -> list[str]:
+    return [f"{v.with_fix} on {v.machine}: {len(v.changes)} guest-visible change(s) from "
+            f"{v.without} (QEMU {run.builds.get(v.without, {}).get('qemu_version', '?')}): "
+            + ", ".join(f"{c.title or c.register} bit {c.bit} {c.name} {c.without} -> "
+                        f"{c.with_fix}" for c in v.changes[:6])
+            + (" ..." if len(v.changes) > 6 else "") for v in breaks(run)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,8 +298,6 @@ def verdict(run: ProbeRun) -> str:
               f"difference(s)" for v in run.vmstate if v.incompatible]
     if found or broken:
         return "a fix introduces a specification violation: " + "; ".join(found + broken)
-    from patchcheck.probe.versions import break_texts
-
     if break_texts(run):
         return ("a fix does not keep an old machine type's registers: "
                 + "; ".join(break_texts(run)))

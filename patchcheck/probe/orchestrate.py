@@ -38,8 +38,8 @@ from patchcheck.probe.model import ProbeRun, compare_probes
 from patchcheck.probe.page import html_section
 from patchcheck.probe.report import junit_suite, markdown, text_summary
 from patchcheck.probe.runner import ProbeRunner, hosts_for
-from patchcheck.run.migrate import Hosts
-from patchcheck.run.plan import check_filter, order, select
+from patchcheck.qemu.hosts import Hosts
+from patchcheck.qemu.machine_types import check_filter, order, select
 
 __all__ = ["probe_command", "run_probe", "matrix_semantics", "check_builds", "ProbeRun",
            "junit_suite", "markdown", "html_section", "text_summary",

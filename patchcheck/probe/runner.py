@@ -56,6 +56,7 @@ from patchcheck.probe.classify import Op
 from patchcheck.probe.experiment import Experiment, Outcome, experiments
 from patchcheck.probe.model import BuildProbe
 from patchcheck.qemu import ecam
+from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError, reproducer
 from patchcheck.qemu.pciconf import (
     ConfigSpace,
@@ -67,7 +68,6 @@ from patchcheck.qemu.pciconf import (
 )
 from patchcheck.qemu.registers import Register, RegisterSet
 from patchcheck.result.model import Case
-from patchcheck.run.migrate import Hosts, base_args
 from patchcheck.scenarios.base import Scenario
 
 STEPS = (0, 1, 0, 1)  # the values written to the tested bit, in order
@@ -231,7 +231,7 @@ class ProbeRunner:
 
     def args(self, record: BuildRecord, machine: str, globals_: Sequence[str] = ()) -> list[str]:
         case = Case(machine, record.name, record.name, "none")
-        return [*base_args(self.scenario, case, self.ram_mib, self.accel),
+        return [*self.scenario.machine_args(case.machine, self.ram_mib, self.accel),
                 *(arg for g in globals_ for arg in ("-global", g)), "-S"]
 
     def _fresh(self, record: BuildRecord, args: list[str], exp: Experiment,

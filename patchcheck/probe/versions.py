@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from junit_xml import TestCase
 
 from patchcheck.build.builder import BuildRecord
-from patchcheck.probe.model import PairResult, ProbeRun
-from patchcheck.run.plan import order
+from patchcheck.probe.model import ProbeRun, breaks
+from patchcheck.qemu.machine_types import order
 
 
 def version_of(text: str) -> tuple[int, ...]:
@@ -45,20 +45,6 @@ def pairs(records: Mapping[str, BuildRecord]) -> list[tuple[str, str, str]]:
             if common:
                 out.append((ref.name, name, common[-1]))
     return out
-
-
-def breaks(run: ProbeRun) -> list[PairResult]:
-    """Comparisons in which a newer build with the fix changed guest-visible behaviour."""
-    return [v for v in run.versions if run.builds.get(v.with_fix, {}).get("has_fix")
-            and any(c.aspect == "behaviour" for c in v.changes)]
-
-
-def break_texts(run: ProbeRun) -> list[str]:
-    return [f"{v.with_fix} on {v.machine}: {len(v.changes)} guest-visible change(s) from "
-            f"{v.without} (QEMU {run.builds.get(v.without, {}).get('qemu_version', '?')}): "
-            + ", ".join(f"{c.title or c.register} bit {c.bit} {c.name} {c.without} -> "
-                        f"{c.with_fix}" for c in v.changes[:6])
-            + (" ..." if len(v.changes) > 6 else "") for v in breaks(run)]
 
 
 def lines(run: ProbeRun) -> list[str]:

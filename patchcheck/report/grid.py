@@ -26,7 +26,7 @@ def symbol(r: CaseResult) -> str:
 def render(run: RunResults) -> str:
     if not run.cases:
         return "(no cases)"
-    from patchcheck.run.plan import q35_version
+    from patchcheck.qemu.machine_types import q35_version
 
     guests = list(dict.fromkeys(r.guest for r in run.cases))
     pairs = list(dict.fromkeys(f"{r.source.build}->{r.destination.build}" for r in run.cases))

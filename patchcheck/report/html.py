@@ -15,11 +15,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from patchcheck.errors import UsageError
+from patchcheck.qemu.machine_types import q35_version
 from patchcheck.report.junit import log_paths
 from patchcheck.report.markdown import BUILD_FIELDS, build_facts, run_facts
 from patchcheck.result.model import CaseResult, RunResults
 from patchcheck.result.outcome import Observed
-from patchcheck.run.plan import q35_version
 from patchcheck.verdict.judge import scenario_title
 
 SYMBOL = {Observed.PASSED: "✓", Observed.FAILED: "✗", Observed.FAILED_OTHER: "✗?",

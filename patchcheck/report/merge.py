@@ -153,7 +153,7 @@ def merge(run_dirs: list[Path], out_dir: Path) -> RunResults:
             merged.cases.append(case)
         merged.seconds = max(merged.seconds, run.seconds)
         merged.partial = merged.partial or run.partial
-    from patchcheck.run.plan import q35_version
+    from patchcheck.qemu.machine_types import q35_version
 
     merged.cases.sort(key=lambda r: (q35_version(r.machine), r.source.build,
                                      r.destination.build, r.guest, r.globals))

@@ -18,14 +18,16 @@ from patchcheck.build.builder import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.runtime import Mount, Runtime
 from patchcheck.errors import UsageError
+from patchcheck.guests.action import Action
 from patchcheck.guests.image import guests_dir
 from patchcheck.jobs import parallel
+from patchcheck.qemu.hosts import Hosts
 from patchcheck.result.model import Case, CaseResult, write_json
 from patchcheck.run import accel as accel_mod
 from patchcheck.run import resume
-from patchcheck.run.migrate import Hosts, run_cases
+from patchcheck.run.migrate import run_cases
 from patchcheck.run.progress import CaseProgress
-from patchcheck.scenarios.base import Action, Scenario
+from patchcheck.scenarios.base import Scenario
 
 if TYPE_CHECKING:
     from patchcheck.guests.image import GuestImage

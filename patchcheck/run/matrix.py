@@ -26,13 +26,15 @@ from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed, UsageError
 from patchcheck.guests.image import GuestImage
 from patchcheck.jobs import InOrder, in_background
+from patchcheck.qemu import machine_types
+from patchcheck.qemu.hosts import Hosts
 from patchcheck.report import grid
 from patchcheck.report.regenerate import write_all
 from patchcheck.result.model import Case, CaseResult, RunResults
 from patchcheck.run import accel as accel_mod
 from patchcheck.run import plan as matrix
 from patchcheck.run.cases import LINUX, RunContext, accel_used, now, run_groups
-from patchcheck.run.migrate import Hosts, side
+from patchcheck.run.migrate import side
 from patchcheck.run.resume import Current, finished_cases, skipped
 from patchcheck.run.schedule import Schedule, build_order, groups
 from patchcheck.scenarios import registry as scenarios
@@ -97,7 +99,7 @@ def plan(settings: Settings, options: MatrixOptions) -> Plan:
     if jobs < 0:
         raise UsageError(f"--jobs {jobs}: must be >= 1")
     machines = m.machines if options.machines is None else options.machines
-    matrix.check_filter(machines)
+    machine_types.check_filter(machines)
     pairs = options.pairs or m.pairs
     matrix.pairs({n: settings.builds[n].source for n in names}, pairs)
     return Plan(tuple(names), tuple(pairs), guests, machines, jobs or default_jobs(),

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from patchcheck.build.builder import BuildRecord
-from patchcheck.engine.runtime import Container, ContainerSpec, Mount, Runtime, invoking_user
 from patchcheck.errors import InfraError, PatchcheckError
+from patchcheck.guests.action import Action, GuestState
+from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError
 from patchcheck.qemu.pciconf import PciError
 from patchcheck.result.model import Case, CaseResult, Side
 from patchcheck.result.outcome import Observed
 from patchcheck.run.replay import RecordingMonitor, portable, reproduce_command
 from patchcheck.run.stream import Capture, deliver
-from patchcheck.scenarios.base import Action, GuestState, Scenario
+from patchcheck.scenarios.base import Scenario
 
 FINAL = ("completed", "failed", "cancelled")
 REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to load
@@ -46,49 +46,9 @@ def pauses() -> Iterator[float]:
         pause = min(POLL_MAX, pause * 1.5)
 
 
-class Hosts:
-    """One long-lived container per builder image for the whole run; QEMUs are exec'ed in it."""
-
-    def __init__(self, runtime: Runtime, mounts: tuple[Mount, ...], devices: tuple[str, ...] = ()):
-        self.runtime = runtime
-        self.mounts = mounts
-        self.devices = devices
-        self._lock = threading.Lock()
-        self._containers: dict[str, Container] = {}
-        self.closed = False  # the run is ending: no container, no case starts any more
-
-    def get(self, image_id: str) -> Container:
-        with self._lock:
-            if self.closed:
-                raise InfraError("the run is ending: no QEMU starts any more")
-            if image_id not in self._containers:
-                self._containers[image_id] = self.runtime.start(ContainerSpec(
-                    image=image_id, role="qemu", network="none", mounts=self.mounts,
-                    devices=self.devices, user=invoking_user(), spawns=True))
-            return self._containers[image_id]
-
-    def machine(self, image_id: str, binary: str, argv: Sequence[str], rundir: Path, name: str,
-                timeout: float) -> Machine:
-        """A QEMU (not started yet) in the image's container (unit tests script a fake)."""
-        return Machine(self.get(image_id), binary, argv, rundir, name, timeout=timeout)
-
-    def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            for container in self._containers.values():
-                container.remove()
-            self._containers.clear()
-
-
 def side(record: BuildRecord) -> Side:
     return Side(record.name, record.qemu_version, record.fix_state, str(record.fix["applied"]),
                 record.has_fix, record.binary)
-
-
-def base_args(scenario: Scenario, case: Case, ram_mib: int, accel: str) -> list[str]:
-    """What both QEMUs of a case share: machine type, accelerator, the scenario's topology."""
-    return ["-nodefaults", "-machine", case.machine, "-accel", accel,
-            *scenario.qemu_args(ram_mib)]
 
 
 def globals_args(scenario: Scenario, case: Case, role: str, build: Side) -> list[str]:
@@ -132,7 +92,7 @@ def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: H
     if len({(c.source, c.machine, c.guest, c.globals) for c in cases}) > 1:
         raise ValueError("cases of one source must share source build, machine, guest, globals")
     src_b = builds[cases[0].source]
-    args = base_args(scenario, cases[0], max(ram_mib, action.min_ram_mib), accel)
+    args = scenario.machine_args(cases[0].machine, max(ram_mib, action.min_ram_mib), accel)
     srcdir = Path(tempfile.mkdtemp(prefix="src-", dir=scratch))  # 0700, short socket paths
     src_extra = [*globals_args(scenario, cases[0], "source", side(src_b)),
                  *action.qemu_args(srcdir, "source")]

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from patchcheck.build.builder import BuildRecord
+from patchcheck.guests.action import Action
 from patchcheck.guests.image import GuestImage
 from patchcheck.guests.linux import LinuxAction
 from patchcheck.result.model import Case, CaseResult, Side
 from patchcheck.result.outcome import Observed
 from patchcheck.run.migrate import side
-from patchcheck.scenarios.base import Action, Scenario
+from patchcheck.scenarios.base import Scenario
 
 RECORD = "outcome_settings"  # the key in each case's result.json
 

@@ -15,13 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from patchcheck.errors import UsageError
+from patchcheck.guests.action import Action, GuestState
 
 if TYPE_CHECKING:
     from patchcheck.guests.image import GuestImage
-    from patchcheck.qemu.machine import Machine
     from patchcheck.qemu.registers import RegisterSet
     from patchcheck.result.model import Side
 
@@ -52,70 +52,6 @@ class Signature:
     @property
     def text(self) -> str:
         return self.error + (f" ({self.device})" if self.device else "")
-
-
-class Monitor(Protocol):
-    """A QEMU monitor as a guest action uses it (HMP and QMP commands)."""
-
-    def hmp(self, command: str) -> str: ...
-
-    def qmp(self, command: str, **args: object) -> Any: ...
-
-
-class GuestState(ABC):
-    """What a guest action left in the device, read back (recorded with the case)."""
-
-    @abstractmethod
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for results.json and the JUnit output."""
-
-    def summary(self) -> str:
-        """One line for a deviating case's message ("" when there is nothing to add)."""
-        return ""
-
-
-class Action(ABC):
-    """What the guest does on the paused source before it is migrated."""
-
-    name: str = ""
-
-    @abstractmethod
-    def perform(self, monitor: Monitor) -> GuestState | None:
-        """Do the action on the source (started with -S, monitor connected)."""
-
-    # Optional hooks, with the defaults of an action that needs none of them.
-    # One source may serve several destinations (patchcheck.run.migrate.run_cases): either the
-    # guest runs on and `again` prepares each further migration (a Linux guest), or it
-    # `stays_paused`.
-    shares_source: bool = False
-    # The guest never runs on the source: its state after `perform` is final, so every
-    # migration would send the same stream. QEMU migrates a paused source only once, so the
-    # stream is taken once and given to each destination (patchcheck.run.stream); `again` is
-    # not called.
-    stays_paused: bool = False
-    # The least RAM (MiB) the guest needs: a case gets max(matrix.ram_mib, this).
-    min_ram_mib: int = 0
-
-    def again(self, machine: Machine) -> GuestState | None:
-        """Before a further migration of the same running source (shares_source, not
-        stays_paused)."""
-        raise NotImplementedError(f"guest action {self.name} migrates a source only once")
-
-    def qemu_args(self, rundir: Path, role: str) -> list[str]:
-        """Extra QEMU arguments per role ("source", "destination"), e.g. a kernel to boot."""
-        return []
-
-    def verify_destination(self, machine: Machine, rundir: Path, timeout: float) -> str | None:
-        """After a passing migration: a problem of the guest (None: it survived)."""
-        return None
-
-    def console_logs(self) -> dict[str, Path]:
-        """Console logs to keep with the case, by role."""
-        return {}
-
-    def replay_note(self) -> str:
-        """What a person does in the source monitor before migrating, for reproduce.sh."""
-        return "# in the source monitor: the guest action, then the migration"
 
 
 @dataclass(frozen=True)
@@ -151,6 +87,10 @@ class Scenario(ABC):
     @abstractmethod
     def qemu_args(self, ram_mib: int) -> list[str]:
         """RAM and device topology (machine, accel and -nodefaults are the caller's)."""
+
+    def machine_args(self, machine: str, ram_mib: int, accel: str) -> list[str]:
+        """What both QEMUs of a case share: machine type, accelerator, the topology."""
+        return ["-nodefaults", "-machine", machine, "-accel", accel, *self.qemu_args(ram_mib)]
 
     @abstractmethod
     def actions(self) -> Mapping[str, type[Action]]:

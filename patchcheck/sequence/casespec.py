@@ -14,8 +14,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from patchcheck.errors import UsageError
+from patchcheck.qemu.machine_types import q35_version
 from patchcheck.result.model import Case
-from patchcheck.run.plan import q35_version
 
 SELF = "SELF"
 EXAMPLE = "pc-q35-6.0:7.2-v2->SELF[synthetic]"

@@ -18,11 +18,11 @@ from patchcheck.build.pipeline import Pipeline
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed, UsageError
+from patchcheck.qemu.machine_types import order
 from patchcheck.result.model import RunResults
 from patchcheck.result.outcome import CHECK_CANNOT_TEST
 from patchcheck.run.matrix import new_run_id
 from patchcheck.run.minirun import small_matrix
-from patchcheck.run.plan import order
 from patchcheck.scenarios import registry as scenarios
 from patchcheck.source.commits import check_clean
 from patchcheck.source.specs import GitSources, GitSpec, Tree

@@ -124,7 +124,7 @@ def semantics_of(run: ProbeRun | None) -> Semantics:
     """The probe run of a matrix run (None: no probe ran) as a verdict needs it."""
     if run is None:
         return Semantics()
-    from patchcheck.probe.versions import break_texts
+    from patchcheck.probe.model import break_texts
 
     incompatible = tuple(f"vmstate of {v.with_fix} on {v.machine}: {len(v.incompatible)} "
                          f"difference(s) from {v.without} that break a migration direction"

@@ -95,9 +95,10 @@ def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime
     import tempfile
 
     from patchcheck.engine.runtime import Mount
+    from patchcheck.qemu.hosts import Hosts
     from patchcheck.result.model import Case
     from patchcheck.result.outcome import Observed
-    from patchcheck.run.migrate import Hosts, run_case
+    from patchcheck.run.migrate import run_case
     from patchcheck.scenarios.registry import get
 
     none = builds["7.2-none"]

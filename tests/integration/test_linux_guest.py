@@ -1,7 +1,7 @@
 """A real Linux guest (Debian bookworm's kernel + busybox) migrated between real QEMU 7.2 builds.
 
 Cases run by hand here (`run_linux_case`) the way `migrate.run_case` runs them: both QEMUs
-exec'ed in the builder container (patchcheck.run.migrate.Hosts) with the scratch directory,
+exec'ed in the builder container (patchcheck.qemu.hosts.Hosts) with the scratch directory,
 the build cache and the guest images mounted at the same paths; the destination with
 `-incoming`, the source paused (-S); LinuxAction.perform continues the source and waits
 for the guest's readiness marker (pciehp has settled); the source migrates; the verdict
@@ -34,10 +34,10 @@ from patchcheck.engine.docker import DockerRuntime
 from patchcheck.engine.runtime import Mount
 from patchcheck.guests.image import GuestImage, ensure_image
 from patchcheck.guests.linux import heartbeats, read_console
+from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError
 from patchcheck.result.model import Side
 from patchcheck.run import accel
-from patchcheck.run.migrate import Hosts
 from patchcheck.scenarios import pds
 from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction

@@ -3,7 +3,7 @@
 QEMU runs the way `invoke matrix` runs it: exec'ed in one long-lived builder container
 (patchcheck.run.migrate.Hosts) that mounts a private scratch directory and the build cache
 read-only at the same paths, driven through patchcheck.qemu.machine.Machine (which implements
-pciconf.Monitor), with the arguments from patchcheck.run.migrate (base_args and the source's
+pciconf.Monitor), with the arguments from patchcheck.run.migrate (Scenario.machine_args and the source's
 globals_args), paused (-S).
 
 Full migrations are not repeated here: tests/integration/test_matrix.py runs them through
@@ -26,10 +26,11 @@ from patchcheck.build.builder import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.docker import DockerRuntime
 from patchcheck.engine.runtime import Mount
+from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine
 from patchcheck.qemu.pciconf import PCI_CAP_ID_EXP, PciAddress, PciConfig, find_capability, find_device
 from patchcheck.result.model import Case
-from patchcheck.run.migrate import Hosts, base_args, globals_args, side
+from patchcheck.run.migrate import globals_args, side
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.slot import (
     ROOT_PORT_ID,
@@ -76,7 +77,7 @@ def start(qemu_host: tuple[Hosts, Path], record: BuildRecord,
 
     def _start(machine: str, *globals_: str) -> Machine:
         case = Case(machine, record.name, record.name, "synthetic", tuple(globals_))
-        args = [*base_args(SCENARIO, case, settings.matrix.ram_mib, settings.matrix.accel),
+        args = [*SCENARIO.machine_args(case.machine, settings.matrix.ram_mib, settings.matrix.accel),
                 *globals_args(SCENARIO, case, "source", side(record)), "-S"]
         rundir = Path(tempfile.mkdtemp(prefix="vm-", dir=scratch))
         qemu = Machine(hosts.get(record.image_id), record.binary, args, rundir,

@@ -1,6 +1,6 @@
 """The register-semantics probe on Debian bookworm's QEMU 7.2 (`7.2-none`, `7.2-v1`,
 `7.2-v2`), pc-q35-6.0, QEMU run the way `invoke matrix` runs it (builder container,
-Machine, base_args of the PDS scenario, paused).
+Machine, machine_args of the PDS scenario, paused).
 
 What must come out: v1 turns Slot Status bit 6 (Presence Detect State) from read-only
 into write-1-to-clear, which violates the specification and fails the JUnit suite; v2

@@ -15,8 +15,8 @@ from invoke.config import Config
 from patchcheck.build import builder as build
 from patchcheck.build import configure
 from patchcheck.config import settings as config
-from patchcheck.config.settings import ImageRule
 from patchcheck.engine import images
+from patchcheck.engine.images import ImageRule
 from patchcheck.errors import BuildFailed, InfraError, PatchcheckError, UsageError
 from patchcheck.result.model import CaseResult
 from patchcheck.result.outcome import (

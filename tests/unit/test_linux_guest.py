@@ -22,6 +22,7 @@ from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.errors import InfraError, UsageError
 from patchcheck.guests import image as guest_image
 from patchcheck.guests import linux
+from patchcheck.guests.action import Action
 from patchcheck.guests.image import INIT_SCRIPT, GuestError, GuestImage, ensure_image, image_key
 from patchcheck.guests.linux import (
     HEARTBEAT_MARKER,
@@ -35,7 +36,6 @@ from patchcheck.guests.linux import (
 )
 from patchcheck.result.model import Side
 from patchcheck.run import accel
-from patchcheck.scenarios.base import Action
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction

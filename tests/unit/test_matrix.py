@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from patchcheck.errors import UsageError
+from patchcheck.qemu import machine_types
 from patchcheck.result.model import Case
 from patchcheck.run import plan as matrix
 from patchcheck.scenarios.pds import SCENARIO
@@ -27,27 +28,27 @@ def names(machines: list[str]) -> list[str]:
 def test_order_is_numeric() -> None:
     shuffled = list(Q35_100)
     random.Random(7).shuffle(shuffled)
-    ordered = matrix.order(shuffled)
+    ordered = machine_types.order(shuffled)
     assert ordered == Q35_100
-    assert names(matrix.order(["pc-q35-10.0", "pc-q35-9.2", "pc-q35-4.1", "pc-q35-4.0.1",
+    assert names(machine_types.order(["pc-q35-10.0", "pc-q35-9.2", "pc-q35-4.1", "pc-q35-4.0.1",
                                "pc-q35-4.0"])) == ["4.0", "4.0.1", "4.1", "9.2", "10.0"]
 
 
 def test_order_drops_other_machines_and_duplicates() -> None:
     given = ["pc-i440fx-7.2", "q35", "pc-q35-7.2", "pc-q35-7.2", "pc", "microvm", "pc-q35-6.0",
              "pc-q35-7.2-custom", "none"]
-    assert matrix.order(given) == ["pc-q35-6.0", "pc-q35-7.2"]
+    assert machine_types.order(given) == ["pc-q35-6.0", "pc-q35-7.2"]
 
 
 @pytest.mark.parametrize("bad", ["q35", "pc-q35-7", "pc-i440fx-7.2", "pc-q35-7.x", "7.2"])
 def test_q35_version_rejects(bad: str) -> None:
     with pytest.raises(UsageError):
-        matrix.q35_version(bad)
+        machine_types.q35_version(bad)
 
 
 def test_q35_version() -> None:
-    assert matrix.q35_version("pc-q35-4.0.1") == (4, 0, 1)
-    assert matrix.q35_version("pc-q35-10.0") == (10, 0)
+    assert machine_types.q35_version("pc-q35-4.0.1") == (4, 0, 1)
+    assert machine_types.q35_version("pc-q35-10.0") == (10, 0)
 
 
 # --- filters --------------------------------------------------------------------------
@@ -71,7 +72,7 @@ def test_q35_version() -> None:
     ("9.0..11.0", ["9.0", "9.1", "9.2", "10.0"]),
 ])
 def test_select(spec: str, expected: list[str]) -> None:
-    assert names(matrix.select(Q35_100, spec)) == expected
+    assert names(machine_types.select(Q35_100, spec)) == expected
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -86,26 +87,26 @@ def test_select(spec: str, expected: list[str]) -> None:
 ])
 def test_select_errors(spec: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        matrix.select(Q35_100, spec)
+        machine_types.select(Q35_100, spec)
 
 
 def test_select_on_nothing() -> None:
     with pytest.raises(UsageError, match="matches none"):
-        matrix.select([], "6.0")
-    assert matrix.select([], "") == []
+        machine_types.select([], "6.0")
+    assert machine_types.select([], "") == []
 
 
 @pytest.mark.parametrize("spec", ["", "6.0", "6.0,7.2", "5.2..7.2", "..6.0", "8.0..",
                                   "pc-q35-6.0..pc-q35-10.0", " 6.0 , 7.2 ", "4.0.1", ".."])
 def test_check_filter_accepts(spec: str) -> None:
-    matrix.check_filter(spec)
+    machine_types.check_filter(spec)
 
 
 @pytest.mark.parametrize("spec", ["garbage", "6", "6.x", "7.2..5.2", "6.0..7.2..8.0",
                                   "6.0;rm -rf /", "pc-i440fx-7.2", "6.0,,foo", "q35-6.0"])
 def test_check_filter_rejects(spec: str) -> None:
     with pytest.raises(UsageError):
-        matrix.check_filter(spec)
+        machine_types.check_filter(spec)
 
 
 # --- pairs ----------------------------------------------------------------------------
@@ -165,7 +166,7 @@ def test_boundary(machines: list[str], expected: list[str]) -> None:
 
 
 def test_machines_for() -> None:
-    sel = matrix.order(Q35_72)
+    sel = machine_types.order(Q35_72)
     assert matrix.machines_for("all", sel) == sel
     assert names(matrix.machines_for("newest", sel)) == ["7.2"]
     assert names(matrix.machines_for("boundary", sel, SCENARIO.boundary)) == ["6.0", "6.1", "7.2"]
@@ -183,12 +184,12 @@ def test_cases_counts_and_order() -> None:
     # 10.0-none->10.0-none has all 20 types (20 + 3)
     assert len(got) == 8 * (13 + 3) + (20 + 3) == len(set(got))
     assert all(isinstance(c, Case) for c in got)
-    keys = [(matrix.q35_version(c.machine), c.source, c.destination, c.guest) for c in got]
+    keys = [(machine_types.q35_version(c.machine), c.source, c.destination, c.guest) for c in got]
     assert keys == sorted(keys)
     assert {c.machine for c in got if c.guest == "none" and c.source.startswith("7.2")} == \
         {"pc-q35-6.0", "pc-q35-6.1", "pc-q35-7.2"}
     newer = {(c.source, c.destination) for c in got
-             if matrix.q35_version(c.machine) > (7, 2)}
+             if machine_types.q35_version(c.machine) > (7, 2)}
     assert newer == {("10.0-none", "10.0-none")}  # only types common to the pair
 
 

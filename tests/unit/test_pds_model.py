@@ -111,7 +111,7 @@ def root_port(image: bytes = ROOT_PORT_Q35_60) -> tuple[PortIoMonitor, PciConfig
 def test_q35_version_is_parsed_once_for_every_module(name: str, version: tuple[int, ...] | None
                                                     ) -> None:
     from patchcheck.errors import UsageError
-    from patchcheck.run.plan import q35_version
+    from patchcheck.qemu.machine_types import q35_version
 
     if version is None:
         with pytest.raises(UsageError):

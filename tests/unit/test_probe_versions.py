@@ -215,7 +215,7 @@ def test_a_change_across_versions_fails_only_a_build_with_the_fix(
     changed = {c.bit for c in run.versions[0].changes}
     assert changed == (set(range(32)) & {b for b in range(32) if WMASK >> b & 1}
                        if newer_on else set())
-    assert bool(versions.breaks(run)) == breaks
+    assert bool(model.breaks(run)) == breaks
     assert (run.exit_code == 1) == breaks
     assert ("does not keep an old machine type" in model.verdict(run)) == breaks
     again = model.from_dict(run.to_dict())  # probe.json keeps the comparisons

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from patchcheck.errors import UsageError
+from patchcheck.guests.action import Action, GuestState, Monitor
 from patchcheck.result.model import Side
 from patchcheck.scenarios import registry as scenarios
-from patchcheck.scenarios.base import Action, GuestState, Monitor, Scenario
+from patchcheck.scenarios.base import Scenario
 
 
 class Noted(GuestState):

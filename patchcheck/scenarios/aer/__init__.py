@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patchcheck.run.plan import q35_version
+from patchcheck.guests.action import Action, GuestState, Monitor
+from patchcheck.qemu.machine_types import q35_version
 from patchcheck.scenarios.aer.model import (
     FEATURE_SINCE,
     FORCE_ON,
@@ -26,7 +27,7 @@ from patchcheck.scenarios.aer.model import (
     kind,
 )
 from patchcheck.scenarios.aer.registers import register_set
-from patchcheck.scenarios.base import Action, Defaults, GuestState, Monitor, Scenario, Signature, Words
+from patchcheck.scenarios.base import Defaults, Scenario, Signature, Words
 
 ROOT_PORT_ID = "aer-rp18"
 ROOT_PORT_DEVICE = f"pcie-root-port,port=18,chassis=19,id={ROOT_PORT_ID},bus=pcie.0,addr=0x12"

@@ -26,7 +26,7 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from patchcheck.run.plan import q35_version
+from patchcheck.qemu.machine_types import q35_version
 
 if TYPE_CHECKING:
     from patchcheck.result.model import Side

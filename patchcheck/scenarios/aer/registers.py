@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from patchcheck.qemu.machine_types import q35_version
 from patchcheck.qemu.registers import Attr, ReadOnlyAllowed, Register, RegisterSet, SpecBit, fields
-from patchcheck.run.plan import q35_version
 from patchcheck.scenarios.aer.model import FEATURE_SINCE
 
 PCI_EXT_CAP_ID_ERR = 0x0001  # Advanced Error Reporting

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from patchcheck.run.plan import q35_version
-from patchcheck.scenarios.base import Action, Defaults, GuestState, Scenario, Signature, Words
+from patchcheck.guests.action import Action, GuestState
+from patchcheck.qemu.machine_types import q35_version
+from patchcheck.scenarios.base import Defaults, Scenario, Signature, Words
 from patchcheck.scenarios.pds.linux import GuestSlotState, PdsLinuxAction
 from patchcheck.scenarios.pds.registers import register_set
 from patchcheck.scenarios.pds.slot import (

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from patchcheck.guests.action import Monitor
 from patchcheck.guests.image import GuestImage
 from patchcheck.guests.linux import LinuxAction, Readiness
-from patchcheck.scenarios.base import Monitor
 from patchcheck.scenarios.pds.registers import SLTSTA_PDS
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, SlotState, read_slot_state
 

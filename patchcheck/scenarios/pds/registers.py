@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from patchcheck.qemu.machine_types import order, q35_version
 from patchcheck.qemu.pciconf import PCI_CAP_ID_EXP
 from patchcheck.qemu.registers import (
     Arm,
@@ -32,7 +33,6 @@ from patchcheck.qemu.registers import (
     SpecBit,
     fields,
 )
-from patchcheck.run.plan import order, q35_version
 
 # PCI Express capability registers, as offsets from the capability's start.
 EXP_FLAGS = 0x02

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from patchcheck.errors import UsageError
+from patchcheck.guests.action import Action, GuestState
+from patchcheck.qemu.machine_types import q35_version
 from patchcheck.qemu.pciconf import PCI_CAP_ID_EXP, Monitor, PciConfig, find_capability, find_device
-from patchcheck.run.plan import q35_version
-from patchcheck.scenarios.base import Action, GuestState
 from patchcheck.scenarios.pds.registers import (
     SLTCTL,
     SLTCTL_PCC,

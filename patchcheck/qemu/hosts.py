@@ -1,0 +1,46 @@
+"""The containers QEMUs run in: one long-lived container per builder image for a whole run,
+network none, the invoking user, with the run's mounts; a QEMU is exec'ed in it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from patchcheck.engine.runtime import Container, ContainerSpec, Mount, Runtime, invoking_user
+from patchcheck.errors import InfraError
+from patchcheck.qemu.machine import Machine
+
+
+class Hosts:
+    """One long-lived container per builder image for the whole run; QEMUs are exec'ed in it."""
+
+    def __init__(self, runtime: Runtime, mounts: tuple[Mount, ...], devices: tuple[str, ...] = ()):
+        self.runtime = runtime
+        self.mounts = mounts
+        self.devices = devices
+        self._lock = threading.Lock()
+        self._containers: dict[str, Container] = {}
+        self.closed = False  # the run is ending: no container, no case starts any more
+
+    def get(self, image_id: str) -> Container:
+        with self._lock:
+            if self.closed:
+                raise InfraError("the run is ending: no QEMU starts any more")
+            if image_id not in self._containers:
+                self._containers[image_id] = self.runtime.start(ContainerSpec(
+                    image=image_id, role="qemu", network="none", mounts=self.mounts,
+                    devices=self.devices, user=invoking_user(), spawns=True))
+            return self._containers[image_id]
+
+    def machine(self, image_id: str, binary: str, argv: Sequence[str], rundir: Path, name: str,
+                timeout: float) -> Machine:
+        """A QEMU (not started yet) in the image's container (unit tests script a fake)."""
+        return Machine(self.get(image_id), binary, argv, rundir, name, timeout=timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            for container in self._containers.values():
+                container.remove()
+            self._containers.clear()
