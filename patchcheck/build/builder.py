@@ -15,13 +15,12 @@ import re
 import shlex
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from patchcheck.build.configure import (
-    DEFAULT,
     DEVICES,
     MINIMAL,
     OUT,
@@ -41,7 +40,14 @@ from patchcheck.build.incremental import (
     drop_stale_pch,
     in_repository,
 )
-from patchcheck.engine.runtime import ContainerSpec, Mount, Runtime, invoking_user, run_command
+from patchcheck.engine.runtime import (
+    Container,
+    ContainerSpec,
+    Mount,
+    Runtime,
+    invoking_user,
+    run_command,
+)
 from patchcheck.errors import BuildFailed
 from patchcheck.locks import file_lock
 from patchcheck.tree.prepare import PreparedTree
@@ -104,14 +110,17 @@ class BuildRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildRecord:
-        known = {f for f in cls.__dataclass_fields__}
-        record = cls(**{k: v for k, v in data.items() if k in known})
-        if not record.devices and record.configure:  # recorded before the field existed
-            record.devices = MINIMAL if "--without-default-devices" in record.configure \
-                else DEFAULT
-        if record.base and not record.base_commit:  # recorded before the field existed
-            record.base_commit = record.base.split()[1]
-        return record
+        """The record `to_dict` wrote (fields it does not know are ignored). Every version
+        writes every field: a record without one is damaged (ValueError)."""
+        missing = cls.missing_fields(data)
+        if missing:
+            raise ValueError(f"build record {data.get('key', '')!r} is damaged: no "
+                             + ", ".join(missing))
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
+    def missing_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        return [f for f in cls.__dataclass_fields__ if f not in data]
 
 
 def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:
@@ -252,7 +261,7 @@ class Builder:
                     kept.append(json.loads(path.read_text()))
             except (OSError, ValueError):
                 continue
-        kept = [r for r in kept if isinstance(r, dict)]
+        kept = [r for r in kept if isinstance(r, dict) and not BuildRecord.missing_fields(r)]
         chosen = choose_base(in_repository(kept, family, lineage, tree), family, lineage, tree)
         return BuildRecord.from_dict(dict(chosen)) if chosen is not None else None
 
@@ -263,128 +272,12 @@ class Builder:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            return self._build_in(work, name, key, directory, tree, generation, image, image_id,
-                                  family, base)
+            job = _BuildJob(self, work, _Target(name, key, directory, tree, generation, image,
+                                                image_id, *family), base)
+            return job.run()
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-built stays in the cache
             raise
-
-    def _build_in(self, work: Path, name: str, key: str, directory: Path, tree: PreparedTree,
-                  generation: str, image: str, image_id: str, keys: tuple[str, str],
-                  base: BuildRecord | None) -> BuildRecord:
-        family, lineage = keys
-        changed: list[str] = []
-        across = base is not None and base.family != family  # from another commit's build
-        if base is not None:
-            changed = changed_files(tree, base.tree_id)
-            if across:
-                touched = build_system_changes(changed, [s.get("path", "")
-                                                         for s in tree.subprojects])
-                if touched:
-                    raise IncrementalUnsafe(
-                        f"from {base.commit[:12]} the change touches the build system "
-                        f"({', '.join(touched[:3])}): meson would reconfigure, which "
-                        "`ninja -n` cannot plan")
-            copy_build_dir(self.root / base.key / "build", work / "build")
-            drop_stale_pch(work / "build", changed, SRC)
-            age_sources(tree.path, changed)
-        else:
-            (work / "build").mkdir()
-        self.ccache.mkdir(parents=True, exist_ok=True)
-        log_path = work / "build.log"
-        env = {"CCACHE_DIR": CCACHE, "CC": "ccache gcc", "CXX": "ccache g++", "HOME": OUT,
-               "CCACHE_BASEDIR": SRC, **CCACHE_MODE}
-        mounts = [Mount(str(tree.path), SRC, read_only=True), Mount(str(work / "build"), OUT),
-                  Mount(str(self.ccache), CCACHE)]
-        # a tree without the header (older QEMU): no precompiled header, the record says so
-        pch = self.pch if self.pch and (tree.path / "include" / self.pch).is_file() else ""
-        wrapped = bool(self.optimize or pch)  # CC is the wrapper, here and in the reproducer
-        if wrapped:
-            env.update(wrapper_env(self.optimize, "ccache gcc", pch))
-            mounts.append(Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True))
-        spec = ContainerSpec(image=image_id, role="build", network="none", user=invoking_user(),
-                             env=env, mounts=tuple(mounts), workdir=OUT)
-        started = time.monotonic()
-        container = self.runtime.start(spec)
-        try:
-            with open(log_path, "w") as logf:
-                def out(line: str) -> None:
-                    logf.write(line + "\n")
-                    self.log(f"[{name}] {line}")
-
-                ninja = ["ninja", "-j", str(self.jobs), BINARY]
-                if base is None:
-                    code, help_text = container.run([f"{SRC}/configure", "--help"])
-                    script = tree.path / "configure"
-                    options = supported_options(self.configure, help_text, script.read_text(
-                        errors="replace") if script.is_file() else "")
-                    with_devices, devices_used = device_configuration(self.devices, help_text)
-                    options += with_devices
-                    if with_devices:
-                        (work / "build" / f"{DEVICES}.mak").write_text(devices_mak(self.devices))
-                    elif self.devices:
-                        out(f"minimal build not possible: device set {devices_used}")
-                    configure = [f"{SRC}/configure", *options]
-                    steps = [configure, ninja]
-                    container.run(["ccache", "-z"])
-                else:  # configured as the base was (same commit and options): ninja only
-                    configure, devices_used, steps = base.configure, base.devices, [ninja]
-                    _, plan = container.run(["ninja", "-n", "-d", "explain", BINARY], workdir=OUT)
-                    compiled = check_incremental_plan(plan, changed, fix=not across)
-                    out(f"incremental from {_describe(base)}: {len(changed)} changed file(s), "
-                        f"recompiles {', '.join(compiled) or 'nothing'}")
-                for argv in steps:
-                    out("$ " + shlex.join(argv))
-                    code, tail = container.run(argv, output=out, workdir=OUT)
-                    if code != 0:
-                        kept = self.root / "failed" / f"{key}.log"
-                        kept.parent.mkdir(exist_ok=True)
-                        logf.flush()
-                        shutil.copyfile(log_path, kept)
-                        raise BuildFailed(f"build {name} failed at `{argv[0]}` (exit {code}); "
-                                          f"log: {kept}", str(kept))
-                stats = "" if base is not None else container.run(["ccache", "-s"])[1]
-        finally:
-            container.remove()
-        seconds = round(time.monotonic() - started, 1)
-        (work / "bin").mkdir()
-        shutil.copy2(work / "build" / BINARY, work / "bin" / BINARY)
-        if base is not None and not across and \
-                sha256_file(work / "bin" / BINARY) == base.binary_sha256:
-            raise IncrementalUnsafe("the binary is identical to the one without the change")
-        # kept: a full build's and one across commits' (the next commit starts from it); a
-        # fix build's is not (the fix builds of a commit start from its build without one)
-        if (base is not None and not across) or not self.keep_build_dir:
-            shutil.rmtree(work / "build", ignore_errors=True)
-        binary = directory / "bin" / BINARY
-        rebuild = (f"printf %s {shlex.quote(devices_mak(self.devices))} > {DEVICES}.mak && "
-                  if devices_used == MINIMAL else "") + shlex.join(configure) + " && ninja " + BINARY
-        reproduce = shlex.join(run_command(
-            self.runtime.cli, image, ["sh", "-c", rebuild],
-            mounts=[Mount(str(tree.path), SRC, read_only=True),
-                    Mount(f"{directory}/rebuild", OUT),
-                    *([Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True)] if wrapped else [])],
-            env=wrapper_env(self.optimize, "gcc", pch) if wrapped else None, workdir=OUT))
-        record = BuildRecord(
-            name=name, key=key, source=tree.source.spec, commit=tree.source.commit,
-            tree_id=tree.tree_id, qemu_version=tree.source.qemu_version,
-            package_version=tree.source.package_version, fix=tree.fix.to_dict(),
-            generation=generation, image=image, image_id=image_id, configure=configure,
-            seconds=seconds, ccache=_ccache_summary(stats), binary=str(binary),
-            binary_sha256=sha256_file(work / "bin" / BINARY), reproduce=reproduce,
-            family=family, lineage=lineage, incremental_from=base.key if base else "",
-            base=_describe(base) if base else "",
-            base_commit=base.commit if base else "",
-            compiled=compiled if base is not None else [], devices=devices_used,
-            optimize=list(self.optimize), pch=pch, subprojects=list(tree.subprojects),
-        )
-        # the fix of an incremental build does not change which machine types there are
-        record.machines = base.machines if base is not None and base.machines else \
-            self.machine_types(record, work / "bin" / BINARY)
-        record.binary = str(binary)
-        (work / RECORD).write_text(json.dumps(record.to_dict(), indent=2))
-        work.rename(directory)
-        return record
 
     def machine_types(self, record: BuildRecord, binary: Path) -> list[str]:
         spec = ContainerSpec(image=record.image_id, role="probe", network="none",
@@ -409,3 +302,207 @@ def _ccache_summary(stats: str) -> str:
     keep = [ln.strip() for ln in stats.splitlines()
             if re.match(r"\s*(Hits|Misses|cache hit|cache miss|Direct|Preprocessed)", ln, re.I)]
     return "; ".join(keep[:4])
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What one build makes and where: its name and key, the directory it lands in, the tree,
+    the builder image, and the keys of the builds it may share a directory with."""
+
+    name: str
+    key: str
+    directory: Path
+    tree: PreparedTree
+    generation: str
+    image: str
+    image_id: str
+    family: str
+    lineage: str
+
+
+class _LogLines:
+    """A build's output: each line into its log file and, named, to the builder's log."""
+
+    def __init__(self, file: TextIO, name: str, log: Callable[[str], None]) -> None:
+        self.file, self.name, self.log = file, name, log
+
+    def __call__(self, line: str) -> None:
+        self.file.write(line + "\n")
+        self.log(f"[{self.name}] {line}")
+
+
+class _BuildJob:
+    """One build in the work directory `work`: from nothing (configure and ninja), or with
+    `base` in a copy of that build's directory (ninja only). `run` writes the record and
+    moves the directory into its place in the cache."""
+
+    def __init__(self, builder: Builder, work: Path, target: _Target,
+                 base: BuildRecord | None) -> None:
+        self.builder, self.work, self.target, self.base = builder, work, target, base
+        self.across = base is not None and base.family != target.family  # another commit's
+        self.changed: list[str] = []  # incremental: the files that differ from the base's tree
+        self.compiled: list[str] = []  # incremental: what ninja recompiles
+        self.configure: list[str] = []
+        self.devices_used = ""
+        # a tree without the header (older QEMU): no precompiled header, the record says so
+        pch = builder.pch
+        self.pch = pch if pch and (target.tree.path / "include" / pch).is_file() else ""
+        # CC is the wrapper, in the build container and in the reproducer
+        self.wrapped = bool(builder.optimize or self.pch)
+        self.log_path = work / "build.log"
+
+    def run(self) -> BuildRecord:
+        self.prepare_build_dir()
+        self.builder.ccache.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        stats = self.compile()
+        seconds = round(time.monotonic() - started, 1)
+        self.keep_binary()
+        return self.finish(self.record(seconds, stats))
+
+    def prepare_build_dir(self) -> None:
+        """An empty build directory, or a copy of the base's with what the change touches
+        made older than the sources (incremental.age_sources)."""
+        build = self.work / "build"
+        if self.base is None:
+            build.mkdir()
+            return
+        tree = self.target.tree
+        self.changed = changed_files(tree, self.base.tree_id)
+        if self.across:
+            touched = build_system_changes(self.changed, [s.get("path", "")
+                                                          for s in tree.subprojects])
+            if touched:
+                raise IncrementalUnsafe(
+                    f"from {self.base.commit[:12]} the change touches the build system "
+                    f"({', '.join(touched[:3])}): meson would reconfigure, which "
+                    "`ninja -n` cannot plan")
+        copy_build_dir(self.builder.root / self.base.key / "build", build)
+        drop_stale_pch(build, self.changed, SRC)
+        age_sources(tree.path, self.changed)
+
+    def container_spec(self) -> ContainerSpec:
+        builder = self.builder
+        env = {"CCACHE_DIR": CCACHE, "CC": "ccache gcc", "CXX": "ccache g++", "HOME": OUT,
+               "CCACHE_BASEDIR": SRC, **CCACHE_MODE}
+        mounts = [Mount(str(self.target.tree.path), SRC, read_only=True),
+                  Mount(str(self.work / "build"), OUT), Mount(str(builder.ccache), CCACHE)]
+        if self.wrapped:
+            env.update(wrapper_env(builder.optimize, "ccache gcc", self.pch))
+            mounts.append(Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True))
+        return ContainerSpec(image=self.target.image_id, role="build", network="none",
+                             user=invoking_user(), env=env, mounts=tuple(mounts), workdir=OUT)
+
+    def compile(self) -> str:
+        """Configure and ninja (or ninja alone) in a build container, each line into
+        build.log; ccache's statistics of a full build, "" of an incremental one."""
+        container = self.builder.runtime.start(self.container_spec())
+        try:
+            with open(self.log_path, "w") as logf:
+                out = _LogLines(logf, self.target.name, self.builder.log)
+                steps = self.full_steps(container, out) if self.base is None else \
+                    self.incremental_steps(container, out, self.base)
+                for argv in steps:
+                    self.run_step(container, argv, out)
+                return "" if self.base is not None else container.run(["ccache", "-s"])[1]
+        finally:
+            container.remove()
+
+    def ninja(self) -> list[str]:
+        return ["ninja", "-j", str(self.builder.jobs), BINARY]
+
+    def full_steps(self, container: Container, out: _LogLines) -> list[list[str]]:
+        """configure with the options (and device set) this tree's configure knows; ccache's
+        statistics zeroed."""
+        builder, tree = self.builder, self.target.tree
+        _, help_text = container.run([f"{SRC}/configure", "--help"])
+        script = tree.path / "configure"
+        options = supported_options(builder.configure, help_text, script.read_text(
+            errors="replace") if script.is_file() else "")
+        with_devices, self.devices_used = device_configuration(builder.devices, help_text)
+        options += with_devices
+        if with_devices:
+            (self.work / "build" / f"{DEVICES}.mak").write_text(devices_mak(builder.devices))
+        elif builder.devices:
+            out(f"minimal build not possible: device set {self.devices_used}")
+        self.configure = [f"{SRC}/configure", *options]
+        container.run(["ccache", "-z"])
+        return [self.configure, self.ninja()]
+
+    def incremental_steps(self, container: Container, out: _LogLines, base: BuildRecord
+                          ) -> list[list[str]]:
+        """Configured as the base was (same commit and options): ninja only, after its plan
+        is checked (incremental.check_incremental_plan)."""
+        self.configure, self.devices_used = base.configure, base.devices
+        _, plan = container.run(["ninja", "-n", "-d", "explain", BINARY], workdir=OUT)
+        self.compiled = check_incremental_plan(plan, self.changed, fix=not self.across)
+        out(f"incremental from {_describe(base)}: {len(self.changed)} changed file(s), "
+            f"recompiles {', '.join(self.compiled) or 'nothing'}")
+        return [self.ninja()]
+
+    def run_step(self, container: Container, argv: list[str], out: _LogLines) -> None:
+        """One command of the build; failing, its log is kept under failed/<key>.log."""
+        out("$ " + shlex.join(argv))
+        code, _ = container.run(argv, output=out, workdir=OUT)
+        if code != 0:
+            kept = self.builder.root / "failed" / f"{self.target.key}.log"
+            kept.parent.mkdir(exist_ok=True)
+            out.file.flush()
+            shutil.copyfile(self.log_path, kept)
+            raise BuildFailed(f"build {self.target.name} failed at `{argv[0]}` (exit {code}); "
+                              f"log: {kept}", str(kept))
+
+    def keep_binary(self) -> None:
+        """The binary into bin/. The build directory is kept for a full build and one across
+        commits (the next commit starts from it), not for a fix build (the fix builds of a
+        commit start from its build without one)."""
+        binary = self.work / "bin" / BINARY
+        binary.parent.mkdir()
+        shutil.copy2(self.work / "build" / BINARY, binary)
+        fix_build = self.base is not None and not self.across
+        if self.base is not None and fix_build and sha256_file(binary) == self.base.binary_sha256:
+            raise IncrementalUnsafe("the binary is identical to the one without the change")
+        if fix_build or not self.builder.keep_build_dir:
+            shutil.rmtree(self.work / "build", ignore_errors=True)
+
+    def reproducer(self) -> str:
+        """The command line that builds the same by hand, into <directory>/rebuild."""
+        builder, target = self.builder, self.target
+        rebuild = (f"printf %s {shlex.quote(devices_mak(builder.devices))} > {DEVICES}.mak && "
+                   if self.devices_used == MINIMAL else "") + shlex.join(self.configure) + \
+            " && ninja " + BINARY
+        wrapper = [Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True)] if self.wrapped \
+            else []
+        return shlex.join(run_command(
+            builder.runtime.cli, target.image, ["sh", "-c", rebuild],
+            mounts=[Mount(str(target.tree.path), SRC, read_only=True),
+                    Mount(f"{target.directory}/rebuild", OUT), *wrapper],
+            env=wrapper_env(builder.optimize, "gcc", self.pch) if self.wrapped else None,
+            workdir=OUT))
+
+    def record(self, seconds: float, stats: str) -> BuildRecord:
+        target, tree, base = self.target, self.target.tree, self.base
+        return BuildRecord(
+            name=target.name, key=target.key, source=tree.source.spec, commit=tree.source.commit,
+            tree_id=tree.tree_id, qemu_version=tree.source.qemu_version,
+            package_version=tree.source.package_version, fix=tree.fix.to_dict(),
+            generation=target.generation, image=target.image, image_id=target.image_id,
+            configure=self.configure, seconds=seconds, ccache=_ccache_summary(stats),
+            binary=str(target.directory / "bin" / BINARY),
+            binary_sha256=sha256_file(self.work / "bin" / BINARY), reproduce=self.reproducer(),
+            family=target.family, lineage=target.lineage,
+            incremental_from=base.key if base else "", base=_describe(base) if base else "",
+            base_commit=base.commit if base else "", compiled=self.compiled,
+            devices=self.devices_used, optimize=list(self.builder.optimize), pch=self.pch,
+            subprojects=list(tree.subprojects),
+        )
+
+    def finish(self, record: BuildRecord) -> BuildRecord:
+        """The record with its machine types, written; the work directory moved into place."""
+        base = self.base
+        # the fix of an incremental build does not change which machine types there are
+        record.machines = base.machines if base is not None and base.machines else \
+            self.builder.machine_types(record, self.work / "bin" / BINARY)
+        (self.work / RECORD).write_text(json.dumps(record.to_dict(), indent=2))
+        self.work.rename(self.target.directory)
+        return record

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from invoke.config import Config
 
-from patchcheck.build.builder import BINARY, Builder, BuildRecord
+from patchcheck.build.builder import BINARY, RECORD, Builder, BuildRecord
 from patchcheck.build.configure import DEVICES, device_configuration, device_options, supported_options
 from patchcheck.config import settings as config_mod
 from patchcheck.engine.runtime import ContainerSpec
@@ -154,21 +154,32 @@ def test_build_record_says_which_device_set_was_built(tmp_path, help_text, devic
     assert record.machines == ["pc-q35-6.0", "pc-q35-7.2"]
 
 
-def test_cached_record_without_the_field_says_what_its_configure_did():
-    data = {f: "" for f in BuildRecord.__dataclass_fields__}
-    data.update(fix={}, seconds=0.0, machines=[], cached=False, compiled=[])
+def test_a_record_without_a_field_is_damaged(tmp_path):
+    """Every version writes every field: a record that lacks one (here the device set) is
+    damaged, not an old one to complete; in the cache it is a miss that rebuilds."""
+    runtime = FakeRuntime(HELP["7.2"])
+    builder = Builder(runtime, tmp_path, ["--disable-docs"], devices=["CONFIG_Q35=y"],
+                      log=lambda line: None)
+    tree = fake_prepared_tree(tmp_path)
+    record = builder.build("fake", tree, "bookworm", "img", "sha256:1")
+    data = record.to_dict()
     del data["devices"]
-    full = BuildRecord.from_dict({**data, "configure": ["/src/configure", "--disable-docs"]})
-    assert full.devices == "default"
-    minimal = BuildRecord.from_dict({**data, "configure": ["/src/configure", *device_options()]})
-    assert minimal.devices == "minimal"
+    with pytest.raises(ValueError, match="devices"):
+        BuildRecord.from_dict(data)
+    path = Path(record.binary).parent.parent / RECORD
+    path.write_text(json.dumps(data))
+    assert builder.cached("fake", tree, "sha256:1") is None
+    again = builder.build("fake", tree, "bookworm", "img", "sha256:1")
+    assert not again.cached and again.devices == "minimal"
+    assert json.loads(path.read_text())["devices"] == "minimal"
 
 
 def test_environment_selects_the_full_configuration(monkeypatch):
-    config_mod.list_settings_from_env()
+    from patchcheck.cli.invoke_compat import PatchcheckConfig  # settings from the environment as text
+
     monkeypatch.setenv("INVOKE_PATCHCHECK_BUILD_DEVICES", "")
     monkeypatch.setenv("INVOKE_PATCHCHECK_MATRIX_BUILDS", "7.2-none,7.2-v2")
-    cfg = Config(project_location=str(PROJECT))
+    cfg = PatchcheckConfig(project_location=str(PROJECT))
     cfg.load_project()
     cfg.load_shell_env()
     settings = config_mod.load(cfg)

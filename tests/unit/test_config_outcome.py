@@ -19,17 +19,17 @@ from patchcheck.engine import images
 from patchcheck.engine.images import ImageRule
 from patchcheck.errors import BuildFailed, InfraError, PatchcheckError, UsageError
 from patchcheck.result.model import CaseResult
-from patchcheck.result.outcome import (
+from patchcheck.result.outcome import Observed
+from patchcheck.scenarios import registry as scenarios
+from patchcheck.verdict.decision import Semantics, decide
+from patchcheck.verdict.exit_codes import (
     CHECK_NO_VERDICT,
     EXIT_DEVIATION,
     EXIT_INFRA,
     EXIT_OK,
     EXIT_USAGE,
-    Observed,
     exit_code_for_error,
 )
-from patchcheck.scenarios import registry as scenarios
-from patchcheck.verdict.decision import Semantics, decide
 from patchcheck.verdict.judge import judge
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
@@ -559,7 +559,9 @@ def record_dir(tmp_path: Path) -> Path:
         "image_id": "sha256:abc", "configure": ["/src/configure"], "seconds": 1.5, "ccache": "",
         "binary": str(binary), "binary_sha256": hashlib.sha256(b"\x7fELF fake qemu").hexdigest(),
         "reproduce": "docker run ...", "machines": ["pc-q35-6.0", "pc-q35-7.2"],
-        "unknown_future_field": 1,
+        "cached": False, "family": "f", "lineage": "l", "incremental_from": "", "base": "",
+        "base_commit": "", "compiled": [], "devices": "minimal", "optimize": [], "pch": "",
+        "subprojects": [], "unknown_future_field": 1,
     }
     (directory / build.RECORD).write_text(json.dumps(data))
     return directory
@@ -574,7 +576,8 @@ def test_load_record(record_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["binary-changed", "binary-missing", "record-missing",
-                                    "truncated", "field-missing", "empty"])
+                                    "truncated", "field-missing", "defaulted-field-missing",
+                                    "empty"])
 def test_load_record_rejects_damage(record_dir: Path, damage: str) -> None:
     path = record_dir / build.RECORD
     data = json.loads(path.read_text())
@@ -588,6 +591,9 @@ def test_load_record_rejects_damage(record_dir: Path, damage: str) -> None:
         path.write_text(path.read_text()[:50])
     elif damage == "field-missing":
         del data["binary_sha256"]
+        path.write_text(json.dumps(data))
+    elif damage == "defaulted-field-missing":  # every version wrote it: damaged, not old
+        del data["base_commit"]
         path.write_text(json.dumps(data))
     elif damage == "empty":
         path.write_text("")
