@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patchcheck.engine.launched import LaunchedProcess
 from patchcheck.engine.runtime import (
@@ -31,6 +31,9 @@ from patchcheck.engine.runtime import (
     OwnContainer,
 )
 from patchcheck.errors import InfraError
+
+if TYPE_CHECKING:
+    from docker.types import Mount as SdkMount
 
 
 class DockerContainer:
@@ -204,25 +207,42 @@ class DockerRuntime:
             return None
 
     def start(self, spec: ContainerSpec) -> DockerContainer:
-        from docker.types import Mount as DockerMount
-
         if self._closed:
             raise InfraError(f"no {spec.role} container: the run is ending")
-        labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_ROLE: spec.role,
-                  LABEL_PID: str(os.getpid())}
+        mounts, command, launcher = self._main_process(spec)
+        container_id = self._create(spec, mounts, command)
+        self._own(container_id, spec)
+        try:
+            self.client.api.start(container_id)
+        except Exception as exc:  # noqa: BLE001 - e.g. its command is not in the image
+            self.remove(container_id)  # created, never started: still ours to remove
+            raise InfraError(f"cannot start a {spec.role} container from {spec.image}: "
+                             f"{exc}") from None
+        return DockerContainer(self, container_id, launcher)
+
+    def _main_process(self, spec: ContainerSpec) -> tuple[list[SdkMount], list[str], str | None]:
+        """The container's mounts, its command, and its launcher's socket: `sleep` when it
+        only runs commands, the launcher (on a socket of its own) when it spawns."""
+        from docker.types import Mount as DockerMount
+
         mounts = [
             DockerMount(m.target, m.source, type="bind", read_only=m.read_only)
             for m in spec.mounts
         ]
-        command = ["sleep", "infinity"]
-        launcher = None
-        if spec.spawns:
-            sockets = Path(tempfile.mkdtemp(prefix="c-", dir=self._socket_dir()))
-            launcher = str(sockets / "launcher.sock")
-            mounts += [DockerMount(str(sockets), str(sockets), type="bind"),
-                       DockerMount(LAUNCHER_IN_CONTAINER, str(LAUNCHER), type="bind",
-                                   read_only=True)]
-            command = ["python3", "-I", LAUNCHER_IN_CONTAINER, launcher]
+        if not spec.spawns:
+            return mounts, ["sleep", "infinity"], None
+        sockets = Path(tempfile.mkdtemp(prefix="c-", dir=self._socket_dir()))
+        launcher = str(sockets / "launcher.sock")
+        mounts += [DockerMount(str(sockets), str(sockets), type="bind"),
+                   DockerMount(LAUNCHER_IN_CONTAINER, str(LAUNCHER), type="bind",
+                               read_only=True)]
+        return mounts, ["python3", "-I", LAUNCHER_IN_CONTAINER, launcher], launcher
+
+    def _create(self, spec: ContainerSpec, mounts: list[SdkMount], command: list[str]
+                ) -> str:
+        """Create the container, hardened and labelled with the run; its id."""
+        labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_ROLE: spec.role,
+                  LABEL_PID: str(os.getpid())}
         api = self.client.api
         try:
             hardened = api.create_host_config(
@@ -246,24 +266,21 @@ class DockerRuntime:
                 stop_signal="SIGKILL",
                 host_config=host_config,
             )
-            container_id = str(created["Id"])
+            return str(created["Id"])
         except Exception as exc:  # noqa: BLE001
             raise InfraError(f"cannot create a {spec.role} container from {spec.image}: "
                              f"{exc}") from None
+
+    def _own(self, container_id: str, spec: ContainerSpec) -> None:
+        """Count the container among those `close` removes; if close ran while it was
+        created (it missed this one), remove it and say the run is ending."""
         with self._lock:
             closing = self._closed
             if not closing:
                 self._started.add(container_id)
-        if closing:  # close() ran while it was created: it missed this one
+        if closing:
             self.remove(container_id)
             raise InfraError(f"no {spec.role} container: the run is ending")
-        try:
-            api.start(container_id)
-        except Exception as exc:  # noqa: BLE001 - e.g. its command is not in the image
-            self.remove(container_id)  # created, never started: still ours to remove
-            raise InfraError(f"cannot start a {spec.role} container from {spec.image}: "
-                             f"{exc}") from None
-        return DockerContainer(self, container_id, launcher)
 
     def _socket_dir(self) -> str:
         """The runtime's private (0700) directory for launcher sockets; short, because unix
