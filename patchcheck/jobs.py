@@ -97,56 +97,69 @@ def parallel(items: Iterable[T], func: Callable[[T], Iterable[R]], jobs: int
     consuming, removes the QEMU containers and returns at once; a case still in flight must
     not hold the process open (an executor's workers are joined at exit).
     """
-    todo: queue.Queue[tuple[T] | None] = queue.Queue()  # None: no more work
-    done: queue.Queue[tuple[str, Any, BaseException | None]] = queue.Queue()
-    stopped = threading.Event()
+    yield from _Pool(items, func, jobs).stream()
 
-    def feeder() -> None:
+
+class _Pool(Generic[T, R]):
+    """The threads of one `parallel`: a feeder that takes the items, `jobs` workers, and the
+    queue of what they did, which `stream` reads."""
+
+    def __init__(self, items: Iterable[T], func: Callable[[T], Iterable[R]], jobs: int) -> None:
+        self.items, self.func, self.jobs = items, func, max(1, jobs)
+        self.todo: queue.Queue[tuple[T] | None] = queue.Queue()  # None: no more work
+        # ("fed", count, error), ("result", (item, result), None), ("finished", item, error)
+        self.done: queue.Queue[tuple[str, Any, BaseException | None]] = queue.Queue()
+        self.stopped = threading.Event()
+
+    def feed(self) -> None:
         count, error = 0, None
         try:
-            for item in items:
-                if stopped.is_set():
+            for item in self.items:
+                if self.stopped.is_set():
                     break
-                todo.put((item,))
+                self.todo.put((item,))
                 count += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             error = exc
-        for _ in range(jobs):
-            todo.put(None)
-        done.put(("fed", count, error))
+        for _ in range(self.jobs):
+            self.todo.put(None)
+        self.done.put(("fed", count, error))
 
-    def worker() -> None:
+    def work(self) -> None:
         while True:
-            entry = todo.get()
-            if entry is None or stopped.is_set():
+            entry = self.todo.get()
+            if entry is None or self.stopped.is_set():
                 return
             item = entry[0]
             try:
-                for result in func(item):
-                    done.put(("result", (item, result), None))
-                done.put(("finished", item, None))
+                for result in self.func(item):
+                    self.done.put(("result", (item, result), None))
+                self.done.put(("finished", item, None))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                done.put(("finished", item, exc))
+                self.done.put(("finished", item, exc))
 
-    jobs = max(1, jobs)
-    threading.Thread(target=feeder, name="feeder", daemon=True).start()
-    for _ in range(jobs):
-        threading.Thread(target=worker, daemon=True).start()
-    try:
-        fed: int | None = None
-        fed_error: BaseException | None = None
-        finished = 0
-        while fed is None or finished < fed:
-            kind, payload, error = done.get()
-            if kind == "fed":
-                fed, fed_error = payload, error
-            elif kind == "finished":
-                finished += 1
-                if error is not None:
-                    raise error
-            else:
-                yield payload
-        if fed_error is not None:
-            raise fed_error
-    finally:
-        stopped.set()  # the workers stop after the item each is running; the feeder too
+    def stream(self) -> Iterator[tuple[T, R]]:
+        """Start the threads and yield the results as they come; raise the first error of
+        an item, or the feeder's after the work it gave out. Leaving (done, raised or
+        closed) stops the threads after the item each is running."""
+        threading.Thread(target=self.feed, name="feeder", daemon=True).start()
+        for _ in range(self.jobs):
+            threading.Thread(target=self.work, daemon=True).start()
+        try:
+            fed: int | None = None
+            fed_error: BaseException | None = None
+            finished = 0
+            while fed is None or finished < fed:
+                kind, payload, error = self.done.get()
+                if kind == "fed":
+                    fed, fed_error = payload, error
+                elif kind == "finished":
+                    finished += 1
+                    if error is not None:
+                        raise error
+                else:
+                    yield payload
+            if fed_error is not None:
+                raise fed_error
+        finally:
+            self.stopped.set()  # the workers stop after the item each is running; the feeder too
