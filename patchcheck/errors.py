@@ -40,3 +40,9 @@ def error_line(error: BaseException) -> str:
     """The one line on stderr an error is reported as (its lines joined, nothing cut)."""
     text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
     return f"patchcheck: error: {text or type(error).__name__}"
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """A SIGTERM handler: the run stops as it does on Ctrl-C (KeyboardInterrupt), so that what
+    finished is written and the containers it started are removed."""
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -1,6 +1,6 @@
 """patchcheck's tasks: parse options, call the package, exit with its code. `invoke` in the
 checkout (tasks.py) and the installed `patchcheck` command (patchcheck.cli.program) run this
-collection.
+collection; importing it changes nothing of invoke's.
 
 Run `invoke --list` (or `patchcheck --list`) for the tasks and `--help TASK` for options.
 """
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from invoke import Collection, Context, Exit, task
 
-from patchcheck.cli.invoke_compat import choose_scenario, usage_errors_exit_2
+from patchcheck.cli.invoke_compat import fail
 from patchcheck.commands import sequence as sequence_commands
 from patchcheck.commands import tasks as commands
-from patchcheck.result.outcome import CHECK_NO_VERDICT
+from patchcheck.errors import UsageError
+from patchcheck.exit_codes import CHECK_NO_VERDICT
 from patchcheck.scenarios import registry as scenarios
-
-usage_errors_exit_2()  # unknown options, configuration errors: one line, exit 2, never a traceback
 
 
 def _known_fixes() -> str:
@@ -38,8 +37,14 @@ def _exit(code: int) -> None:
 
 
 def _scenario(c: Context, name: str) -> None:
-    """--scenario NAME: the run's patchcheck.matrix.scenario."""
-    choose_scenario(c.config, name)
+    """`--scenario NAME`: the run's patchcheck.matrix.scenario; an unknown name is the
+    option's error (the configuration file did not say it)."""
+    if not name:
+        return
+    if name not in scenarios.REGISTRY:
+        fail(UsageError(f"--scenario '{name}': not a known scenario "
+                        f"(known: {', '.join(scenarios.names())})"))
+    c.config["patchcheck"].setdefault("matrix", {})["scenario"] = name
 
 
 @task(help={"generation": "only this builder generation (bookworm, trixie, ...); default: all"})

@@ -65,7 +65,7 @@ def bisect(settings: Settings, config: Any, repo: str, good: str, bad: str, case
 
 def bench_sequence(settings: Settings, config: Any) -> int:
     from patchcheck.bench.sequence import bench_sequence as run_bench
-    from patchcheck.result.outcome import EXIT_OK
+    from patchcheck.exit_codes import EXIT_OK
 
     tree = plain(config["patchcheck"])
     tree.update(reports_dir=str(settings.reports_dir.resolve()))

@@ -15,8 +15,8 @@ from patchcheck import paths
 from patchcheck.config import settings as config_mod
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.registry import connect, container_runtime
-from patchcheck.errors import InfraError, PatchcheckError, UsageError, error_line
-from patchcheck.result.outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK, exit_code_for_error
+from patchcheck.errors import InfraError, PatchcheckError, UsageError, error_line, interrupt
+from patchcheck.exit_codes import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK, exit_code_for_error
 from patchcheck.source import specs as sources
 from patchcheck.tree import fixes
 
@@ -25,16 +25,12 @@ def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def guarded(func: Callable[..., int], invoke_config: Any, *args: Any,
             no_verdict: int = EXIT_INFRA, **kwargs: Any) -> int:
     """Run a command; map every failure to one line on stderr and an exit code.
     `no_verdict`: the task's code for "no verdict" (infrastructure errors, an interruption,
     an unexpected exception, whose traceback goes to a log file named on that line)."""
-    previous = signal.signal(signal.SIGTERM, _sigterm)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     settings: Settings | None = None
     try:
         settings = config_mod.load(invoke_config)
@@ -129,12 +125,10 @@ def _build_spec(settings: Settings, source: str, fix: str, name: str) -> BuildSp
 
 
 def _git_repository(path: str, what: str) -> None:
-    import git
+    from patchcheck.source import gitcmd
 
-    try:
-        git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise UsageError(f"{what} {path} is not a git repository") from None
+    if not gitcmd.is_repository(path):
+        raise UsageError(f"{what} {path} is not a git repository")
 
 
 def check(settings: Settings, repo: str, commit: str, patch: str) -> int:

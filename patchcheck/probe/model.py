@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchcheck.exit_codes import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
 from patchcheck.probe import classify
 from patchcheck.probe.classify import BitChange, Change, Op
 from patchcheck.probe.vmstate import VmstateComparison, VmstateDiff
 from patchcheck.qemu.pciconf import PciAddress
 from patchcheck.qemu.registers import RegisterSet
-from patchcheck.result.outcome import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
 
 
 @dataclass

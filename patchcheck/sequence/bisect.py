@@ -31,21 +31,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import git
-
 from patchcheck import paths
 from patchcheck.config.settings import Settings
 from patchcheck.engine.registry import RuntimeFactory
 from patchcheck.errors import InfraError
-from patchcheck.result.outcome import CHECK_CANNOT_TEST, EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
+from patchcheck.exit_codes import EXIT_INFRA, EXIT_OK
 from patchcheck.sequence.casespec import CaseSpec
 from patchcheck.sequence.step import Step, evaluate
+from patchcheck.source import gitcmd
 from patchcheck.source.commits import History, check_clean
 from patchcheck.source.specs import GitSources
-
-TERMS = {"failed": "fails", "passed": "passes"}  # an outcome -> git bisect's term for it
-# outcomes that are neither: another error than the bug's, a flaky case (a step skips them)
-SKIPPED = ("failed-other", "flaky")
+from patchcheck.verdict.sequence import TERMS, End, bisect_ends
 
 
 @dataclass
@@ -102,23 +98,9 @@ def bisect(settings: Settings, config_tree: dict[str, Any], runtime_factory: Run
             ends = [evaluate(settings, runtime, repo, t.commit, history.subject(t.commit), case,
                              outdir / "steps", log) for t in (a, b)]
         result.ends = [asdict(e) for e in ends]
-        for end in ends:
-            if end.outcome == "untestable":
-                result.message = f"{end.commit[:12]} cannot be built: {end.message}"
-                result.exit_code = CHECK_CANNOT_TEST
-                return result.exit_code
-            if end.outcome in SKIPPED:  # neither the bug's failure nor a pass
-                result.message = (f"the case ended {end.outcome} at {end.commit[:12]} "
-                                  f"({end.message}): it neither passes nor fails with the "
-                                  "bug's error there, nothing to bisect")
-                result.exit_code = EXIT_DEVIATION
-                return result.exit_code
-            if end.outcome not in TERMS:
-                raise InfraError(f"the case at {end.commit[:12]}: {end.outcome}: {end.message}")
-        if ends[0].outcome == ends[1].outcome:
-            result.message = (f"the case {TERMS[ends[0].outcome]} at both ends: nothing to "
-                              "bisect")
-            result.exit_code = EXIT_DEVIATION
+        stop = bisect_ends([End(e.commit, e.outcome, e.message) for e in ends])
+        if stop is not None:
+            result.exit_code, result.message = stop
             return result.exit_code
         result.terms = {"old": TERMS[ends[0].outcome], "new": TERMS[ends[1].outcome]}
         first = _run(history.mirror, state, a.commit, b.commit, result.terms, {
@@ -138,36 +120,36 @@ def bisect(settings: Settings, config_tree: dict[str, Any], runtime_factory: Run
         print(f"reports: {outdir}")
 
 
-def _run(mirror: git.Repo, state: Path, good: str, bad: str, terms: dict[str, str],
+def _run(mirror: Path, state: Path, good: str, bad: str, terms: dict[str, str],
          predicate: dict[str, Any], log: Callable[[str], None]) -> str:
     """git bisect run in the state's worktree (made, or found in progress); the first new
     commit."""
     tree = state / "tree"
     (state / "predicate.json").write_text(json.dumps(predicate, indent=2))
-    in_progress = tree.is_dir() and _git(tree, "bisect", "log").returncode == 0
+    in_progress = tree.is_dir() and gitcmd.ok(tree, "bisect", "log")
     if not in_progress:
         _finish(mirror, state)
         Path(predicate["steps"]).unlink(missing_ok=True)  # a new bisection: a new step log
-        mirror.git.worktree("add", "--force", "--detach", str(tree), bad)
-        started = _git(tree, "bisect", "start", f"--term-old={terms['old']}",
+        gitcmd.out(mirror, "worktree", "add", "--force", "--detach", str(tree), bad)
+        started = gitcmd.run(tree, "bisect", "start", f"--term-old={terms['old']}",
                        f"--term-new={terms['new']}", bad, good)
         if started.returncode != 0:
             raise InfraError(f"git bisect start: {started.stderr.strip() or started.stdout}")
     else:
         log(f"resuming the bisection in {tree}")
     # the predicate imports this very package, wherever it is installed (or not)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {"PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]),
          *filter(None, [os.environ.get("PYTHONPATH", "")])])}
     predicate_cmd = [sys.executable, "-m", "patchcheck.sequence.bisect_step",
                      str(state / "predicate.json")]
-    ready = subprocess.run([*predicate_cmd, "--ready"], env=env, capture_output=True,
-                           text=True, check=False)
+    ready = subprocess.run([*predicate_cmd, "--ready"], env={**os.environ, **env},
+                           capture_output=True, text=True, check=False)
     if ready.returncode != 0:  # an exit of 1 would be read as a verdict: never start so
         raise InfraError("the bisect predicate does not run: "
                          + (ready.stderr.strip().splitlines() or ["?"])[-1])
-    run = subprocess.Popen(["git", "-C", str(tree), "bisect", "run", *predicate_cmd], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the user's scope: the predicate, its child, works on the user's repository too
+    run = gitcmd.popen(tree, "bisect", "run", *predicate_cmd, user=True, env=env)
     assert run.stdout is not None
     output = []
     for line in run.stdout:
@@ -182,21 +164,14 @@ def _run(mirror: git.Repo, state: Path, good: str, bad: str, terms: dict[str, st
                      + (output[-1] if output else ""))
 
 
-def _finish(mirror: git.Repo, state: Path) -> None:
+def _finish(mirror: Path, state: Path) -> None:
     """End a bisection and remove its worktree (the steps' log stays)."""
     tree = state / "tree"
     if tree.is_dir():
-        _git(tree, "bisect", "reset")
-        try:
-            mirror.git.worktree("remove", "--force", str(tree))
-        except git.GitCommandError:
+        gitcmd.run(tree, "bisect", "reset")
+        if not gitcmd.ok(mirror, "worktree", "remove", "--force", str(tree)):
             shutil.rmtree(tree, ignore_errors=True)
-    mirror.git.worktree("prune")
-
-
-def _git(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
-                          check=False)
+    gitcmd.out(mirror, "worktree", "prune")
 
 
 def _read_steps(path: Path) -> list[dict[str, Any]]:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from patchcheck.commands.tasks import _sigterm
 from patchcheck.config import settings as config_mod
 from patchcheck.engine.registry import container_runtime
-from patchcheck.errors import PatchcheckError
-from patchcheck.sequence.bisect import SKIPPED, TERMS
+from patchcheck.errors import PatchcheckError, interrupt
 from patchcheck.sequence.casespec import parse
 from patchcheck.sequence.step import evaluate
+from patchcheck.source import gitcmd
+from patchcheck.verdict.sequence import BISECT_SKIP, SKIPPED, step_code
 
 ABORT = 255
 
@@ -30,7 +29,7 @@ ABORT = 255
 def main(argv: list[str]) -> int:
     """Every failure that is not a verdict aborts the bisection (an uncaught exception's
     exit status 1 would read as the new term)."""
-    signal.signal(signal.SIGTERM, _sigterm)  # a clean stop: our containers are removed
+    signal.signal(signal.SIGTERM, interrupt)  # a clean stop: our containers are removed
     try:
         predicate = json.loads(Path(argv[1]).read_text())
         if argv[2:] == ["--ready"]:
@@ -42,10 +41,9 @@ def main(argv: list[str]) -> int:
 
 
 def _step(predicate: dict[str, Any]) -> int:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    subject = subprocess.run(["git", "log", "-1", "--format=%s", head], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    here = Path.cwd()  # git bisect run's worktree
+    head = gitcmd.out(here, "rev-parse", "HEAD").strip()
+    subject = gitcmd.out(here, "log", "-1", "--format=%s", head).strip()
     settings = config_mod.load({"patchcheck": predicate["config"]})
     case = parse(predicate["case"])
     try:
@@ -59,18 +57,13 @@ def _step(predicate: dict[str, Any]) -> int:
         steps.write(json.dumps(asdict(step)) + "\n")
     print(f"patchcheck: {head[:12]} {step.outcome} (build {step.build}, "
           f"{step.build_seconds:.1f} s) {subject}")
-    if step.outcome == "untestable":
-        return 125
-    if step.outcome in SKIPPED:  # another error masks the watched outcome, a flaky case has
-        # none: git bisect skips the commit
+    code = step_code(step.outcome, predicate["terms"])
+    if code == BISECT_SKIP and step.outcome in SKIPPED:  # another error masks the watched
+        # outcome, a flaky case has none: git bisect skips the commit
         print(f"patchcheck: {head[:12]}: the case ended {step.outcome}: {step.message}; "
               "skipped", file=sys.stderr)
-        return 125
-    term = TERMS.get(step.outcome)
-    if term == predicate["terms"]["old"]:
-        return 0
-    if term == predicate["terms"]["new"]:
-        return 1
+    if code is not None:
+        return code
     print(f"patchcheck: {head[:12]}: the case ended {step.outcome}: {step.message}",
           file=sys.stderr)
     return ABORT

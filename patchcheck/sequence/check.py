@@ -12,23 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import git
-
 from patchcheck.build.pipeline import Pipeline
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed, UsageError
-from patchcheck.qemu.machine_types import order
-from patchcheck.result.model import RunResults
-from patchcheck.result.outcome import CHECK_CANNOT_TEST
+from patchcheck.exit_codes import CHECK_CANNOT_TEST
 from patchcheck.run.matrix import new_run_id
 from patchcheck.run.minirun import small_matrix
 from patchcheck.scenarios import registry as scenarios
+from patchcheck.source import gitcmd
 from patchcheck.source.commits import check_clean
 from patchcheck.source.specs import GitSources, GitSpec, Tree
 from patchcheck.tree import fixes
 from patchcheck.tree import prepare as trees
-from patchcheck.verdict.decision import CHECK, Decision, decide_dir
+from patchcheck.verdict.decision import CHECK, decide_dir
+from patchcheck.verdict.reply import reply
 
 
 def fix_states(settings: Settings, tree: Tree, patch: str) -> tuple[str, str, str]:
@@ -76,7 +74,7 @@ def check(settings: Settings, runtime: Runtime, repo: str, commit: str, patch: s
                                 {check_guest(settings): "boundary"}, run_id, log, task=CHECK)
     decision = decide_dir(run, run_dir)
     print()
-    print(summary(run, repo, f"{commit} ({tree.commit[:12]})", note, decision))
+    print(reply(run, f"{commit} ({tree.commit[:12]})", note, decision, _identity(repo)))
     return decision.check_exit
 
 
@@ -90,42 +88,7 @@ def _short(repo: str, commit: str) -> str:
     return "".join(c for c in commit if c.isalnum())[:12]
 
 
-def summary(run: RunResults, repo: str, commit: str, note: str, decision: Decision) -> str:
-    """A paragraph for a qemu-devel reply, and the Tested-by line when it is deserved."""
-    build = run.builds.get("with", {})
-    types = order({c.machine for c in run.cases})
-    scen = scenarios.get(str(run.settings.get("scenario", "")))
-    words = scen.words
-    failing = [c for c in run.cases if c.observed.value == "failed"
-               and not (c.destination if words.fix_side == "destination" else c.source).has_fix]
-    error = next(iter(failing[0].destination_error.splitlines()), "") if failing else ""
-    lines = [f"Tested {commit} (QEMU {build.get('qemu_version', '?')}) with {note}.",
-             f"The question: does it fix {scen.title} on this commit, that is, remove the "
-             f"destination's \"{scen.signature.text}\"? Without the fix is the commit with "
-             "no known fix of the bug; with it, the same tree plus the fix.",
-             f"{words.reproducer} ({_guests(run)} guest action, "
-             f"{run.settings.get('accel', 'tcg')}), "
-             f"all four directions between the builds without and with the fix, on "
-             f"{', '.join(types)}."]
-    if failing:
-        lines.append(f"Without the fix at the {words.fix_side} it fails ({len(failing)} "
-                     f"case{'s' if len(failing) != 1 else ''}): "
-                     f"{error.split(': ', 1)[-1]}")
-    lines += decision.words
-    if decision.tested_by:
-        lines += ["", f"Tested-by: {_identity(repo)}"]
-    return "\n".join(lines)
-
-
-def _guests(run: RunResults) -> str:
-    return ", ".join(sorted({c.guest for c in run.cases})) or "no"
-
-
 def _identity(repo: str) -> str:
-    try:
-        reader = git.Repo(repo).config_reader()
-        name = reader.get_value("user", "name", "")
-        email = reader.get_value("user", "email", "")
-    except Exception:  # noqa: BLE001 - no repository or no identity: a placeholder
-        name = email = ""
+    name, email = (gitcmd.run(repo, "config", "--get", key, user=True).stdout.strip()
+                   for key in ("user.name", "user.email"))
     return f"{name or 'Your Name'} <{email or 'you@example.com'}>"

@@ -32,14 +32,14 @@ from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed
 from patchcheck.report.junit import testcase
-from patchcheck.result.model import CaseResult, RunResults, write_json
-from patchcheck.result.outcome import CHECK_CANNOT_TEST, EXIT_DEVIATION, EXIT_INFRA, EXIT_OK, Observed
+from patchcheck.result.model import RunResults, write_json
 from patchcheck.run.matrix import new_run_id
 from patchcheck.run.minirun import small_matrix
 from patchcheck.sequence.check import check_guest
 from patchcheck.source.commits import Commit, History, check_clean, parse_range
 from patchcheck.source.specs import GitSources
 from patchcheck.tree.fixes import AS_IS
+from patchcheck.verdict.sequence import behaviour, commit_status, series_exit_code
 
 PAIRS = ("commit->commit", "base->commit", "commit->base")
 
@@ -77,14 +77,7 @@ class SeriesResult:
     error: str = ""
 
     def exit_code(self) -> int:
-        statuses = {c.status for c in self.commits}
-        if "deviates" in statuses:
-            return EXIT_DEVIATION
-        if self.error or "error" in statuses:
-            return EXIT_INFRA
-        if "untestable" in statuses:
-            return CHECK_CANNOT_TEST
-        return EXIT_OK
+        return series_exit_code({c.status for c in self.commits}, self.error)
 
 
 def run_series(settings: Settings, runtime: Runtime, repo: str, range_text: str,
@@ -140,25 +133,8 @@ def _one(settings: Settings, runtime: Runtime, repo: str, base: BuildSpec, commi
     verdict.behaviour = behaviour(cases)
     # every case's outcome, with the bug's failure apart from another: compared by outcome
     verdict.signature = sorted(f"{c.case.id}={c.observed.value}" for c in cases)
-    if any(c.observed.no_verdict for c in cases) or not cases:
-        verdict.status = "error"
-    elif any(c.deviates for c in cases):
-        verdict.status = "deviates"
-    else:
-        verdict.status = "as-expected"
+    verdict.status = commit_status(cases)
     return verdict
-
-
-def behaviour(cases: Sequence[CaseResult]) -> str:
-    """What the cases did: "passes (9)", "fails 3 of 9", "fails 3 of 9 (2 with another
-    error)"; flaky cases and errors are named."""
-    failed = [c for c in cases if c.observed.rejected]
-    other = sum(1 for c in failed if c.observed == Observed.FAILED_OTHER)
-    text = (f"fails {len(failed)} of {len(cases)}" if failed else f"passes ({len(cases)})")
-    if other:
-        text += f" ({other} with another error)"
-    flaky = sum(1 for c in cases if c.observed == Observed.FLAKY)
-    return text + (f", {flaky} flaky" if flaky else "")
 
 
 def changes_at(commits: Sequence[CommitVerdict]) -> str:

@@ -30,12 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchcheck.probe import model as probe_model
-from patchcheck.probe.classify import BitChange
-from patchcheck.probe.model import PairResult, ProbeRun
-from patchcheck.qemu.registers import RegisterSet
-from patchcheck.result.model import RunResults
-from patchcheck.result.outcome import (
+from patchcheck.exit_codes import (
     CHECK_CANNOT_TEST,
     CHECK_FIX_FAILS,
     CHECK_FIX_WORKS,
@@ -44,6 +39,11 @@ from patchcheck.result.outcome import (
     EXIT_INFRA,
     EXIT_OK,
 )
+from patchcheck.probe import model as probe_model
+from patchcheck.probe.classify import BitChange
+from patchcheck.probe.model import PairResult, ProbeRun
+from patchcheck.qemu.registers import RegisterSet
+from patchcheck.result.model import RunResults
 from patchcheck.verdict.judge import Verdict, judge_run
 
 

@@ -27,7 +27,7 @@ from patchcheck.config.settings import Settings
 from patchcheck.engine.podman import PodmanRuntime
 from patchcheck.engine.runtime import LABEL_RUN, Mount
 from patchcheck.errors import InfraError
-from patchcheck.result.outcome import EXIT_OK
+from patchcheck.exit_codes import EXIT_OK
 from patchcheck.run.matrix import MatrixOptions, run_matrix
 from patchcheck.run.migrate import Hosts
 

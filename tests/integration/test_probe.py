@@ -20,11 +20,11 @@ from lxml import etree
 
 from patchcheck.config.settings import Settings
 from patchcheck.engine.docker import DockerRuntime
+from patchcheck.exit_codes import EXIT_DEVIATION
 from patchcheck.probe.classify import Change
 from patchcheck.probe.model import ProbeRun
 from patchcheck.probe.orchestrate import probe_command, run_probe
 from patchcheck.probe.report import write
-from patchcheck.result.outcome import EXIT_DEVIATION
 
 from .conftest import Builds
 

@@ -18,11 +18,7 @@ from patchcheck.config import settings as config
 from patchcheck.engine import images
 from patchcheck.engine.images import ImageRule
 from patchcheck.errors import BuildFailed, InfraError, PatchcheckError, UsageError
-from patchcheck.result.model import CaseResult
-from patchcheck.result.outcome import Observed
-from patchcheck.scenarios import registry as scenarios
-from patchcheck.verdict.decision import Semantics, decide
-from patchcheck.verdict.exit_codes import (
+from patchcheck.exit_codes import (
     CHECK_NO_VERDICT,
     EXIT_DEVIATION,
     EXIT_INFRA,
@@ -30,6 +26,10 @@ from patchcheck.verdict.exit_codes import (
     EXIT_USAGE,
     exit_code_for_error,
 )
+from patchcheck.result.model import CaseResult
+from patchcheck.result.outcome import Observed
+from patchcheck.scenarios import registry as scenarios
+from patchcheck.verdict.decision import Semantics, decide
 from patchcheck.verdict.judge import judge
 
 pytestmark = pytest.mark.usefixtures("isolated_env")

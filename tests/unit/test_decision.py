@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from patchcheck.exit_codes import CHECK_NO_VERDICT
 from patchcheck.probe import report
 from patchcheck.probe.classify import BitChange, Change
 from patchcheck.probe.model import PairResult, ProbeRun
 from patchcheck.probe.vmstate import FORWARD, VmstateComparison, VmstateDiff
 from patchcheck.result.model import CaseResult, RunResults
-from patchcheck.result.outcome import CHECK_NO_VERDICT
 from patchcheck.scenarios.pds.registers import SPEC
-from patchcheck.sequence.check import summary
 from patchcheck.verdict.decision import (
     Decision,
     Migration,
@@ -27,6 +26,7 @@ from patchcheck.verdict.decision import (
     semantics_of,
 )
 from patchcheck.verdict.judge import judge
+from patchcheck.verdict.reply import reply
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -239,9 +239,9 @@ def test_check_summary_gives_tested_by_only_when_deserved(make_result: MakeResul
                                   "i=0x6e read: 0 device: 40 cmask: ff wmask: 0 w1cmask:19")
     run = RunResults("r", {"with": {"qemu_version": "7.2.0"}}, cases, "")
     for finding, deserved in (("clean", True), ("introduced", False), ("errors", False)):
-        text = summary(run, str(tmp_path / "no-repo"), "HEAD (1234)", "patch v1.patch",
-                       decide_run(run, semantics_of(probe_run(finding))))
-        assert ("Tested-by: Your Name <you@example.com>" in text) == deserved, text
+        text = reply(run, "HEAD (1234)", "patch v1.patch",
+                     decide_run(run, semantics_of(probe_run(finding))), "A Reviewer <r@example.org>")
+        assert ("Tested-by: A Reviewer <r@example.org>" in text) == deserved, text
         assert ("PDS" in text) == (finding == "introduced")
         assert "it fails (2 cases): get_pci_config_device: Bad config data: i=0x6e" in text
 

@@ -12,7 +12,7 @@ import pytest
 from patchcheck.commands import tasks as commands
 from patchcheck.config.settings import Settings
 from patchcheck.errors import BuildFailed, InfraError, UsageError
-from patchcheck.result.outcome import CHECK_NO_VERDICT, EXIT_INFRA, EXIT_USAGE
+from patchcheck.exit_codes import CHECK_NO_VERDICT, EXIT_INFRA, EXIT_USAGE
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 

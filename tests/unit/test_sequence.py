@@ -17,6 +17,7 @@ from patchcheck.sequence import bisect_step, casespec, series
 from patchcheck.sequence.step import Step
 from patchcheck.source import commits
 from patchcheck.tree import fixes
+from patchcheck.verdict import sequence as verdict_sequence
 
 # --- the case syntax ---------------------------------------------------------------------
 
@@ -170,8 +171,8 @@ def test_a_failure_with_another_error_is_another_behaviour_of_the_series(
     """Outcomes, not pass/fail: the same cases failing with another error is a change."""
     bug = [make_result("pc-q35-6.0", "7.2-none", "7.2-none", "failed", "failed")]
     other = [make_result("pc-q35-6.0", "7.2-none", "7.2-none", "failed-other", "failed")]
-    assert series.behaviour(bug) == "fails 1 of 1"
-    assert series.behaviour(other) == "fails 1 of 1 (1 with another error)"
+    assert verdict_sequence.behaviour(bug) == "fails 1 of 1"
+    assert verdict_sequence.behaviour(other) == "fails 1 of 1 (1 with another error)"
     a = _verdict(1, "as-expected", sorted(f"{c.case.id}={c.observed.value}" for c in bug))
     b = _verdict(2, "deviates", sorted(f"{c.case.id}={c.observed.value}" for c in other))
     assert series.changes_at([a, b]) == b.commit

@@ -16,10 +16,11 @@ from pathlib import Path
 import lxml.html
 import pytest
 
+from patchcheck.exit_codes import CHECK_NO_VERDICT
 from patchcheck.report import regenerate
 from patchcheck.result.model import CaseResult, RunResults
-from patchcheck.result.outcome import CHECK_NO_VERDICT, Observed
-from patchcheck.run.migrate import run_case
+from patchcheck.result.outcome import Observed
+from patchcheck.run.migrate import run_cases
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.verdict.decision import CHECK, decide_dir
 
@@ -72,8 +73,10 @@ def _case(tmp_path: Path, name: str, case: object, script: Script) -> CaseResult
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
     hosts = FakeHosts(script.dests)
-    return run_case(case, BUILDS, hosts, SCENARIO, scratch,  # type: ignore[arg-type]
-                    tmp_path / "logs" / name, timeout=TIMEOUT, action=Sharing(script.problems))
+    [result] = run_cases([case], BUILDS, hosts, SCENARIO, scratch,  # type: ignore[list-item]
+                         lambda _: tmp_path / "logs" / name, timeout=TIMEOUT,
+                         action=Sharing(script.problems))
+    return result
 
 
 def _reports(tmp_path: Path, results: list[CaseResult], task: str) -> dict[str, str]:
