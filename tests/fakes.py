@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.engine.runtime import ContainerSpec, OwnContainer, Process
 from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError

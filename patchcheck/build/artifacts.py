@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from patchcheck.build.builder import BINARY, RECORD, BuildRecord, load_record, sha256_file
+from patchcheck.build.record import BINARY, RECORD, BuildRecord, load_record, sha256_file
 from patchcheck.config.settings import BuildSpec
 from patchcheck.engine.images import LABEL_DOCKERFILE, builder_tag
 from patchcheck.engine.runtime import Runtime

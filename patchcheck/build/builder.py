@@ -15,10 +15,10 @@ import re
 import shlex
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from patchcheck.build.configure import (
     DEVICES,
@@ -40,6 +40,7 @@ from patchcheck.build.incremental import (
     drop_stale_pch,
     in_repository,
 )
+from patchcheck.build.record import BINARY, RECORD, BuildRecord, load_record, sha256_file
 from patchcheck.engine.runtime import (
     Container,
     ContainerSpec,
@@ -52,75 +53,7 @@ from patchcheck.errors import BuildFailed
 from patchcheck.locks import file_lock
 from patchcheck.tree.prepare import PreparedTree
 
-BINARY = "qemu-system-x86_64"
 SRC, CCACHE = "/src", "/ccache"  # the tree and the compiler cache in the container; OUT: the build
-RECORD = "build.json"
-
-
-@dataclass
-class BuildRecord:
-    name: str
-    key: str
-    source: str
-    commit: str
-    tree_id: str
-    qemu_version: str
-    package_version: str | None
-    fix: dict[str, Any]
-    generation: str
-    image: str
-    image_id: str
-    configure: list[str]
-    seconds: float
-    ccache: str  # ccache's statistics of a full build; "" for an incremental one (ninja only)
-    binary: str
-    binary_sha256: str
-    reproduce: str
-    machines: list[str] = field(default_factory=list)
-    cached: bool = False
-    family: str = ""  # same commit, options and image: builds that can share a build directory
-    lineage: str = ""  # same options and image, any commit: bases across commits
-    incremental_from: str = ""  # key of the build whose directory this one was built from
-    base: str = ""  # that build, for a person: "name commit (key)"
-    base_commit: str = ""  # that build's commit
-    compiled: list[str] = field(default_factory=list)  # incremental: what ninja recompiled
-    # The device configuration actually used: "minimal", "default", or "default (configure
-    # lacks ...)" when a minimal build was asked for and the tree cannot do it.
-    devices: str = ""
-    # Minimal build: the optimisation rules the compiler wrapper applied (PATTERN:FLAGS,
-    # first match on the object's path wins); empty: QEMU's own flags everywhere.
-    optimize: list[str] = field(default_factory=list)
-    # Minimal build: the header precompiled per set of compiler flags (e.g. qemu/osdep.h);
-    # empty: none.
-    pch: str = ""
-    # Subprojects copied into the tree before configure: name, path, revision, and where
-    # they came from (fetched from a URL, or vendored in an imported tree).
-    subprojects: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def has_fix(self) -> bool:
-        return bool(self.fix.get("has_fix"))
-
-    @property
-    def fix_state(self) -> str:
-        return str(self.fix.get("state"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BuildRecord:
-        """The record `to_dict` wrote (fields it does not know are ignored). Every version
-        writes every field: a record without one is damaged (ValueError)."""
-        missing = cls.missing_fields(data)
-        if missing:
-            raise ValueError(f"build record {data.get('key', '')!r} is damaged: no "
-                             + ", ".join(missing))
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    @classmethod
-    def missing_fields(cls, data: Mapping[str, Any]) -> list[str]:
-        return [f for f in cls.__dataclass_fields__ if f not in data]
 
 
 def build_key(tree_id: str, configure: Sequence[str], image_id: str) -> str:
@@ -163,26 +96,6 @@ def wrapper_env(rules: Sequence[str], compiler: str, pch: str = "") -> dict[str,
 # instead of the preprocessor and then the compiler; a cold build pays almost nothing for
 # the cache. Hits are as before (direct mode, from the dependency list).
 CCACHE_MODE = {"CCACHE_DEPEND": "1"}
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_record(directory: Path) -> BuildRecord | None:
-    """A finished build, or None when the entry is missing, truncated or corrupt."""
-    try:
-        record = BuildRecord.from_dict(json.loads((directory / RECORD).read_text()))
-        binary = Path(record.binary)
-        if binary.is_file() and sha256_file(binary) == record.binary_sha256:
-            return record
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
-    return None
-
 
 class Builder:
     def __init__(self, runtime: Runtime, cache_dir: Path, configure: Sequence[str], jobs: int = 0,

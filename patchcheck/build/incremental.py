@@ -23,12 +23,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from patchcheck.source import gitcmd
 from patchcheck.tree.link import make_file_old, set_mtime
 from patchcheck.tree.prepare import PreparedTree
 
@@ -70,12 +70,12 @@ def changed_files(tree: PreparedTree, base_tree_id: str) -> list[str]:
     not in this tree's repository is read from the repository that has it, among those that
     prepared trees in the same cache (`lenders`: nothing is written, nothing is kept);
     IncrementalUnsafe when none has it."""
-    out = _git(tree.path, "diff", "--name-only", base_tree_id, tree.tree_id)
+    out = gitcmd.run(tree.path, "diff", "--name-only", base_tree_id, tree.tree_id)
     if out.returncode != 0:
         lenders = _lenders(tree)
         if lenders:
-            out = _git(tree.path, "diff", "--name-only", base_tree_id, tree.tree_id,
-                       lenders=lenders)
+            out = gitcmd.run(tree.path, "diff", "--name-only", base_tree_id, tree.tree_id,
+                             env=_lent(lenders))
     if out.returncode != 0:
         reason = (out.stderr.strip().splitlines() or [f"git exited {out.returncode}"])[-1]
         raise IncrementalUnsafe(f"tree {base_tree_id[:12]} cannot be compared with "
@@ -106,8 +106,8 @@ def present_trees(tree: PreparedTree, tree_ids: Iterable[str],
     wanted = sorted({t for t in tree_ids if re.fullmatch(r"[0-9a-f]{40}", t)})
     if not wanted:
         return set()
-    out = _git(tree.path, "cat-file", "--batch-check", stdin="".join(f"{t}\n" for t in wanted),
-               lenders=lenders)
+    out = gitcmd.run(tree.path, "cat-file", "--batch-check",
+                     stdin="".join(f"{t}\n" for t in wanted), env=_lent(lenders))
     found = set()
     for line in out.stdout.splitlines() if out.returncode == 0 else []:
         parts = line.split()
@@ -119,8 +119,8 @@ def present_trees(tree: PreparedTree, tree_ids: Iterable[str],
 def _lenders(tree: PreparedTree) -> list[Path]:
     """The object stores of the other repositories that prepared trees beside this one (each
     prepared tree is a worktree: its .git file names <repository>/worktrees/<name>)."""
-    own = _git(tree.path, "rev-parse", "--path-format=absolute", "--git-common-dir")
-    mine = Path(own.stdout.strip()).resolve() if own.returncode == 0 else None
+    own = gitcmd.common_dir(tree.path)
+    mine = own.resolve() if own is not None else None
     stores: list[Path] = []
     for gitfile in sorted(tree.path.parent.glob("*/.git")):
         try:
@@ -136,15 +136,10 @@ def _lenders(tree: PreparedTree) -> list[Path]:
     return stores
 
 
-def _git(cwd: Path, *args: str, stdin: str | None = None,
-         lenders: Sequence[Path] = ()) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-                        "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR")}
-    if lenders:  # read-only: git looks there for what this repository lacks
-        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = os.pathsep.join(str(p) for p in lenders)
-    return subprocess.run(["git", "-C", str(cwd), *args], input=stdin, capture_output=True,
-                          text=True, check=False, env=env)
+def _lent(lenders: Sequence[Path]) -> dict[str, str]:
+    """Read-only: git looks in the lenders' object stores for what this repository lacks."""
+    return {"GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(str(p) for p in lenders)
+            } if lenders else {}
 
 
 def age_sources(root: Path, changed: Sequence[str]) -> None:

@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Callable
 
 from patchcheck.build import artifacts
-from patchcheck.build.builder import Builder, BuildRecord
+from patchcheck.build.builder import Builder
+from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine import images
 from patchcheck.engine.runtime import Runtime

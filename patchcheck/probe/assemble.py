@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.probe import classify
 from patchcheck.probe.classify import Op
 from patchcheck.probe.experiment import Outcome

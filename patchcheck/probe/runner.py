@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import PROBE_METHODS
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import InfraError, PatchcheckError

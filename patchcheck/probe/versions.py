@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from junit_xml import TestCase
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.probe.model import ProbeRun, breaks
 from patchcheck.qemu.machine_types import order
 

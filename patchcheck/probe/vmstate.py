@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.engine.runtime import Container
 from patchcheck.errors import InfraError
 from patchcheck.qemu.machine import FIRMWARE_DIRS

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.runtime import Mount, Runtime
 from patchcheck.errors import UsageError

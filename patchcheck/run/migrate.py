@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.errors import InfraError, PatchcheckError
 from patchcheck.guests.action import Action, GuestState
 from patchcheck.qemu.hosts import Hosts
@@ -186,61 +187,35 @@ class _Shared:
     capture: bool = False  # the paused source's stream is taken once for every destination
 
 
+@dataclass
+class _Attempt:
+    """One migration of a case: its fresh destination QEMU and the result it fills in."""
+
+    case: Case
+    src_b: BuildRecord
+    dst_b: BuildRecord
+    result: CaseResult
+    rundir: Path  # the destination's private directory
+    dst_extra: list[str]  # the destination's own arguments: its -globals, the action's
+    dst: Machine
+    started: float  # time.monotonic() once the destination was made
+    deadline: float
+    sender: threading.Thread | None = None  # delivers a captured stream to the destination
+
+    @property
+    def sock(self) -> Path:
+        return self.rundir / "migrate.sock"
+
+
 def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
                  ) -> tuple[CaseResult, bool]:
     """The case's result, and whether the destination took the device state but its guest
     did not survive (the action's `verify_destination` found a problem)."""
-    builds, hosts, scenario, action = shared.builds, shared.hosts, shared.scenario, shared.action
-    args, src_extra, srcdir, scratch, timeout = (shared.args, shared.src_extra, shared.srcdir,
-                                                 shared.scratch, shared.timeout)
-    src_b, dst_b = builds[case.source], builds[case.destination]
+    attempt = _attempt(shared, case)
+    result = attempt.result
     guest_lost = False
-    expected = (Observed.FAILED if scenario.expected_to_fail(
-        case.machine, side(src_b), side(dst_b), case.globals, action) else Observed.PASSED)
-    result = CaseResult(case.machine, case.guest, list(case.globals), side(src_b), side(dst_b),
-                        Observed.ERROR, expected)
-    rundir = Path(tempfile.mkdtemp(prefix="case-", dir=scratch))  # 0700, short socket paths
-    sock = rundir / "migrate.sock"
-    dst_extra = [*globals_args(scenario, case, "destination", side(dst_b)),
-                 *action.qemu_args(rundir, "destination")]
-    dst = hosts.machine(dst_b.image_id, dst_b.binary,
-                        [*args, *dst_extra, "-incoming", f"unix:{sock}"], rundir, "destination",
-                        timeout=min(timeout, 30))
-    src = source.machine
-    started = time.monotonic()
-    deadline = started + timeout
-
-    def replay(writes: list[str]) -> str:
-        return reproduce_command(src_b, dst_b, args, writes, portable(src_extra, srcdir),
-                                 portable(dst_extra, rundir), action.replay_note(),
-                                 hosts.runtime.cli)
-    first = source.migrations == 0
-    sender = None
     try:
-        dst.start()
-        if first:
-            src.start()
-        dst.connect()
-        if first:
-            src.connect()
-            state = action.perform(source.monitor)
-            if shared.capture:  # the source has nothing more to do once it is taken
-                source.stream, source.state = _capture(src, srcdir, deadline), state
-                src.shutdown()
-        else:
-            state = source.state if shared.capture else action.again(src)
-        result.guest_state = state.to_dict() if state is not None else {}
-        source.migrations += 1
-        result.source_migration = source.migrations
-        result.reproduce = replay(source.monitor.writes)
-        if source.stream is not None:  # the paused source's stream, as it sent it
-            sender = deliver(source.stream, sock, max(1.0, deadline - time.monotonic()))
-            result.source_status = "completed"  # _capture took it only so
-        else:
-            src.cmd("migrate", uri=f"unix:{sock}")
-            result.source_status = _wait_source(src, deadline, dst)
-        _judge(result, dst, scenario, deadline)
-        guest_lost = _after_load(result, shared, case, dst, rundir, deadline, state)
+        guest_lost = _migrate(shared, source, attempt)
     except (MachineError, PciError, PatchcheckError) as exc:  # StreamError is one
         result.observed = Observed.ERROR
         result.message = str(exc)
@@ -248,25 +223,99 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         raise InfraError(f"container engine failed during {case.id}: "
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     finally:
-        result.reproduce = result.reproduce or replay([])
-        dst.shutdown()
-        if sender is not None:
-            sender.join(5.0)  # the destination is gone: its socket no longer takes data
-        result.seconds = round(time.monotonic() - started, 3)
-        logdir.mkdir(parents=True, exist_ok=True)
-        for m in (src, dst):
-            if m.log_path.exists():
-                shutil.copyfile(m.log_path, logdir / m.log_path.name)
-                result.logs[m.name] = str(logdir / m.log_path.name)
-        for role, path in action.console_logs().items():
-            if Path(path).exists():
-                shutil.copyfile(path, logdir / Path(path).name)
-                result.logs[f"{role}-console"] = str(logdir / Path(path).name)
-        (logdir / "reproduce.sh").write_text("#!/bin/sh\n# " + case.id + "\n" + result.reproduce
-                                             + "\n")
-        result.logs["reproduce"] = str(logdir / "reproduce.sh")
-        shutil.rmtree(rundir, ignore_errors=True)
+        result.reproduce = result.reproduce or _replay(shared, attempt, [])
+        attempt.dst.shutdown()
+        if attempt.sender is not None:
+            attempt.sender.join(5.0)  # the destination is gone: its socket no longer takes data
+        result.seconds = round(time.monotonic() - attempt.started, 3)
+        _keep_logs(shared, source, attempt, logdir)
+        shutil.rmtree(attempt.rundir, ignore_errors=True)
     return result, guest_lost
+
+
+def _attempt(shared: _Shared, case: Case) -> _Attempt:
+    """The case's result to fill in (an error until judged) and its destination QEMU,
+    not started yet."""
+    src_b, dst_b = shared.builds[case.source], shared.builds[case.destination]
+    expected = (Observed.FAILED if shared.scenario.expected_to_fail(
+        case.machine, side(src_b), side(dst_b), case.globals, shared.action) else Observed.PASSED)
+    result = CaseResult(case.machine, case.guest, list(case.globals), side(src_b), side(dst_b),
+                        Observed.ERROR, expected)
+    rundir = Path(tempfile.mkdtemp(prefix="case-", dir=shared.scratch))  # 0700, short sockets
+    dst_extra = [*globals_args(shared.scenario, case, "destination", side(dst_b)),
+                 *shared.action.qemu_args(rundir, "destination")]
+    sock = rundir / "migrate.sock"
+    dst = shared.hosts.machine(dst_b.image_id, dst_b.binary,
+                               [*shared.args, *dst_extra, "-incoming", f"unix:{sock}"], rundir,
+                               "destination", timeout=min(shared.timeout, 30))
+    started = time.monotonic()
+    return _Attempt(case, src_b, dst_b, result, rundir, dst_extra, dst, started,
+                    started + shared.timeout)
+
+
+def _migrate(shared: _Shared, source: _Source, attempt: _Attempt) -> bool:
+    """Start both QEMUs, do the guest action, migrate and judge; whether the guest was
+    lost after the device state loaded (_after_load)."""
+    result, src, dst, deadline = attempt.result, source.machine, attempt.dst, attempt.deadline
+    state = _start(shared, source, attempt)
+    result.guest_state = state.to_dict() if state is not None else {}
+    source.migrations += 1
+    result.source_migration = source.migrations
+    result.reproduce = _replay(shared, attempt, source.monitor.writes)
+    if source.stream is not None:  # the paused source's stream, as it sent it
+        attempt.sender = deliver(source.stream, attempt.sock,
+                                 max(1.0, deadline - time.monotonic()))
+        result.source_status = "completed"  # _capture took it only so
+    else:
+        src.cmd("migrate", uri=f"unix:{attempt.sock}")
+        result.source_status = _wait_source(src, deadline, dst)
+    _judge(result, dst, shared.scenario, deadline)
+    return _after_load(result, shared, attempt.case, dst, attempt.rundir, deadline, state)
+
+
+def _start(shared: _Shared, source: _Source, attempt: _Attempt) -> GuestState | None:
+    """Start the destination (and the source, on its first migration); the guest state
+    the source migrates with: the action performed on a fresh source, done again on one
+    that migrated before, or kept from the stream a paused source gave."""
+    src, dst = source.machine, attempt.dst
+    first = source.migrations == 0
+    dst.start()
+    if first:
+        src.start()
+    dst.connect()
+    if not first:
+        return source.state if shared.capture else shared.action.again(src)
+    src.connect()
+    state = shared.action.perform(source.monitor)
+    if shared.capture:  # the source has nothing more to do once it is taken
+        source.stream, source.state = _capture(src, shared.srcdir, attempt.deadline), state
+        src.shutdown()
+    return state
+
+
+def _replay(shared: _Shared, attempt: _Attempt, writes: list[str]) -> str:
+    """The shell commands that reproduce the case by hand, with the guest's `writes`."""
+    return reproduce_command(attempt.src_b, attempt.dst_b, shared.args, writes,
+                             portable(shared.src_extra, shared.srcdir),
+                             portable(attempt.dst_extra, attempt.rundir),
+                             shared.action.replay_note(), shared.hosts.runtime.cli)
+
+
+def _keep_logs(shared: _Shared, source: _Source, attempt: _Attempt, logdir: Path) -> None:
+    """Copy both QEMUs' logs and the consoles into the case's logs, with reproduce.sh."""
+    result = attempt.result
+    logdir.mkdir(parents=True, exist_ok=True)
+    for m in (source.machine, attempt.dst):
+        if m.log_path.exists():
+            shutil.copyfile(m.log_path, logdir / m.log_path.name)
+            result.logs[m.name] = str(logdir / m.log_path.name)
+    for role, path in shared.action.console_logs().items():
+        if Path(path).exists():
+            shutil.copyfile(path, logdir / Path(path).name)
+            result.logs[f"{role}-console"] = str(logdir / Path(path).name)
+    (logdir / "reproduce.sh").write_text("#!/bin/sh\n# " + attempt.case.id + "\n"
+                                         + result.reproduce + "\n")
+    result.logs["reproduce"] = str(logdir / "reproduce.sh")
 
 
 def _after_load(result: CaseResult, shared: _Shared, case: Case, dst: Machine, rundir: Path,

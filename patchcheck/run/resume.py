@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.guests.action import Action
 from patchcheck.guests.image import GuestImage
 from patchcheck.guests.linux import LinuxAction

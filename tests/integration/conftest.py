@@ -1,7 +1,9 @@
 """Integration fixtures: the real Docker engine, real QEMU builds, the project's config.
 
-Builds come from the same cache as `invoke matrix` (patchcheck.cache_dir), so a machine
-that already built them does not build again; a fresh machine builds them here.
+Builds come from the test run's own cache (tests/conftest.py: test_cache, in
+INVOKE_PATCHCHECK_CACHE_DIR for `settings` and every task a test starts): made once per run
+and shared by its tests, never taken from the user's cache, unless PATCHCHECK_TEST_CACHE
+names a cache to reuse on purpose.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import git
 import pytest
 from invoke.config import Config
 
-from patchcheck.build.builder import BuildRecord
 from patchcheck.build.pipeline import Pipeline
+from patchcheck.build.record import BuildRecord
 from patchcheck.config import settings as config_mod
 from patchcheck.config.settings import Settings
 
@@ -103,12 +105,18 @@ def builds(pipeline: Pipeline, settings: Settings) -> Builds:
     return Builds(pipeline, settings)
 
 
+def task_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a task a test starts: the test run's (its cache in
+    INVOKE_PATCHCHECK_CACHE_DIR, see test_cache), plus `env`."""
+    return {**os.environ, **(env or {})}
+
+
 def invoke(*args: str, env: dict[str, str] | None = None, cwd: Path = PROJECT,
            timeout: float = 3600) -> subprocess.CompletedProcess[str]:
     """Run the invoke CLI as a user would; return the completed process."""
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=timeout, check=False,
+        env=task_env(env), timeout=timeout, check=False,
     )
 
 

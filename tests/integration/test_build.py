@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from patchcheck.build.builder import RECORD, sha256_file
+from patchcheck.build.record import RECORD, sha256_file
 from patchcheck.config.settings import BuildSpec
 from patchcheck.engine import images
 

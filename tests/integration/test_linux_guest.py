@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.docker import DockerRuntime
 from patchcheck.engine.runtime import Mount

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.docker import DockerRuntime
 from patchcheck.engine.runtime import Mount
@@ -36,10 +36,10 @@ from patchcheck.scenarios.pds.slot import (
     ROOT_PORT_ID,
     XHCI_ID,
     SyntheticAction,
-    expected_destination_error,
     read_slot_state,
 )
 
+from ..unit.helpers import expected_destination_error
 from .conftest import Builds
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from patchcheck.bench.probe import bits_of
-from patchcheck.build.builder import BuildRecord
 from patchcheck.build.pipeline import Pipeline
+from patchcheck.build.record import BuildRecord
 from patchcheck.config import settings as config_mod
 from patchcheck.config.settings import Settings
 from patchcheck.engine.docker import DockerRuntime

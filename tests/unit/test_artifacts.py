@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from patchcheck.build import artifacts
-from patchcheck.build.builder import BINARY, BuildRecord, sha256_file
+from patchcheck.build.record import BINARY, BuildRecord, sha256_file
 from patchcheck.config.settings import BuildSpec
 from patchcheck.engine.images import BUILDER_REPO, LABEL_DOCKERFILE
 from patchcheck.errors import InfraError

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from patchcheck.build.builder import BINARY, Builder, BuildRecord
+from patchcheck.build.builder import Builder
 from patchcheck.build.incremental import (
     IncrementalUnsafe,
     age_sources,
     changed_files,
     check_incremental_plan,
 )
+from patchcheck.build.record import BINARY, BuildRecord
 from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.source.specs import GitSources, GitSpec
 from patchcheck.tree import prepare as trees

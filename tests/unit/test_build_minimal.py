@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from invoke.config import Config
 
-from patchcheck.build.builder import BINARY, RECORD, Builder, BuildRecord
+from patchcheck.build.builder import Builder
 from patchcheck.build.configure import DEVICES, device_configuration, device_options, supported_options
+from patchcheck.build.record import BINARY, RECORD, BuildRecord
 from patchcheck.config import settings as config_mod
 from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.errors import UsageError

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.probe import assemble, classify, experiment, model, runner, versions
 from patchcheck.qemu import ecam
 from patchcheck.qemu.pciconf import PciAddress, PciError

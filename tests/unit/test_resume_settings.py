@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from patchcheck.build.builder import BuildRecord
+from patchcheck.build.record import BuildRecord
 from patchcheck.guests.image import GuestImage
 from patchcheck.result.model import Case, CaseResult, write_json
 from patchcheck.result.outcome import Observed
