@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from patchcheck.build.builder import BuildRecord
-from patchcheck.config.settings import Settings
+from patchcheck.build.record import BuildRecord
+from patchcheck.config.settings import MatrixSettings, Settings
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed, PatchcheckError, UsageError
 from patchcheck.paths import run_dir
@@ -40,6 +40,7 @@ from patchcheck.probe.report import junit_suite, markdown, text_summary
 from patchcheck.probe.runner import ProbeRunner, hosts_for
 from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine_types import check_filter, order, select
+from patchcheck.qemu.registers import RegisterSet
 
 __all__ = ["probe_command", "run_probe", "matrix_semantics", "check_builds", "ProbeRun",
            "junit_suite", "markdown", "html_section", "text_summary",
@@ -138,18 +139,7 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
         raise UsageError(f"scenario {scen.name} has no register-semantics probe")
     m = settings.matrix
     jobs = jobs or m.jobs or 2 * (os.cpu_count() or 1)
-    run = ProbeRun(run_id or runtime.run_id,
-                   datetime.now(UTC).isoformat(timespec="seconds"),
-                   settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
-                             "method": m.probe_method,
-                             "scenario": scen.name, "device": registers.device,
-                             "description": registers.description,
-                             "access": registers.access})
-    for name, r in records.items():
-        run.builds[name] = {"name": name, "source": r.source, "qemu_version": r.qemu_version,
-                            "fix": r.fix_state, "fix_applied": str(r.fix.get("applied", "")),
-                            "has_fix": r.has_fix, "binary": r.binary,
-                            "binary_sha256": r.binary_sha256}
+    run = _new_run(run_id or runtime.run_id, m, jobs, scen.name, registers, records)
     started = time.monotonic()
     per_build = machines_per_build(records, machines, registers.machines)
     run.machines = {name: ms for name, ms in per_build.items()}
@@ -162,15 +152,7 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
         runner = ProbeRunner(hosts, scratch, scen, registers,
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),
                              jobs=jobs, method=m.probe_method, port_io=port_io)
-        for name, record in records.items():
-            for machine in per_build[name]:
-                log(f"[probe] {name} {machine}: probing")
-                probe = runner.probe(record, machine)
-                run.probes.append(probe)
-                log(f"[probe] {name} {machine}: {probe.experiments} experiments on "
-                    f"{probe.qemus} QEMU(s) in "
-                    f"{probe.seconds:.1f} s, {len(probe.violations)} spec deviation(s)"
-                    + (f", {len(probe.errors)} error(s)" if probe.errors else ""))
+        _probe_builds(run, runner, records, per_build, log)
         for without, with_fix in pairs:
             for machine in per_build[without]:
                 run.pairs.append(compare_probes(run.probe(without, machine),
@@ -184,6 +166,37 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
         shutil.rmtree(scratch, ignore_errors=True)
         run.seconds = round(time.monotonic() - started, 1)
     return run
+
+
+def _new_run(run_id: str, m: MatrixSettings, jobs: int, scenario: str, registers: RegisterSet,
+             records: Mapping[str, BuildRecord]) -> ProbeRun:
+    """A probe run with its settings and the builds it probes, nothing probed yet."""
+    run = ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"),
+                   settings={"accel": m.accel, "ram_mib": m.ram_mib, "jobs": jobs,
+                             "method": m.probe_method,
+                             "scenario": scenario, "device": registers.device,
+                             "description": registers.description,
+                             "access": registers.access})
+    for name, r in records.items():
+        run.builds[name] = {"name": name, "source": r.source, "qemu_version": r.qemu_version,
+                            "fix": r.fix_state, "fix_applied": str(r.fix.get("applied", "")),
+                            "has_fix": r.has_fix, "binary": r.binary,
+                            "binary_sha256": r.binary_sha256}
+    return run
+
+
+def _probe_builds(run: ProbeRun, runner: ProbeRunner, records: Mapping[str, BuildRecord],
+                  per_build: Mapping[str, Sequence[str]], log: Log) -> None:
+    """Classify the registers of each build on each of its machine types."""
+    for name, record in records.items():
+        for machine in per_build[name]:
+            log(f"[probe] {name} {machine}: probing")
+            probe = runner.probe(record, machine)
+            run.probes.append(probe)
+            log(f"[probe] {name} {machine}: {probe.experiments} experiments on "
+                f"{probe.qemus} QEMU(s) in "
+                f"{probe.seconds:.1f} s, {len(probe.violations)} spec deviation(s)"
+                + (f", {len(probe.errors)} error(s)" if probe.errors else ""))
 
 
 def _across_versions(run: ProbeRun, runner: ProbeRunner, records: Mapping[str, BuildRecord],
