@@ -23,8 +23,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from patchcheck.build.builder import BuildRecord
 from patchcheck.build.pipeline import Pipeline
-from patchcheck.config.settings import Settings
+from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine import images
 from patchcheck.engine.runtime import LABEL, Runtime
 from patchcheck.result.model import RunResults, write_json
@@ -128,64 +129,117 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
     packages is all it leaves out)."""
     removed = remove_own_images(settings, runtime) if first_run else []
     fresh = fresh_cache(settings, "bench-cache-", None if first_run else settings.cache_dir)
-    reference_cache: Path | None = None
+    measured = _Bench(settings, runtime, log)
     try:
-        cold = dataclasses.replace(settings, cache_dir=fresh)
+        measured.measure(fresh, machines, repeat)
+        result = measured.figures(removed, first_run)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+        if measured.reference_cache is not None:
+            shutil.rmtree(measured.reference_cache, ignore_errors=True)
+    record(settings.reports_dir / f"bench-{measured.stamp}.json", result, table(result))
+    return result
+
+
+def _quiet(line: str) -> None:
+    """The log of the builds measured alone: none."""
+
+
+class _Bench:
+    """One bench's measurements, taken by `measure` in order, and the figures made of them.
+    Every run uses the cold settings `cold` (an empty cache of its own)."""
+
+    cold: Settings
+    stamp: str
+    cold_run: RunResults  # 1. the default matrix, cold
+    cold_matrix_s: float
+    cold_matrix_cpu: float
+    without: dict[str, Any]  # its first tree's build without a fix, and those with one
+    with_fix: list[dict[str, Any]]
+    ref_record: BuildRecord  # 2. that build with QEMU's default devices
+    repeats: list[float]  # 3. a repeated identical build
+    alone_runs: list[float]  # 4. cold minimal builds alone, and warm matrices
+    alone_cpu_runs: list[float]
+    warm: list[float]
+    warm_cpu: list[float]
+    warm_run: RunResults
+
+    def __init__(self, settings: Settings, runtime: Runtime, log: Callable[[str], None]) -> None:
+        self.settings, self.runtime, self.log = settings, runtime, log
+        self.reference_cache: Path | None = None
+
+    def measure(self, fresh: Path, machines: str, repeat: int) -> None:
+        cold = dataclasses.replace(self.settings, cache_dir=fresh)
         if machines:
             cold = dataclasses.replace(cold, matrix=dataclasses.replace(cold.matrix,
                                                                         machines=machines))
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        # 1. the default matrix, cold: every build from nothing; cases start as soon as their
-        #    two builds exist
-        _, cold_matrix_s, cold_matrix_cpu = _cpu_timed(lambda: run_matrix(
-            cold, runtime, MatrixOptions(run_id=f"bench-{stamp}-cold"), log))
-        cold_run = RunResults.load(cold.reports_dir / f"bench-{stamp}-cold" / "results.json")
-        builds = cold_run.builds
+        self.cold = cold
+        self.stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        self.cold_matrix()
+        self.reference_build(fresh)
+        self.repeated_build()
+        self.alternate(repeat)
+
+    def cold_matrix(self) -> None:
+        """1. the default matrix, cold: every build from nothing; cases start as soon as
+        their two builds exist."""
+        options = MatrixOptions(run_id=f"bench-{self.stamp}-cold")
+        _, self.cold_matrix_s, self.cold_matrix_cpu = _cpu_timed(
+            partial(run_matrix, self.cold, self.runtime, options, self.log))
+        self.cold_run = RunResults.load(self.cold.reports_dir / options.run_id / "results.json")
+        builds = self.cold_run.builds
         first = next(iter(builds.values()))
         same_tree = [b for b in builds.values() if b.get("family") == first.get("family")]
-        without = next(b for b in same_tree if not b.get("incremental_from"))
-        with_fix = [b for b in same_tree if b.get("incremental_from")]
-        # 2. the same tree cold with the reference configuration (QEMU's default devices),
-        #    in its own empty cache: the minimal build's ratio
-        reference_cache = fresh_cache(settings, "bench-reference-", fresh)
-        reference = dataclasses.replace(cold, cache_dir=reference_cache).full_configuration()
-        ref_record = Pipeline(runtime, reference, log=lambda line: None).build(
-            settings.builds[without["name"]])
-        # 3. a repeated identical build: a cache hit
-        spec = settings.builds[with_fix[0]["name"]] if with_fix else settings.builds[without["name"]]
-        repeats = [_timed(lambda: Pipeline(runtime, cold, log=lambda line: None).build(spec))[1]
-                   for _ in range(3)]
-        # 4. `repeat` times, alternately: one cold minimal build alone, in its own empty
-        #    cache, and the default matrix again with nothing changed. The medians are
-        #    compared: one compile's CPU-seconds vary by a third within an hour on these
-        #    machines (docs/performance.md), so one build is no yardstick
-        warm: list[float] = []
-        warm_cpu: list[float] = []
-        alone_runs: list[float] = []
-        alone_cpu_runs: list[float] = []
+        self.without = next(b for b in same_tree if not b.get("incremental_from"))
+        self.with_fix = [b for b in same_tree if b.get("incremental_from")]
+
+    def reference_build(self, fresh: Path) -> None:
+        """2. the same tree cold with the reference configuration (QEMU's default devices),
+        in its own empty cache: the minimal build's ratio."""
+        self.reference_cache = fresh_cache(self.settings, "bench-reference-", fresh)
+        reference = dataclasses.replace(self.cold,
+                                        cache_dir=self.reference_cache).full_configuration()
+        self.ref_record = Pipeline(self.runtime, reference, log=_quiet).build(
+            self.settings.builds[self.without["name"]])
+
+    def repeated_build(self) -> None:
+        """3. a repeated identical build: a cache hit."""
+        builds = self.settings.builds
+        spec = builds[self.with_fix[0]["name"]] if self.with_fix else builds[self.without["name"]]
+        self.repeats = [_timed(partial(self.build_quietly, spec))[1] for _ in range(3)]
+
+    def build_quietly(self, spec: BuildSpec) -> BuildRecord:
+        return Pipeline(self.runtime, self.cold, log=_quiet).build(spec)
+
+    def alternate(self, repeat: int) -> None:
+        """4. `repeat` times, alternately: one cold minimal build alone, in its own empty
+        cache, and the default matrix again with nothing changed. The medians are compared:
+        one compile's CPU-seconds vary by a third within an hour on these machines
+        (docs/performance.md), so one build is no yardstick."""
+        self.warm, self.warm_cpu, self.alone_runs, self.alone_cpu_runs = [], [], [], []
         for i in range(max(1, repeat)):
-            seconds, cpu = _alone_build(runtime, cold, without["name"])
-            alone_runs.append(seconds)
-            alone_cpu_runs.append(cpu)
-            options = MatrixOptions(run_id=f"bench-{stamp}-warm{i + 1}")
-            _, wall, cpu = _cpu_timed(partial(run_matrix, cold, runtime, options, log))
-            warm.append(wall)
-            warm_cpu.append(cpu)
-        alone_s = round(statistics.median(alone_runs), 2)
-        alone_cpu = round(statistics.median(alone_cpu_runs), 1)
-        warm_run = RunResults.load(cold.reports_dir / f"bench-{stamp}-warm1" / "results.json")
-        cold_build = float(without["seconds"])
+            seconds, cpu = _alone_build(self.runtime, self.cold, self.without["name"])
+            self.alone_runs.append(seconds)
+            self.alone_cpu_runs.append(cpu)
+            options = MatrixOptions(run_id=f"bench-{self.stamp}-warm{i + 1}")
+            _, wall, cpu = _cpu_timed(partial(run_matrix, self.cold, self.runtime, options,
+                                              self.log))
+            self.warm.append(wall)
+            self.warm_cpu.append(cpu)
+        self.warm_run = RunResults.load(self.cold.reports_dir / f"bench-{self.stamp}-warm1"
+                                        / "results.json")
+
+    def figures(self, removed: list[str], first_run: bool) -> dict[str, Any]:
+        """What reports/bench-<date>.json records, in its order."""
+        alone_s = round(statistics.median(self.alone_runs), 2)
+        return {**self.build_figures(alone_s), **self.matrix_figures(alone_s, removed, first_run)}
+
+    def build_figures(self, alone_s: float) -> dict[str, Any]:
+        without, with_fix, ref_record = self.without, self.with_fix, self.ref_record
         fix_build = float(with_fix[0]["seconds"]) if with_fix else float("nan")
-        warm_matrix_s = round(statistics.median(warm), 1)
-        warm_matrix_cpu = round(statistics.median(warm_cpu), 1)
-        cores = os.cpu_count() or 1
-        cold_builds_s = round(sum(float(b.get("seconds") or 0) for b in builds.values()
-                                  if not b.get("cached")), 1)
-        self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        result = {
-            "date": stamp, "engine": settings.runtime, "machine": machine(),
-            "cold_build": {"build": without["name"], "seconds": cold_build,
+        return {
+            "date": self.stamp, "engine": self.settings.runtime, "machine": machine(),
+            "cold_build": {"build": without["name"], "seconds": float(without["seconds"]),
                            "qemu": without.get("qemu_version"),
                            "devices": without.get("devices", "")},
             "reference_cold_build": {"build": without["name"], "seconds": ref_record.seconds,
@@ -196,48 +250,60 @@ def bench(settings: Settings, runtime: Runtime, log: Callable[[str], None] = pri
                                "seconds": fix_build,
                                "ratio_to_cold": round(fix_build / alone_s, 4),
                                "recompiled": with_fix[0].get("compiled", []) if with_fix else []},
-            "repeated_build_cache_hit_s": round(statistics.median(repeats), 2),
-            "repeated_build_runs_s": repeats,
+            "repeated_build_cache_hit_s": round(statistics.median(self.repeats), 2),
+            "repeated_build_runs_s": self.repeats,
             "pair_ratio_to_cold": round((alone_s + fix_build) / alone_s, 4),
             "builds": {n: {"seconds": b.get("seconds"), "incremental_from": b.get("incremental_from")}
-                       for n, b in builds.items()},
+                       for n, b in self.cold_run.builds.items()},
+        }
+
+    def matrix_figures(self, alone_s: float, removed: list[str], first_run: bool
+                       ) -> dict[str, Any]:
+        warm_run, warm, warm_cpu = self.warm_run, self.warm, self.warm_cpu
+        alone_cpu = round(statistics.median(self.alone_cpu_runs), 1)
+        warm_matrix_s = round(statistics.median(warm), 1)
+        warm_matrix_cpu = round(statistics.median(warm_cpu), 1)
+        cores = os.cpu_count() or 1
+        cold_builds_s = round(sum(float(b.get("seconds") or 0)
+                                  for b in self.cold_run.builds.values()
+                                  if not b.get("cached")), 1)
+        return {
             "synthetic_case": case_stats(warm_run, "synthetic"),
             "synthetic_cases_per_s": _throughput(warm_run, ("synthetic", "none")),
             "matrix_cases_per_s": round(len(warm_run.cases) / warm_matrix_s, 2),
             "linux_case": case_stats(warm_run, "linux", source_migration=1),
             "linux_case_shared_source": case_stats(warm_run, "linux", source_migration=2),
-            "matrix_cold_s": cold_matrix_s, "matrix_warm_s": warm_matrix_s,
+            "matrix_cold_s": self.cold_matrix_s, "matrix_warm_s": warm_matrix_s,
             # issue goals: the warm matrix at most 1.2x the CPU of one cold minimal build,
             # its wall within 1.15x its CPU over the cores; the cold matrix (a first run) at
             # most 2.0x its builds' wall time, its first case before its last build
-            "cold_build_alone": {"seconds": alone_s, "cpu_s": alone_cpu, "runs_s": alone_runs,
-                                 "cpu_runs_s": alone_cpu_runs},
+            "cold_build_alone": {"seconds": alone_s, "cpu_s": alone_cpu,
+                                 "runs_s": self.alone_runs, "cpu_runs_s": self.alone_cpu_runs},
             "matrix_warm_cpu_s": warm_matrix_cpu, "matrix_warm_cpu_runs_s": warm_cpu,
             "warm_cpu_ratio_to_cold_build": round(warm_matrix_cpu / alone_cpu, 3),
             # each warm run against the build measured just before it
-            "warm_cpu_ratio_runs": [round(w / b, 3) for w, b in zip(warm_cpu, alone_cpu_runs,
+            "warm_cpu_ratio_runs": [round(w / b, 3) for w, b in zip(warm_cpu, self.alone_cpu_runs,
                                                                     strict=True)],
             "warm_cpu_goal": 1.2,
             "warm_wall_ratio_to_cpu_per_core": round(warm_matrix_s / (warm_matrix_cpu / cores), 3),
             "warm_wall_goal": 1.15,
-            "matrix_cold_cpu_s": cold_matrix_cpu, "cold_builds_s": cold_builds_s,
-            "cold_ratio_to_builds": round(cold_matrix_s / cold_builds_s, 3)
+            "matrix_cold_cpu_s": self.cold_matrix_cpu, "cold_builds_s": cold_builds_s,
+            "cold_ratio_to_builds": round(self.cold_matrix_s / cold_builds_s, 3)
             if cold_builds_s else None,
             "cold_goal": 2.0,
-            "cold_first_case_before_last_build": _first_case_before_last_build(cold_run),
+            "cold_first_case_before_last_build": _first_case_before_last_build(self.cold_run),
             # a first run: the cold matrix also made these images and fetched the sources
             "cold_first_run": first_run, "cold_images_removed": removed,
             "matrix_warm_runs_s": warm,
-            "matrix_cases": len(warm_run.cases), "jobs": cold.matrix.jobs or default_jobs(),
-            "peak_rss_mib": {"patchcheck": round(self_rss / 1024, 1),
-                             "children": round(child_rss / 1024, 1)},
+            "matrix_cases": len(warm_run.cases), "jobs": self.cold.matrix.jobs or default_jobs(),
+            "peak_rss_mib": _peak_rss_mib(),
         }
-    finally:
-        shutil.rmtree(fresh, ignore_errors=True)
-        if reference_cache is not None:
-            shutil.rmtree(reference_cache, ignore_errors=True)
-    record(settings.reports_dir / f"bench-{stamp}.json", result, table(result))
-    return result
+
+
+def _peak_rss_mib() -> dict[str, float]:
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"patchcheck": round(self_rss / 1024, 1), "children": round(child_rss / 1024, 1)}
 
 
 def _alone_build(runtime: Runtime, cold: Settings, name: str) -> tuple[float, float]:
