@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny fake QEMU tree in git, with and without the v2 fix.
+"""Shared fixtures: the test run's own cache, and a tiny fake QEMU tree in git, with and
+without the v2 fix.
 
 Everything here is local: no network, no Docker, no QEMU. Git runs with a fixed identity
 and a private HOME, so no user git configuration is needed or read.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from patchcheck.config.settings import default_cache_dir
 from patchcheck.result.model import CaseResult, Side
 from patchcheck.result.outcome import Observed
 from patchcheck.source.specs import Tree
@@ -31,6 +33,33 @@ IDENTITY = {
 
 Git = Callable[..., str]
 
+TEST_CACHE = "PATCHCHECK_TEST_CACHE"  # a cache to reuse on purpose (builds of earlier runs)
+CACHE_VARIABLE = "INVOKE_PATCHCHECK_CACHE_DIR"  # how the tasks and project_config() find it
+# The user's own cache, as it was before the session's choice: no test may use it.
+USER_CACHES = frozenset(
+    Path(p).expanduser().absolute() for p in
+    (default_cache_dir(), Path.home() / ".cache" / "patchcheck", os.environ.get(CACHE_VARIABLE))
+    if p)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The one cache of this test run, in INVOKE_PATCHCHECK_CACHE_DIR for every task and
+    subprocess a test starts: a fresh directory, shared by the tests of the run (builds are
+    made once per run) and removed at its end; or the one PATCHCHECK_TEST_CACHE names, kept.
+    Never the user's cache (~/.cache/patchcheck): a build an older patchcheck cached there
+    once hid a failing test."""
+    given = os.environ.get(TEST_CACHE, "")
+    cache = Path(given).expanduser().absolute() if given else tmp_path_factory.mktemp("cache")
+    cache.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_VARIABLE, str(cache))
+        yield cache
+    if not given:
+        # containers write as the invoking user (runtime.invoking_user), so this removes all;
+        # what it cannot remove, pytest prunes with its other temporary directories
+        shutil.rmtree(cache, ignore_errors=True)
+
 
 def shipped(name: str) -> fixes.Patch:
     """The default scenario's known fix of that name."""
@@ -44,7 +73,8 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory,
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A private HOME (no ~/.gitconfig, e.g. commit.gpgsign) and no system git config;
     the identity is set only for the tests' own git calls. Used by the unit tests
-    (`pytestmark`); not autouse, so integration tests keep the real HOME and its cache."""
+    (`pytestmark`); not autouse, so integration tests keep the real HOME (its engine
+    settings); their cache is the run's own all the same (test_cache)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))

@@ -12,13 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import git
 import pytest
 
-from .conftest import PROJECT
+from .conftest import PROJECT, invoke, task_env
 
 TOOL = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patchcheck-tools" \
     / "node_modules" / ".bin" / "gitlab-ci-local"
@@ -28,27 +27,55 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
     if not TOOL.exists():
         pytest.skip("gitlab-ci-local not installed (scripts/setup-tests installs it)")
     assert shutil.which("rsync"), "gitlab-ci-local needs rsync (scripts/setup-tests installs it)"
-    source = builds.source_repo("7.2-none")
     remote = tmp_path / "qemu"
-    branch = git.Repo.clone_from(str(source), str(remote)).active_branch.name
+    branch = git.Repo.clone_from(str(builds.source_repo("7.2-none")), str(remote)).active_branch.name
     project = tmp_path / "project"
     git.Repo.clone_from(str(PROJECT), str(project))
-    command = [
+    command = _pipeline(remote, branch)
+    result = _gitlab_ci_local(command, project, timeout=1800)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    reports = project / "reports"
+    _assert_stages_merged(out, reports)
+    _assert_probe_ran_on_shard_1(out, reports)
+    _assert_only_the_build_job_compiled(out)
+    _assert_a_damaged_artifact_stops_its_shard(command, project)
+    single = invoke("nightly", "--remote", str(remote), "--ref", branch, "--machines", "6.0,7.2",
+                    "--run-id", "single", "--no-history", timeout=1800,
+                    env={"INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "single"),
+                         "INVOKE_PATCHCHECK_MATRIX_GUESTS": GUESTS})
+    assert single.returncode == 0, single.stderr[-3000:]
+    # the same verdicts as one host running the same refs
+    assert _verdicts(reports / "nightly" / "junit.xml") == \
+        _verdicts(tmp_path / "single" / "single" / "junit.xml")
+
+
+GUESTS = "synthetic,none"  # no Linux guest: a fresh cache per job would fetch its image
+
+
+def _pipeline(remote: Path, branch: str) -> list[str]:
+    """gitlab-ci-local running ci/gitlab-ci.yml on `branch` of `remote`, each job with a
+    cache of its own (a relative path: inside the job's isolated copy of the project)."""
+    return [
         str(TOOL), "--file", "ci/gitlab-ci.yml", "--shell-isolation",
         "--variable", "PATCHCHECK_LOCAL=1", "--variable", f"PATCHCHECK_REMOTE={remote}",
         "--variable", f"PATCHCHECK_ARGS=--ref {branch} --machines 6.0,7.2",
         "--variable", "PATCHCHECK_INSTALLED=1",
         "--variable", "INVOKE_PATCHCHECK_CACHE_DIR=.patchcheck-cache",  # one per job
         "--variable", f"INVOKE_PATCHCHECK_MATRIX_GUESTS={GUESTS}"]
-    result = subprocess.run(
-        command,
-        cwd=project, capture_output=True, text=True, timeout=1800, check=False,
-        env={**os.environ, "CI": "true"})
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
+
+
+def _gitlab_ci_local(command: list[str], project: Path,
+                     timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=timeout,
+                          check=False, env=task_env({"CI": "true"}))
+
+
+def _assert_stages_merged(out: str, reports: Path) -> None:
+    """Every job passed; the merge stage's report holds both shards' cases, with JUnit and
+    history, and the bug reproduced."""
     for job in ("build", "matrix: [1/2]", "matrix: [2/2]", "merge"):
         assert f"PASS  {job}" in out, out[-4000:]
-    reports = project / "reports"
     shard_cases = [len(json.loads((reports / f"shard-{k}" / "results.json").read_text())["cases"])
                    for k in (1, 2)]
     merged = json.loads((reports / "nightly" / "results.json").read_text())
@@ -57,31 +84,38 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
     history = json.loads((reports / "history.json").read_text())
     assert history[-1]["run_id"] == "nightly"
     assert any(c["observed"] == "failed" for c in merged["cases"])  # the bug reproduced
-    # the register-semantics probe ran once, on shard 1/2, and the merged report carries it
-    # (issue 25): probe.json beside results.json, its section in summary.md, its verdict
+
+
+def _assert_probe_ran_on_shard_1(out: str, reports: Path) -> None:
+    """The register-semantics probe ran once, on shard 1/2, and the merged report carries it
+    (issue 25): probe.json beside results.json, its section in summary.md, its verdict."""
     assert (reports / "shard-1" / "probe.json").is_file()
     assert not (reports / "shard-2" / "probe.json").exists()
     probe = json.loads((reports / "nightly" / "probe.json").read_text())
     assert probe["pairs"] and not probe["errors"], probe.get("verdict")
+    merged = json.loads((reports / "nightly" / "results.json").read_text())
     assert merged["settings"]["probe_from"] == "shard-1"
     summary = (reports / "nightly" / "summary.md").read_text()
     assert "Register semantics\n---" in summary and probe["verdict"] in summary
     assert "Register semantics (probe of shard-1): " in out
     assert 'name="semantics"' in (reports / "nightly" / "junit.xml").read_text()
-    # separate hosts: only the build job compiled; the shards imported what it exported
+
+
+def _assert_only_the_build_job_compiled(out: str) -> None:
+    """Separate hosts: the shards imported what the build job exported, compiling nothing."""
     assert _job_lines(out, "build", "Compiling C object"), out[-4000:]
     for shard in ("matrix: [1/2]", "matrix: [2/2]"):
         assert not _job_lines(out, shard, "Compiling C object") and \
             not _job_lines(out, shard, "$ ninja"), out[-4000:]
         assert len(_job_lines(out, shard, "] imported: ")) >= 2, out[-4000:]
-    # a damaged artifact: the shard that imports it fails with one line, building nothing
+
+
+def _assert_a_damaged_artifact_stops_its_shard(command: list[str], project: Path) -> None:
+    """The shard that imports a damaged artifact fails with one line, building nothing."""
     artifact = project / ".gitlab-ci-local" / "artifacts" / "build" / "builds.tar.gz"
     assert artifact.is_file(), sorted(p.name for p in artifact.parent.parent.rglob("*"))[:20]
     artifact.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
-    damaged = subprocess.run(
-        [*command, "matrix: [1/2]"],
-        cwd=project, capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "CI": "true"})
+    damaged = _gitlab_ci_local([*command, "matrix: [1/2]"], project, timeout=600)
     out = damaged.stdout + damaged.stderr
     # (gitlab-ci-local's own exit status does not tell a failed job of a partial run; the
     # shard's exit code 3 is asserted in tests/integration/test_artifacts.py)
@@ -90,19 +124,6 @@ def test_gitlab_pipeline_runs_with_gitlab_ci_local(builds, tmp_path):
     assert errors and all("build artifact builds.tar.gz: unreadable" in ln for ln in errors), \
         out[-4000:]
     assert "Traceback" not in out and not _job_lines(out, "matrix: [1/2]", "Compiling C object")
-    # the same verdicts as one host running the same refs
-    single = subprocess.run(
-        [sys.executable, "-m", "invoke", "nightly", "--remote", str(remote), "--ref", branch,
-         "--machines", "6.0,7.2", "--run-id", "single", "--no-history"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=1800, check=False,
-        env={**os.environ, "INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "single"),
-             "INVOKE_PATCHCHECK_MATRIX_GUESTS": GUESTS})
-    assert single.returncode == 0, single.stderr[-3000:]
-    assert _verdicts(reports / "nightly" / "junit.xml") == \
-        _verdicts(tmp_path / "single" / "single" / "junit.xml")
-
-
-GUESTS = "synthetic,none"  # no Linux guest: a fresh cache per job would fetch its image
 
 
 def _job_lines(out: str, job: str, text: str) -> list[str]:
