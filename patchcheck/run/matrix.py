@@ -1,7 +1,9 @@
 """`invoke matrix`: build what is missing, run every case in parallel, write the reports.
 
-Each finished case is written to disk as it finishes; results.json and junit.xml are
-written at the end, also when the run is interrupted or fails (marked partial).
+`plan` checks the options before any engine is contacted; `MatrixRun` is one run, in named
+steps (prepare the builds, stream the cases, probe, decide, report). Each finished case is
+written to disk as it finishes; results.json and junit.xml are written at the end, also
+when the run is interrupted or fails (marked partial).
 """
 
 from __future__ import annotations
@@ -9,34 +11,30 @@ from __future__ import annotations
 import os
 import platform
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from patchcheck import paths
-from patchcheck.build.builder import BuildRecord
-from patchcheck.build.pipeline import Pipeline, Prepared
+from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.runtime import Runtime
-from patchcheck.errors import BuildFailed, UsageError
-from patchcheck.guests.image import GuestImage
-from patchcheck.jobs import InOrder, in_background
+from patchcheck.errors import UsageError
 from patchcheck.qemu import machine_types
-from patchcheck.qemu.hosts import Hosts
 from patchcheck.report import grid
 from patchcheck.report.regenerate import write_all
 from patchcheck.result.model import Case, CaseResult, RunResults
 from patchcheck.run import accel as accel_mod
 from patchcheck.run import plan as matrix
-from patchcheck.run.cases import LINUX, RunContext, accel_used, now, run_groups
+from patchcheck.run.builds import RunBuilds
+from patchcheck.run.cases import LINUX, RunContext, accel_used, run_groups
 from patchcheck.run.migrate import side
 from patchcheck.run.resume import Current, finished_cases, skipped
 from patchcheck.run.schedule import Schedule, build_order, groups
+from patchcheck.run.semantics import BackgroundProbe
 from patchcheck.scenarios import registry as scenarios
 from patchcheck.scenarios.base import Scenario
 from patchcheck.verdict.decision import decide_dir, task_of
@@ -130,197 +128,188 @@ def parse_shard(text: str) -> tuple[int, int] | None:
 
 def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
                log: Callable[[str], None] = print, checked: Plan | None = None) -> int:
-    p = checked or plan(settings, options)
-    m = settings.matrix
-    names, guests, machines, jobs, timeout, scen = (p.names, p.guests, p.machines, p.jobs,
-                                                    p.timeout, p.scenario)
-    run_id = options.run_id or new_run_id()
-    outdir = paths.run_dir(settings.reports_dir, run_id)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        (outdir / ".write-test").touch()
-        (outdir / ".write-test").unlink()
-    except OSError as exc:
-        raise UsageError(f"report directory {outdir} is not writable: {exc.strerror}") from None
-    _link_latest(settings.reports_dir, run_id)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    run = RunResults(run_id, {}, [], started, partial=True, host=_host(),
-                     settings={"builds": list(names), "pairs": list(p.pairs),
-                               "machines": machines, "guests": guests, "jobs": jobs,
-                               "timeout": timeout, "accel": p.accel, "ram_mib": m.ram_mib,
-                               "scenario": scen.name, "task": options.task,
-                               "shard": "/".join(map(str, p.shard)) if p.shard else ""})
-    records: dict[str, BuildRecord] = {}
-    failed: dict[str, str] = {}
-    semantics_result: Callable[[], Any] | None = None
-    probe_scratch: Path | None = None
-    probe_hosts: Hosts | None = None  # the probe's QEMU containers: closed when the run ends
-    case_list: list[Case] = []
-    results = run.cases  # filled as cases finish: an interrupted run still reports them
-    # Cases start as soon as their two builds exist, unless the run needs the whole case
-    # list first (a shard is a slice of it, a resumed run matches it) or a build to choose
-    # its accelerator with.
-    streaming = not p.shard and not options.resume and p.accel == "tcg"
-    ahead: InOrder[str, Prepared] | None = None
-    try:
-        pipeline = Pipeline(runtime, settings, log)
-        sources = {n: settings.builds[n].source for n in names}
-        forcing = scen.force_global  # the -global that brings the bug to a new type
-        force = [forcing] if m.force_global and forcing else []
+    """Build what is missing, run every case, write the reports: the run's exit code."""
+    return MatrixRun.open(settings, runtime, options, checked or plan(settings, options),
+                          log).run()
 
-        def forced(src: str, dst: str) -> bool:
-            return src not in records or dst not in records or \
-                scen.force_applies(side(records[src]), side(records[dst]))
 
-        def cases_of(src: str, dst: str) -> list[Case]:
-            return matrix.pair_cases(src, dst, records[src].machines, records[dst].machines,
-                                     guests, machines, force if forced(src, dst) else (),
-                                     scen.boundary)
-        shared = sharing(scen, guests, m.share_sources)
-        schedule = Schedule(matrix.pairs(sources, p.pairs), cases_of, shared, LINUX,
-                            scen.defaults.first)
+@dataclass
+class MatrixRun:
+    """One matrix run: what it knows so far, and its steps (`run`).
 
-        order = build_order(names, scen.defaults.first)
+    The builds are made one after another (patchcheck.run.builds); a pair's cases start as
+    soon as its two builds exist (patchcheck.run.schedule), unless the run needs the whole
+    case list first (a shard is a slice of it, a resumed run matches it) or a build to choose
+    its accelerator with (`streaming`). Once every build is settled come the rest of the
+    cases, the skipped ones and the register-semantics probe (patchcheck.run.semantics).
+    Each case's result is kept as it finishes: an interrupted run still reports it."""
 
-        def prepare(name: str) -> Prepared:
-            """A build's inputs (source fetched, tree, builder image); the build itself if
-            it is in the cache."""
-            return pipeline.prepare(settings.builds[name])
+    settings: Settings
+    runtime: Runtime
+    options: MatrixOptions
+    plan: Plan
+    log: Callable[[str], None]
+    outdir: Path
+    results: RunResults  # partial until every case of the list has its result
+    t0: float  # time.monotonic() at the start
+    records: dict[str, BuildRecord] = field(default_factory=dict)  # the builds that exist
+    failed: dict[str, str] = field(default_factory=dict)  # the builds that failed, and why
+    case_list: list[Case] = field(default_factory=list)  # every case, once builds are settled
+    given_while_building: int = 0  # cases given out before the last build was made
+    builds: RunBuilds | None = None  # made by `run`: its first step
+    probe: BackgroundProbe | None = None
+    force: list[str] = field(init=False)  # the -global that brings the bug to a new type
+    shared: set[str] = field(init=False)  # the guest actions whose cases share a source
+    schedule: Schedule = field(init=False)
+    ctx: RunContext = field(init=False)
 
-        def guest_image() -> GuestImage:
-            from patchcheck.guests.image import ensure_image
+    @classmethod
+    def open(cls, settings: Settings, runtime: Runtime, options: MatrixOptions, p: Plan,
+             log: Callable[[str], None]) -> MatrixRun:
+        """The run, once its report directory is there and writable (and `latest`)."""
+        run_id = options.run_id or new_run_id()
+        outdir = paths.run_dir(settings.reports_dir, run_id)
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+            (outdir / ".write-test").touch()
+            (outdir / ".write-test").unlink()
+        except OSError as exc:
+            raise UsageError(f"report directory {outdir} is not writable: {exc.strerror}"
+                             ) from None
+        _link_latest(settings.reports_dir, run_id)
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        t0 = time.monotonic()
+        m = settings.matrix
+        results = RunResults(
+            run_id, {}, [], started, partial=True, host=_host(),
+            settings={"builds": list(p.names), "pairs": list(p.pairs), "machines": p.machines,
+                      "guests": p.guests, "jobs": p.jobs, "timeout": p.timeout,
+                      "accel": p.accel, "ram_mib": m.ram_mib, "scenario": p.scenario.name,
+                      "task": options.task,
+                      "shard": "/".join(map(str, p.shard)) if p.shard else ""})
+        return cls(settings, runtime, options, p, log, outdir, results, t0)
 
-            return ensure_image(runtime, settings, image_id=pipeline.image("bookworm"), log=log)
-        wants_guest = LINUX in guests or p.accel != "tcg"
-        # The next builds are prepared while one compiles: on a first run, the second
-        # suite's base and builder images and its source package, then the Linux guest's
-        # image, are made beside the first suite's compiler (docs/performance.md).
-        ahead = InOrder("prepare", order, prepare, then=guest_image if wants_guest else None)
+    def __post_init__(self) -> None:
+        p, m, scen = self.plan, self.settings.matrix, self.plan.scenario
+        forcing = scen.force_global
+        self.force = [forcing] if m.force_global and forcing else []
+        self.shared = sharing(scen, p.guests, m.share_sources)
+        self.schedule = Schedule(matrix.pairs(self.sources, p.pairs), self.cases_of,
+                                 self.shared, LINUX, scen.defaults.first)
+        self.ctx = RunContext(self.settings, self.runtime, scen, self.records, self.failed,
+                              self.outdir, p.jobs, p.timeout, p.accel, None,
+                              self.results.settings, linux=LINUX in p.guests)
 
-        def build(name: str, cached_only: bool = False) -> bool:
-            """Make the build (or only take it from the cache): whether it exists now."""
-            try:
-                prepared = ahead(name)
-                if cached_only and prepared.record is None:
-                    return False
-                record = pipeline.make(prepared)
-                records[name] = record
-                run.builds[name] = {**records[name].to_dict(), "finished": now()}
-                return True
-            except BuildFailed as exc:
-                if cached_only:
-                    return False  # its failure is recorded by build() next
-                failed[name] = str(exc)
-                run.builds[name] = {"name": name, "failed": str(exc),
-                                    "source": settings.builds[name].source}
-                log(f"[{name}] build failed: {exc}")
-                return False
+    @property
+    def sources(self) -> dict[str, str]:
+        return {n: self.settings.builds[n].source for n in self.plan.names}
 
-        while_building = [0]  # cases given out before the last build was made
-        ctx = RunContext(settings, runtime, scen, records, failed, outdir, jobs, timeout,
-                         p.accel, None, run.settings, linux=LINUX in guests)
+    @property
+    def streaming(self) -> bool:
+        """Whether cases start as soon as their two builds exist."""
+        return not self.plan.shard and not self.options.resume and self.plan.accel == "tcg"
 
-        def every_case() -> list[Case]:
-            """The whole case list, once every build is settled (a failed build's pairs
-            get the other builds' machine types: their cases are listed, as skipped)."""
-            known = {n: records[n].machines for n in records}
-            fallback = sorted({t for ms in known.values() for t in ms})
-            build_machines = {n: known.get(n, fallback) for n in names}
-            every = matrix.cases(build_machines, sources, p.pairs, guests, machines, force,
-                                 scen.boundary, forced)
-            return matrix.shard(every, *p.shard) if p.shard else every
+    @property
+    def wants_guest(self) -> bool:
+        """Whether the run needs the Linux guest's image (its cases, or choosing the
+        accelerator)."""
+        return LINUX in self.plan.guests or self.plan.accel != "tcg"
 
-        def after_builds() -> list[list[Case]]:
-            """Once every build is settled: the case list, the skipped cases, the probe, the
-            guest image; the groups not given out yet."""
-            nonlocal semantics_result, probe_scratch, probe_hosts
-            case_list.extend(every_case())
-            finished: list[CaseResult] = []
-            if options.resume:  # reused only with this run's settings: its accelerator too
-                if wants_guest:
-                    ctx.guest_image = guest_image()
-                current = Current(scen, m.ram_mib, accel_used(ctx), timeout, ctx.guest_image)
-                finished = finished_cases(outdir, case_list, records, current, log)
-                log(f"resuming {run_id}: {len(finished)} of {len(case_list)} cases already "
-                    "finished")
-            results.extend(finished)
-            done = {r.case.id for r in finished} | {c.id for c in schedule.released}
-            todo = []
-            for case in case_list:
-                missing = [b for b in (case.source, case.destination) if b in failed]
-                if missing:
-                    results.append(skipped(case, records, missing[0], failed[missing[0]]))
-                elif case.id not in done:
-                    todo.append(case)
-            if m.semantics and records and (not p.shard or p.shard[0] == 1) and \
-                    scen.probe is not None:
-                # The register-semantics probe needs only the builds: it runs beside the
-                # cases (they leave CPU idle while Linux guests wait for pciehp), with as
-                # many jobs; of a sharded run, shard 1/N runs it (report.merge carries its
-                # probe.json). Its containers and scratch directory are ours to end: an
-                # interrupted run closes them and does not wait for it.
-                from patchcheck.probe.orchestrate import matrix_semantics
-                from patchcheck.probe.runner import hosts_for
+    # --- the steps ---------------------------------------------------------------------
 
-                probe_scratch = Path(tempfile.mkdtemp(prefix="pcprobe-"))
-                scratch = probe_scratch
-                hosts = probe_hosts = hosts_for(runtime, scratch, settings.cache_dir)
-                semantics_result = in_background("probe", lambda: matrix_semantics(
-                    settings, runtime, records, outdir, log, jobs=jobs, scratch=scratch,
-                    hosts=hosts))
-            if wants_guest and ctx.guest_image is None:
-                ctx.guest_image = guest_image()  # made ahead, or made now if that failed
-            released = len(schedule.released)
-            log(f"{released + len(todo)} cases to run, {jobs} in parallel"
-                + (f" ({while_building[0]} given out while builds compiled)"
-                   if while_building[0] else ""))
-            ctx.total = released + len(todo)
-            return groups(todo, shared, LINUX)
+    def run(self) -> int:
+        """Prepare the builds, stream the cases (building as they need), wait for the probe,
+        decide; the reports are written however the run ends (interrupted: partial)."""
+        try:
+            self.builds = self.prepare_builds()
+            self.stream_cases(self.builds)
+            self.collect()
+            if self.probe is not None:
+                self.probe.wait()  # the probe writes probe.json beside the results
+            return self.decide()
+        finally:
+            self.close()
+            self.report()
 
-        def feed() -> Iterator[list[Case]]:
-            linux: list[list[Case]] = []  # they need the guest image: made after the builds
-            given = 0
-            while True:
-                # The builds already in the cache take a moment: take them all before the
-                # cases they allow go out, so that one source serves every destination.
-                while order and build(order[0], cached_only=True):
-                    order.pop(0)
-                if streaming:
-                    for group in schedule.release(records, failed):
-                        if group[0].guest == LINUX:
-                            linux.append(group)
-                        else:
-                            given += len(group)
-                            yield group
-                if not order:
-                    break
-                while_building[0] = given  # given out before the last build
-                build(order.pop(0))
-            rest = after_builds()
-            yield from linux
-            yield from rest
+    def prepare_builds(self) -> RunBuilds:
+        """The builds in the order they are made (the scenario's first case's two first),
+        the next ones prepared in the background from now on."""
+        order = build_order(self.plan.names, self.plan.scenario.defaults.first)
+        return RunBuilds(self.runtime, self.settings, order, self.records, self.failed,
+                         self.results.builds, self.log, self.wants_guest)
 
-        if streaming:
-            run_groups(ctx, feed(), results)
-        else:
-            work = list(feed())  # every build first
-            run_groups(ctx, work, results)
-        position = {c.id: i for i, c in enumerate(case_list)}
-        results.sort(key=lambda r: position.get(r.case.id, 1 << 30))
-        run.partial = not case_list or len(results) < len(case_list)
-        if semantics_result is not None:
-            semantics_result()  # the probe writes probe.json beside the results
-        # the one decision, made from what the run wrote: every report and `check` read it
-        return decide_dir(run, outdir).exit_code(task_of(run))
-    finally:
-        if ahead is not None:
-            ahead.stop()
-        if probe_hosts is not None:
-            probe_hosts.close()  # a probe still running stops after its current experiments
-        if probe_scratch is not None:
-            shutil.rmtree(probe_scratch, ignore_errors=True)
-        run.seconds = round(time.monotonic() - t0, 1)
+    def stream_cases(self, builds: RunBuilds) -> None:
+        """Run every case; a streaming run starts them while later builds compile, another
+        makes every build first."""
+        work = self.feed(builds)
+        run_groups(self.ctx, work if self.streaming else list(work), self.results.cases)
+
+    def feed(self, builds: RunBuilds) -> Iterator[list[Case]]:
+        """The groups of cases, as they may run: a pair's as soon as its two builds exist
+        (the Linux guest's after every build: they need its image), then the rest."""
+        linux: list[list[Case]] = []
+        given = 0
+        while True:
+            builds.take_cached()
+            if self.streaming:
+                for group in self.schedule.release(self.records, self.failed):
+                    if group[0].guest == LINUX:
+                        linux.append(group)
+                    else:
+                        given += len(group)
+                        yield group
+            if not builds.order:
+                break
+            self.given_while_building = given  # given out before the last build
+            builds.make_next()
+        rest = self.after_builds(builds)
+        yield from linux
+        yield from rest
+
+    def after_builds(self, builds: RunBuilds) -> list[list[Case]]:
+        """Once every build is settled: the case list, the skipped cases, the probe, the
+        guest image; the groups not given out yet."""
+        self.case_list.extend(self.every_case())
+        finished = self.resumed(builds) if self.options.resume else []
+        self.results.cases.extend(finished)
+        todo = self.todo(finished)
+        if self.probes():
+            self.probe = BackgroundProbe()
+            self.probe.start(self.settings, self.runtime, self.records, self.outdir, self.log,
+                             self.plan.jobs)
+        if self.wants_guest and self.ctx.guest_image is None:
+            self.ctx.guest_image = builds.guest_image()  # made ahead, or made now if that failed
+        released = len(self.schedule.released)
+        self.log(f"{released + len(todo)} cases to run, {self.plan.jobs} in parallel"
+                 + (f" ({self.given_while_building} given out while builds compiled)"
+                    if self.given_while_building else ""))
+        self.ctx.total = released + len(todo)
+        return groups(todo, self.shared, LINUX)
+
+    def collect(self) -> None:
+        """The results in the case list's order; partial unless every case has one."""
+        results = self.results.cases
+        position = {c.id: i for i, c in enumerate(self.case_list)}
+        ranked = sorted((position.get(r.case.id, 1 << 30), i) for i, r in enumerate(results))
+        results[:] = [results[i] for _, i in ranked]  # in place, a stable sort
+        self.results.partial = not self.case_list or len(results) < len(self.case_list)
+
+    def decide(self) -> int:
+        """The one decision, made from what the run wrote: every report and `check` read it."""
+        return decide_dir(self.results, self.outdir).exit_code(task_of(self.results))
+
+    def close(self) -> None:
+        """End the run's background work: no more builds prepared; the probe's containers
+        (a probe still running stops after its current experiments) and scratch removed."""
+        if self.builds is not None:
+            self.builds.stop()
+        if self.probe is not None:
+            self.probe.close()
+
+    def report(self) -> None:
+        """Write results.json, junit.xml and the pages; print the grid and the verdict."""
+        run, outdir = self.results, self.outdir
+        run.seconds = round(time.monotonic() - self.t0, 1)
         write_all(run, outdir)
         print(f"scenario {scenario_title(run.settings)}")
         print(grid.render(run))
@@ -330,6 +319,67 @@ def run_matrix(settings: Settings, runtime: Runtime, options: MatrixOptions,
             print(line)
         print(f"page: {outdir / 'index.html'}")
         print(f"reports: {outdir}")
+
+    # --- what the steps ask ------------------------------------------------------------
+
+    def forced(self, src: str, dst: str) -> bool:
+        """Whether the pair gets the forcing -global's extra case."""
+        records = self.records
+        return src not in records or dst not in records or \
+            self.plan.scenario.force_applies(side(records[src]), side(records[dst]))
+
+    def cases_of(self, src: str, dst: str) -> list[Case]:
+        """A pair's cases, once both builds exist."""
+        p = self.plan
+        return matrix.pair_cases(src, dst, self.records[src].machines,
+                                 self.records[dst].machines, p.guests, p.machines,
+                                 self.force if self.forced(src, dst) else (),
+                                 p.scenario.boundary)
+
+    def every_case(self) -> list[Case]:
+        """The whole case list, once every build is settled (a failed build's pairs get the
+        other builds' machine types: their cases are listed, as skipped)."""
+        p = self.plan
+        known = {n: self.records[n].machines for n in self.records}
+        fallback = sorted({t for ms in known.values() for t in ms})
+        build_machines = {n: known.get(n, fallback) for n in p.names}
+        every = matrix.cases(build_machines, self.sources, p.pairs, p.guests, p.machines,
+                             self.force, p.scenario.boundary, self.forced)
+        return matrix.shard(every, *p.shard) if p.shard else every
+
+    def resumed(self, builds: RunBuilds) -> list[CaseResult]:
+        """The cases an earlier run of this id finished with this run's settings (its
+        accelerator too)."""
+        p = self.plan
+        if self.wants_guest:
+            self.ctx.guest_image = builds.guest_image()
+        current = Current(p.scenario, self.settings.matrix.ram_mib, accel_used(self.ctx),
+                          p.timeout, self.ctx.guest_image)
+        finished = finished_cases(self.outdir, self.case_list, self.records, current, self.log)
+        self.log(f"resuming {self.results.run_id}: {len(finished)} of {len(self.case_list)} "
+                 "cases already finished")
+        return finished
+
+    def todo(self, finished: list[CaseResult]) -> list[Case]:
+        """The cases not given out yet, nor finished; a case of a failed build is skipped
+        (its result is kept now)."""
+        done = {r.case.id for r in finished} | {c.id for c in self.schedule.released}
+        todo = []
+        for case in self.case_list:
+            missing = [b for b in (case.source, case.destination) if b in self.failed]
+            if missing:
+                self.results.cases.append(skipped(case, self.records, missing[0],
+                                                  self.failed[missing[0]]))
+            elif case.id not in done:
+                todo.append(case)
+        return todo
+
+    def probes(self) -> bool:
+        """Whether the run probes the register semantics: configured, with builds, and of a
+        sharded run shard 1/N only (report.merge carries its probe.json)."""
+        p = self.plan
+        return bool(self.settings.matrix.semantics and self.records
+                    and (not p.shard or p.shard[0] == 1) and p.scenario.probe is not None)
 
 
 def sharing(scenario: Scenario, guests: Iterable[str], share_sources: bool) -> set[str]:

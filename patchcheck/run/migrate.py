@@ -57,18 +57,6 @@ def globals_args(scenario: Scenario, case: Case, role: str, build: Side) -> list
     return [arg for g in scenario.globals_for(case.globals, role, build) for arg in ("-global", g)]
 
 
-def run_case(case: Case, builds: Mapping[str, BuildRecord], hosts: Hosts, scenario: Scenario,
-             scratch: Path, logdir: Path, *, ram_mib: int = 128, accel: str = "tcg",
-             timeout: float = 60.0, action: Action | None = None) -> CaseResult:
-    """One case, with its own source and destination QEMU."""
-    results = run_cases([case], builds, hosts, scenario, scratch, lambda c: logdir,
-                        ram_mib=ram_mib, accel=accel, timeout=timeout, action=action)
-    try:
-        return next(results)
-    finally:
-        results.close()  # ends the source QEMU
-
-
 def run_cases(cases: Sequence[Case], builds: Mapping[str, BuildRecord], hosts: Hosts,
               scenario: Scenario, scratch: Path, logdir: Callable[[Case], Path], *,
               ram_mib: int = 128, accel: str = "tcg", timeout: float = 60.0,

@@ -98,7 +98,7 @@ def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime
     from patchcheck.qemu.hosts import Hosts
     from patchcheck.result.model import Case
     from patchcheck.result.outcome import Observed
-    from patchcheck.run.migrate import run_case
+    from patchcheck.run.migrate import run_cases
     from patchcheck.scenarios.registry import get
 
     none = builds["7.2-none"]
@@ -118,9 +118,9 @@ def test_incremental_fix_build_really_contains_the_fix(builds, pipeline, runtime
     builds_dir = str(settings.cache_dir / "builds")
     hosts = Hosts(runtime, (Mount(str(scratch), str(scratch)), Mount(builds_dir, builds_dir, True)))
     try:
-        result = run_case(Case("pc-q35-6.0", "7.2-none", "v2-reworded", "synthetic"),
-                          {"7.2-none": none, "v2-reworded": record}, hosts, get("pds"), scratch,
-                          tmp_path / "logs")
+        [result] = run_cases([Case("pc-q35-6.0", "7.2-none", "v2-reworded", "synthetic")],
+                             {"7.2-none": none, "v2-reworded": record}, hosts, get("pds"),
+                             scratch, lambda _: tmp_path / "logs")
     finally:
         hosts.close()
     assert result.observed == Observed.PASSED, result.message

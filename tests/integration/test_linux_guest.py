@@ -1,6 +1,6 @@
 """A real Linux guest (Debian bookworm's kernel + busybox) migrated between real QEMU 7.2 builds.
 
-Cases run by hand here (`run_linux_case`) the way `migrate.run_case` runs them: both QEMUs
+Cases run by hand here (`run_linux_case`) the way `migrate.run_cases` runs them: both QEMUs
 exec'ed in the builder container (patchcheck.qemu.hosts.Hosts) with the scratch directory,
 the build cache and the guest images mounted at the same paths; the destination with
 `-incoming`, the source paused (-S); LinuxAction.perform continues the source and waits
@@ -303,18 +303,19 @@ def test_destination_killed_while_the_guest_is_checked_is_an_error_not_a_verdict
     interrupted during the check left a `failed` case that --resume kept)."""
     from patchcheck.result.model import Case
     from patchcheck.result.outcome import Observed
-    from patchcheck.run.migrate import run_case
+    from patchcheck.run.migrate import run_cases
 
     qemu_hosts, scratch = hosts
     records = {"v2": builds["7.2-v2"]}
     case = Case("pc-q35-7.2", "v2", "v2", "linux")
-    killed = run_case(case, records, qemu_hosts, pds.SCENARIO, scratch, tmp_path / "killed",
-                      timeout=120, action=KillingLinuxAction(guest))
+    [killed] = run_cases([case], records, qemu_hosts, pds.SCENARIO, scratch,
+                         lambda _: tmp_path / "killed", timeout=120,
+                         action=KillingLinuxAction(guest))
     assert killed.observed == Observed.ERROR, killed.message
     assert "killed" in killed.message and "exited before the guest printed" in killed.message
     assert killed.destination_status == "migration completed, running"  # it had loaded it
-    normal = run_case(case, records, qemu_hosts, pds.SCENARIO, scratch, tmp_path / "normal",
-                      timeout=120, action=LinuxAction(guest))
+    [normal] = run_cases([case], records, qemu_hosts, pds.SCENARIO, scratch,
+                         lambda _: tmp_path / "normal", timeout=120, action=LinuxAction(guest))
     assert normal.observed == Observed.PASSED, normal.message  # the same case, not killed
 
 
@@ -344,13 +345,13 @@ def test_a_guest_lost_after_a_migration_that_loaded_is_tried_once_more(
     kept."""
     from patchcheck.result.model import Case
     from patchcheck.result.outcome import Observed
-    from patchcheck.run.migrate import run_case
+    from patchcheck.run.migrate import run_cases
 
     qemu_hosts, scratch = hosts
     records = {"n": builds["7.2-none"], "v2": builds["7.2-v2"]}
-    result = run_case(Case("pc-q35-6.0", "n", "v2", "linux"), records, qemu_hosts,
-                      pds.SCENARIO, scratch, tmp_path, timeout=120,
-                      action=HangingLinuxAction(guest, hangs=hangs))
+    [result] = run_cases([Case("pc-q35-6.0", "n", "v2", "linux")], records, qemu_hosts,
+                         pds.SCENARIO, scratch, lambda _: tmp_path, timeout=120,
+                         action=HangingLinuxAction(guest, hangs=hangs))
     assert result.expected == Observed.PASSED
     assert len(result.earlier_attempts) == 1
     assert result.earlier_attempts[0].startswith(

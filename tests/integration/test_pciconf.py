@@ -7,7 +7,7 @@ pciconf.Monitor), with the arguments from patchcheck.run.migrate (Scenario.machi
 globals_args), paused (-S).
 
 Full migrations are not repeated here: tests/integration/test_matrix.py runs them through
-run_case (6.0 unpatched -> unpatched fails with the expected error, the `none` action and
+run_matrix (6.0 unpatched -> unpatched fails with the expected error, the `none` action and
 7.2 pass, the forced -global brings the failure back). This file checks the register
 level underneath: where the capability is, what the slot registers hold before and after
 the synthetic guest action, and what QEMU does to the xHCI behind the slot.

@@ -22,7 +22,7 @@ from patchcheck.errors import InfraError
 from patchcheck.result.model import Case
 from patchcheck.result.outcome import Observed
 from patchcheck.run.matrix import MatrixOptions, run_matrix
-from patchcheck.run.migrate import Hosts, run_case
+from patchcheck.run.migrate import Hosts, run_cases
 from patchcheck.scenarios.registry import get
 
 from .conftest import PROJECT, invoke
@@ -190,15 +190,16 @@ def test_hung_destination_becomes_an_error_and_the_next_case_runs(builds, hosts,
     thread = threading.Thread(target=stop_destination)
     thread.start()
     started = time.monotonic()
-    result = run_case(case, records, h, get("pds"), scratch, tmp_path / "hung", timeout=5)
+    [result] = run_cases([case], records, h, get("pds"), scratch, lambda _: tmp_path / "hung",
+                         timeout=5)
     thread.join()
     assert stopped
     assert result.observed == Observed.ERROR and result.expected == Observed.PASSED
     assert time.monotonic() - started < 20
     assert all(not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()
                .split(b")")[-1][:3] for pid in stopped)  # killed (or a zombie being reaped)
-    after = run_case(Case("pc-q35-6.0", "n", "n", "synthetic"), records, h, get("pds"), scratch,
-                     tmp_path / "after")
+    [after] = run_cases([Case("pc-q35-6.0", "n", "n", "synthetic")], records, h, get("pds"),
+                        scratch, lambda _: tmp_path / "after")
     assert after.observed == Observed.FAILED and "i=0x6e" in after.destination_error
 
 
@@ -216,8 +217,8 @@ def test_qemu_killed_mid_case_is_an_error_with_its_log(builds, hosts, tmp_path):
             time.sleep(0.002)
     thread = threading.Thread(target=kill_destination)
     thread.start()
-    result = run_case(Case("pc-q35-7.2", "n", "n", "synthetic"), records, h, get("pds"), scratch,
-                      tmp_path / "killed", timeout=10)
+    [result] = run_cases([Case("pc-q35-7.2", "n", "n", "synthetic")], records, h, get("pds"),
+                         scratch, lambda _: tmp_path / "killed", timeout=10)
     thread.join()
     assert killed
     assert result.observed == Observed.ERROR, result

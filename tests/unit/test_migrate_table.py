@@ -18,7 +18,7 @@ import pytest
 from patchcheck.qemu.machine import Machine
 from patchcheck.result.model import Case, CaseResult
 from patchcheck.result.outcome import Observed
-from patchcheck.run.migrate import run_case, run_cases
+from patchcheck.run.migrate import run_cases
 from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.slot import SlotState, SyntheticAction, read_slot_state
 
@@ -58,8 +58,10 @@ def _scratch(tmp_path: Path) -> Path:
 
 def _one(tmp_path: Path, hosts: FakeHosts, case: Case = UNFIXED,
          action: SyntheticAction | None = None) -> CaseResult:
-    return run_case(case, BUILDS, hosts, SCENARIO, _scratch(tmp_path), tmp_path / "logs",
-                    timeout=TIMEOUT, action=action)
+    """One case, with its own source and destination QEMU."""
+    [result] = run_cases([case], BUILDS, hosts, SCENARIO, _scratch(tmp_path),
+                         lambda _: tmp_path / "logs", timeout=TIMEOUT, action=action)
+    return result
 
 
 def _all_shut_down(hosts: FakeHosts) -> bool:
@@ -381,8 +383,9 @@ def test_both_qemus_get_the_matrix_ram_or_the_guest_s_floor(tmp_path: Path,
                                                             action: SyntheticAction,
                                                             ram: str) -> None:
     hosts = FakeHosts([LOADS])
-    result = run_case(FIXED, BUILDS, hosts, SCENARIO, _scratch(tmp_path), tmp_path / "logs",
-                      ram_mib=32, timeout=TIMEOUT, action=action)
+    [result] = run_cases([FIXED], BUILDS, hosts, SCENARIO, _scratch(tmp_path),
+                         lambda _: tmp_path / "logs", ram_mib=32, timeout=TIMEOUT,
+                         action=action)
     assert result.observed == PASSED
     assert [q.args[q.args.index("-m") + 1] for q in hosts.launched] == [ram, ram]
     assert f"-m {ram}" in (tmp_path / "logs" / "reproduce.sh").read_text()
