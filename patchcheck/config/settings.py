@@ -254,16 +254,6 @@ def _probe_method(value: Any) -> str:
     return text
 
 
-def list_settings_from_env() -> None:
-    """Environment variables give patchcheck settings as text, which `load` parses and checks
-    (a list comma-separated: INVOKE_PATCHCHECK_BUILD_DEVICES= gives the full configuration,
-    INVOKE_PATCHCHECK_MATRIX_BUILDS=7.2-none,7.2-v2), naming the variable when one is wrong.
-    Idempotent; the CLI installs it (patchcheck.cli.invoke_compat)."""
-    from patchcheck.cli.invoke_compat import settings_from_env_as_text
-
-    settings_from_env_as_text()
-
-
 def plain(value: Any) -> Any:
     """invoke's DataProxy (or any mapping) -> plain dicts and lists."""
     if hasattr(value, "items"):

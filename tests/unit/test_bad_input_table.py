@@ -1,9 +1,10 @@
 """Bad input through the CLI, without a Docker engine (issue 18): names that become paths,
 configuration sources, remote and repository paths.
 
-Each row runs `invoke` as a new user would, in a copy of the project (tasks.py, invoke.yaml)
-nested in a temporary directory, with a private HOME, TMPDIR and cache, and DOCKER_HOST
-pointing at a socket that does not exist (a row that reached the engine would exit 3).
+Each row runs `invoke` (or the installed `patchcheck` command) as a new user would, in a copy
+of the project (tasks.py, invoke.yaml) nested in a temporary directory, with a private HOME,
+TMPDIR and cache, and DOCKER_HOST pointing at a socket that does not exist (a row that
+reached the engine would exit 3).
 Each asserts the exit code, exactly one line on stderr naming the problem, no traceback,
 that nothing was written outside reports_dir and cache_dir (every file of the temporary
 directory is compared before and after), and that reports_dir did not change either.
@@ -16,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -111,9 +112,11 @@ class Row:
     code: int = 2
     env: dict[str, str] = field(default_factory=dict)
     setup: Setup | None = None
+    program: str = "invoke"  # or "patchcheck": the installed command (its own invoke.yaml)
 
 
 BROKEN_YAML = "patchcheck:\n  matrix: [unclosed\n   jobs: 2\n"
+USER_SYNTAX_ERROR = "patchcheck:\n  matrix: [\n"
 
 ROWS = [
     # --- the issue's rows ---------------------------------------------------------------
@@ -203,9 +206,9 @@ ROWS = [
         ["{root}/home/.invoke.yaml:3:11:", "builds.mine needs a source"],
         setup=write(".invoke.yaml", "patchcheck:\n  builds:\n    mine: {fix: v2}\n",
                     where="home")),
-    Row("user file syntax error (read before tasks.py)", ["matrix"],
+    Row("user file syntax error, patchcheck command", ["matrix"],
         ["{root}/home/.invoke.yaml:3:1:", "expected the node content"],
-        setup=write(".invoke.yaml", "patchcheck:\n  matrix: [\n", where="home")),
+        setup=write(".invoke.yaml", USER_SYNTAX_ERROR, where="home"), program="patchcheck"),
     Row("project invoke.yaml syntax error", ["matrix"],
         ["project/invoke.yaml:", "expected the node content"],
         setup=append_to_project_yaml("  oops: [\n")),
@@ -214,6 +217,8 @@ ROWS = [
     Row("env number too small", ["matrix"], ["INVOKE_PATCHCHECK_MATRIX_RAM_MIB", ">= 16"],
         env={"INVOKE_PATCHCHECK_MATRIX_RAM_MIB": "8"}),
     Row("task option not a number", ["matrix", "--timeout", "soon"], ["--timeout 'soon'"]),
+    Row("unknown task option", ["matrix", "--nope"], ["No idea what '--nope' is"]),
+    Row("unknown task", ["no-such-task"], ["No idea what 'no-such-task' is"]),
     Row("bench.probe repeat zero", ["bench.probe", "--repeat", "0"],
         ["--repeat '0'", "a whole number >= 1"]),
     # --- remote and repository paths --------------------------------------------------
@@ -246,6 +251,16 @@ ROWS = [
 ]
 
 
+# The `patchcheck` command reads every configuration file itself (patchcheck.cli.program):
+# the configuration rows again through it.
+PATCHCHECK_ROWS = ("-f YAML syntax error", "-f file missing", "-f unknown suffix",
+                   "-f mapping set to a number", "env int not a number", "env bool not a bool",
+                   "user file: a mapping set to a number", "unknown task option",
+                   "unknown scenario")
+ROWS += [replace(r, id=f"{r.id}, patchcheck command", program="patchcheck")
+         for r in ROWS if r.id in PATCHCHECK_ROWS]
+
+
 def _snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
     """Every file and directory under root, except those under `skip`: path -> (size, mtime)."""
     found: dict[str, tuple[int, int]] = {}
@@ -258,6 +273,17 @@ def _snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
     return found
 
 
+PROGRAMS = {"invoke": [sys.executable, "-m", "invoke"],
+            "patchcheck": [sys.executable, "-m", "patchcheck.cli.program"]}
+
+
+def _run(layout: Layout, row: Row) -> subprocess.CompletedProcess[str]:
+    env = {**layout.env(), **{k: layout.fill(v) for k, v in row.env.items()}}
+    return subprocess.run([*PROGRAMS[row.program], *map(layout.fill, row.args)],
+                          cwd=layout.project, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input(row: Row, tmp_path: Path) -> None:
     layout = Layout(tmp_path)
@@ -266,10 +292,7 @@ def test_bad_input(row: Row, tmp_path: Path) -> None:
         row.setup(layout)
     outside = _snapshot(tmp_path, (layout.reports, layout.cache))
     reports = _snapshot(layout.reports, ())
-    env = {**layout.env(), **{k: layout.fill(v) for k, v in row.env.items()}}
-    result = subprocess.run([sys.executable, "-m", "invoke", *map(layout.fill, row.args)],
-                            cwd=layout.project, env=env, capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = _run(layout, row)
     assert result.returncode == row.code, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
     lines = result.stderr.splitlines()
@@ -280,6 +303,18 @@ def test_bad_input(row: Row, tmp_path: Path) -> None:
     assert _snapshot(tmp_path, (layout.reports, layout.cache)) == outside
     assert _snapshot(layout.reports, ()) == reports
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_user_file_syntax_error_under_plain_invoke_is_invokes_own(tmp_path: Path) -> None:
+    """invoke reads ~/.invoke.yaml before it imports tasks.py: its own error (README,
+    "Bad input"), which names the file; nothing of patchcheck's runs."""
+    layout = Layout(tmp_path)
+    layout.create()
+    write(".invoke.yaml", USER_SYNTAX_ERROR, where="home")(layout)
+    result = _run(layout, Row("plain invoke", ["matrix"], []))
+    assert result.returncode != 0
+    assert f"{layout.home}/.invoke.yaml" in result.stderr, result.stderr
+    assert "patchcheck: error" not in result.stderr
 
 
 def test_the_table_has_the_issue_rows_and_ten_more() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import git
 import pytest
-from invoke.config import Config
 
 from patchcheck import paths
+from patchcheck.cli.invoke_compat import PatchcheckConfig
 from patchcheck.config import origin as configsource
 from patchcheck.config import settings as config
 from patchcheck.errors import ConfigError, UsageError, error_line
@@ -92,7 +92,7 @@ def test_run_dir_of(tmp_path: Path) -> None:
 
 # --- configuration sources --------------------------------------------------------------
 
-def _config(tmp_path: Path, runtime: str = "", user: str = "") -> Config:
+def _config(tmp_path: Path, runtime: str = "", user: str = "") -> PatchcheckConfig:
     project = tmp_path / "project"
     project.mkdir(parents=True, exist_ok=True)
     (project / "invoke.yaml").write_text("patchcheck:\n  matrix:\n    jobs: 0\n    ram_mib: 128\n")
@@ -100,7 +100,7 @@ def _config(tmp_path: Path, runtime: str = "", user: str = "") -> Config:
     home.mkdir(exist_ok=True)
     if user:
         (home / ".invoke.yaml").write_text(user)
-    cfg = Config(project_location=str(project), user_prefix=f"{home}/.", lazy=True)
+    cfg = PatchcheckConfig(project_location=str(project), user_prefix=f"{home}/.", lazy=True)
     cfg.load_user(merge=False)
     cfg.load_project(merge=False)
     if runtime:
@@ -122,7 +122,6 @@ def test_source_is_the_last_file_that_sets_it(tmp_path: Path) -> None:
 
 
 def test_source_of_an_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config.list_settings_from_env()
     monkeypatch.setenv("INVOKE_PATCHCHECK_MATRIX_JOBS", "abc")
     cfg = _config(tmp_path)
     cfg.merge()
