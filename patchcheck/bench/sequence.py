@@ -14,9 +14,7 @@ the same history.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from typing import Any
 from patchcheck.bench.figures import _timed, fresh_cache, machine, record
 from patchcheck.config.settings import Settings
 from patchcheck.engine.registry import RuntimeFactory
+from patchcheck.source import gitcmd
 
 FILES = ["hw/usb/hcd-xhci.c", "hw/pci/pci.c", "hw/pci/pcie_port.c", "hw/core/qdev.c",
          "hw/i386/pc_q35.c", "migration/savevm.c", "hw/pci/pci_bridge.c", "softmmu/vl.c",
@@ -35,40 +34,32 @@ FILES = ["hw/usb/hcd-xhci.c", "hw/pci/pci.c", "hw/pci/pcie_port.c", "hw/core/qde
 # not build included) are deterministic: 8, 12, 10 (skipped), 9, 11.
 BROKEN_AT, REPAIRED_AT, FIX_AT, COUNT = 10, 11, 12, 16
 FIX_SUBJECT = "the fix"  # the subject of the commit that applies the known fix
-IDENTITY = {"GIT_AUTHOR_NAME": "patchcheck", "GIT_AUTHOR_EMAIL": "patchcheck@localhost",
-            "GIT_COMMITTER_NAME": "patchcheck", "GIT_COMMITTER_EMAIL": "patchcheck@localhost"}
-
-
-def _git(repo: Path, *args: str) -> str:
-    env = {**IDENTITY, "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-           "HOME": os.environ.get("HOME", "/")}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 def make_history(source: Path, target: Path, fix_patch: Path) -> tuple[str, list[str]]:
     """A clone of `source` with COUNT commits on top; (base commit, commits oldest first)."""
-    subprocess.run(["git", "clone", "-q", str(source), str(target)], check=True)
-    base = _git(target, "rev-parse", "HEAD")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    gitcmd.out(target.parent, "clone", "-q", str(source.absolute()), str(target.absolute()))
+    base = gitcmd.out(target, "rev-parse", "HEAD")
     files = iter(FILES)
     xhci = target / "hw/usb/hcd-xhci.c"
     breakage = "\n#error this commit does not build\n"
     for n in range(1, COUNT + 1):
         if n == FIX_AT:
-            _git(target, "apply", "--index", str(fix_patch))
-            _git(target, "commit", "-q", "-m", FIX_SUBJECT)
+            gitcmd.out(target, "apply", "--index", str(fix_patch))
+            gitcmd.out(target, "commit", "-q", "-m", FIX_SUBJECT)
         elif n == BROKEN_AT:
             xhci.write_text(xhci.read_text() + breakage)
-            _git(target, "commit", "-q", "-am", "xhci: a change that does not build")
+            gitcmd.out(target, "commit", "-q", "-am", "xhci: a change that does not build")
         elif n == REPAIRED_AT:
             xhci.write_text(xhci.read_text().replace(breakage, "\n"))
-            _git(target, "commit", "-q", "-am", "xhci: repair the build")
+            gitcmd.out(target, "commit", "-q", "-am", "xhci: repair the build")
         else:
             name = next(files)
             path = target / name
             path.write_text(path.read_text() + f"\nint patchcheck_series_{n} = {n};\n")
-            _git(target, "commit", "-q", "-am", f"{name}: unrelated change {n}")
-    return base, _git(target, "rev-list", "--reverse", f"{base}..HEAD").split()
+            gitcmd.out(target, "commit", "-q", "-am", f"{name}: unrelated change {n}")
+    return base, gitcmd.out(target, "rev-list", "--reverse", f"{base}..HEAD").split()
 
 
 def seconds(func: Callable[[], Any]) -> float:

@@ -11,13 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import git
-
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.errors import UsageError
 from patchcheck.locks import file_lock
 from patchcheck.paths import slug
 from patchcheck.result.model import RunResults, write_json
+from patchcheck.source import gitcmd
 from patchcheck.source.specs import GitSources, version_tuple
 
 HISTORY = "history.json"
@@ -27,15 +26,14 @@ _STABLE_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 def tracked_refs(settings: Settings, remote: str, refs: Sequence[str]) -> dict[str, str]:
     """label -> ref for each tracked ref; `latest-stable:N` expands to the N newest vX.Y.Z tags."""
     mirror = GitSources(settings.cache_dir).mirror(remote)
-    try:
-        mirror.git.fetch("--prune", "origin")
-    except git.GitCommandError:
-        pass  # offline: what the mirror has
+    gitcmd.ok(mirror, "fetch", "--prune", "origin")  # offline: what the mirror has
     out: dict[str, str] = {}
     for ref in refs:
         if ref.startswith("latest-stable"):
             _, _, count = ref.partition(":")
-            tags = sorted((t.name for t in mirror.tags if _STABLE_TAG.match(t.name)),
+            names = gitcmd.out(mirror, "for-each-ref", "--format=%(refname:lstrip=2)",
+                               "refs/tags/").split()
+            tags = sorted((name for name in names if _STABLE_TAG.match(name)),
                           key=lambda name: version_tuple(name[1:]))
             for tag in tags[-int(count or 1):]:
                 out[tag] = tag

@@ -106,8 +106,6 @@ class CaseResult:
     def from_dict(cls, data: dict[str, Any]) -> CaseResult:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
-        if "slot" in data and "guest_state" not in data:  # written before the field's rename
-            values["guest_state"] = data["slot"]
         values["source"] = Side(**data["source"])
         values["destination"] = Side(**data["destination"])
         values["observed"] = Observed(data["observed"])

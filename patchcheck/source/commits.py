@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 from patchcheck.errors import UsageError
+from patchcheck.source import gitcmd
 from patchcheck.source.specs import GitSources, GitSpec, Tree, rev_parse_in
 
 
@@ -39,11 +38,7 @@ def check_clean(repo: str, refs: tuple[str, ...]) -> None:
     path = Path(repo).expanduser()
     if not (path / ".git").exists():
         return  # a URL, or a bare repository: nothing checked out
-    try:
-        dirty = git.Repo(path).is_dirty(untracked_files=False)
-    except (git.GitError, ValueError):
-        return
-    if not dirty:
+    if not _dirty(path):
         return
     # refs that the checkout does not know (None) are resolved (and reported) later
     head = rev_parse_in(path, "HEAD")
@@ -51,6 +46,15 @@ def check_clean(repo: str, refs: tuple[str, ...]) -> None:
         raise UsageError(f"repository {repo} has uncommitted changes on its HEAD, which is "
                          "asked for: they are in no commit and would not be tested; commit "
                          "or stash them")
+
+
+def _dirty(path: Path) -> bool:
+    """Changes to tracked files, staged or not (False too when git cannot tell)."""
+    for staged in (("--cached",), ()):
+        diff = gitcmd.run_bytes(path, "diff", *staged, "--quiet", user=True)
+        if diff.returncode != 0:
+            return diff.returncode == 1
+    return False
 
 
 class History:
@@ -65,28 +69,24 @@ class History:
         return self.sources.resolve(GitSpec(self.repo, ref))
 
     @property
-    def mirror(self) -> git.Repo:
+    def mirror(self) -> Path:
         return self.sources.mirror(self.repo)
 
     def subject(self, sha: str) -> str:
-        return str(self.mirror.commit(sha).summary)
+        return gitcmd.subject(self.mirror, sha)
 
     def between(self, base: str, tip: str) -> list[Commit]:
         """The commits of BASE..TIP, oldest first (first parents: a series as applied)."""
         base_tree, tip_tree = self.resolve(base), self.resolve(tip)
-        shas = self.mirror.git.rev_list("--reverse", "--first-parent",
-                                        f"{base_tree.commit}..{tip_tree.commit}").split()
+        shas = gitcmd.out(self.mirror, "rev-list", "--reverse", "--first-parent",
+                          f"{base_tree.commit}..{tip_tree.commit}").split()
         if not shas:
             raise UsageError(f"range {base}..{tip} of {self.repo} has no commits (is {tip} "
                              f"an ancestor of {base}, or the same commit?)")
         return [Commit(sha, self.subject(sha)) for sha in shas]
 
     def is_ancestor(self, older: str, newer: str) -> bool:
-        try:
-            self.mirror.git.merge_base("--is-ancestor", older, newer)
-            return True
-        except git.GitCommandError:
-            return False
+        return gitcmd.ok(self.mirror, "merge-base", "--is-ancestor", older, newer)
 
     def ordered(self, good: str, bad: str) -> tuple[Tree, Tree]:
         """The two ends of a bisection, checked: good must be an ancestor of bad."""

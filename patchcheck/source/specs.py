@@ -15,27 +15,22 @@ repository, so that every later step treats both the same way: a (repository, co
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 from patchcheck.errors import InfraError, UsageError
+from patchcheck.source import gitcmd
+from patchcheck.source.gitcmd import GitError
 
 # a ref, a commit id, or a revision expression git resolves (HEAD~1, main^2, @{u}, main@{1});
 # always given to git as one argument after --end-of-options, never to a shell
 _SAFE_REF = re.compile(r"^[A-Za-z0-9@][A-Za-z0-9._/+@{}~^-]*$")
 _FULL_ID = re.compile(r"[0-9a-f]{40}")
 OWN_REFS = "refs/patchcheck/"  # the mirror's refs that keep fetched commits; never pruned
-# variables that would point a git command at another repository than the one given with -C
-_REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
-             "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
 _SAFE_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
 _SAFE_SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
 IMPORT_DATE = "2000-01-01T00:00:00+0000"
@@ -129,16 +124,10 @@ def local_repository(url: str) -> Path | None:
 def rev_parse_in(path: Path, ref: str) -> str | None:
     """The full id of the commit `ref` names in the repository at `path` (bare or not, a
     linked worktree too), as git there sees it; None when it names none."""
-    out = _git_at(path, "rev-parse", "--verify", "--quiet", "--end-of-options",
-                  f"{ref}^{{commit}}")
+    out = gitcmd.run(path, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                     f"{ref}^{{commit}}", user=True)
     commit = out.stdout.strip()
     return commit if out.returncode == 0 and _FULL_ID.fullmatch(commit) else None
-
-
-def _git_at(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
-    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
-                          check=False, env=env)
 
 
 def _slug(text: str) -> str:
@@ -146,10 +135,10 @@ def _slug(text: str) -> str:
     return f"{name or 'repo'}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def _read_version(repo: git.Repo, commit: str) -> str:
+def _read_version(repo: Path, commit: str) -> str:
     try:
-        return str(repo.git.show(f"{commit}:VERSION")).strip()
-    except git.GitCommandError:
+        return gitcmd.out(repo, "show", f"{commit}:VERSION").strip()
+    except GitError:
         raise UsageError(f"commit {commit[:12]} has no VERSION file: is this a QEMU tree?") from None
 
 
@@ -159,7 +148,8 @@ class GitSources:
     def __init__(self, cache_dir: Path) -> None:
         self.root = cache_dir / "git"
 
-    def mirror(self, url: str) -> git.Repo:
+    def mirror(self, url: str) -> Path:
+        """The bare mirror of the repository (cloned the first time)."""
         local = local_repository(url)
         if local is not None:
             if not local.exists():
@@ -167,19 +157,19 @@ class GitSources:
             url = str(local.resolve())
         path = self.root / f"{_slug(url)}.git"
         if path.exists():
-            repo = git.Repo(path)
-            _keep_own_refs(repo)
-            return repo
+            _keep_own_refs(path)
+            return path
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.root))
         try:
-            _keep_own_refs(git.Repo.clone_from(url, tmp / "m.git", mirror=True))
+            gitcmd.out(tmp, "clone", "--mirror", "-v", "--", url, str(tmp / "m.git"))
+            _keep_own_refs(tmp / "m.git")
             (tmp / "m.git").rename(path)
-        except git.GitCommandError as exc:
+        except GitError as exc:
             raise UsageError(_clone_error(url, exc)) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return git.Repo(path)
+        return path
 
     def resolve(self, spec: GitSpec, *, fetch: bool = True) -> Tree:
         """The commit `spec.ref` names, present in the mirror. For a repository on disk, as
@@ -189,10 +179,10 @@ class GitSources:
         local = local_repository(spec.url)
         commit = (self._local_commit(repo, local, spec) if local is not None
                   else self._remote_commit(repo, spec, fetch))
-        return Tree(str(spec), Path(repo.git_dir), commit, _read_version(repo, commit))
+        return Tree(str(spec), repo, commit, _read_version(repo, commit))
 
     @staticmethod
-    def _local_commit(repo: git.Repo, local: Path, spec: GitSpec) -> str:
+    def _local_commit(repo: Path, local: Path, spec: GitSpec) -> str:
         """The user's meaning of the ref, resolved in their repository; its commit is
         fetched into the mirror by its id when the mirror lacks it."""
         commit = rev_parse_in(local, spec.ref)
@@ -206,122 +196,95 @@ class GitSources:
             if _rev_parse(repo, commit) is None:
                 raise InfraError(f"commit {commit[:12]} ('{spec.ref}' in {spec.url}) cannot "
                                  "be copied into patchcheck's mirror of the repository")
-            repo.git.update_ref(f"{OWN_REFS}{commit}", commit)
+            gitcmd.out(repo, "update-ref", f"{OWN_REFS}{commit}", commit)
         return commit
 
     @staticmethod
-    def _remote_commit(repo: git.Repo, spec: GitSpec, fetch: bool) -> str:
+    def _remote_commit(repo: Path, spec: GitSpec, fetch: bool) -> str:
         """The remote's meaning of the ref: its refs after a fetch into the mirror."""
         commit = _rev_parse(repo, spec.ref)
         if fetch and not (commit and _FULL_ID.fullmatch(spec.ref)):
-            try:
-                repo.git.fetch("--prune", "origin")
-            except git.GitCommandError:
-                pass  # offline: fall back to what the mirror has
+            gitcmd.ok(repo, "fetch", "--prune", "origin")  # offline: what the mirror has
             commit = _rev_parse(repo, spec.ref)
         if commit is None and re.fullmatch(r"[0-9a-f]{7,40}", spec.ref):
-            try:  # a commit on no branch: servers hand those out by id, if at all
-                repo.git.fetch("origin", spec.ref)
-            except git.GitCommandError:
-                pass
+            # a commit on no branch: servers hand those out by id, if at all
+            gitcmd.ok(repo, "fetch", "origin", spec.ref)
             commit = _rev_parse(repo, spec.ref)
             if commit:  # keep it reachable in the mirror, so gc never drops it
-                repo.git.update_ref(f"{OWN_REFS}{commit}", commit)
+                gitcmd.out(repo, "update-ref", f"{OWN_REFS}{commit}", commit)
         if commit is None:
             raise UsageError(f"ref '{spec.ref}' does not exist in {spec.url}")
         return commit
 
 
-def _keep_own_refs(repo: git.Repo) -> None:
+def _keep_own_refs(repo: Path) -> None:
     """A mirror's `fetch --prune origin` would delete the refs that keep the commits fetched
     by id (they are not the remote's): a negative refspec leaves them out of the mirroring."""
     negative = f"^{OWN_REFS}*"
     try:
-        current = str(repo.git.config("--get-all", "remote.origin.fetch")).split()
-    except git.GitCommandError:
+        current = gitcmd.out(repo, "config", "--get-all", "remote.origin.fetch").split()
+    except GitError:
         return  # no origin to mirror
     if negative not in current:
-        repo.git.config("--add", "remote.origin.fetch", negative)
+        gitcmd.out(repo, "config", "--add", "remote.origin.fetch", negative)
 
 
-def _fetch_commit(repo: git.Repo, local: Path, commit: str) -> bool:
+def _fetch_commit(repo: Path, local: Path, commit: str) -> bool:
     """Fetch one commit (and what it needs) by its id from the repository on disk into the
     mirror, under refs/patchcheck/<id>. False when git cannot."""
-    common = _git_at(local, "rev-parse", "--path-format=absolute", "--git-common-dir")
-    source = common.stdout.strip() if common.returncode == 0 else str(local.resolve())
-    try:
-        repo.git.fetch("--quiet", "--no-tags", "--update-shallow", "--end-of-options",
-                       source, f"{commit}:{OWN_REFS}{commit}")
-    except git.GitCommandError:
-        pass  # another run may have fetched it meanwhile (its ref was locked): look again
+    common = gitcmd.common_dir(local, user=True)
+    source = str(common) if common is not None else str(local.resolve())
+    # a failure: another run may have fetched it meanwhile (its ref was locked): look again
+    gitcmd.ok(repo, "fetch", "--quiet", "--no-tags", "--update-shallow", "--end-of-options",
+              source, f"{commit}:{OWN_REFS}{commit}")
     return _rev_parse(repo, commit) == commit
 
 
-def _borrow_objects(repo: git.Repo, local: Path) -> None:
+def _borrow_objects(repo: Path, local: Path) -> None:
     """Let the mirror read the local repository's object store (git alternates)."""
-    try:
-        objects = Path(git.Repo(local).common_dir) / "objects"
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+    common = gitcmd.common_dir(local, user=True)
+    if common is None:
         return
-    alternates = Path(repo.git_dir) / "objects" / "info" / "alternates"
+    objects = common / "objects"
+    alternates = repo / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
     known = alternates.read_text().split() if alternates.exists() else []
     if str(objects.resolve()) not in known:
         alternates.write_text("\n".join([*known, str(objects.resolve())]) + "\n")
 
 
-def _rev_parse(repo: git.Repo, ref: str) -> str | None:
+def _rev_parse(repo: Path, ref: str) -> str | None:
     try:
-        return str(repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"))
-    except git.GitCommandError:
+        return gitcmd.out(repo, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                          f"{ref}^{{commit}}")
+    except GitError:
         return None
 
 
-def git_reason(exc: git.GitCommandError) -> str:
-    """git's reason in words: its `fatal:`/`error:` lines (joined), else its last line of
-    text. GitPython hands stderr over wrapped as "\n  stderr: '...'"; the wrapper is dropped."""
-    text = str(exc.stderr or "").strip()
-    text = text.removeprefix("stderr:").strip().removeprefix("'").removesuffix("'")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip().strip("'")]
-    errors = [re.sub(r"^(fatal|error):\s*", "", ln) for ln in lines
-              if ln.startswith(("fatal:", "error:"))]
-    reason = "; ".join(dict.fromkeys(errors)) or (lines[-1] if lines else "")
-    return reason or f"git exited with status {exc.status}"
-
-
-def _clone_error(url: str, exc: git.GitCommandError) -> str:
-    reason = git_reason(exc)
+def _clone_error(url: str, exc: GitError) -> str:
+    reason = gitcmd.reason(exc)
     if Path(url).is_dir():  # a local directory git cannot clone: no repository there
         return f"cannot clone '{url}': it is not a git repository (git: {reason})"
     return f"cannot clone '{url}': {reason}"
 
 
-def import_directory(src: Path, dest: Path, message: str, tag: str) -> git.Repo:
-    """Commit a plain source directory (every file, .gitignore notwithstanding) into a new repo."""
+def import_directory(src: Path, dest: Path, message: str, tag: str) -> Path:
+    """Commit a plain source directory (every file, .gitignore notwithstanding) into a new
+    repository at `dest`, at IMPORT_DATE (gitcmd's identity): the same files give the same
+    commit id."""
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.move(str(src), str(tmp))
-    repo = git.Repo.init(tmp)
+    gitcmd.out(tmp, "init", "-q")
     for nested in tmp.rglob(".git"):
         if nested.parent != tmp:  # a vendored tree's own .git would make git skip it
             shutil.rmtree(nested, ignore_errors=True) if nested.is_dir() else nested.unlink()
-    repo.git.add("-A", "-f", ".")
-    with repo.git.custom_environment(**commit_env(IMPORT_DATE)):
-        repo.git.commit("-q", "--no-verify", "-m", message)
-    repo.create_tag(tag)
+    gitcmd.out(tmp, "add", "-A", "-f", ".")
+    gitcmd.out(tmp, "commit", "-q", "--no-verify", "-m", message,
+               env=gitcmd.commit_env(IMPORT_DATE))
+    gitcmd.out(tmp, "tag", tag, "HEAD")
     tmp.rename(dest)
-    return git.Repo(dest)
-
-
-def commit_env(date: str | None = None) -> dict[str, str]:
-    """Identity for the commits patchcheck makes (imports, applied fixes): no user config needed."""
-    env = {
-        "GIT_AUTHOR_NAME": "patchcheck", "GIT_AUTHOR_EMAIL": "patchcheck@localhost",
-        "GIT_COMMITTER_NAME": "patchcheck", "GIT_COMMITTER_EMAIL": "patchcheck@localhost",
-    }
-    if date:
-        env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    return env
+    return dest
 
 
 def dsc_version(dsc: Path) -> str:
@@ -359,14 +322,12 @@ class DebianSources:
             target = self._imports(spec.suite)[-1]
         if target is None:
             target = self._fetch(spec)
-        try:
-            repo = git.Repo(target)
-            commit = str(repo.head.commit.hexsha)
-        except (git.InvalidGitRepositoryError, ValueError):
+        commit = _rev_parse(target, "HEAD")
+        if commit is None:
             shutil.rmtree(target, ignore_errors=True)  # a corrupt import: fetch it again
             return self.resolve(spec, refresh=True)
         version = target.name.replace("%", ":")
-        return Tree(str(spec), target, commit, _read_version(repo, commit), version)
+        return Tree(str(spec), target, commit, _read_version(target, commit), version)
 
     def _fetch(self, spec: DebianSpec) -> Path:
         (self.root / spec.suite).mkdir(parents=True, exist_ok=True)

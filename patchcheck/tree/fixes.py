@@ -23,12 +23,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from patchcheck.errors import BuildFailed, UsageError
-from patchcheck.source.specs import commit_env
+from patchcheck.source import gitcmd
 from patchcheck.tree.link import GIT_OPTIONS  # prepared trees share inodes, and their ctimes
 
 NO_FIX = ("none", "reverted")
@@ -150,22 +149,8 @@ def fix_key(state: str, known: KnownFixes | None = None) -> str:
     return f"file-{patch.digest[:16]}"
 
 
-def _git(tree: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["git", "-C", str(tree), *GIT_OPTIONS, *args], input=stdin, capture_output=True,
-        check=False,
-        env={**_base_env(), **commit_env()},
-    )
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-
-
 def _paths(tree: Path, patch: Patch) -> list[str]:
-    out = _git(tree, "apply", "--numstat", "-", stdin=patch.text)
+    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--numstat", "-", stdin=patch.text)
     if out.returncode != 0:
         raise UsageError(f"patch {patch.path}: {_first_error(out.stderr)}")
     paths = [line.split("\t", 2)[2] for line in out.stdout.decode().splitlines() if "\t" in line]
@@ -187,7 +172,7 @@ def _first_error(stderr: bytes) -> str:
 
 def applies(tree: Path, patch: Patch, *, reverse: bool = False) -> bool:
     args = ["apply", "--check", *(["--reverse"] if reverse else []), "-"]
-    return _git(tree, *args, stdin=patch.text).returncode == 0
+    return gitcmd.run_bytes(tree, *GIT_OPTIONS, *args, stdin=patch.text).returncode == 0
 
 
 @dataclass(frozen=True)
@@ -201,9 +186,9 @@ class Detected:
 
 def _has_ancestor(tree: Path, commit: str) -> bool | None:
     """Is `commit` an ancestor of the tree's HEAD (None: the repository lacks it)."""
-    if _git(tree, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+    if not gitcmd.ok(tree, *GIT_OPTIONS, "cat-file", "-e", f"{commit}^{{commit}}"):
         return None
-    return _git(tree, "merge-base", "--is-ancestor", commit, "HEAD").returncode == 0
+    return gitcmd.ok(tree, *GIT_OPTIONS, "merge-base", "--is-ancestor", commit, "HEAD")
 
 
 def detect(tree: Path, known: KnownFixes | None = None) -> Detected:
@@ -268,8 +253,9 @@ def present_fix(tree: Path, known: KnownFixes | None = None) -> Patch | None:
 
 
 def _commit(tree: Path, message: str) -> None:
-    _git(tree, "add", "-A")
-    out = _git(tree, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+    gitcmd.run_bytes(tree, *GIT_OPTIONS, "add", "-A")
+    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "commit", "-q", "--no-verify", "--allow-empty",
+                           "-m", message)
     if out.returncode != 0:
         raise UsageError(f"cannot commit the fix in {tree}: {_first_error(out.stderr)}")
 
@@ -303,7 +289,8 @@ def _without(tree: Path, state: str, known: KnownFixes) -> FixResult:
         if state == "reverted":
             raise UsageError(f"fix 'reverted': the tree at {tree} carries no known fix to revert")
         return FixResult(state, None, "unchanged", has_fix=False)
-    out = _git(tree, "apply", "--index", "--reverse", "-", stdin=present.text)
+    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--index", "--reverse", "-",
+                           stdin=present.text)
     if out.returncode != 0:
         raise UsageError(f"cannot revert {present.name}: {_first_error(out.stderr)}")
     _commit(tree, f"patchcheck: revert {present.name}")
@@ -323,20 +310,23 @@ def _with(tree: Path, state: str, patch: Patch, found: Detected | None) -> FixRe
         return FixResult(state, patch.name, "already-present", has_fix=True,
                          note=f"{patch.name} is already in the tree; built as it is")
     if patch.is_mbox:
-        out = _git(tree, "am", "--3way", "--keep-cr", stdin=patch.text)
+        out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "am", "--3way", "--keep-cr",
+                               stdin=patch.text)
         if out.returncode != 0:
-            _git(tree, "am", "--abort")
-            check = _git(tree, "apply", "--check", "-", stdin=patch.text)
+            gitcmd.run_bytes(tree, *GIT_OPTIONS, "am", "--abort")
+            check = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--check", "-",
+                                     stdin=patch.text)
             detail = _first_error(check.stderr if check.returncode else out.stderr)
             raise UsageError(f"patch {patch.path}: {detail}")
         return FixResult(state, patch.name, "clean", has_fix=True, note="applied with git am")
     how = "clean"
-    out = _git(tree, "apply", "--index", "-", stdin=patch.text)
+    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--index", "-", stdin=patch.text)
     if out.returncode != 0:
         how = "3way"
-        out3 = _git(tree, "apply", "--index", "--3way", "-", stdin=patch.text)
+        out3 = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--index", "--3way", "-",
+                                stdin=patch.text)
         if out3.returncode != 0:
-            _git(tree, "reset", "-q", "--hard")
+            gitcmd.run_bytes(tree, *GIT_OPTIONS, "reset", "-q", "--hard")
             raise UsageError(f"patch {patch.path}: {_first_error(out.stderr)}")
     _commit(tree, f"patchcheck: apply {patch.name}")
     return FixResult(state, patch.name, how, has_fix=True)

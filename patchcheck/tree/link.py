@@ -29,11 +29,12 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from patchcheck.source import gitcmd
 
 OLD_MTIME = 946684800  # 2000-01-01: see incremental.age_sources
 GIT_OPTIONS = ("-c", "core.trustctime=false")
@@ -67,14 +68,15 @@ def _objects_here(repo: Path, tree: Path) -> bool:
     """Whether the git tree the prepared tree holds is in `repo`: the template's index,
     copied into the new tree, names that tree's blobs. A template made in another mirror
     (another clone of the same project) whose fix is a commit of that mirror alone is not."""
-    head = _git(tree, "rev-parse", "--verify", "--quiet", "HEAD^{tree}")
+    head = gitcmd.run(tree, "rev-parse", "--verify", "--quiet", "HEAD^{tree}")
     if head.returncode != 0 or not head.stdout.strip():
         return False
-    return _git(repo, "cat-file", "-e", head.stdout.strip()).returncode == 0
+    return gitcmd.run(repo, "cat-file", "-e", head.stdout.strip()).returncode == 0
 
 
 def _ancestors(repo: Path, commit: str) -> list[str]:
-    out = _git(repo, "rev-list", "--first-parent", f"--max-count={ANCESTORS + 1}", commit)
+    out = gitcmd.run(repo, "rev-list", "--first-parent", f"--max-count={ANCESTORS + 1}",
+                     commit)
     return out.stdout.split()[1:] if out.returncode == 0 else []
 
 
@@ -90,7 +92,7 @@ def _usable(record: Path) -> bool:
 
 def _index(tree: Path) -> Path | None:
     """The worktree's index file, when it is a plain one (a split index is not copied)."""
-    index = _git_path(tree, "index")
+    index = gitcmd.git_path(tree, "index")
     if not index.is_file():
         return None
     if any(index.parent.glob("sharedindex.*")):
@@ -105,25 +107,20 @@ def link(repo: Path, path: Path, commit: str, template: Template) -> bool:
         if not locked:  # the template is being prepared again right now
             return False
         index = _index(template.path)
-        listing = _git(template.path, "ls-files", "-s", "-z")
+        listing = gitcmd.run(template.path, "ls-files", "-s", "-z")
         if index is None or listing.returncode != 0:
             return False
-        made = _git(repo, "worktree", "add", "--no-checkout", "--force", "--detach",
+        made = gitcmd.run(repo, "worktree", "add", "--no-checkout", "--force", "--detach",
                     str(path), commit)
         if made.returncode != 0:
             return False
         try:
             _link_files(template.path, path, listing.stdout)
-            shutil.copyfile(index, _git_path(path, "index"))
+            shutil.copyfile(index, gitcmd.git_path(path, "index"))
         except OSError:
             return False
-    reset = _git(path, *GIT_OPTIONS, "reset", "-q", "--hard", commit)
+    reset = gitcmd.run(path, *GIT_OPTIONS, "reset", "-q", "--hard", commit)
     return reset.returncode == 0
-
-
-def _git_path(tree: Path, name: str) -> Path:
-    out = _git(tree, "rev-parse", "--path-format=absolute", "--git-path", name)
-    return Path(out.stdout.strip())
 
 
 def _link_files(source: Path, target: Path, listing: str) -> None:
@@ -150,7 +147,7 @@ def _link_files(source: Path, target: Path, listing: str) -> None:
 def make_old(tree: Path) -> None:
     """Give every tracked file of the tree OLD_MTIME (those that have it keep their ctime),
     then let git refresh the index's stat data (it hashes only the files whose times moved)."""
-    listing = _git(tree, "ls-files", "-z").stdout
+    listing = gitcmd.run(tree, "ls-files", "-z").stdout
     for rel in listing.split("\0"):
         if not rel:
             continue
@@ -159,7 +156,7 @@ def make_old(tree: Path) -> None:
             make_file_old(str(target))
         except FileNotFoundError:
             continue
-    _git(tree, *GIT_OPTIONS, "update-index", "-q", "--refresh")
+    gitcmd.run(tree, *GIT_OPTIONS, "update-index", "-q", "--refresh")
 
 
 def make_file_old(path: str) -> None:
@@ -202,8 +199,3 @@ def _try_lock(path: Path) -> Iterator[bool]:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
-
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, check=False,
-                          env=env, encoding="utf-8", errors="surrogateescape")

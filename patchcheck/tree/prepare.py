@@ -13,10 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 from patchcheck.errors import PatchcheckError
 from patchcheck.locks import file_lock
+from patchcheck.source import gitcmd
 from patchcheck.source.specs import Tree
 from patchcheck.tree import fixes
 from patchcheck.tree import link as treelink
@@ -46,11 +45,10 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path,
         if record.is_file() and path.is_dir():
             try:
                 data = json.loads(record.read_text())
-                wt = git.Repo(path)
-                if _clean(wt) and wt.head.commit.tree.hexsha == data["tree_id"]:
+                if _clean(path) and gitcmd.tree_id(path) == data["tree_id"]:
                     return PreparedTree(tree, path, _as_asked(fixes.FixResult(**data["fix"]),
                                                               fix_state, known), data["tree_id"])
-            except (ValueError, KeyError, TypeError, git.GitError):
+            except (ValueError, KeyError, TypeError, gitcmd.GitError):
                 pass  # damaged entry: prepared again below
         _remove_worktree(tree.repo, path)
         record.unlink(missing_ok=True)
@@ -61,7 +59,7 @@ def prepare(tree: Tree, fix_state: str, cache_dir: Path,
             _remove_worktree(tree.repo, path)
             raise
         treelink.make_old(path)
-        tree_id = git.Repo(path).head.commit.tree.hexsha
+        tree_id = gitcmd.tree_id(path)
         tmp = record.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"fix": result.to_dict(), "tree_id": tree_id,
                                    "made_from": made_from, "old": True}, indent=2))
@@ -73,21 +71,21 @@ def _check_out(tree: Tree, path: Path, template: treelink.Template | None) -> st
     """The commit's files at `path`: linked from `template` where that works and gives a
     clean tree (the template's key is returned), else checked out by git ("")."""
     if template is not None:
-        if treelink.link(tree.repo, path, tree.commit, template) and _clean(git.Repo(path)):
+        if treelink.link(tree.repo, path, tree.commit, template) and _clean(path):
             return template.key
         _remove_worktree(tree.repo, path)
     # checkout.workers=0: write the files with one worker per CPU (QEMU's ~20k files)
-    git.Repo(tree.repo).git(c="checkout.workers=0").worktree(
-        "add", "--force", "--detach", str(path), tree.commit)
+    gitcmd.out(tree.repo, "-c", "checkout.workers=0", "worktree", "add", "--force", "--detach",
+               str(path), tree.commit)
     return ""
 
 
-def _clean(wt: git.Repo) -> bool:
+def _clean(path: Path) -> bool:
     """No change to a tracked file and no untracked file. `git status` refreshes the index
-    as it looks (GitPython's is_dirty runs `git diff`, which re-reads every racily clean
-    file of a fresh checkout each time: ~1.4 s on QEMU's tree)."""
-    return not wt.git(c=treelink.GIT_OPTIONS[1]).status(
-        "--porcelain", "--untracked-files=normal").strip()
+    as it looks (`git diff` would re-read every racily clean file of a fresh checkout each
+    time: ~1.4 s on QEMU's tree)."""
+    return not gitcmd.out(path, *treelink.GIT_OPTIONS, "status", "--porcelain",
+                          "--untracked-files=normal").strip()
 
 
 def _as_asked(result: fixes.FixResult, fix_state: str, known: fixes.KnownFixes
@@ -103,11 +101,6 @@ def _as_asked(result: fixes.FixResult, fix_state: str, known: fixes.KnownFixes
 
 def _remove_worktree(repo_path: Path, path: Path) -> None:
     if path.exists():
-        try:
-            git.Repo(repo_path).git.worktree("remove", "--force", str(path))
-        except git.GitCommandError:
+        if not gitcmd.ok(repo_path, "worktree", "remove", "--force", str(path)):
             shutil.rmtree(path, ignore_errors=True)
-    try:
-        git.Repo(repo_path).git.worktree("prune")
-    except git.GitCommandError:
-        pass
+    gitcmd.ok(repo_path, "worktree", "prune")

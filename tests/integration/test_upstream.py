@@ -14,6 +14,7 @@ from pathlib import Path
 import git
 import pytest
 
+from patchcheck.source import gitcmd
 from patchcheck.source.specs import GitSources, GitSpec
 from patchcheck.source.subprojects.complete import pins_of
 from patchcheck.source.subprojects.needs import BuildKind, needed
@@ -201,8 +202,8 @@ def test_two_commits_pinning_one_revision_fetch_it_once(clone: Path, tmp_path: P
     repo = GitSources(tmp_path / "cache").mirror(str(clone))
     kind = BuildKind(("--target-list=x86_64-softmmu",), builder_meson=(1, 0, 1))
     for ref in ("v8.0.0", "pcie-pds-fix-parent"):
-        commit = str(repo.git.rev_parse(f"{ref}^{{commit}}"))
-        for pin in needed(pins_of(Path(repo.git_dir), commit), kind):
+        commit = gitcmd.out(repo, "rev-parse", f"{ref}^{{commit}}")
+        for pin in needed(pins_of(repo, commit), kind):
             try:
                 store.get(pin)
             except SubprojectUnavailable as exc:

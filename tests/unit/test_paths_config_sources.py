@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import git
 import pytest
 
 from patchcheck import paths
@@ -15,7 +14,8 @@ from patchcheck.config import settings as config
 from patchcheck.errors import ConfigError, UsageError, error_line
 from patchcheck.report.regenerate import run_dir_of
 from patchcheck.result.model import Case
-from patchcheck.source.specs import _clone_error, git_reason
+from patchcheck.source import gitcmd
+from patchcheck.source.specs import _clone_error
 
 from .test_bad_input_table import _snapshot
 
@@ -172,10 +172,10 @@ def test_error_line_is_one_line() -> None:
 
 # --- git's reason --------------------------------------------------------------------------
 
-def _clone_failure(url: str, dest: Path) -> git.GitCommandError:
+def _clone_failure(url: str, dest: Path) -> gitcmd.GitError:
     try:
-        git.Repo.clone_from(url, dest, mirror=True)
-    except git.GitCommandError as exc:
+        gitcmd.out(dest.parent, "clone", "--mirror", "--", url, str(dest))
+    except gitcmd.GitError as exc:
         return exc
     raise AssertionError("the clone should have failed")
 
@@ -187,19 +187,18 @@ def test_clone_error_keeps_the_reason(tmp_path: Path) -> None:
     assert _clone_error(str(plain), exc) == (f"cannot clone '{plain}': it is not a git "
                                              f"repository (git: repository '{plain}' does not exist)")
     exc = _clone_failure(f"file://{tmp_path}/nowhere", tmp_path / "m2.git")
-    assert "'" + f"{tmp_path}/nowhere' does not appear to be a git repository" in git_reason(exc)
+    assert "'" + f"{tmp_path}/nowhere' does not appear to be a git repository" in \
+        gitcmd.reason(exc)
 
 
 @pytest.mark.parametrize("stderr, reason", [
-    ("\n  stderr: 'fatal: repository '/tmp' does not exist\n'", "repository '/tmp' does not exist"),
-    ("\n  stderr: 'warning: x\nerror: one\nfatal: two\n'", "one; two"),
-    ("\n  stderr: 'just words\n'", "just words"),
+    ("fatal: repository '/tmp' does not exist\n", "repository '/tmp' does not exist"),
+    ("warning: x\nerror: one\nfatal: two\n", "one; two"),
+    ("just words\n", "just words"),
     ("", "git exited with status 128"),
 ])
 def test_git_reason(stderr: str, reason: str) -> None:
-    exc = git.GitCommandError(["git", "clone"], 128)
-    exc.stderr = stderr
-    assert git_reason(exc) == reason
+    assert gitcmd.reason(gitcmd.GitError(["clone"], 128, stderr)) == reason
 
 
 def test_snapshot_sees_what_the_table_must_catch(tmp_path: Path) -> None:

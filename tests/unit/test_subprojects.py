@@ -14,7 +14,7 @@ import git
 import pytest
 
 from patchcheck.errors import BuildFailed, UsageError
-from patchcheck.source.specs import commit_env
+from patchcheck.source import gitcmd
 from patchcheck.source.subprojects.complete import complete, pins_of
 from patchcheck.source.subprojects.needs import BuildKind, configure_meson_minimum, needed
 from patchcheck.source.subprojects.pins import (
@@ -31,7 +31,8 @@ UPSTREAM = "https://gitlab.example/qemu-project/"
 
 
 def _commit(repo: git.Repo, message: str) -> str:
-    with repo.git.custom_environment(**commit_env("2020-01-01T00:00:00+0000")):
+    with repo.git.custom_environment(**gitcmd.IDENTITY,
+                                     **gitcmd.commit_env("2020-01-01T00:00:00+0000")):
         repo.git.commit("-q", "--allow-empty", "-m", message)
     return repo.head.commit.hexsha
 

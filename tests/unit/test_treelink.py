@@ -9,7 +9,6 @@ import json
 import os
 from pathlib import Path
 
-import git as git_module
 import pytest
 
 from patchcheck.build import incremental
@@ -53,7 +52,7 @@ def test_the_fix_tree_is_linked_from_the_tree_without_it(fake_tree: Tree, git: G
     assert V2_LINE in (with_fix.path / PCIE_C).read_text()
     assert V2_LINE not in (without.path / PCIE_C).read_text()
     for tree in (without, with_fix):
-        assert trees._clean(git_module.Repo(tree.path))
+        assert trees._clean(tree.path)
         assert stat_clean(git, tree.path) == ""
         assert {os.stat(tree.path / f).st_mtime for f in git(tree.path, "ls-files").split()} \
             == {treelink.OLD_MTIME}
@@ -152,7 +151,7 @@ def test_making_a_new_tree_old_leaves_a_building_tree_s_new_file_new(
     cache = tmp_path / "cache"
     without = trees.prepare(fake_tree, "none", cache)
     incremental.age_sources(without.path, [PCIE_C])
-    assert trees._clean(git_module.Repo(without.path))  # refreshes its index
+    assert trees._clean(without.path)  # refreshes its index
     aged = os.stat(without.path / PCIE_C).st_mtime_ns
     other = tmp_path / "other"
     template = treelink.Template(without.path.name, without.path)

@@ -50,10 +50,6 @@ def qemu_args(ram_mib: int) -> list[str]:
     return ["-m", f"{ram_mib}M", "-device", ROOT_PORT_DEVICE, "-device", XHCI_DEVICE]
 
 
-def force_native_hotplug_args() -> list[str]:
-    return ["-global", FORCE_NATIVE_HOTPLUG]
-
-
 def uses_native_hotplug(machine: str, native_hotplug_forced: bool) -> bool:
     """Whether root ports use native PCIe hotplug (and so set PDS at cold plug)."""
     if native_hotplug_forced:
@@ -74,11 +70,6 @@ def expected_to_fail(
         and uses_native_hotplug(machine, native_hotplug_forced)
         and action_powers_off
     )
-
-
-def expected_destination_error(cap_offset: int) -> str:
-    """The destination's stderr line for the failure, e.g. "... i=0x6e read: 0 device: 40"."""
-    return f"Bad config data: i={cap_offset + SLTSTA:#x} read: 0 device: 40"
 
 
 @dataclass(frozen=True)

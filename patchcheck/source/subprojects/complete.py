@@ -13,10 +13,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import git
-
 from patchcheck.locks import file_lock
 from patchcheck.paths import inside
+from patchcheck.source import gitcmd
 from patchcheck.source.subprojects.needs import BuildKind, configure_meson_minimum, needed
 from patchcheck.source.subprojects.pins import Pin, read_pins
 from patchcheck.source.subprojects.store import SubprojectStore, SubprojectUnavailable
@@ -28,12 +27,8 @@ STAMP = ".patchcheck-subproject"  # in each copied subproject: the revision it h
 
 
 def pins_of(repo_path: Path, commit: str) -> list[Pin]:
-    repo = git.Repo(repo_path)
-    try:
-        origin = str(repo.remotes.origin.url) if repo.remotes else ""
-    except (AttributeError, ValueError):
-        origin = ""
-    return read_pins(repo, commit, origin)
+    origin = gitcmd.run(repo_path, "config", "--get", "remote.origin.url")
+    return read_pins(repo_path, commit, origin.stdout.strip() if origin.returncode == 0 else "")
 
 
 def complete(tree_path: Path, repo_path: Path, commit: str, configure: tuple[str, ...],
@@ -69,7 +64,7 @@ def _carried(repo_path: Path, commit: str, paths: list[str]) -> set[str]:
     vendors them, with its own build files in them). Such a copy is never replaced by the
     store's: the store's raw upstream copy lacks the meson.build that such a tree keeps in
     the directory instead of subprojects/packagefiles/."""
-    listing = git.Repo(repo_path).git.ls_tree(commit, "--", *paths) if paths else ""
+    listing = gitcmd.out(repo_path, "ls-tree", commit, "--", *paths) if paths else ""
     return {line.split("\t", 1)[1] for line in listing.splitlines()
             if "\t" in line and line.split()[1] == "tree"}
 

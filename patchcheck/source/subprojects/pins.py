@@ -13,11 +13,11 @@ import configparser
 import posixpath
 import re
 from dataclasses import dataclass
-
-import git
+from pathlib import Path
 
 from patchcheck.errors import UsageError
 from patchcheck.paths import is_safe
+from patchcheck.source import gitcmd
 
 SUBMODULE, WRAP_GIT, WRAP_FILE = "submodule", "wrap-git", "wrap-file"
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -48,7 +48,7 @@ class Pin:
         return f"{self.name} {self.short}"
 
 
-def read_pins(repo: git.Repo, commit: str, origin_url: str = "") -> list[Pin]:
+def read_pins(repo: Path, commit: str, origin_url: str = "") -> list[Pin]:
     """Every submodule and wrap the commit pins. `origin_url` resolves relative submodule
     URLs (`../keycodemapdb.git`), as git does against the superproject's remote."""
     pins = [*_submodules(repo, commit, origin_url), *_wraps(repo, commit)]
@@ -59,9 +59,9 @@ def read_pins(repo: git.Repo, commit: str, origin_url: str = "") -> list[Pin]:
     return pins
 
 
-def _submodules(repo: git.Repo, commit: str, origin_url: str) -> list[Pin]:
+def _submodules(repo: Path, commit: str, origin_url: str) -> list[Pin]:
     links = {}
-    for line in str(repo.git.ls_tree("-r", "-z", commit)).split("\0"):
+    for line in gitcmd.out(repo, "ls-tree", "-r", "-z", commit).split("\0"):
         meta, _, path = line.partition("\t")
         if meta.startswith("160000 commit "):
             links[path] = meta.split()[2]
@@ -105,8 +105,8 @@ def _resolve_url(url: str, origin_url: str) -> str:
     return base
 
 
-def _wraps(repo: git.Repo, commit: str) -> list[Pin]:
-    listing = str(repo.git.ls_tree("--name-only", commit, "subprojects/"))
+def _wraps(repo: Path, commit: str) -> list[Pin]:
+    listing = gitcmd.out(repo, "ls-tree", "--name-only", commit, "subprojects/")
     pins = []
     for path in sorted(listing.splitlines()):
         if path.endswith(".wrap"):
@@ -143,10 +143,10 @@ def parse_wrap(path: str, text: str) -> Pin:
     raise UsageError(f"{path}: no [wrap-git] or [wrap-file] section")
 
 
-def _blob(repo: git.Repo, commit: str, path: str) -> str | None:
+def _blob(repo: Path, commit: str, path: str) -> str | None:
     try:
-        return str(repo.git.show(f"{commit}:{path}"))
-    except git.GitCommandError:
+        return gitcmd.out(repo, "show", f"{commit}:{path}")
+    except gitcmd.GitError:
         return None
 
 

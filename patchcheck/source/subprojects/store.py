@@ -23,12 +23,10 @@ import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import git
-
 from patchcheck.errors import BuildFailed, UsageError
 from patchcheck.locks import file_lock
 from patchcheck.paths import inside
-from patchcheck.source.specs import git_reason
+from patchcheck.source import gitcmd
 from patchcheck.source.subprojects.pins import WRAP_FILE, WRAP_GIT, Pin, parse_wrap
 
 PIN_RECORD = "pin.json"
@@ -121,35 +119,38 @@ class SubprojectStore:
 
     def _fetch_git(self, pin: Pin, dest: Path) -> str:
         bare = self.root / pin.name / "repo.git"
-        repo = git.Repo(bare) if bare.is_dir() else git.Repo.init(bare, bare=True)
+        if not bare.is_dir():
+            bare.mkdir(parents=True)
+            gitcmd.out(bare, "init", "-q", "--bare")
         try:
-            repo.git.fetch("--depth", "1", "--no-tags", "--", pin.url, pin.revision,
-                           kill_after_timeout=900)
-        except git.GitCommandError as by_id:
+            gitcmd.out(bare, "fetch", "--depth", "1", "--no-tags", "--", pin.url, pin.revision,
+                       timeout=900)
+        except gitcmd.GitError as by_id:
             try:  # a server that refuses a fetch by id: its branches and tags, then look
-                repo.git.fetch("--no-tags", "--", pin.url, "+refs/heads/*:refs/pc/heads/*",
-                               "+refs/tags/*:refs/pc/tags/*", kill_after_timeout=1800)
-            except git.GitCommandError:
-                raise SubprojectUnavailable(pin, git_reason(by_id)) from None
+                gitcmd.out(bare, "fetch", "--no-tags", "--", pin.url,
+                           "+refs/heads/*:refs/pc/heads/*", "+refs/tags/*:refs/pc/tags/*",
+                           timeout=1800)
+            except gitcmd.GitError:
+                raise SubprojectUnavailable(pin, gitcmd.reason(by_id)) from None
         wanted = pin.revision if pin.pinned_commit else "FETCH_HEAD"
         try:
-            commit = str(repo.git.rev_parse("--verify", "--quiet", f"{wanted}^{{commit}}"))
-        except git.GitCommandError:
+            commit = gitcmd.out(bare, "rev-parse", "--verify", "--quiet", f"{wanted}^{{commit}}")
+        except gitcmd.GitError:
             raise SubprojectUnavailable(pin, "the repository has no such commit") from None
         if pin.pinned_commit and commit != pin.revision:
             raise SubprojectUnavailable(pin, f"got {commit[:12]} instead of the pinned commit")
-        repo.git.update_ref(f"refs/pins/{commit}", commit)  # kept: gc never drops it
-        _export(repo, commit, dest)
+        gitcmd.out(bare, "update-ref", f"refs/pins/{commit}", commit)  # kept: gc never drops it
+        _export(bare, commit, dest)
         return commit
 
 
-def _export(repo: git.Repo, commit: str, dest: Path) -> None:
+def _export(repo: Path, commit: str, dest: Path) -> None:
     """The files of `commit` (no .git) into dest, through a private index."""
     dest.mkdir(parents=True)
     index = dest.parent / "index"
     env = {"GIT_INDEX_FILE": str(index), "GIT_WORK_TREE": str(dest)}
-    repo.git.read_tree(commit, env=env)
-    repo.git.checkout_index("-a", env=env)
+    gitcmd.out(repo, "read-tree", commit, env=env)
+    gitcmd.out(repo, "checkout-index", "-a", env=env)
     index.unlink(missing_ok=True)
 
 
