@@ -132,7 +132,7 @@ def _run(mirror: Path, state: Path, good: str, bad: str, terms: dict[str, str],
         Path(predicate["steps"]).unlink(missing_ok=True)  # a new bisection: a new step log
         gitcmd.out(mirror, "worktree", "add", "--force", "--detach", str(tree), bad)
         started = gitcmd.run(tree, "bisect", "start", f"--term-old={terms['old']}",
-                       f"--term-new={terms['new']}", bad, good)
+                             f"--term-new={terms['new']}", bad, good)
         if started.returncode != 0:
             raise InfraError(f"git bisect start: {started.stderr.strip() or started.stdout}")
     else:
