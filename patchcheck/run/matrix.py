@@ -190,6 +190,7 @@ class MatrixRun:
         return cls(settings, runtime, options, p, log, outdir, results, t0)
 
     def __post_init__(self) -> None:
+        """The run's schedule and the context its cases run in, from the checked plan."""
         p, m, scen = self.plan, self.settings.matrix, self.plan.scenario
         forcing = scen.force_global
         self.force = [forcing] if m.force_global and forcing else []
