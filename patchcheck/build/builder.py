@@ -51,7 +51,7 @@ from patchcheck.engine.runtime import (
 )
 from patchcheck.errors import BuildFailed
 from patchcheck.locks import file_lock
-from patchcheck.tree.prepare import PreparedTree
+from patchcheck.tree.prepared import PreparedTree
 
 SRC, CCACHE = "/src", "/ccache"  # the tree and the compiler cache in the container; OUT: the build
 

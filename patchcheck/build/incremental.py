@@ -30,7 +30,7 @@ from typing import Any
 
 from patchcheck.source import gitcmd
 from patchcheck.tree.link import make_file_old, set_mtime
-from patchcheck.tree.prepare import PreparedTree
+from patchcheck.tree.prepared import PreparedTree
 
 PCH_DIR = "patchcheck-pch"  # precompiled headers, in the build directory
 

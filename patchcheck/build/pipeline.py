@@ -17,6 +17,7 @@ from patchcheck.source import specs as sources
 from patchcheck.source.subprojects import complete as subprojects
 from patchcheck.tree import fixes
 from patchcheck.tree import prepare as trees
+from patchcheck.tree.prepared import PreparedTree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Prepared:
     """A build ready to compile (Pipeline.prepare), or already made (`record`)."""
 
     spec: BuildSpec
-    tree: trees.PreparedTree | None  # None: imported from elsewhere
+    tree: PreparedTree | None  # None: imported from elsewhere
     generation: str
     image_id: str
     record: BuildRecord | None  # the build, if it is in the cache or imported
@@ -111,13 +112,13 @@ class Pipeline:
         self._made(prepared.spec, prepared.tree, record)
         return record
 
-    def _made(self, spec: BuildSpec, tree: trees.PreparedTree, record: BuildRecord) -> None:
+    def _made(self, spec: BuildSpec, tree: PreparedTree, record: BuildRecord) -> None:
         if tree.fix.applied == "already-present":
             self.log(f"[{spec.name}] note: {tree.fix.note}")
         self.log(f"[{spec.name}] {'cached' if record.cached else 'built'}: QEMU {record.qemu_version}"
                  f", fix {record.fix_state} ({record.fix['applied']}) -> {record.binary}")
 
-    def complete(self, prepared: trees.PreparedTree, image_id: str) -> trees.PreparedTree:
+    def complete(self, prepared: PreparedTree, image_id: str) -> PreparedTree:
         """The tree with every subproject its configured build reads (fetched once per
         revision; a revision that cannot be had is a BuildFailed naming it)."""
         done = subprojects.complete(

@@ -8,11 +8,12 @@ when the run is interrupted or fails (marked partial).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from patchcheck import paths
 from patchcheck.build.record import BuildRecord
-from patchcheck.config.settings import Settings
+from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import UsageError
 from patchcheck.qemu import machine_types
@@ -407,3 +408,21 @@ def _host() -> dict[str, Any]:
     return {"hostname": platform.node(), "kernel": platform.release(),
             "cpus": os.cpu_count(), "python": platform.python_version()}
 
+
+def small_matrix(settings: Settings, runtime: Runtime, builds: Mapping[str, BuildSpec],
+                 pairs: Sequence[str], guests: Mapping[str, str], run_id: str,
+                 log: Callable[[str], None], *, machines: str = "", semantics: bool = True,
+                 reports_dir: Path | None = None, task: str = "matrix"
+                 ) -> tuple[RunResults, Path]:
+    """A small matrix on builds named for one question (check, series, bisect): this run
+    with its own builds, pairs, guest actions and machine types, and no forced case. Run it;
+    its results (read back from results.json, as every report reads them) and
+    its run directory."""
+    matrix = dataclasses.replace(settings.matrix, builds=tuple(builds), pairs=tuple(pairs),
+                                 guests=dict(guests), force_global=False, machines=machines,
+                                 semantics=settings.matrix.semantics and semantics)
+    local = dataclasses.replace(settings, builds=dict(builds), matrix=matrix,
+                                reports_dir=reports_dir or settings.reports_dir)
+    run_matrix(local, runtime, MatrixOptions(run_id=run_id, task=task), log)
+    run_dir = local.reports_dir / run_id
+    return RunResults.load(run_dir / "results.json"), run_dir

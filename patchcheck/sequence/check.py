@@ -17,8 +17,7 @@ from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed, UsageError
 from patchcheck.exit_codes import CHECK_CANNOT_TEST
-from patchcheck.run.matrix import new_run_id
-from patchcheck.run.minirun import small_matrix
+from patchcheck.run.matrix import new_run_id, small_matrix
 from patchcheck.scenarios import registry as scenarios
 from patchcheck.source import gitcmd
 from patchcheck.source.commits import check_clean

@@ -33,8 +33,7 @@ from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed
 from patchcheck.report.junit import testcase
 from patchcheck.result.model import RunResults, write_json
-from patchcheck.run.matrix import new_run_id
-from patchcheck.run.minirun import small_matrix
+from patchcheck.run.matrix import new_run_id, small_matrix
 from patchcheck.sequence.check import check_guest
 from patchcheck.source.commits import Commit, History, check_clean, parse_range
 from patchcheck.source.specs import GitSources

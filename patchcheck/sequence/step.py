@@ -11,8 +11,7 @@ from patchcheck.build.pipeline import Pipeline
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.runtime import Runtime
 from patchcheck.errors import BuildFailed
-from patchcheck.run.matrix import new_run_id
-from patchcheck.run.minirun import small_matrix
+from patchcheck.run.matrix import new_run_id, small_matrix
 from patchcheck.sequence.casespec import SELF, CaseSpec
 from patchcheck.tree.fixes import AS_IS
 

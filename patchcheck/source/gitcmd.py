@@ -51,6 +51,9 @@ _TRANSPORT = ("GIT_SSH", "GIT_ASKPASS", "GIT_PROXY", "GIT_SSL", "GIT_HTTP", "GIT
 _USER_CONFIG = ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM",
                 "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "GIT_CONFIG_PARAMETERS")
 _REMOTE = ("clone", "fetch", "ls-remote")  # commands that read the user's configuration
+# Prepared trees share inodes (tree/link.py), and link() changes an inode's ctime: git runs on
+# them with core.trustctime=false (size, mtime and inode must still match).
+SHARED_INODES = ("-c", "core.trustctime=false")
 
 
 class GitError(Exception):

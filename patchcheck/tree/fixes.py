@@ -28,7 +28,6 @@ from pathlib import Path
 
 from patchcheck.errors import BuildFailed, UsageError
 from patchcheck.source import gitcmd
-from patchcheck.tree.link import GIT_OPTIONS  # prepared trees share inodes, and their ctimes
 
 NO_FIX = ("none", "reverted")
 AS_IS = "as-is"
@@ -150,7 +149,7 @@ def fix_key(state: str, known: KnownFixes | None = None) -> str:
 
 
 def _paths(tree: Path, patch: Patch) -> list[str]:
-    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--numstat", "-", stdin=patch.text)
+    out = gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "apply", "--numstat", "-", stdin=patch.text)
     if out.returncode != 0:
         raise UsageError(f"patch {patch.path}: {_first_error(out.stderr)}")
     paths = [line.split("\t", 2)[2] for line in out.stdout.decode().splitlines() if "\t" in line]
@@ -172,7 +171,7 @@ def _first_error(stderr: bytes) -> str:
 
 def applies(tree: Path, patch: Patch, *, reverse: bool = False) -> bool:
     args = ["apply", "--check", *(["--reverse"] if reverse else []), "-"]
-    return gitcmd.run_bytes(tree, *GIT_OPTIONS, *args, stdin=patch.text).returncode == 0
+    return gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, *args, stdin=patch.text).returncode == 0
 
 
 @dataclass(frozen=True)
@@ -186,9 +185,9 @@ class Detected:
 
 def _has_ancestor(tree: Path, commit: str) -> bool | None:
     """Is `commit` an ancestor of the tree's HEAD (None: the repository lacks it)."""
-    if not gitcmd.ok(tree, *GIT_OPTIONS, "cat-file", "-e", f"{commit}^{{commit}}"):
+    if not gitcmd.ok(tree, *gitcmd.SHARED_INODES, "cat-file", "-e", f"{commit}^{{commit}}"):
         return None
-    return gitcmd.ok(tree, *GIT_OPTIONS, "merge-base", "--is-ancestor", commit, "HEAD")
+    return gitcmd.ok(tree, *gitcmd.SHARED_INODES, "merge-base", "--is-ancestor", commit, "HEAD")
 
 
 def detect(tree: Path, known: KnownFixes | None = None) -> Detected:
@@ -253,8 +252,8 @@ def present_fix(tree: Path, known: KnownFixes | None = None) -> Patch | None:
 
 
 def _commit(tree: Path, message: str) -> None:
-    gitcmd.run_bytes(tree, *GIT_OPTIONS, "add", "-A")
-    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "commit", "-q", "--no-verify", "--allow-empty",
+    gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "add", "-A")
+    out = gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "commit", "-q", "--no-verify", "--allow-empty",
                            "-m", message)
     if out.returncode != 0:
         raise UsageError(f"cannot commit the fix in {tree}: {_first_error(out.stderr)}")
@@ -289,7 +288,7 @@ def _without(tree: Path, state: str, known: KnownFixes) -> FixResult:
         if state == "reverted":
             raise UsageError(f"fix 'reverted': the tree at {tree} carries no known fix to revert")
         return FixResult(state, None, "unchanged", has_fix=False)
-    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--index", "--reverse", "-",
+    out = gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "apply", "--index", "--reverse", "-",
                            stdin=present.text)
     if out.returncode != 0:
         raise UsageError(f"cannot revert {present.name}: {_first_error(out.stderr)}")
@@ -310,23 +309,23 @@ def _with(tree: Path, state: str, patch: Patch, found: Detected | None) -> FixRe
         return FixResult(state, patch.name, "already-present", has_fix=True,
                          note=f"{patch.name} is already in the tree; built as it is")
     if patch.is_mbox:
-        out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "am", "--3way", "--keep-cr",
+        out = gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "am", "--3way", "--keep-cr",
                                stdin=patch.text)
         if out.returncode != 0:
-            gitcmd.run_bytes(tree, *GIT_OPTIONS, "am", "--abort")
-            check = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--check", "-",
+            gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "am", "--abort")
+            check = gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "apply", "--check", "-",
                                      stdin=patch.text)
             detail = _first_error(check.stderr if check.returncode else out.stderr)
             raise UsageError(f"patch {patch.path}: {detail}")
         return FixResult(state, patch.name, "clean", has_fix=True, note="applied with git am")
     how = "clean"
-    out = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--index", "-", stdin=patch.text)
+    out = gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "apply", "--index", "-", stdin=patch.text)
     if out.returncode != 0:
         how = "3way"
-        out3 = gitcmd.run_bytes(tree, *GIT_OPTIONS, "apply", "--index", "--3way", "-",
+        out3 = gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "apply", "--index", "--3way", "-",
                                 stdin=patch.text)
         if out3.returncode != 0:
-            gitcmd.run_bytes(tree, *GIT_OPTIONS, "reset", "-q", "--hard")
+            gitcmd.run_bytes(tree, *gitcmd.SHARED_INODES, "reset", "-q", "--hard")
             raise UsageError(f"patch {patch.path}: {_first_error(out.stderr)}")
     _commit(tree, f"patchcheck: apply {patch.name}")
     return FixResult(state, patch.name, how, has_fix=True)

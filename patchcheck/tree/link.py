@@ -14,7 +14,7 @@ Why sharing inodes between trees is safe:
   then only touches the files its change names, and the trees' indexes stay valid. Times
   are never set on a shared inode: a file is given an inode of its own first (`set_mtime`);
 - link() changes an inode's ctime, so git runs on prepared trees with core.trustctime=false
-  (`GIT_OPTIONS`): size, mtime and inode still have to match before git trusts a file, and
+  (`gitcmd.SHARED_INODES`): size, mtime and inode still have to match before git trusts a file, and
   a file whose stat data does not match is hashed as usual.
 
 Whatever the template holds, the new tree ends as git's own checkout of the commit would:
@@ -37,7 +37,6 @@ from pathlib import Path
 from patchcheck.source import gitcmd
 
 OLD_MTIME = 946684800  # 2000-01-01: see incremental.age_sources
-GIT_OPTIONS = ("-c", "core.trustctime=false")
 ANCESTORS = 64  # how far back along first parents a template is looked for
 GITLINK = "160000"
 
@@ -119,7 +118,7 @@ def link(repo: Path, path: Path, commit: str, template: Template) -> bool:
             shutil.copyfile(index, gitcmd.git_path(path, "index"))
         except OSError:
             return False
-    reset = gitcmd.run(path, *GIT_OPTIONS, "reset", "-q", "--hard", commit)
+    reset = gitcmd.run(path, *gitcmd.SHARED_INODES, "reset", "-q", "--hard", commit)
     return reset.returncode == 0
 
 
@@ -156,7 +155,7 @@ def make_old(tree: Path) -> None:
             make_file_old(str(target))
         except FileNotFoundError:
             continue
-    gitcmd.run(tree, *GIT_OPTIONS, "update-index", "-q", "--refresh")
+    gitcmd.run(tree, *gitcmd.SHARED_INODES, "update-index", "-q", "--refresh")
 
 
 def make_file_old(path: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from patchcheck.errors import PatchcheckError
@@ -19,17 +18,7 @@ from patchcheck.source import gitcmd
 from patchcheck.source.specs import Tree
 from patchcheck.tree import fixes
 from patchcheck.tree import link as treelink
-
-
-@dataclass(frozen=True)
-class PreparedTree:
-    source: Tree
-    path: Path
-    fix: fixes.FixResult
-    tree_id: str  # git tree object id of the prepared tree: the content key
-    # subprojects copied in before configure (patchcheck.source.subprojects): name, path, revision,
-    # where from. Their revisions are pinned by the tree, so tree_id stays the content key.
-    subprojects: tuple[dict[str, str], ...] = ()
+from patchcheck.tree.prepared import PreparedTree
 
 
 def prepare(tree: Tree, fix_state: str, cache_dir: Path,
@@ -84,7 +73,7 @@ def _clean(path: Path) -> bool:
     """No change to a tracked file and no untracked file. `git status` refreshes the index
     as it looks (`git diff` would re-read every racily clean file of a fresh checkout each
     time: ~1.4 s on QEMU's tree)."""
-    return not gitcmd.out(path, *treelink.GIT_OPTIONS, "status", "--porcelain",
+    return not gitcmd.out(path, *gitcmd.SHARED_INODES, "status", "--porcelain",
                           "--untracked-files=normal").strip()
 
 

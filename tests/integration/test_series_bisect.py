@@ -16,6 +16,7 @@ import pytest
 
 from patchcheck.bench import sequence as bench_sequence
 from patchcheck.build.builder import Builder
+from patchcheck.tree.prepared import PreparedTree
 
 from .conftest import PROJECT, invoke
 
@@ -106,7 +107,7 @@ def test_incremental_across_commits_equals_a_build_from_scratch(history: History
     from patchcheck.tree import prepare as trees
     from patchcheck.tree.fixes import AS_IS
 
-    def prepared(position: int) -> trees.PreparedTree:
+    def prepared(position: int) -> PreparedTree:
         tree = pipeline.git.resolve(GitSpec(str(history.repo), history.at(position)))
         return pipeline.complete(trees.prepare(tree, AS_IS, settings.cache_dir, pipeline.known),
                                  image_id)

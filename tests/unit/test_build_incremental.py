@@ -23,6 +23,7 @@ from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.source.specs import GitSources, GitSpec
 from patchcheck.tree import prepare as trees
 from patchcheck.tree.link import OLD_MTIME
+from patchcheck.tree.prepared import PreparedTree
 
 from ..conftest import FAKE_QEMU, Git, make_repo
 
@@ -132,7 +133,7 @@ def _clones(tmp_path: Path, git: Git) -> tuple[Path, Path]:
 
 
 def _first_clones_fix_build(tmp_path: Path, git: Git, runtime: Any, log: list[str]
-                            ) -> tuple[Path, BuildRecord, trees.PreparedTree]:
+                            ) -> tuple[Path, BuildRecord, PreparedTree]:
     """The cache after the first clone's build with v2 (kept: a full build), and the second
     clone's tree of the same commit without the fix, whose repository lacks that build's tree
     (v2 is a commit of the first clone's mirror alone)."""

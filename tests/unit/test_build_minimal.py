@@ -18,7 +18,7 @@ from patchcheck.engine.runtime import ContainerSpec
 from patchcheck.errors import UsageError
 from patchcheck.source.specs import Tree
 from patchcheck.tree.fixes import FixResult
-from patchcheck.tree.prepare import PreparedTree
+from patchcheck.tree.prepared import PreparedTree
 
 from .. import fakes
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from patchcheck.build import incremental
+from patchcheck.source import gitcmd
 from patchcheck.source.specs import Tree
 from patchcheck.tree import link as treelink
 from patchcheck.tree import prepare as trees
+from patchcheck.tree.prepared import PreparedTree
 
 from ..conftest import PCIE_C, V2_LINE, Git
 
@@ -22,14 +24,14 @@ pytestmark = pytest.mark.usefixtures("isolated_env")
 OTHER = "include/qemu/osdep.h"
 
 
-def made_from(prepared: trees.PreparedTree) -> str:
+def made_from(prepared: PreparedTree) -> str:
     return str(json.loads(prepared.path.with_suffix(".json").read_text())["made_from"])
 
 
 def stat_clean(git: Git, tree: Path) -> str:
     """What git's stat data does not vouch for, without hashing anything (diff-files does
     not refresh): empty when the index describes the files as they are."""
-    return git(tree, *treelink.GIT_OPTIONS, "diff-files", "--name-only")
+    return git(tree, *gitcmd.SHARED_INODES, "diff-files", "--name-only")
 
 
 def child(git: Git, tree: Tree, path: str, text: str, message: str) -> Tree:
