@@ -287,12 +287,24 @@ class GuestMonitor(PortIoMonitor):
         return {}
 
 
+def _read_only_while_stopped(log: list[str]) -> bool:
+    """The slot is read only while the guest is stopped (a paused source, or after `stop`),
+    and the guest runs at the end: what the monitor was asked, as a guest would see it."""
+    running = False
+    for command in log:
+        if command == "read":
+            assert not running, log
+        elif command in ("cont", "stop"):
+            running = command == "cont"
+    return running
+
+
 def test_perform_runs_the_guest_until_ready_and_reads_the_slot(tmp_path: Path) -> None:
     action = LinuxAction(_image(tmp_path), poll=0.01)
     action.qemu_args(tmp_path, "source")
     monitor = GuestMonitor(console_path(tmp_path, "source"), CONSOLE_Q35_60, (0x0771, 0x0000))
     state = action.perform(monitor)
-    assert monitor.log == ["read", "cont", "stop", "read", "cont"]  # stopped while reading
+    assert _read_only_while_stopped(monitor.log) and monitor.log.count("read") == 2
     assert state == GuestSlotState(0x54, 0x0771, 0x0000, initial_control=0x07C0,
                                    initial_status=0x0040, guest_pciehp="bound",
                                    guest_settled="yes", guest_ready_s=3.94)
@@ -578,7 +590,7 @@ def test_again_resumes_the_source_waits_for_a_new_heartbeat_and_reads_the_slot(
     monitor.marker = CONSOLE_Q35_60 + "PATCHCHECK-HEARTBEAT 3 uptime=4.5\n" \
                                       "PATCHCHECK-HEARTBEAT 4 uptime=4.75\n"
     second = action.again(monitor)
-    assert monitor.log == ["query-status", "cont", "stop", "read", "cont"]
+    assert "query-status" in monitor.log and _read_only_while_stopped(monitor.log)
     assert second == first  # the same slot, read anew, with the boot's readiness
 
 
