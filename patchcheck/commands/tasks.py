@@ -231,7 +231,8 @@ def clean(settings: Settings, older_than: str, everything: bool) -> int:
 
 
 def probe(settings: Settings, builds: tuple[str, ...] = (), machines: tuple[str, ...] = ()) -> int:
-    from patchcheck.probe.orchestrate import check_builds, probe_command
+    from patchcheck.commands.probe import probe_command
+    from patchcheck.probe.orchestrate import check_builds
     from patchcheck.run.matrix import new_run_id
 
     check_builds(settings, builds, machines)  # usage errors before the engine is contacted

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from patchcheck.exit_codes import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
 from patchcheck.probe import classify
 from patchcheck.probe.classify import BitChange, Change, Op
 from patchcheck.probe.vmstate import VmstateComparison, VmstateDiff
@@ -219,20 +218,8 @@ class ProbeRun:
                 *(f"vmstate {v.without}->{v.with_fix} {v.machine}: {v.error}"
                   for v in self.vmstate if v.error)]
 
-    @property
-    def exit_code(self) -> int:
-        """0: no fix introduces a violation; 1: one does (or breaks vmstate); 3: errors."""
-        if self.all_errors:
-            return EXIT_INFRA
-        if self.introduced or any(v.incompatible for v in self.vmstate) or breaks(self):
-            return EXIT_DEVIATION
-        return EXIT_OK
-
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["exit_code"] = self.exit_code
-        data["verdict"] = verdict(self)
-        return data
+        return asdict(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,28 +275,6 @@ def _where(probe: BuildProbe, register: str) -> str:
     except KeyError:
         return register
 
-
-def verdict(run: ProbeRun) -> str:
-    if run.all_errors:
-        return f"probe incomplete: {len(run.all_errors)} error(s); first: {run.all_errors[0]}"
-    found = [f"{p.with_fix} on {p.machine}: {c.title or c.register} bit {c.bit} {c.name} "
-             f"{c.without} -> {c.with_fix} (spec {c.spec})" for p, c in run.introduced]
-    broken = [f"{v.with_fix} on {v.machine}: vmstate {len(v.incompatible)} incompatible "
-              f"difference(s)" for v in run.vmstate if v.incompatible]
-    if found or broken:
-        return "a fix introduces a specification violation: " + "; ".join(found + broken)
-    if break_texts(run):
-        return ("a fix does not keep an old machine type's registers: "
-                + "; ".join(break_texts(run)))
-    changed = sum(1 for p in run.pairs for c in p.changes)
-    if not run.pairs and run.versions:
-        return "across versions: " + ("no build with the fix changes an old machine type's "
-                                      "registers")
-    if not run.pairs:
-        return "nothing compared (no without-fix/with-fix pair of one tree)"
-    if changed:
-        return f"no fix introduces a violation ({changed} other guest-visible change(s))"
-    return "no fix changes guest-visible register behaviour"
 
 
 

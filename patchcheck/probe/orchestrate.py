@@ -14,8 +14,8 @@ interest (the scenario's, or a filter), the probe
    a violation the fix introduces is a failure, one QEMU has anyway is only reported;
 4. compares the builds' `-dump-vmstate` output (vmstate.py).
 
-Entry points: `probe_command` (what `invoke probe` runs), `run_probe` (builds already
-made: the matrix run), `matrix_semantics` (run_probe + files, for `invoke matrix`).
+Entry point: `run_probe` (builds already made); `invoke probe` (commands/probe.py) and the
+matrix run (run/semantics.py) write its reports and decide its exit code (verdict/probe.py).
 """
 
 from __future__ import annotations
@@ -31,20 +31,15 @@ from pathlib import Path
 from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import MatrixSettings, Settings
 from patchcheck.engine.runtime import Runtime
-from patchcheck.errors import BuildFailed, PatchcheckError, UsageError
-from patchcheck.paths import run_dir
-from patchcheck.probe import report, versions, vmstate
+from patchcheck.errors import PatchcheckError, UsageError
+from patchcheck.probe import versions, vmstate
 from patchcheck.probe.model import ProbeRun, compare_probes
-from patchcheck.probe.page import html_section
-from patchcheck.probe.report import junit_suite, markdown, text_summary
 from patchcheck.probe.runner import ProbeRunner, hosts_for
 from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine_types import check_filter, order, select
 from patchcheck.qemu.registers import RegisterSet
 
-__all__ = ["probe_command", "run_probe", "matrix_semantics", "check_builds", "ProbeRun",
-           "junit_suite", "markdown", "html_section", "text_summary",
-           "pairs_of"]
+__all__ = ["run_probe", "check_builds", "ProbeRun", "pairs_of"]
 
 Log = Callable[[str], None]
 
@@ -243,57 +238,3 @@ def _vmstate(runner: ProbeRunner, hosts: Hosts, scratch: Path, without: BuildRec
         comparison.error = str(exc)
     comparison.seconds = round(time.monotonic() - started, 2)
     return comparison
-
-
-def matrix_semantics(settings: Settings, runtime: Runtime, records: Mapping[str, BuildRecord],
-                     outdir: Path, log: Log = print, machines: Sequence[str] = (),
-                     jobs: int | None = None, scratch: Path | None = None,
-                     hosts: Hosts | None = None) -> ProbeRun:
-    """For `invoke matrix`: probe the run's builds (already built), write probe.json,
-    probe.md and semantics.xml into the run's folder, and return the run; the caller adds
-    `junit_suite(run)` to junit.xml and `markdown(run)` / `html_section(run)` to its pages.
-    Never raises for probe failures: they are in the result (run.exit_code == 3)."""
-    run_id = outdir.name
-    try:
-        run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir,
-                        jobs=jobs, scratch=scratch, hosts=hosts)
-    except PatchcheckError as exc:
-        run = ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
-        run.errors.append(str(exc))
-    report.write(run, outdir)
-    return run
-
-
-def probe_command(settings: Settings, runtime: Runtime, build_names: Sequence[str],
-                  machines: Sequence[str], log: Log = print) -> int:
-    """`invoke probe`: build what is missing, probe, write reports/<run-id>/probe.json,
-    semantics.xml and probe.md; print the summary. Exit code: 0 no fix introduces a
-    violation, 1 one does, 3 infrastructure errors (2, usage, is raised as UsageError)."""
-    from patchcheck.build.pipeline import Pipeline
-
-    names = check_builds(settings, build_names, machines)
-    run_id = runtime.run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    outdir = run_dir(settings.reports_dir, run_id)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"report directory {outdir} is not writable: {exc.strerror}") from None
-    pipeline = Pipeline(runtime, settings, log)
-    records: dict[str, BuildRecord] = {}
-    failed: list[str] = []
-    for name in names:
-        try:
-            records[name] = pipeline.build(settings.builds[name])
-        except BuildFailed as exc:
-            failed.append(f"build {name} failed: {exc}")
-            log(f"[{name}] build failed: {exc}")
-    run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir) \
-        if records else ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
-    run.errors += failed
-    if set(names) - set(build_names) and build_names:
-        run.notes.append("added the tree's without-fix build(s): "
-                         + ", ".join(sorted(set(names) - set(build_names))))
-    paths = report.write(run, outdir)
-    print(text_summary(run))
-    print(f"reports: {paths['markdown']} {paths['junit']} {paths['json']}")
-    return run.exit_code

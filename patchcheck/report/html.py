@@ -217,7 +217,7 @@ def render(run: RunResults, run_dir: Path) -> str:
 def _semantics(run_dir: Path) -> str:
     """The register-semantics probe's section, when the run has one (probe.json)."""
     from patchcheck.probe import model as probe_model
-    from patchcheck.probe import page as probe_page
+    from patchcheck.report import probe_page
 
     semantics = probe_model.load(run_dir)
     return probe_page.html_section(semantics) if semantics is not None else ""

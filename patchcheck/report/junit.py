@@ -134,7 +134,7 @@ def to_xml(run: RunResults, base: Path) -> str:
                       properties=props, timestamp=run.started)
     suites = [suite]
     from patchcheck.probe import model as probe_model
-    from patchcheck.probe import report as probe_report
+    from patchcheck.report import probe_text as probe_report
 
     semantics = probe_model.load(base)
     if semantics is not None:

@@ -126,7 +126,7 @@ def render(run: RunResults, semantics: Any = None) -> str:
     lines += _section(f"Infrastructure errors ({len(errors)})", _listed(errors, "errored"))
     lines += _section(f"Skipped ({len(skipped)})", _listed(skipped, "skipped"))
     if semantics is not None:
-        from patchcheck.probe import report as probe_report
+        from patchcheck.report import probe_text as probe_report
 
         lines += ["", probe_report.markdown(semantics)]
     lines += ["", "Per-case logs and reproducers: index.html and cases/ in the run directory; "

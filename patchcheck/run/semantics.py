@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.runtime import Runtime
+from patchcheck.errors import PatchcheckError
 from patchcheck.jobs import in_background
+from patchcheck.probe.model import ProbeRun
 from patchcheck.qemu.hosts import Hosts
+from patchcheck.report import probe_text
+
+Log = Callable[[str], None]
 
 
 class BackgroundProbe:
@@ -33,7 +39,6 @@ class BackgroundProbe:
 
     def start(self, settings: Settings, runtime: Runtime, records: Mapping[str, BuildRecord],
               outdir: Path, log: Callable[[str], None], jobs: int) -> None:
-        from patchcheck.probe.orchestrate import matrix_semantics
         from patchcheck.probe.runner import hosts_for
 
         self.hosts = hosts_for(runtime, self.scratch, settings.cache_dir)
@@ -50,3 +55,24 @@ class BackgroundProbe:
         if self.hosts is not None:
             self.hosts.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def matrix_semantics(settings: Settings, runtime: Runtime, records: Mapping[str, BuildRecord],
+                     outdir: Path, log: Log = print, machines: Sequence[str] = (),
+                     jobs: int | None = None, scratch: Path | None = None,
+                     hosts: Hosts | None = None) -> ProbeRun:
+    """For `invoke matrix`: probe the run's builds (already built), write probe.json,
+    probe.md and semantics.xml into the run's folder, and return the run; the caller adds
+    `junit_suite(run)` to junit.xml and `markdown(run)` / `html_section(run)` to its pages.
+    Never raises for probe failures: they are in the result (its exit code is 3)."""
+    from patchcheck.probe.orchestrate import run_probe  # loaded only when a run probes
+
+    run_id = outdir.name
+    try:
+        run = run_probe(settings, runtime, records, machines, log, run_id=run_id, outdir=outdir,
+                        jobs=jobs, scratch=scratch, hosts=hosts)
+    except PatchcheckError as exc:
+        run = ProbeRun(run_id, datetime.now(UTC).isoformat(timespec="seconds"))
+        run.errors.append(str(exc))
+    probe_text.write(run, outdir)
+    return run

@@ -44,6 +44,7 @@ from patchcheck.probe.classify import BitChange
 from patchcheck.probe.model import PairResult, ProbeRun
 from patchcheck.qemu.registers import RegisterSet
 from patchcheck.result.model import RunResults
+from patchcheck.verdict import probe as probe_verdict
 from patchcheck.verdict.judge import Verdict, judge_run
 
 
@@ -132,7 +133,7 @@ def semantics_of(run: ProbeRun | None) -> Semantics:
     return Semantics(ran=bool(run.pairs or run.versions or run.all_errors),
                      violations=_violations(run.introduced, _registers(run)),
                      incompatible=incompatible, errors=tuple(run.all_errors),
-                     summary=probe_model.verdict(run))
+                     summary=probe_verdict.words(run))
 
 
 def _registers(run: ProbeRun) -> RegisterSet | None:

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from patchcheck.commands.probe import probe_command
 from patchcheck.config.settings import Settings
 from patchcheck.engine.docker import DockerRuntime
 from patchcheck.exit_codes import EXIT_DEVIATION
 from patchcheck.probe.classify import Change
 from patchcheck.probe.model import ProbeRun
-from patchcheck.probe.orchestrate import probe_command, run_probe
-from patchcheck.probe.report import write
+from patchcheck.probe.orchestrate import run_probe
+from patchcheck.report.probe_text import write
+from patchcheck.verdict.probe import exit_code
 
 from .conftest import Builds
 
@@ -111,7 +113,7 @@ def test_vmstate_dumps_do_not_differ(run: ProbeRun, probe_dir: Path) -> None:
 
 
 def test_reports_and_junit(run: ProbeRun, probe_dir: Path) -> None:
-    assert run.exit_code == EXIT_DEVIATION
+    assert exit_code(run) == EXIT_DEVIATION
     doc = etree.parse(str(probe_dir / "semantics.xml"))
     assert etree.XMLSchema(etree.parse(str(XSD))).validate(doc)
     failed = [tc.get("name") for tc in doc.iter("testcase") if tc.find("failure") is not None]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from patchcheck.exit_codes import CHECK_NO_VERDICT
-from patchcheck.probe import report
 from patchcheck.probe.classify import BitChange, Change
 from patchcheck.probe.model import PairResult, ProbeRun
 from patchcheck.probe.vmstate import FORWARD, VmstateComparison, VmstateDiff
+from patchcheck.report import probe_text as report
 from patchcheck.result.model import CaseResult, RunResults
 from patchcheck.scenarios.pds.registers import SPEC
 from patchcheck.verdict.decision import (

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from patchcheck.errors import UsageError
-from patchcheck.probe import report as probe_report
 from patchcheck.probe.model import ProbeRun
+from patchcheck.report import probe_text as probe_report
 from patchcheck.report.merge import merge
 from patchcheck.result.model import CaseResult, RunResults, write_json
 from patchcheck.result.outcome import Observed

@@ -18,14 +18,17 @@ from lxml import etree
 from patchcheck.config import settings as config_mod
 from patchcheck.errors import UsageError
 from patchcheck.probe import classify as c
-from patchcheck.probe import model, page, report, vmstate
+from patchcheck.probe import model, vmstate
 from patchcheck.probe.assemble import assemble
 from patchcheck.probe.classify import Behaviour, Change, Op, Status
 from patchcheck.probe.experiment import Experiment, experiments
 from patchcheck.probe.orchestrate import check_builds, machines_per_build, pairs_of
 from patchcheck.probe.runner import run_experiment
+from patchcheck.report import probe_page as page
+from patchcheck.report import probe_text as report
 from patchcheck.scenarios.pds import registers as R
 from patchcheck.scenarios.pds.slot import ROOT_PORT_ID, XHCI_ID
+from patchcheck.verdict import probe as probe_verdict
 
 from ..fakes import PortIoMonitor, build_record
 
@@ -374,8 +377,8 @@ def test_model_probe_comparison_junit_and_reports(
     run = model.ProbeRun("r1", "2024-01-01T00:00:00", probes=[none, v1], pairs=[pair])
     run.vmstate.append(vmstate.VmstateComparison("pc-q35-6.0", "7.2-none", "7.2-v1",
                                                  identical=True, sections=205))
-    assert run.exit_code == 1
-    assert "Slot Status bit 6 PDS RO=1 -> RW1C=1 (spec RO)" in model.verdict(run)
+    assert probe_verdict.exit_code(run) == 1
+    assert "Slot Status bit 6 PDS RO=1 -> RW1C=1 (spec RO)" in probe_verdict.words(run)
 
     paths = report.write(run, tmp_path)
     doc = etree.parse(str(paths["junit"]))
@@ -394,14 +397,14 @@ def test_model_probe_comparison_junit_and_reports(
     assert "VIOLATION Slot Status bit 6 PDS" in report.text_summary(run)
     assert '"exit_code": 1' in paths["json"].read_text()
     loaded = model.load(tmp_path)  # probe.json is enough to rebuild every report
-    assert loaded is not None and loaded.exit_code == 1
+    assert loaded is not None and probe_verdict.exit_code(loaded) == 1
     assert report.markdown(loaded, full=True) == md
     assert report.junit_xml(loaded) == paths["junit"].read_text()
     assert model.load(tmp_path / "nowhere") is None
 
     clean = model.ProbeRun("r2", "2024-01-01T00:00:00", probes=[none], pairs=[same])
-    assert clean.exit_code == 0
-    assert model.verdict(clean) == "no fix changes guest-visible register behaviour"
+    assert probe_verdict.exit_code(clean) == 0
+    assert probe_verdict.words(clean) == "no fix changes guest-visible register behaviour"
 
 
 # --------------------------------------------------------------------------------------------

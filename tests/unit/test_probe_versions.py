@@ -20,6 +20,7 @@ from patchcheck.qemu import ecam
 from patchcheck.qemu.pciconf import PciAddress, PciError
 from patchcheck.scenarios.aer import ROOT_PORT_ID, SCENARIO
 from patchcheck.scenarios.aer.model import UNC_MASK_DEFAULT
+from patchcheck.verdict import probe as probe_verdict
 
 ROOT_PORT = PciAddress(0, 0x12, 0)
 WMASK = 0x03FFF030  # QEMU 8.0's writable UNCOR_MASK bits
@@ -216,8 +217,8 @@ def test_a_change_across_versions_fails_only_a_build_with_the_fix(
     assert changed == (set(range(32)) & {b for b in range(32) if WMASK >> b & 1}
                        if newer_on else set())
     assert bool(model.breaks(run)) == breaks
-    assert (run.exit_code == 1) == breaks
-    assert ("does not keep an old machine type" in model.verdict(run)) == breaks
+    assert (probe_verdict.exit_code(run) == 1) == breaks
+    assert ("does not keep an old machine type" in probe_verdict.words(run)) == breaks
     again = model.from_dict(run.to_dict())  # probe.json keeps the comparisons
     assert [dataclasses.asdict(v) for v in again.versions] == \
         [dataclasses.asdict(v) for v in run.versions]

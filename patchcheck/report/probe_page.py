@@ -6,8 +6,9 @@ import html
 
 from patchcheck.probe import versions
 from patchcheck.probe.classify import Change
-from patchcheck.probe.model import ProbeRun, deviations_text, verdict
-from patchcheck.probe.report import _probed, _vm_text
+from patchcheck.probe.model import ProbeRun, deviations_text
+from patchcheck.report.probe_text import _probed, _vm_text
+from patchcheck.verdict.probe import exit_code, words
 
 
 def html_section(run: ProbeRun) -> str:
@@ -47,7 +48,7 @@ def html_section(run: ProbeRun) -> str:
              "paused QEMU; <code>KIND=r</code>: observed behaviour, value after reset. "
              'Every bit: <a href="probe.md">probe.md</a>, JUnit: '
              '<a href="semantics.xml">semantics.xml</a>.</p>',
-             f'<p class="verdict{" bad" if run.exit_code else ""}">{e(verdict(run))}</p>']
+             f'<p class="verdict{" bad" if exit_code(run) else ""}">{e(words(run))}</p>']
     if rows:
         parts += ["<table><thead><tr><th></th><th>machine</th><th>without fix</th>"
                   "<th>with fix</th><th>changed bits</th><th>introduced violations</th>"

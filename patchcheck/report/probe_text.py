@@ -1,6 +1,6 @@
-"""The probe's reports (its results are probe.model's): probe.json, the JUnit `semantics`
-suite, markdown (probe.md and a short section for summary.md), an HTML fragment and a
-few lines for the terminal.
+"""The probe's reports (its results are probe/model.py's, its verdict verdict/probe.py's):
+probe.json, the JUnit `semantics` suite, markdown (probe.md and a short section for
+summary.md) and a few lines for the terminal; report/probe_page.py its HTML section.
 
 The JUnit suite has one testcase per (machine type, without-fix -> with-fix pair,
 register) and one per pair for the vmstate comparison. A testcase fails when the fix
@@ -19,8 +19,9 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from patchcheck.probe import versions
 from patchcheck.probe.classify import BitChange, Change
-from patchcheck.probe.model import BuildProbe, ProbeRun, _where, deviations_text, verdict
+from patchcheck.probe.model import BuildProbe, ProbeRun, _where, deviations_text
 from patchcheck.probe.vmstate import VmstateComparison
+from patchcheck.verdict.probe import exit_code, words
 
 SUITE = "semantics"
 # junit-xml writes disabled="0", which the JUnit schema (junit-10.xsd) rejects: dropped, as
@@ -133,7 +134,7 @@ def junit_suite(run: ProbeRun) -> TestSuite:
         seen[(tc.classname, tc.name)] = seen.get((tc.classname, tc.name), 0) + 1
         if seen[(tc.classname, tc.name)] > 1:
             tc.name = f"{tc.name} #{seen[(tc.classname, tc.name)]}"
-    props = {"run_id": run.run_id, "verdict": verdict(run)}
+    props = {"run_id": run.run_id, "verdict": words(run)}
     props.update({f"note.{i}": note for i, note in enumerate(run.notes, 1)})
     for name, b in sorted(run.builds.items()):
         props[f"build.{name}"] = (f"{b.get('source')} QEMU {b.get('qemu_version')} fix "
@@ -197,7 +198,7 @@ def text_summary(run: ProbeRun) -> str:
     lines = [f"semantics {line}" if not line.startswith("  ") else line
              for line in (*pair_lines(run), *versions.lines(run))]
     lines += [f"note: {n}" for n in [*run.unpaired, *run.notes]]
-    lines.append(f"semantics: {verdict(run)}")
+    lines.append(f"semantics: {words(run)}")
     return "\n".join(lines)
 
 
@@ -214,7 +215,7 @@ def _md(text: object) -> str:
 def summary_section(run: ProbeRun) -> str:
     """The section for summary.md, in its style (Markdown that reads as plain text)."""
     title = "Register semantics"
-    lines = ["", title, "-" * len(title), "", f"Verdict: {verdict(run)}", "",
+    lines = ["", title, "-" * len(title), "", f"Verdict: {words(run)}", "",
              f"Each bit of {_probed(run)}, written and read back on a fresh paused QEMU per "
              "bit; KIND=r is the observed behaviour and the value after reset.", ""]
     for line in (*pair_lines(run), *versions.lines(run)):
@@ -337,7 +338,7 @@ def write(run: ProbeRun, directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "probe.json", "junit": directory / "semantics.xml",
              "markdown": directory / "probe.md"}
-    write_json(paths["json"], run.to_dict())
+    write_json(paths["json"], {**run.to_dict(), "exit_code": exit_code(run), "verdict": words(run)})
     for key, text in (("junit", junit_xml(run)), ("markdown", markdown(run, full=True))):
         tmp = paths[key].with_name(f".{paths[key].name}.tmp")
         tmp.write_text(text)
