@@ -10,7 +10,7 @@ Exit codes (documented in the README):
 not, 125 the commit cannot be tested, 2 usage errors, and 128 no verdict (infrastructure
 errors, or an unexpected failure): `git bisect run` aborts on 128 rather than reading it
 as "bad". Which code a run ends with is decided in patchcheck.verdict: decision.py (matrix,
-check) and sequence.py (series, bisect); the probe alone by its model (probe/model.py).
+check), sequence.py (series, bisect) and probe.py (the probe alone).
 """
 
 from __future__ import annotations
