@@ -49,8 +49,9 @@ def test_the_wheel_holds_every_runtime_file(venv: Path, tmp_path: Path) -> None:
     shipped = {str(p.relative_to(PROJECT / "patchcheck")) for p in
                (PROJECT / "patchcheck").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert shipped <= set(files), sorted(shipped - set(files))
-    for needed in ("cc-minimal", "launcher.py", "guests/init.sh", "invoke.yaml",
-                   "containers/builder-bookworm.Dockerfile", "containers/builder-trixie.Dockerfile",
+    for needed in ("build/cc-minimal", "engine/launcher.py", "guests/init.sh", "cli/invoke.yaml",
+                   "build/containers/builder-bookworm.Dockerfile",
+                   "build/containers/builder-trixie.Dockerfile",
                    "scenarios/pds/patches/v2.patch", "scenarios/aer/patches/compat.patch"):
         assert needed in files
 
