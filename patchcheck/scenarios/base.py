@@ -1,5 +1,5 @@
 """The scenario seam: what a bug must say about itself so that generic code can build,
-run and judge it. A scenario is a package under patchcheck/scenarios/ that subclasses
+run and judge it. A scenario is a package under patchcheck/scenarios/ whose scenario.py subclasses
 `Scenario` (and `Action` for its guest actions); generic code asks these questions and
 never names a register, a device or a machine-type boundary.
 

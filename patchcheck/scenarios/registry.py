@@ -1,4 +1,5 @@
-"""Scenarios: one package per bug, each defining `SCENARIO` (a scenarios.base.Scenario).
+"""Scenarios: one package per bug, whose scenario.py defines `SCENARIO` (a
+scenarios.base.Scenario).
 
 Adding a bug is a new package and one line in REGISTRY.
 """
@@ -11,8 +12,8 @@ from patchcheck.errors import UsageError
 from patchcheck.scenarios.base import Scenario
 
 REGISTRY = {
-    "pds": "patchcheck.scenarios.pds",
-    "aer": "patchcheck.scenarios.aer",
+    "pds": "patchcheck.scenarios.pds.scenario",
+    "aer": "patchcheck.scenarios.aer.scenario",
 }
 DEFAULT = "pds"
 

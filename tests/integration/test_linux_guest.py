@@ -38,7 +38,7 @@ from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError
 from patchcheck.result.model import Side
 from patchcheck.run import accel
-from patchcheck.scenarios import pds
+from patchcheck.scenarios.pds import scenario as pds
 from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction
 

@@ -31,7 +31,7 @@ from patchcheck.qemu.machine import Machine
 from patchcheck.qemu.pciconf import PCI_CAP_ID_EXP, PciAddress, PciConfig, find_capability, find_device
 from patchcheck.result.model import Case
 from patchcheck.run.migrate import globals_args, side
-from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.scenario import SCENARIO
 from patchcheck.scenarios.pds.slot import (
     ROOT_PORT_ID,
     XHCI_ID,

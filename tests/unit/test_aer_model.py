@@ -7,8 +7,8 @@ import pytest
 
 from patchcheck.result.model import Side
 from patchcheck.scenarios import registry as scenarios
-from patchcheck.scenarios.aer import SCENARIO, NoAction
 from patchcheck.scenarios.aer.model import FORCE_ON, Kind, forced, kind, register_on
+from patchcheck.scenarios.aer.scenario import SCENARIO, NoAction
 from patchcheck.source import specs as sources
 from patchcheck.tree import fixes
 

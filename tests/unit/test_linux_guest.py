@@ -36,9 +36,9 @@ from patchcheck.guests.linux import (
 )
 from patchcheck.result.model import Side
 from patchcheck.run import accel
-from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.linux import GuestSlotState
 from patchcheck.scenarios.pds.linux import PdsLinuxAction as LinuxAction
+from patchcheck.scenarios.pds.scenario import SCENARIO
 
 from .. import fakes
 from ..fakes import ROOT_PORT_Q35_60, SLTSTA_W1C, PortIoMonitor

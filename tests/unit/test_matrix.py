@@ -11,7 +11,7 @@ from patchcheck.errors import UsageError
 from patchcheck.qemu import machine_types
 from patchcheck.result.model import Case
 from patchcheck.run import plan as matrix
-from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.scenario import SCENARIO
 
 Q35_72 = [f"pc-q35-{v}" for v in ("4.0", "4.0.1", "4.1", "4.2", "5.0", "5.1", "5.2", "6.0",
                                    "6.1", "6.2", "7.0", "7.1", "7.2")]

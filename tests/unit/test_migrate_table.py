@@ -19,7 +19,7 @@ from patchcheck.qemu.machine import Machine
 from patchcheck.result.model import Case, CaseResult
 from patchcheck.result.outcome import Observed
 from patchcheck.run.migrate import run_cases
-from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.scenario import SCENARIO
 from patchcheck.scenarios.pds.slot import SlotState, SyntheticAction, read_slot_state
 
 from ..fakes import (

@@ -17,8 +17,8 @@ from patchcheck.qemu.pciconf import (
     find_device,
 )
 from patchcheck.result.model import Side
-from patchcheck.scenarios.pds import SCENARIO
 from patchcheck.scenarios.pds.registers import SLTSTA_PDS
+from patchcheck.scenarios.pds.scenario import SCENARIO
 from patchcheck.scenarios.pds.slot import (
     FORCE_NATIVE_HOTPLUG,
     ROOT_PORT_ID,

@@ -18,8 +18,8 @@ from patchcheck.build.record import BuildRecord
 from patchcheck.probe import assemble, classify, experiment, model, runner, versions
 from patchcheck.qemu import ecam
 from patchcheck.qemu.pciconf import PciAddress, PciError
-from patchcheck.scenarios.aer import ROOT_PORT_ID, SCENARIO
 from patchcheck.scenarios.aer.model import UNC_MASK_DEFAULT
+from patchcheck.scenarios.aer.scenario import ROOT_PORT_ID, SCENARIO
 from patchcheck.verdict import probe as probe_verdict
 
 ROOT_PORT = PciAddress(0, 0x12, 0)

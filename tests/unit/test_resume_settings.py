@@ -16,7 +16,7 @@ from patchcheck.result.outcome import Observed
 from patchcheck.run import resume
 from patchcheck.run.migrate import side
 from patchcheck.run.resume import Current, differences, finished_cases, outcome_settings
-from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.scenario import SCENARIO
 
 from ..fakes import build_record
 

@@ -21,7 +21,7 @@ from patchcheck.report import regenerate
 from patchcheck.result.model import CaseResult, RunResults
 from patchcheck.result.outcome import Observed
 from patchcheck.run.migrate import run_cases
-from patchcheck.scenarios.pds import SCENARIO
+from patchcheck.scenarios.pds.scenario import SCENARIO
 from patchcheck.verdict.decision import CHECK, decide_dir
 
 from ..fakes import KILLED, LOADS, REJECTS, REJECTS_OTHER, Dest, FakeHosts
