@@ -4,6 +4,7 @@ at run time, and its `patchcheck` command runs the tasks from any directory."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +14,25 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+def _not_sources(directory: str, names: list[str]) -> list[str]:
+    """What a copy of the checkout leaves out: git, caches, and at its top the build output
+    and reports."""
+    top = Path(directory) == PROJECT
+    return [n for n in names if n in (".git", "__pycache__", ".mypy_cache", ".ruff_cache")
+            or n.endswith(".egg-info") or (top and n in ("build", "reports", "dist"))]
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with the built wheel installed (the dependencies from the
     system's site packages: installing them is pip's job, not what is tested here)."""
     root = tmp_path_factory.mktemp("pkg")
+    # built from a copy: setuptools' build/ directory in a used checkout holds files of
+    # earlier layouts, which would make a wheel without them look complete
+    source = root / "source"
+    shutil.copytree(PROJECT, source, ignore=_not_sources)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                    str(root / "dist"), str(PROJECT)], check=True, capture_output=True)
+                    str(root / "dist"), str(source)], check=True, capture_output=True)
     (wheel,) = (root / "dist").glob("patchcheck-*.whl")
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")],
                    check=True)
