@@ -41,7 +41,7 @@ from patchcheck.sequence.step import Step, evaluate
 from patchcheck.source import gitcmd
 from patchcheck.source.commits import History, check_clean
 from patchcheck.source.specs import GitSources
-from patchcheck.verdict.sequence import TERMS, End, bisect_ends
+from patchcheck.verdict.sequence import TERMS, bisect_ends
 
 
 @dataclass
@@ -98,7 +98,7 @@ def bisect(settings: Settings, config_tree: dict[str, Any], runtime_factory: Run
             ends = [evaluate(settings, runtime, repo, t.commit, history.subject(t.commit), case,
                              outdir / "steps", log) for t in (a, b)]
         result.ends = [asdict(e) for e in ends]
-        stop = bisect_ends([End(e.commit, e.outcome, e.message) for e in ends])
+        stop = bisect_ends(ends)
         if stop is not None:
             result.exit_code, result.message = stop
             return result.exit_code

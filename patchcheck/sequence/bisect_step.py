@@ -21,7 +21,7 @@ from patchcheck.errors import PatchcheckError, interrupt
 from patchcheck.sequence.casespec import parse
 from patchcheck.sequence.step import evaluate
 from patchcheck.source import gitcmd
-from patchcheck.verdict.sequence import BISECT_SKIP, SKIPPED, step_code
+from patchcheck.verdict.sequence import SKIPPED, step_code
 
 ABORT = 255
 
@@ -42,8 +42,8 @@ def main(argv: list[str]) -> int:
 
 def _step(predicate: dict[str, Any]) -> int:
     here = Path.cwd()  # git bisect run's worktree
-    head = gitcmd.out(here, "rev-parse", "HEAD").strip()
-    subject = gitcmd.out(here, "log", "-1", "--format=%s", head).strip()
+    head = gitcmd.out(here, "rev-parse", "HEAD")
+    subject = gitcmd.subject(here, head)  # as the ends' (History.subject)
     settings = config_mod.load({"patchcheck": predicate["config"]})
     case = parse(predicate["case"])
     try:
@@ -58,7 +58,7 @@ def _step(predicate: dict[str, Any]) -> int:
     print(f"patchcheck: {head[:12]} {step.outcome} (build {step.build}, "
           f"{step.build_seconds:.1f} s) {subject}")
     code = step_code(step.outcome, predicate["terms"])
-    if code == BISECT_SKIP and step.outcome in SKIPPED:  # another error masks the watched
+    if step.outcome in SKIPPED:  # another error masks the watched
         # outcome, a flaky case has none: git bisect skips the commit
         print(f"patchcheck: {head[:12]}: the case ended {step.outcome}: {step.message}; "
               "skipped", file=sys.stderr)

@@ -4,7 +4,7 @@ series' exit code, a bisection's two ends, and the code of one `git bisect run` 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from typing import Protocol
 
 from patchcheck.errors import InfraError
 from patchcheck.exit_codes import CHECK_CANNOT_TEST, EXIT_DEVIATION, EXIT_INFRA, EXIT_OK
@@ -50,13 +50,15 @@ def series_exit_code(statuses: Collection[str], error: str) -> int:
     return EXIT_OK
 
 
-@dataclass(frozen=True)
-class End:
-    """One end of a bisection, as its step found it."""
+class End(Protocol):
+    """One end of a bisection, as its step found it (sequence.step.Step)."""
 
-    commit: str
-    outcome: str  # untestable, or the watched case's outcome
-    message: str = ""
+    @property
+    def commit(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...  # untestable, or the watched case's outcome
+    @property
+    def message(self) -> str: ...
 
 
 def bisect_ends(ends: Sequence[End]) -> tuple[int, str] | None:
