@@ -1,7 +1,7 @@
 """`invoke matrix`: build what is missing, run every case in parallel, write the reports.
 
 `plan` checks the options before any engine is contacted; `MatrixRun` is one run, in named
-steps (prepare the builds, stream the cases, probe, decide, report). Each finished case is
+steps (prepare the builds, stream the cases, probe, report and decide). Each finished case is
 written to disk as it finishes; results.json and junit.xml are written at the end, also
 when the run is interrupted or fails (marked partial).
 """
@@ -38,7 +38,7 @@ from patchcheck.run.schedule import Schedule, build_order, groups
 from patchcheck.run.semantics import BackgroundProbe
 from patchcheck.scenarios import registry as scenarios
 from patchcheck.scenarios.base import Scenario
-from patchcheck.verdict.decision import decide_dir, task_of
+from patchcheck.verdict.decision import Decision, decide_dir, task_of
 from patchcheck.verdict.judge import scenario_title
 
 
@@ -220,18 +220,18 @@ class MatrixRun:
     # --- the steps ---------------------------------------------------------------------
 
     def run(self) -> int:
-        """Prepare the builds, stream the cases (building as they need), wait for the probe,
-        decide; the reports are written however the run ends (interrupted: partial)."""
+        """Prepare the builds, stream the cases (building as they need), wait for the probe;
+        however the run ends (interrupted: partial), write the reports and decide once."""
         try:
             self.builds = self.prepare_builds()
             self.stream_cases(self.builds)
             self.collect()
             if self.probe is not None:
                 self.probe.wait()  # the probe writes probe.json beside the results
-            return self.decide()
         finally:
             self.close()
-            self.report()
+            decision = self.report()
+        return decision.exit_code(task_of(self.results))
 
     def prepare_builds(self) -> RunBuilds:
         """The builds in the order they are made (the scenario's first case's two first),
@@ -296,10 +296,6 @@ class MatrixRun:
         results[:] = [results[i] for _, i in ranked]  # in place, a stable sort
         self.results.partial = not self.case_list or len(results) < len(self.case_list)
 
-    def decide(self) -> int:
-        """The one decision, made from what the run wrote: every report and `check` read it."""
-        return decide_dir(self.results, self.outdir).exit_code(task_of(self.results))
-
     def close(self) -> None:
         """End the run's background work: no more builds prepared; the probe's containers
         (a probe still running stops after its current experiments) and scratch removed."""
@@ -308,8 +304,9 @@ class MatrixRun:
         if self.probe is not None:
             self.probe.close()
 
-    def report(self) -> None:
-        """Write results.json, junit.xml and the pages; print the grid and the verdict."""
+    def report(self) -> Decision:
+        """Write results.json, junit.xml and the pages; print the grid and the verdict: the
+        one decision, made from what the run wrote (every report and `check` read it)."""
         run, outdir = self.results, self.outdir
         run.seconds = round(time.monotonic() - self.t0, 1)
         write_all(run, outdir)
@@ -321,6 +318,7 @@ class MatrixRun:
             print(line)
         print(f"page: {outdir / 'index.html'}")
         print(f"reports: {outdir}")
+        return decision
 
     # --- what the steps ask ------------------------------------------------------------
 
