@@ -138,8 +138,9 @@ def test_patches_not_built_yet_are_built_in_the_run_and_every_pair_runs(
     """With 7.2-none built and two patches of a user's not built yet, the run builds both,
     says so, and runs every same-tree pair with a good verdict (exit 0). The
     first patch also declares something in pcie_port.h, so that its build recompiles the
-    files that include it. That cases run and the next tree is prepared while a build
-    compiles is the scheduler's business: tests/unit/test_schedule.py and
+    files that include it. The cases of the pairs whose builds exist go out while the last
+    build compiles, and the run says how many; when they finish and when the next tree is
+    prepared is the scheduler's business: tests/unit/test_schedule.py and
     test_run_background.py test it without timing a real run."""
     from patchcheck.config.settings import BuildSpec
 
@@ -166,6 +167,11 @@ def test_patches_not_built_yet_are_built_in_the_run_and_every_pair_runs(
         assert any(line.startswith(f"[{name}] built") for line in lines), lines
     assert {(c["source"]["build"], c["destination"]["build"]) for c in data["cases"]} == {
         (s, d) for s in ("7.2-none", *patches) for d in ("7.2-none", *patches)}
+    # the cases of the pairs whose builds existed went out while mine2 compiled, as it says
+    early = sum(1 for c in data["cases"]
+                if {c["source"]["build"], c["destination"]["build"]} <= {"7.2-none", "mine"})
+    assert early and any(line.endswith(f"({early} given out while builds compiled)")
+                         for line in lines), lines
 
 
 def _user_patch(builds, tmp_path: Path, name: str, additions: dict[str, str]) -> Path:
