@@ -13,18 +13,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from patchcheck.qemu import machine_types
 from patchcheck.result.cells import Cell, CellOutcome, Direction, SweepResults
 
 if TYPE_CHECKING:
     from patchcheck.scenarios.base import Signature
 
-# "pc-q35-4.0.1" -> ("pc-q35", "4.0.1"); a name without a version is a family of its own.
+# A machine type of neither PC family: "<family>-<version>", or a family of its own.
 _VERSIONED = re.compile(r"^(?P<family>.+?)-(?P<version>\d+(?:\.\d+)+)$")
 DIRECTIONS = (Direction.FORWARD.value, Direction.BACKWARD.value, Direction.CONTROL.value)
 
 
 def machine_parts(name: str) -> tuple[str, str, tuple[int, ...]]:
     """(family, version text, version numbers): "pc-i440fx-7.2" -> ("pc-i440fx", "7.2", (7, 2))."""
+    if machine_types.is_pc(name):
+        family, numbers = machine_types.family_version(name)
+        return family, name[len(family) + 1:], numbers
     match = _VERSIONED.match(name)
     if not match:
         return name, "", ()
@@ -33,10 +37,10 @@ def machine_parts(name: str) -> tuple[str, str, tuple[int, ...]]:
 
 
 def machine_order(machines: Iterable[str]) -> list[str]:
-    """Each family together (in the order the families first come), in version order:
-    pc-q35-4.0 < pc-q35-4.0.1 < pc-q35-4.1 < ... < pc-q35-10.0."""
+    """pc-q35, then pc-i440fx (machine_types.FAMILIES), then any other family in the order it
+    first comes; each in version order: pc-q35-4.0 < pc-q35-4.0.1 < ... < pc-q35-10.0."""
     names = list(dict.fromkeys(machines))
-    families = list(dict.fromkeys(machine_parts(m)[0] for m in names))
+    families = [*machine_types.FAMILIES, *dict.fromkeys(machine_parts(m)[0] for m in names)]
     return sorted(names, key=lambda m: (families.index(machine_parts(m)[0]),
                                         machine_parts(m)[2], m))
 
