@@ -37,7 +37,7 @@ class Direction(enum.StrEnum):
 
 class Placement(enum.StrEnum):
     PCIE_ROOT = "pcie.0"  # q35: on the root complex's bus
-    ROOT_PORT = "root-port"  # q35: behind a pcie-root-port of its own (PCIe capabilities)
+    ROOT_PORT = "root-port"  # q35: behind a root port of its own (PCIe capabilities)
     PCI_ROOT = "pci.0"  # i440fx: on the host bridge's bus
     SWITCH = "switch"  # q35: behind a switch's upstream port, itself behind a root port
 
