@@ -177,6 +177,27 @@ def nightly(c: Context, remote: str = "", ref: list[str] | None = None, fix: str
                            artifact_out=export_to, artifact_in=import_from))
 
 
+@task(help={
+    "builds": "the two sides A,B: configured build names or debian-pkg:<suite>[=<version>] "
+              "(default: patchcheck.sweep.builds)",
+    "machines": "machine types: names, q35, i440fx, or a range of one family "
+                "(pc-q35-5.2..7.2); default: every pc-q35 and pc-i440fx type both know",
+    "devices": "PCI device types, comma-separated (default: every type both sides have)",
+    "against": "an earlier sweep (run id or results.json): list regressions and fixes since",
+    "run_id": "name of the run folder under reports/ (default: sweep-<timestamp>)",
+})
+def sweep(c: Context, builds: str = "", machines: str | None = None, devices: str = "",
+          against: str = "", run_id: str = "") -> None:
+    """Migrate every PCI device type between two QEMUs, A->B, B->A and A->A, on every machine
+    type both know; exit 0 nothing unexpected, 1 an unknown failure or a regression, 3 no
+    answer."""
+    from patchcheck.commands.sweep import SweepOptions
+    from patchcheck.commands.sweep import sweep as run_sweep
+
+    _exit(commands.guarded(run_sweep, c.config, SweepOptions(
+        _split(builds), machines, _split(devices), against, run_id)))
+
+
 @task(help={"run": "the (merged) run to append to reports/history.json (default: latest)"})
 def history(c: Context, run: str = "") -> None:
     """Append a run to reports/history.json and print what changed since the previous one."""
@@ -256,7 +277,7 @@ def bench_probe(c: Context, repeat: str = "3", scenario: str = "") -> None:
     _exit(commands.guarded(commands.bench_probe, c.config, repeat))
 
 
-ns = Collection(build, matrix, check, series, bisect, clean, probe)
+ns = Collection(build, matrix, check, series, bisect, clean, probe, sweep)
 bench_ns = Collection("bench")
 bench_ns.add_task(bench, name="run", default=True)
 bench_ns.add_task(bench_upstream)

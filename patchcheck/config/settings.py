@@ -53,6 +53,28 @@ class NightlySettings:
 
 
 @dataclass(frozen=True)
+class SweepSettings:
+    """The compatibility sweep (`invoke sweep`, docs/sweep.md)."""
+
+    builds: tuple[str, ...] = ()  # the two sides: configured build names or debian-pkg:<suite>
+    machines: str = ""  # "" every pc-q35 and pc-i440fx type both sides know
+    devices: tuple[str, ...] = ()  # () every PCI device type both sides have
+    actions: tuple[str, ...] = ("created", "slot")
+    directions: tuple[str, ...] = ("forward", "backward", "control")
+    ram_mib: int = 32
+    accel: str = "tcg"
+    timeout: float = 60.0  # one migration
+    start_timeout: float = 10.0  # one QEMU, until its monitor answers
+    jobs: int = 0  # groups migrated at once; 0: the CPUs
+    group_size: int = 0  # devices per migration; 0: as many as the root bus has slots; 1: none
+    screen: bool = True  # each device started alone first (docs/sweep.md, "Shortcuts")
+    port: str = ""  # the root port that carries a device (root-port and switch placements)
+    upstream: str = ""  # a switch's upstream port (switch placement)
+    fillers: tuple[str, ...] = ()  # what sits in a slot for the slot action: the first both have
+    build_devices: str = "default"  # builds: QEMU's default device set, or "configured"
+
+
+@dataclass(frozen=True)
 class Settings:
     cache_dir: Path
     reports_dir: Path
@@ -72,6 +94,7 @@ class Settings:
     imported: Path | None = None
     runtime: str = "docker"  # the container engine: a name in patchcheck.engine.registry.REGISTRY
     runtime_host: str = ""  # the engine's API address (unix:///PATH); "": the engine's default
+    sweep: SweepSettings = SweepSettings()
 
     @property
     def containers_dir(self) -> Path:
@@ -315,6 +338,45 @@ def _load(config: Any) -> Settings:
         ),
         runtime=runtime,
         runtime_host=_runtime_host(root.get("runtime_host")),
+        sweep=_sweep(_section(root, "sweep")),
+    )
+
+
+SWEEP_ACTIONS = ("created", "slot")
+SWEEP_DIRECTIONS = ("forward", "backward", "control")
+
+
+def _choice(values: tuple[str, ...], known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ConfigError(f"{what}: unknown {unknown[0]!r} (known: {', '.join(known)})", _key(what))
+    return values
+
+
+def _sweep(s: Mapping[str, Any]) -> SweepSettings:
+    devices = str(s.get("build_devices") or "default")
+    if devices not in ("default", "configured"):
+        raise ConfigError("sweep.build_devices must be default or configured",
+                          _key("sweep.build_devices"))
+    return SweepSettings(
+        builds=_list(s.get("builds"), "sweep.builds"),
+        machines=str(s.get("machines") or ""),
+        devices=_list(s.get("devices"), "sweep.devices"),
+        actions=_choice(_list(s.get("actions"), "sweep.actions") or SWEEP_ACTIONS,
+                        SWEEP_ACTIONS, "sweep.actions"),
+        directions=_choice(_list(s.get("directions"), "sweep.directions") or SWEEP_DIRECTIONS,
+                           SWEEP_DIRECTIONS, "sweep.directions"),
+        ram_mib=_int(s.get("ram_mib", 32), "sweep.ram_mib", 16),
+        accel=str(s.get("accel") or "tcg"),
+        timeout=float(_int(s.get("timeout", 60), "sweep.timeout", 1)),
+        start_timeout=float(_int(s.get("start_timeout", 10), "sweep.start_timeout", 1)),
+        jobs=_int(s.get("jobs", 0), "sweep.jobs"),
+        group_size=_int(s.get("group_size", 0), "sweep.group_size"),
+        screen=_bool(s.get("screen", True), "sweep.screen"),
+        port=str(s.get("port") or ""),
+        upstream=str(s.get("upstream") or ""),
+        fillers=_list(s.get("fillers"), "sweep.fillers"),
+        build_devices=devices,
     )
 
 

@@ -18,7 +18,8 @@ class CellOutcome(enum.StrEnum):
     """What one device did in one migration setting, as the destination QEMU showed it."""
 
     PASSED = "passed"  # the destination loaded the device's state and runs
-    FAILED = "failed"  # the destination rejected the stream at this device's state
+    FAILED = "failed"  # the destination rejected the stream at this device's state, or a
+    #                    QEMU crashed (a signal such as SIGSEGV) saving or loading it
     NOT_STARTED = "not-started"  # QEMU refused the device on this machine type or placement
     UNMIGRATABLE = "unmigratable"  # the source refused to migrate with the device present
     BLOCKED = "blocked"  # not tried: the port it sits behind failed (its own cell says why)

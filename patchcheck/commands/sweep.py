@@ -1,0 +1,107 @@
+"""`invoke sweep`: the two sides made (a distribution's package, or a build with QEMU's
+default device set), the sweep run, and its verdict and reports written, also when it was
+interrupted or failed (the results are then partial)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from patchcheck import paths
+from patchcheck.build.packaged import packaged_side
+from patchcheck.build.pipeline import Pipeline
+from patchcheck.build.record import BuildRecord
+from patchcheck.config.settings import Settings
+from patchcheck.engine.images import Images
+from patchcheck.engine.registry import container_runtime
+from patchcheck.engine.runtime import Runtime
+from patchcheck.errors import UsageError
+from patchcheck.report.sweep.files import write_reports
+from patchcheck.report.sweep.markdown import terminal
+from patchcheck.result.cells import SweepResults, SweepSide
+from patchcheck.run.matrix import new_run_id
+from patchcheck.run.sweep.sweep import SweepRequest, SweepRun
+from patchcheck.source.packaged import is_packaged, parse_packaged
+from patchcheck.verdict.sweep import decide
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    builds: tuple[str, ...] = ()
+    machines: str | None = None
+    devices: tuple[str, ...] = ()
+    against: str = ""
+    run_id: str = ""
+
+
+def sweep(settings: Settings, options: SweepOptions, log: Callable[[str], None] = print) -> int:
+    names = _sides(settings, options.builds or settings.sweep.builds)
+    base = _against(settings, options.against)
+    run_id = paths.check_run_id(options.run_id) if options.run_id else f"sweep-{new_run_id()}"
+    outdir = paths.run_dir(settings.reports_dir, run_id)
+    machines = settings.sweep.machines if options.machines is None else options.machines
+    devices = options.devices or settings.sweep.devices
+    with container_runtime(settings, run_id) as runtime:
+        a, b = (_side(settings, runtime, name, log) for name in names)
+        run = SweepRun(settings, runtime, SweepRequest(a, b, outdir, machines, tuple(devices)),
+                       log)
+        try:
+            run.run()
+        finally:  # an interrupted or failed sweep reports what it answered (partial)
+            code = _report(run.results, base, outdir, runtime.cli, log)
+    return code
+
+
+def _report(results: SweepResults, base: SweepResults | None, outdir: Path, cli: str,
+            log: Callable[[str], None]) -> int:
+    verdict = decide(results, base=base)
+    write_reports(results, outdir, verdict, cli)
+    log(terminal(verdict, str(outdir)))
+    return verdict.code
+
+
+def _sides(settings: Settings, names: Sequence[str]) -> tuple[str, str]:
+    """Two side names, each a debian-pkg: spec or a configured build: checked before any
+    engine is contacted."""
+    if len(names) != 2 or names[0] == names[1]:
+        raise UsageError(f"sweep: --builds takes two different sides A,B (got {','.join(names)!r})")
+    for name in names:
+        if is_packaged(name):
+            parse_packaged(name)
+        elif name not in settings.builds:
+            raise UsageError(f"sweep: '{name}' is neither debian-pkg:<suite>[=<version>] nor a "
+                             f"configured build (configured: {', '.join(settings.builds) or 'none'})")
+    return names[0], names[1]
+
+
+def _against(settings: Settings, run: str) -> SweepResults | None:
+    if not run:
+        return None
+    path = Path(run)
+    if not path.exists():
+        path = paths.run_dir(settings.reports_dir, run, "--against")
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        return SweepResults.read(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"sweep: --against {run}: no sweep's results.json there ({exc})") from None
+
+
+def _side(settings: Settings, runtime: Runtime, name: str, log: Callable[[str], None]) -> SweepSide:
+    if is_packaged(name):
+        spec = parse_packaged(name)
+        return packaged_side(runtime, Images(runtime, settings, log), name,
+                             str(spec).removeprefix("debian-pkg:"), log)
+    local = settings if settings.sweep.build_devices == "configured" \
+        else settings.full_configuration()
+    record = Pipeline(runtime, local, log).build(settings.builds[name])
+    return side_of(record, "default device set" if not local.minimal
+                   else f"minimal ({', '.join(local.devices)})")
+
+
+def side_of(record: BuildRecord, configuration: str) -> SweepSide:
+    return SweepSide(record.name, f"{record.source} (fix {record.fix_state})",
+                     record.qemu_version, configuration, record.image_id, record.binary,
+                     image=record.image)
