@@ -185,12 +185,15 @@ def nightly(c: Context, remote: str = "", ref: list[str] | None = None, fix: str
     "devices": "PCI device types, comma-separated (default: every type both sides have)",
     "against": "an earlier sweep (run id or results.json): list regressions and fixes since",
     "run_id": "name of the run folder under reports/ (default: sweep-<timestamp>)",
+    "scenario": "the scenario whose builds --builds names (its fix states; default: "
+                "patchcheck.matrix.scenario)",
 })
 def sweep(c: Context, builds: str = "", machines: str | None = None, devices: str = "",
-          against: str = "", run_id: str = "") -> None:
+          against: str = "", run_id: str = "", scenario: str = "") -> None:
     """Migrate every PCI device type between two QEMUs, A->B, B->A and A->A, on every machine
     type both know; exit 0 nothing unexpected, 1 an unknown failure or a regression, 3 no
     answer."""
+    _scenario(c, scenario)
     from patchcheck.commands.sweep import SweepOptions
     from patchcheck.commands.sweep import sweep as run_sweep
 

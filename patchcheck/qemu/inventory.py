@@ -99,13 +99,12 @@ def _with_properties(start: Callable[[], Machine], described: dict[str, str],
                                      for p in machine.cmd("device-list-properties",
                                                           typename=name)))
                 yield name, DeviceType(name, own, props, described[name])
-            except MachineError as exc:
-                died = not machine.running()
+            except MachineError as exc:  # QEMU died answering (or will): a fresh one goes on
+                died = machine.wait_exit(2.0) is not None
                 problem = (machine.log_tail(1) or str(exc)) if died else str(exc)
                 yield name, DeviceType(name, own, (), described[name], problem.strip())
-                if died:
-                    machine.shutdown()
-                    machine = None
+                machine.shutdown()
+                machine = None
     finally:
         if machine is not None:
             machine.shutdown()
