@@ -187,9 +187,14 @@ def nightly(c: Context, remote: str = "", ref: list[str] | None = None, fix: str
     "run_id": "name of the run folder under reports/ (default: sweep-<timestamp>)",
     "scenario": "the scenario whose builds --builds names (its fix states; default: "
                 "patchcheck.matrix.scenario)",
+    "base": "what a patch changes: A = this rev of --repo (or a source spec such as "
+            "debian:trixie), B = A with --patch applied",
+    "patch": "with --base: the patch (a patch file or git format-patch mbox)",
+    "repo": "with --base: a local QEMU git clone",
 })
 def sweep(c: Context, builds: str = "", machines: str | None = None, devices: str = "",
-          against: str = "", run_id: str = "", scenario: str = "") -> None:
+          against: str = "", run_id: str = "", scenario: str = "", base: str = "",
+          patch: str = "", repo: str = "") -> None:
     """Migrate every PCI device type between two QEMUs, A->B, B->A and A->A, on every machine
     type both know; exit 0 nothing unexpected, 1 an unknown failure or a regression, 3 no
     answer."""
@@ -198,7 +203,7 @@ def sweep(c: Context, builds: str = "", machines: str | None = None, devices: st
     from patchcheck.commands.sweep import sweep as run_sweep
 
     _exit(commands.guarded(run_sweep, c.config, SweepOptions(
-        _split(builds), machines, _split(devices), against, run_id)))
+        _split(builds), machines, _split(devices), against, run_id, base, patch, repo)))
 
 
 @task(help={"run": "the (merged) run to append to reports/history.json (default: latest)"})

@@ -12,7 +12,7 @@ from patchcheck import paths
 from patchcheck.build.packaged import packaged_side
 from patchcheck.build.pipeline import Pipeline
 from patchcheck.build.record import BuildRecord
-from patchcheck.config.settings import Settings
+from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.images import Images
 from patchcheck.engine.registry import container_runtime
 from patchcheck.engine.runtime import Runtime
@@ -22,7 +22,9 @@ from patchcheck.report.sweep.markdown import terminal
 from patchcheck.result.cells import SweepResults, SweepSide
 from patchcheck.run.matrix import new_run_id
 from patchcheck.run.sweep.sweep import SweepRequest, SweepRun
+from patchcheck.source import gitcmd, specs
 from patchcheck.source.packaged import is_packaged, parse_packaged
+from patchcheck.tree import fixes
 from patchcheck.verdict.sweep import decide
 
 
@@ -33,29 +35,40 @@ class SweepOptions:
     devices: tuple[str, ...] = ()
     against: str = ""
     run_id: str = ""
+    base: str = ""  # patch mode: A = this source (a rev of --repo, or a source spec) ...
+    patch: str = ""  # ... and B = A with this patch applied
+    repo: str = ""
+
+
+Wanted = str | BuildSpec  # a side: a debian-pkg: spec or a configured build name, or a build
 
 
 def sweep(settings: Settings, options: SweepOptions, log: Callable[[str], None] = print) -> int:
-    names = _sides(settings, options.builds or settings.sweep.builds)
+    wanted = _patch_sides(options) if options.patch or options.base else \
+        _sides(settings, options.builds or settings.sweep.builds)
     base = _against(settings, options.against)
     run_id = paths.check_run_id(options.run_id) if options.run_id else f"sweep-{new_run_id()}"
     outdir = paths.run_dir(settings.reports_dir, run_id)
     machines = settings.sweep.machines if options.machines is None else options.machines
     devices = options.devices or settings.sweep.devices
     with container_runtime(settings, run_id) as runtime:
-        a, b = (_side(settings, runtime, name, log) for name in names)
+        a, b = (_side(settings, runtime, side, log) for side in wanted)
         run = SweepRun(settings, runtime, SweepRequest(a, b, outdir, machines, tuple(devices)),
                        log)
         try:
-            run.run()
-        finally:  # an interrupted or failed sweep reports what it answered (partial)
-            code = _report(run.results, base, outdir, runtime.cli, log)
+            common = run.prepare()  # bad input ends here: no report
+            try:
+                run.sweep(common)
+            finally:  # an interrupted or failed sweep reports what it answered (partial)
+                code = _report(run.results, base, bool(options.patch), outdir, runtime.cli, log)
+        finally:
+            run.close()
     return code
 
 
-def _report(results: SweepResults, base: SweepResults | None, outdir: Path, cli: str,
-            log: Callable[[str], None]) -> int:
-    verdict = decide(results, base=base)
+def _report(results: SweepResults, base: SweepResults | None, patch: bool, outdir: Path,
+            cli: str, log: Callable[[str], None]) -> int:
+    verdict = decide(results, base=base, patch=patch)
     write_reports(results, outdir, verdict, cli)
     log(terminal(verdict, str(outdir)))
     return verdict.code
@@ -75,6 +88,27 @@ def _sides(settings: Settings, names: Sequence[str]) -> tuple[str, str]:
     return names[0], names[1]
 
 
+def _patch_sides(options: SweepOptions) -> tuple[BuildSpec, BuildSpec]:
+    """--base REV --patch P [--repo R]: A the base as it is, B the base with the patch."""
+    if not options.base or not options.patch:
+        raise UsageError("sweep: --base and --patch go together (and --builds without them)")
+    if options.builds:
+        raise UsageError("sweep: give --builds or --base/--patch, not both")
+    patch = Path(options.patch)
+    if not patch.is_file():
+        raise UsageError(f"sweep: --patch {options.patch}: no such file")
+    if options.repo:
+        if not gitcmd.is_repository(options.repo):
+            raise UsageError(f"sweep: --repo {options.repo} is not a git repository")
+        source = f"git:{Path(options.repo).resolve()}@{options.base}"
+    else:
+        source = options.base
+    specs.parse_spec(source)
+    label = options.base if options.repo else source.partition(":")[2] or source
+    return (BuildSpec(label, source, fixes.AS_IS),
+            BuildSpec(f"{label}+{patch.stem}", source, str(patch.resolve())))
+
+
 def _against(settings: Settings, run: str) -> SweepResults | None:
     if not run:
         return None
@@ -85,18 +119,20 @@ def _against(settings: Settings, run: str) -> SweepResults | None:
         path = path / "results.json"
     try:
         return SweepResults.read(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"sweep: --against {run}: no sweep's results.json there ({exc})") from None
 
 
-def _side(settings: Settings, runtime: Runtime, name: str, log: Callable[[str], None]) -> SweepSide:
-    if is_packaged(name):
-        spec = parse_packaged(name)
-        return packaged_side(runtime, Images(runtime, settings, log), name,
+def _side(settings: Settings, runtime: Runtime, wanted: Wanted,
+          log: Callable[[str], None]) -> SweepSide:
+    if isinstance(wanted, str) and is_packaged(wanted):
+        spec = parse_packaged(wanted)
+        return packaged_side(runtime, Images(runtime, settings, log), wanted,
                              str(spec).removeprefix("debian-pkg:"), log)
     local = settings if settings.sweep.build_devices == "configured" \
         else settings.full_configuration()
-    record = Pipeline(runtime, local, log).build(settings.builds[name])
+    build = wanted if isinstance(wanted, BuildSpec) else settings.builds[wanted]
+    record = Pipeline(runtime, local, log).build(build)
     return side_of(record, "default device set" if not local.minimal
                    else f"minimal ({', '.join(local.devices)})")
 

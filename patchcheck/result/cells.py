@@ -137,6 +137,7 @@ class SweepResults:
     started: str = ""
     finished: str = ""
     partial: bool = False  # interrupted or ended by a failure: not every cell has an answer
+    notes: list[str] = field(default_factory=list)  # what was not swept as a whole, and why
     migrations: int = 0
     seconds: float = 0.0
 
@@ -152,7 +153,7 @@ class SweepResults:
             cells=[Cell.from_dict(c) for c in data.get("cells", [])],
             unrunnable=[Unrunnable(**u) for u in data.get("unrunnable", [])],
             **{k: data[k] for k in ("devices", "machines", "actions", "settings", "started",
-                                    "finished", "partial", "migrations", "seconds") if k in data})
+                                    "finished", "partial", "migrations", "seconds", "notes") if k in data})
 
     def write(self, path: Path) -> None:
         """results.json, written whole or not at all (a temporary file renamed)."""

@@ -235,10 +235,6 @@ def test_a_group_size_splits_each_layout_into_units() -> None:
     assert [m.parts[-1].path for u in pcie for m in u.members] == ["0000:00:01.0", "0000:00:02.0"] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="members.member lays a root-port or switch member out "
-                   "without its carrier when Carriers has none (sweep.port or sweep.upstream "
-                   "unset, or a type one side lacks): the device sits on pcie.0 or one level "
-                   "too high, and its cells still say root-port or switch")
 @pytest.mark.parametrize("carriers", [Carriers(), Carriers(port=PORT)],
                          ids=["no port", "no upstream port"])
 def test_a_member_of_a_root_port_or_switch_unit_sits_behind_its_ports(carriers: Carriers) -> None:
@@ -254,9 +250,6 @@ def test_a_member_of_a_root_port_or_switch_unit_sits_behind_its_ports(carriers: 
             assert len(ports) == behind[unit.layout.placement], (unit.label, m.parts)
 
 
-@pytest.mark.xfail(strict=True, reason="members.member gives no slot_port when Carriers has no "
-                   "filler (none of sweep.fillers on both sides): trial.Migration then performs "
-                   "no slot action, yet the cells say action 'slot'")
 def test_every_member_of_a_slot_unit_gets_the_slot_action() -> None:
     try:
         found = units(["pc-q35-7.2"], {Placement.PCIE_ROOT: ALL}, Carriers(port=PORT),

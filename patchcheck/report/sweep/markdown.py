@@ -144,6 +144,8 @@ def _rest(results: SweepResults, verdict: SweepVerdict) -> list[str]:
                 ""]
     if verdict.diff is not None:
         out += _diff(verdict.diff)
+    if results.notes:
+        out += ["## Not swept", "", *(f"- {n}" for n in results.notes), ""]
     out += ["## Device types not run", ""]
     out += [f"- {code(u.device)}: {u.reason}" + (f" ({u.side})" if u.side else "")
             + (f": {code(u.detail)}" if u.detail else "") for u in results.unrunnable] or ["None."]

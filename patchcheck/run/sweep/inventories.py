@@ -95,4 +95,8 @@ def _machines(ia: Inventory, ib: Inventory, a: str, b: str, spec: str) -> list[s
             has = a if name in ia.machines else b if name in ib.machines else ""
             raise UsageError(f"sweep: machine type '{name}' is known to {has} only" if has
                              else f"sweep: machine type '{name}' is known to neither {a} nor {b}")
-    return select_pc(both, spec)
+    chosen = select_pc(both, spec)
+    if not chosen:
+        raise UsageError(f"sweep: --machines '{spec}' selects none of the machine types both "
+                         f"{a} and {b} know ({both[0]} .. {both[-1]})")
+    return chosen

@@ -39,6 +39,17 @@ class Layout:
         return True
 
 
+    def missing(self, carriers: Carriers) -> str:
+        """What this layout needs and the carriers lack ("" when nothing)."""
+        needs = {"a root port (sweep.port)": carriers.port
+                 if self.placement in (Placement.ROOT_PORT, Placement.SWITCH) else True,
+                 "a switch upstream port (sweep.upstream)": carriers.upstream
+                 if self.placement == Placement.SWITCH else True,
+                 "a device for the slot (sweep.fillers)": carriers.filler
+                 if self.action == Action.SLOT else True}
+        return ", ".join(what for what, have in needs.items() if not have)
+
+
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
     "pc-q35": (Layout(Placement.PCIE_ROOT, Action.CREATED), Layout(Placement.ROOT_PORT, Action.CREATED),
                Layout(Placement.SWITCH, Action.CREATED), Layout(Placement.PCIE_ROOT, Action.SLOT)),
@@ -78,6 +89,8 @@ def units(machines: Sequence[str], devices: Mapping[str, Sequence[DeviceType]],
     by_source = {src: tuple(d for d in directions if DIRECTIONS[d][0] == src) for src in "ab"}
     for machine in machines:
         for layout in layouts(machine, actions):
+            if layout.missing(carriers):
+                continue  # the run says so (SweepResults.notes)
             chosen = [d for d in devices.get(layout.placement, ()) if layout.takes(d)]
             for group in groups(chosen, layout.placement, carriers,
                                 with_filler=layout.action == Action.SLOT, size=group_size):

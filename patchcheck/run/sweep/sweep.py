@@ -19,14 +19,14 @@ from patchcheck.config.settings import Settings
 from patchcheck.engine.runtime import Mount, Runtime
 from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.inventory import DeviceType, Inventory
-from patchcheck.qemu.machine_types import family_version
 from patchcheck.result.cells import Cell, SweepResults, SweepSide, Unrunnable
 from patchcheck.run.progress import CaseProgress
 from patchcheck.run.sweep.inventories import Common, common_of, take
-from patchcheck.run.sweep.plan import DIRECTIONS, LAYOUTS, Unit, units
+from patchcheck.run.sweep.plan import DIRECTIONS, Unit, layouts, units
 from patchcheck.run.sweep.resolve import Resolver
 from patchcheck.run.sweep.screen import screen
 from patchcheck.run.sweep.trial import Migration, Setting
+from patchcheck.verdict.sweep_findings import known_bug
 
 SAVE_EVERY = 10.0  # seconds between rewrites of results.json while cells come in
 
@@ -50,6 +50,7 @@ class SweepRun:
     _hosts: Hosts | None = None
     _scratch: Path | None = None
     _saved: float = 0.0
+    _begun: float = 0.0
 
     def __post_init__(self) -> None:
         r = self.request
@@ -57,10 +58,22 @@ class SweepRun:
                                     settings=_recorded(self.settings))
 
     def run(self) -> SweepResults:
-        begun = time.monotonic()
+        """The whole sweep (`prepare`, then `sweep`), its containers removed at the end."""
         try:
-            self.open()
-            common = self.common(self.inventories())
+            return self.sweep(self.prepare())
+        finally:
+            self.close()
+
+    def prepare(self) -> Common:
+        """The containers, both inventories and what both sides have; bad input (a device or
+        machine type the sides do not have) ends here, before any cell exists."""
+        self._begun = time.monotonic()
+        self.open()
+        return self.common(self.inventories())
+
+    def sweep(self, common: Common) -> SweepResults:
+        """Screen, plan and run; results.json is written also when this is interrupted."""
+        try:
             devices = self.screen(common)
             self.execute(units(common.machines, devices, common.carriers,
                                self.settings.sweep.actions, self.settings.sweep.directions,
@@ -68,10 +81,9 @@ class SweepRun:
             self.results.unrunnable += unmigratable(self.results)
             self.results.partial = False
         finally:
-            self.results.seconds = round(time.monotonic() - begun, 1)
+            self.results.seconds = round(time.monotonic() - self._begun, 1)
             self.results.finished = _now()
             self.save(force=True)
-            self.close()
         return self.results
 
     def open(self) -> None:
@@ -115,19 +127,27 @@ class SweepRun:
         return found
 
     def screen(self, common: Common) -> dict[str, list[DeviceType]]:
-        placements = {lay.placement: family for family, lays in LAYOUTS.items() for lay in lays}
-        newest = {p: [m for m in common.machines if family_version(m)[0] == fam]
-                  for p, fam in placements.items()}
-        wanted = {p: list(common.devices) for p, ms in newest.items() if ms}
-        if not self.settings.sweep.screen:
-            kept, refused = wanted, list[Unrunnable]()
-        else:
+        """Per placement, the devices its layouts take that start there (`sweep.screen`);
+        a layout whose carriers the sides lack is left out, with a note."""
+        wanted: dict[str, list[DeviceType]] = {}
+        newest: dict[str, str] = {}
+        for machine in common.machines:  # in order: the newest of a family comes last
+            for layout in layouts(machine, self.settings.sweep.actions):
+                missing = layout.missing(common.carriers)
+                note = f"{layout.placement} {layout.action}: not swept, both sides lack {missing}"
+                if missing and note not in self.results.notes:
+                    self.results.notes.append(note)
+                    self.log(note)
+                if not missing:
+                    taken = wanted.setdefault(layout.placement, [])
+                    taken += [d for d in common.devices if layout.takes(d) and d not in taken]
+                    newest[layout.placement] = machine
+        kept, refused = wanted, list[Unrunnable]()
+        if self.settings.sweep.screen:
             kept, refused = screen(self.setting, {s.name: s for s in self._sides()}, wanted,
-                                   {p: newest[p][-1] for p in wanted}, common.carriers,
-                                   self.workers)
+                                   newest, common.carriers, self.workers)
         self.results.unrunnable += refused
-        swept = {d.name for ds in kept.values() for d in ds}
-        self.results.devices = sorted(swept)
+        self.results.devices = sorted({d.name for ds in kept.values() for d in ds})
         return kept
 
     def _sides(self) -> Sequence[SweepSide]:
@@ -154,12 +174,15 @@ class SweepRun:
                               slot_action=unit.layout.action == "slot")
         resolver = Resolver(migration)
         answers = resolver.run(unit.members, unit.directions)
-        yield [Cell(a.member.device, unit.layout.placement, unit.machine, a.destination,
-                    unit.layout.action, sides[unit.source].name, destinations[a.destination].name,
-                    str(a.outcome), a.lines[0] if a.lines else "", list(a.lines), a.instance,
-                    a.migrations, unit.label, "", list(a.member.args),
-                    migration.hmp.get(a.member.ident, []))
-               for a in answers], resolver.migrations
+        cells = [Cell(a.member.device, unit.layout.placement, unit.machine, a.destination,
+                      unit.layout.action, sides[unit.source].name,
+                      destinations[a.destination].name, str(a.outcome),
+                      a.lines[0] if a.lines else "", list(a.lines), a.instance, a.migrations,
+                      unit.label, "", list(a.member.args), migration.hmp.get(a.member.ident, []))
+                 for a in answers]
+        for cell in cells:
+            cell.known = known_bug(cell)
+        yield cells, resolver.migrations
 
     def save(self, force: bool = False) -> None:
         if force or time.monotonic() - self._saved > SAVE_EVERY:
