@@ -285,12 +285,21 @@ def bench_probe(c: Context, repeat: str = "3", scenario: str = "") -> None:
     _exit(commands.guarded(commands.bench_probe, c.config, repeat))
 
 
+@task(name="sweep", help={"no_build": "skip the yardstick (a cold default-device-set build)"})
+def bench_sweep(c: Context, no_build: bool = False) -> None:
+    """Time a full sweep of Debian's packaged 7.2 against 10.0 against one cold build of 7.2
+    with QEMU's default device set (goal: at most 2x its CPU); record
+    reports/bench-sweep-<date>.json (exit 1 when over the goal)."""
+    _exit(commands.guarded(commands.bench_sweep, c.config, not no_build))
+
+
 ns = Collection(build, matrix, check, series, bisect, clean, probe, sweep)
 bench_ns = Collection("bench")
 bench_ns.add_task(bench, name="run", default=True)
 bench_ns.add_task(bench_upstream)
 bench_ns.add_task(bench_sequence)
 bench_ns.add_task(bench_probe)
+bench_ns.add_task(bench_sweep)
 ns.add_collection(bench_ns)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)

@@ -275,6 +275,16 @@ def bench_probe(settings: Settings, repeat: str = "3") -> int:
     return EXIT_OK if result["identical"] else EXIT_DEVIATION
 
 
+def bench_sweep(settings: Settings, build: bool = True) -> int:
+    from patchcheck.bench.sweep import bench_sweep as run_bench
+    from patchcheck.run.matrix import new_run_id
+
+    with container_runtime(settings, f"bench-{new_run_id()}") as runtime:
+        result = run_bench(settings, runtime, log=log, build=build)
+    ratio = result["ratio_cpu"]
+    return EXIT_OK if ratio is None or ratio <= result["goal"] else EXIT_DEVIATION
+
+
 def bench_upstream(settings: Settings, repo: str, ref: str = "v7.2.0") -> int:
     from patchcheck.bench.upstream import bench_upstream as run_bench
     from patchcheck.run.matrix import new_run_id

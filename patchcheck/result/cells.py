@@ -140,6 +140,9 @@ class SweepResults:
     notes: list[str] = field(default_factory=list)  # what was not swept as a whole, and why
     migrations: int = 0
     seconds: float = 0.0
+    # What the time went on: qemu_starts, qemu_start_seconds (from each start until its
+    # monitor answered), group_seconds (the groups' own time, all workers added up)
+    figures: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -153,7 +156,8 @@ class SweepResults:
             cells=[Cell.from_dict(c) for c in data.get("cells", [])],
             unrunnable=[Unrunnable(**u) for u in data.get("unrunnable", [])],
             **{k: data[k] for k in ("devices", "machines", "actions", "settings", "started",
-                                    "finished", "partial", "migrations", "seconds", "notes") if k in data})
+                                    "finished", "partial", "migrations", "seconds", "notes", "figures")
+               if k in data})
 
     def write(self, path: Path) -> None:
         """results.json, written whole or not at all (a temporary file renamed)."""

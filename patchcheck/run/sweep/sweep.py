@@ -159,21 +159,27 @@ class SweepRun:
 
     def execute(self, work: Sequence[Unit]) -> None:
         with CaseProgress(len(work), "sweep groups") as progress:
-            for unit, (cells, migrations) in jobs.parallel(work, self._unit, self.workers):
+            for unit, (cells, migrations, figures) in jobs.parallel(work, self._unit,
+                                                                    self.workers):
                 self.results.cells += cells
                 self.results.migrations += migrations
+                for name, value in figures.items():
+                    self.results.figures[name] = self.results.figures.get(name, 0) + value
                 failed = sum(c.outcome == "failed" for c in cells)
                 progress.advance(f"{unit.label}: {len(cells)} cells"
                                  + (f", {failed} failed" if failed else ""))
                 self.save()
 
-    def _unit(self, unit: Unit) -> Iterable[tuple[list[Cell], int]]:
+    def _unit(self, unit: Unit) -> Iterable[tuple[list[Cell], int, dict[str, float]]]:
         sides = {"a": self.request.a, "b": self.request.b}
         destinations = {d: sides[DIRECTIONS[d][1]] for d in unit.directions}
         migration = Migration(self.setting(unit.machine), sides[unit.source], destinations,
                               slot_action=unit.layout.action == "slot")
         resolver = Resolver(migration)
+        begun = time.monotonic()
         answers = resolver.run(unit.members, unit.directions)
+        figures = {"qemu_starts": migration.starts, "qemu_start_seconds": migration.start_seconds,
+                   "group_seconds": time.monotonic() - begun}
         cells = [Cell(a.member.device, unit.layout.placement, unit.machine, a.destination,
                       unit.layout.action, sides[unit.source].name,
                       destinations[a.destination].name, str(a.outcome),
@@ -182,7 +188,7 @@ class SweepRun:
                  for a in answers]
         for cell in cells:
             cell.known = known_bug(cell)
-        yield cells, resolver.migrations
+        yield cells, resolver.migrations, figures
 
     def save(self, force: bool = False) -> None:
         if force or time.monotonic() - self._saved > SAVE_EVERY:

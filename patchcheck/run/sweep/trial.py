@@ -75,13 +75,23 @@ class Migration:
         self.sides = sides
         self.slot_action = slot_action
         self.hmp: dict[str, list[str]] = {}  # member ident -> the action's monitor commands
+        self.starts = 0  # QEMUs started, and the seconds from their start to their monitor
+        self.start_seconds = 0.0
+
+    def _launch(self, machine: Machine) -> Fault | None:
+        begun = time.monotonic()
+        try:
+            return launch(machine)
+        finally:
+            self.starts += 1
+            self.start_seconds += time.monotonic() - begun
 
     def __call__(self, members: Sequence[Member], destinations: Sequence[str]) -> Trial:
         rundir = Path(tempfile.mkdtemp(prefix="sw-", dir=self.setting.scratch))
         args = [*self.setting.base_args(), *(a for m in members for a in m.args)]
         src = self._machine(self.source, [*args, "-S"], rundir, "source")
         try:
-            fault = launch(src)
+            fault = self._launch(src)
             stream = b""
             if fault is None:
                 fault = self._act(src, members)
@@ -118,7 +128,7 @@ class Migration:
         dst = self._machine(self.sides[name], [*args, "-incoming", f"unix:{sock}"], rundir,
                             f"dst-{name}")
         try:
-            fault = launch(dst)
+            fault = self._launch(dst)
             if fault is not None:
                 return fault
             deliver(stream, sock, self.setting.timeout)
