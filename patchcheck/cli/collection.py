@@ -206,6 +206,22 @@ def sweep(c: Context, builds: str = "", machines: str | None = None, devices: st
         _split(builds), machines, _split(devices), against, run_id, base, patch, repo)))
 
 
+@task(name="sweep", help={
+    "remote": "QEMU git remote (default: patchcheck.nightly.remote)",
+    "ref": "a ref to track (repeatable; default: patchcheck.nightly.refs): branches are swept "
+           "against the release tags (latest-stable:N)",
+    "run_id": "run folder prefix (default: nightly-sweep-<timestamp>)",
+    "machines": "machine types, as for sweep",
+}, iterable=["ref"])
+def nightly_sweep(c: Context, remote: str = "", ref: list[str] | None = None, run_id: str = "",
+                  machines: str | None = None) -> None:
+    """Sweep each tracked branch against each tracked release tag and say what changed since
+    the previous night (exit 1 on a regression, or on an unknown finding the first night)."""
+    from patchcheck.commands.nightly_sweep import nightly_sweep as run_nightly
+
+    _exit(commands.guarded(run_nightly, c.config, remote, tuple(ref or ()), run_id, machines))
+
+
 @task(help={"run": "the (merged) run to append to reports/history.json (default: latest)"})
 def history(c: Context, run: str = "") -> None:
     """Append a run to reports/history.json and print what changed since the previous one."""
@@ -309,5 +325,6 @@ ns.add_collection(report_ns)
 nightly_ns = Collection("nightly")
 nightly_ns.add_task(nightly, name="run", default=True)
 nightly_ns.add_task(history)
+nightly_ns.add_task(nightly_sweep)
 ns.add_collection(nightly_ns)
 ns.configure({"patchcheck": {}})

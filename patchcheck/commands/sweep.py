@@ -25,7 +25,7 @@ from patchcheck.run.sweep.sweep import SweepRequest, SweepRun
 from patchcheck.source import gitcmd, specs
 from patchcheck.source.packaged import is_packaged, parse_packaged
 from patchcheck.tree import fixes
-from patchcheck.verdict.sweep import decide
+from patchcheck.verdict.sweep import SweepVerdict, decide
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,14 @@ def sweep(settings: Settings, options: SweepOptions, log: Callable[[str], None] 
         _sides(settings, options.builds or settings.sweep.builds)
     base = _against(settings, options.against)
     run_id = paths.check_run_id(options.run_id) if options.run_id else f"sweep-{new_run_id()}"
+    return run_sweep(settings, wanted, options, run_id, base, log)[0]
+
+
+def run_sweep(settings: Settings, wanted: tuple[Wanted, Wanted], options: SweepOptions,
+              run_id: str, base: SweepResults | None, log: Callable[[str], None]
+              ) -> tuple[int, SweepVerdict]:
+    """Make both sides, sweep, and write the reports (also of an interrupted or failed
+    sweep, marked partial); the exit code and the verdict."""
     outdir = paths.run_dir(settings.reports_dir, run_id)
     machines = settings.sweep.machines if options.machines is None else options.machines
     devices = options.devices or settings.sweep.devices
@@ -60,18 +68,19 @@ def sweep(settings: Settings, options: SweepOptions, log: Callable[[str], None] 
             try:
                 run.sweep(common)
             finally:  # an interrupted or failed sweep reports what it answered (partial)
-                code = _report(run.results, base, bool(options.patch), outdir, runtime.cli, log)
+                verdict = _report(run.results, base, bool(options.patch), outdir, runtime.cli,
+                                  log)
         finally:
             run.close()
-    return code
+    return verdict.code, verdict
 
 
 def _report(results: SweepResults, base: SweepResults | None, patch: bool, outdir: Path,
-            cli: str, log: Callable[[str], None]) -> int:
+            cli: str, log: Callable[[str], None]) -> SweepVerdict:
     verdict = decide(results, base=base, patch=patch)
     write_reports(results, outdir, verdict, cli)
     log(terminal(verdict, str(outdir)))
-    return verdict.code
+    return verdict
 
 
 def _sides(settings: Settings, names: Sequence[str]) -> tuple[str, str]:
