@@ -68,6 +68,7 @@ class SweepSettings:
     jobs: int = 0  # groups migrated at once; 0: the CPUs
     group_size: int = 0  # devices per migration; 0: as many as the root bus has slots; 1: none
     screen: bool = True  # each device started alone first (docs/sweep.md, "Shortcuts")
+    share_sources: bool = True  # destinations with the same members share one source's stream
     port: str = ""  # the root port that carries a device (root-port and switch placements)
     upstream: str = ""  # a switch's upstream port (switch placement)
     fillers: tuple[str, ...] = ()  # what sits in a slot for the slot action: the first both have
@@ -373,6 +374,7 @@ def _sweep(s: Mapping[str, Any]) -> SweepSettings:
         jobs=_int(s.get("jobs", 0), "sweep.jobs"),
         group_size=_int(s.get("group_size", 0), "sweep.group_size"),
         screen=_bool(s.get("screen", True), "sweep.screen"),
+        share_sources=_bool(s.get("share_sources", True), "sweep.share_sources"),
         port=str(s.get("port") or ""),
         upstream=str(s.get("upstream") or ""),
         fillers=_list(s.get("fillers"), "sweep.fillers"),

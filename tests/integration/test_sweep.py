@@ -127,12 +127,14 @@ def _normal(cell: dict[str, Any]) -> tuple[str, str]:
 
 
 def test_grouped_sweep_equals_one_device_per_migration(packaged: SweepRun) -> None:
-    """The shortcuts (groups, screening) off: one device per migration, every device tried
-    on every machine type; the same answer for every cell of the sample."""
+    """The shortcuts (groups, screening, a source shared by destinations) off: one device per
+    migration, every device tried on every machine type, a source per destination; the same
+    answer for every cell of the sample."""
     machines = "pc-q35-6.0,pc-i440fx-7.2"
     reference = sweep("--builds", SIDES, "--machines", machines, "--devices", SAMPLE,
                       env={"INVOKE_PATCHCHECK_SWEEP_GROUP_SIZE": "1",
-                           "INVOKE_PATCHCHECK_SWEEP_SCREEN": "false"})
+                           "INVOKE_PATCHCHECK_SWEEP_SCREEN": "false",
+                           "INVOKE_PATCHCHECK_SWEEP_SHARE_SOURCES": "false"})
     sample = set(SAMPLE.split(","))
     screened = {(u["device"], u["reason"].split()[-2]) for u in packaged.data["unrunnable"]
                 if u["reason"].startswith("does not start")}

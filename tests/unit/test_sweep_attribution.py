@@ -213,11 +213,11 @@ def group(names: Sequence[str], placement: str = Placement.PCIE_ROOT,
 
 
 def sweep(scratch: Path, members: Sequence[Member], builds: Mapping[str, Build],
-          destinations: Sequence[str] = ("forward", "control")) -> Swept:
+          destinations: Sequence[str] = ("forward", "control"), share: bool = True) -> Swept:
     hosts = SweepHosts(builds)
     migration = Migration(Setting("pc-q35-7.2", hosts, scratch, timeout=5.0, start_timeout=1.0),
                           A, {d: SIDES[d] for d in destinations}, slot_action=False)
-    resolver = Resolver(migration)
+    resolver = Resolver(migration, share=share)
     answers = resolver.run(members, destinations)
     assert len(answers) == len(members) * len(destinations), "one answer per member and destination"
     assert all(q.closed and not q.running() for q in hosts.launched), "a QEMU left running"
@@ -381,6 +381,22 @@ def test_destinations_share_a_source_until_their_members_differ(scratch: Path) -
     assert [len(s.devices) for s in swept.hosts.sources()] == [6, 5, 4]
     assert swept.answer("ac97", "control").migrations == 2
     assert swept.answer("ac97", "forward").migrations == 3
+
+
+def test_a_source_per_destination_gives_the_same_answers(scratch: Path) -> None:
+    """The shortcut off (sweep.share_sources: false): each destination gets a source of its
+    own; every answer is the same, in more migrations."""
+    members = group(NICS)
+    builds = {"bookworm": Build(rejects={"e1000": "Failed to load e1000:mac_reg"}),
+              "trixie": Build(rejects={"e1000": "Failed to load e1000:mac_reg",
+                                       "e1000e": "Failed to load e1000e:parent_obj"})}
+    shared = sweep(scratch, members, builds)
+    alone = sweep(scratch, members, builds, share=False)
+    assert alone.outcomes() == shared.outcomes()
+    assert {(a.member.device, a.destination): a.lines for a in alone.answers} == \
+        {(a.member.device, a.destination): a.lines for a in shared.answers}
+    assert alone.migrations == 5 > shared.migrations == 3
+    assert sorted(alone.hosts.destinations()) == ["a", "a", "b", "b", "b"]
 
 
 # --- (g) the port a device sits behind fails ---------------------------------------------------

@@ -25,13 +25,19 @@ class _Work:
 @dataclass
 class Resolver:
     migrate: Migrate
+    # Destinations whose members left are the same share one source and its stream (false:
+    # each destination its own source, the reference it is tested against)
+    share: bool = True
     answers: list[Answer] = field(default_factory=list)
     migrations: int = 0
     _queue: list[_Work] = field(default_factory=list)
     _tries: dict[str, int] = field(default_factory=dict)
 
     def run(self, members: Sequence[Member], destinations: Sequence[str]) -> list[Answer]:
-        self._push(tuple(members), tuple(destinations))
+        for destination in (destinations if not self.share else ()):
+            self._push(tuple(members), (destination,))
+        if self.share:
+            self._push(tuple(members), tuple(destinations))
         while self._queue:
             work = self._queue.pop(0)
             trial = self.migrate(work.members, work.destinations)
@@ -54,7 +60,7 @@ class Resolver:
               alone: bool = False) -> None:
         if not members or not destinations:
             return
-        for work in self._queue:  # the same members for another destination: one source
+        for work in self._queue if self.share else ():  # the same members elsewhere: one source
             if work.members == members and work.alone == alone:
                 work.destinations = (*work.destinations,
                                      *(d for d in destinations if d not in work.destinations))

@@ -175,7 +175,7 @@ class SweepRun:
         destinations = {d: sides[DIRECTIONS[d][1]] for d in unit.directions}
         migration = Migration(self.setting(unit.machine), sides[unit.source], destinations,
                               slot_action=unit.layout.action == "slot")
-        resolver = Resolver(migration)
+        resolver = Resolver(migration, share=self.settings.sweep.share_sources)
         begun = time.monotonic()
         answers = resolver.run(unit.members, unit.directions)
         figures = {"qemu_starts": migration.starts, "qemu_start_seconds": migration.start_seconds,
