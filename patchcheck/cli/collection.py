@@ -191,10 +191,11 @@ def nightly(c: Context, remote: str = "", ref: list[str] | None = None, fix: str
             "debian:trixie), B = A with --patch applied",
     "patch": "with --base: the patch (a patch file or git format-patch mbox)",
     "repo": "with --base: a local QEMU git clone",
+    "guest": "linux: also boot a Linux guest with each group's devices before it migrates",
 })
 def sweep(c: Context, builds: str = "", machines: str | None = None, devices: str = "",
           against: str = "", run_id: str = "", scenario: str = "", base: str = "",
-          patch: str = "", repo: str = "") -> None:
+          patch: str = "", repo: str = "", guest: str = "") -> None:
     """Migrate every PCI device type between two QEMUs, A->B, B->A and A->A, on every machine
     type both know; exit 0 nothing unexpected, 1 an unknown failure or a regression, 3 no
     answer."""
@@ -203,7 +204,7 @@ def sweep(c: Context, builds: str = "", machines: str | None = None, devices: st
     from patchcheck.commands.sweep import sweep as run_sweep
 
     _exit(commands.guarded(run_sweep, c.config, SweepOptions(
-        _split(builds), machines, _split(devices), against, run_id, base, patch, repo)))
+        _split(builds), machines, _split(devices), against, run_id, base, patch, repo, guest)))
 
 
 @task(name="sweep", help={

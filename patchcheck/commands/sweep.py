@@ -38,6 +38,7 @@ class SweepOptions:
     base: str = ""  # patch mode: A = this source (a rev of --repo, or a source spec) ...
     patch: str = ""  # ... and B = A with this patch applied
     repo: str = ""
+    guest: str = ""  # "linux": add the Linux-guest action
 
 
 Wanted = str | BuildSpec  # a side: a debian-pkg: spec or a configured build name, or a build
@@ -57,6 +58,7 @@ def run_sweep(settings: Settings, wanted: tuple[Wanted, Wanted], options: SweepO
     """Make both sides, sweep, and write the reports (also of an interrupted or failed
     sweep, marked partial); the exit code and the verdict."""
     outdir = paths.run_dir(settings.reports_dir, run_id)
+    settings = _with_guest(settings, options.guest)
     machines = settings.sweep.machines if options.machines is None else options.machines
     devices = options.devices or settings.sweep.devices
     with container_runtime(settings, run_id) as runtime:
@@ -95,6 +97,16 @@ def _sides(settings: Settings, names: Sequence[str]) -> tuple[str, str]:
             raise UsageError(f"sweep: '{name}' is neither debian-pkg:<suite>[=<version>] nor a "
                              f"configured build (configured: {', '.join(settings.builds) or 'none'})")
     return names[0], names[1]
+
+
+def _with_guest(settings: Settings, guest: str) -> Settings:
+    if not guest:
+        return settings
+    if guest != "linux":
+        raise UsageError(f"sweep: --guest {guest!r}: the only guest is linux")
+    actions = (*settings.sweep.actions, "linux") if "linux" not in settings.sweep.actions \
+        else settings.sweep.actions
+    return dataclasses.replace(settings, sweep=dataclasses.replace(settings.sweep, actions=actions))
 
 
 def _patch_sides(options: SweepOptions) -> tuple[BuildSpec, BuildSpec]:

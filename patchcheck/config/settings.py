@@ -343,7 +343,8 @@ def _load(config: Any) -> Settings:
     )
 
 
-SWEEP_ACTIONS = ("created", "slot")
+SWEEP_ACTIONS = ("created", "slot", "linux")
+SWEEP_DEFAULT_ACTIONS = ("created", "slot")  # linux: `invoke sweep --guest linux`
 SWEEP_DIRECTIONS = ("forward", "backward", "control")
 
 
@@ -363,7 +364,7 @@ def _sweep(s: Mapping[str, Any]) -> SweepSettings:
         builds=_list(s.get("builds"), "sweep.builds"),
         machines=str(s.get("machines") or ""),
         devices=_list(s.get("devices"), "sweep.devices"),
-        actions=_choice(_list(s.get("actions"), "sweep.actions") or SWEEP_ACTIONS,
+        actions=_choice(_list(s.get("actions"), "sweep.actions") or SWEEP_DEFAULT_ACTIONS,
                         SWEEP_ACTIONS, "sweep.actions"),
         directions=_choice(_list(s.get("directions"), "sweep.directions") or SWEEP_DIRECTIONS,
                            SWEEP_DIRECTIONS, "sweep.directions"),

@@ -46,6 +46,7 @@ class Placement(enum.StrEnum):
 class Action(enum.StrEnum):
     CREATED = "created"  # migrated as QEMU created it; the guest never ran
     SLOT = "slot"  # a hot-plug slot powered on, then off, events acknowledged (as pciehp does)
+    LINUX = "linux"  # a Linux guest booted with the devices, its drivers programmed them
 
 
 @dataclass(frozen=True, order=True)

@@ -229,3 +229,55 @@ def test_a_patch_that_drops_one_compat_entry_changes_exactly_its_devices_and_typ
     assert all("Bad config data" in c["error"] for c in failed)
     assert run.result.returncode == 1
     assert "The patch makes migrations fail" in run.result.stdout
+
+
+def test_an_interrupted_sweep_writes_what_it_answered(tmp_path: Path) -> None:
+    """Ctrl-C in the middle: exit 3 within seconds, no container of the run left, and the
+    cells answered so far in results.json (partial) and in every report."""
+    import os
+    import signal
+    import sys
+    import time
+
+    import docker
+
+    from patchcheck.engine.runtime import LABEL_RUN
+
+    env = {**os.environ, "INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path), "CI": "true",
+           "INVOKE_PATCHCHECK_SWEEP_JOBS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "sweep", "--builds", SIDES,
+                             "--run-id", "sweep-intr"], cwd=PROJECT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "sweep-intr" / "results.json"
+    deadline = time.monotonic() + 180
+    while not (results.exists() and json.loads(results.read_text())["cells"]):
+        assert time.monotonic() < deadline and proc.poll() is None, "no cells written"
+        time.sleep(0.2)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 3 and "Traceback" not in err, err[-2000:]
+    assert "interrupted" in err
+    data = json.loads(results.read_text())
+    assert data["partial"] is True and data["cells"]
+    for name in ("summary.md", "index.html", "junit.xml"):
+        assert (tmp_path / "sweep-intr" / name).stat().st_size > 0
+    left = docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_RUN}=sweep-intr"})
+    assert left == []
+
+
+def test_the_linux_guest_boots_with_the_devices_and_runs_on_after_migration() -> None:
+    """--guest linux: a real boot with each group's devices on the source, the running guest
+    migrated, its heartbeats on the destination's console."""
+    run = sweep("--builds", SIDES, "--machines", "pc-q35-7.2", "--guest", "linux",
+                "--devices", "e1000e,virtio-net-pci,ich9-ahci,qemu-xhci,pcie-root-port,nvme",
+                env={"INVOKE_PATCHCHECK_SWEEP_ACTIONS": "created"})
+    linux = run.cells(action="linux")
+    assert {c["placement"] for c in linux} == {"pcie.0", "root-port"}
+    assert {c["direction"] for c in linux} == {"forward", "backward", "control"}
+    answered = {(c["device"], c["outcome"]) for c in linux}
+    assert ("e1000e", "passed") in answered and ("virtio-net-pci", "passed") in answered
+    assert ("nvme", "unmigratable") in answered
+    assert not [c for c in linux if c["outcome"] == "error"], linux
+    assert run.result.returncode == 0, run.result.stdout[-2000:]

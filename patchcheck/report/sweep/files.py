@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from patchcheck.report.sweep import html, junit, markdown, reproduce
+from patchcheck.report.sweep.facts import finding_dir
 from patchcheck.result.cells import SweepResults
 from patchcheck.verdict.sweep import SweepVerdict
 
@@ -32,7 +33,7 @@ def write_reports(results: SweepResults, outdir: Path, verdict: SweepVerdict,
         "junit": write_whole(outdir / "junit.xml", junit.to_xml(results, verdict)),
     }
     for number, finding in enumerate(verdict.findings, 1):
-        path = outdir / reproduce.finding_dir(number, finding) / "reproduce.sh"
+        path = outdir / finding_dir(number, finding) / "reproduce.sh"
         written[f"reproduce-{number}"] = write_whole(
             path, reproduce.script(results, finding, cli), 0o755)
     return written

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from patchcheck.report import html as house
-from patchcheck.report.sweep.markdown import arrow, known_title, swept_facts
-from patchcheck.report.sweep.reproduce import finding_dir
+from patchcheck.report.sweep.facts import arrow, finding_dir, known_title, swept_facts
 from patchcheck.result.cells import Cell, CellOutcome, SweepResults
 from patchcheck.verdict.sweep import Finding, SweepVerdict, known_bug, machine_order
 from patchcheck.verdict.sweep_findings import DIRECTIONS, machine_parts

@@ -6,46 +6,16 @@ and its details; the findings are numbered as the verdict orders them, control f
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Iterable
 
-from patchcheck.errors import UsageError
-from patchcheck.report.sweep.reproduce import finding_dir
-from patchcheck.result.cells import CellOutcome, Direction, SweepResults, SweepSide
-from patchcheck.verdict.sweep import Finding, SweepVerdict, machine_ranges
+from patchcheck.report.sweep.facts import code, finding_dir, known_title, swept_facts
+from patchcheck.result.cells import CellOutcome, SweepResults, SweepSide
+from patchcheck.verdict.sweep import Finding, SweepVerdict
 from patchcheck.verdict.sweep_diff import SweepDiff
-
-
-def code(text: str) -> str:
-    """A Markdown code span of one line, whatever backticks the text holds."""
-    text = " ".join(text.splitlines())
-    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def _cell(text: str) -> str:
     return " ".join(text.splitlines()).replace("|", "\\|")
-
-
-def known_title(name: str) -> str:
-    """A scenario by name and title, "<name> (<title>)"; a name the registry does not know
-    stays as it is."""
-    from patchcheck.scenarios import registry
-
-    try:
-        return f"{name} ({registry.get(name).title})"
-    except UsageError:
-        return name
-
-
-def arrow(results: SweepResults, direction: str) -> str:
-    a, b = results.a.name, results.b.name
-    ends: dict[str, tuple[str, str]] = {Direction.FORWARD: (a, b), Direction.BACKWARD: (b, a),
-                                        Direction.CONTROL: (a, a)}
-    source, destination = ends.get(direction, ("?", "?"))
-    return f"{source} -> {destination}"
 
 
 def _sides(results: SweepResults) -> list[str]:
@@ -60,30 +30,6 @@ def _configuration(s: SweepSide) -> str:
     package = f" (package {s.package_version})" \
         if s.package_version and s.package_version not in s.configuration else ""
     return (s.configuration or "?") + package
-
-
-def outcome_counts(results: SweepResults) -> str:
-    counts = Counter(c.outcome for c in results.cells)
-    known = [f"{counts.pop(o.value)} {o.value}" for o in CellOutcome if o.value in counts]
-    return ", ".join([*known, *(f"{n} {o}" for o, n in sorted(counts.items()))]) or "none"
-
-
-def swept_facts(results: SweepResults) -> list[tuple[str, str]]:
-    """(what, value): what the sweep covered, for summary.md and index.html."""
-    directions = [d.value for d in Direction if any(c.direction == d for c in results.cells)]
-    machines = results.machines or sorted({c.machine for c in results.cells})
-    took = f"{results.seconds:g} s, started {results.started or '?'}, finished " \
-        f"{results.finished or '?'}"
-    return [
-        ("device types", f"{len(results.devices)}: {', '.join(results.devices)}"),
-        ("machine types", f"{len(machines)}: {machine_ranges(machines, machines) or 'none'}"),
-        ("guest actions", ", ".join(results.actions) or "?"),
-        ("directions", ", ".join(f"{d} ({arrow(results, d)})" for d in directions) or "none"),
-        ("cells", f"{len(results.cells)}: {outcome_counts(results)}"),
-        ("migrations", f"{results.migrations}; {took}"
-                       + (" (PARTIAL: not every cell has an answer)" if results.partial else "")),
-        ("settings", ", ".join(f"{k}={v}" for k, v in sorted(results.settings.items())) or "-"),
-    ]
 
 
 def finding_lines(number: int, f: Finding) -> list[str]:

@@ -4,7 +4,6 @@ in two terminals, and the guest action and the migration typed in the source's m
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 
@@ -15,11 +14,6 @@ from patchcheck.verdict.sweep import Finding
 
 SOCKET_DIR = "/tmp/pc"
 SOCKET = f"unix:{SOCKET_DIR}/migrate.sock"
-
-
-def finding_dir(number: int, finding: Finding) -> str:
-    """findings/<n>-<device>, relative to the report directory (n from 1)."""
-    return f"findings/{number}-{re.sub(r'[^A-Za-z0-9._-]+', '_', finding.device)}"
 
 
 def side(results: SweepResults, name: str) -> SweepSide:

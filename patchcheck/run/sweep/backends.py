@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from patchcheck.qemu.inventory import DeviceType
+if TYPE_CHECKING:
+    from patchcheck.qemu.inventory import DeviceType
+
 
 # Properties whose backend is a resource of the host: such a device is not swept.
 HOST_PROPERTIES = ("evdev", "fsdev", "fd", "sysfsdev")

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from patchcheck.qemu.inventory import DeviceType
 from patchcheck.result.cells import Placement
 from patchcheck.run.sweep.backends import create
+
+if TYPE_CHECKING:
+    from patchcheck.qemu.inventory import DeviceType
 
 # The root bus's slots a device may take: 0 is the host bridge; q35 keeps 0x1f (LPC, SATA,
 # SMBus), i440fx slot 1 (PIIX3 and its functions).

@@ -52,8 +52,9 @@ class Layout:
 
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
     "pc-q35": (Layout(Placement.PCIE_ROOT, Action.CREATED), Layout(Placement.ROOT_PORT, Action.CREATED),
-               Layout(Placement.SWITCH, Action.CREATED), Layout(Placement.PCIE_ROOT, Action.SLOT)),
-    "pc-i440fx": (Layout(Placement.PCI_ROOT, Action.CREATED),),
+               Layout(Placement.SWITCH, Action.CREATED), Layout(Placement.PCIE_ROOT, Action.SLOT),
+               Layout(Placement.PCIE_ROOT, Action.LINUX), Layout(Placement.ROOT_PORT, Action.LINUX)),
+    "pc-i440fx": (Layout(Placement.PCI_ROOT, Action.CREATED), Layout(Placement.PCI_ROOT, Action.LINUX)),
 }
 
 

@@ -5,6 +5,7 @@ already answered: the results are marked partial."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -17,9 +18,11 @@ from pathlib import Path
 from patchcheck import jobs
 from patchcheck.config.settings import Settings
 from patchcheck.engine.runtime import Mount, Runtime
+from patchcheck.guests.image import GuestImage, ensure_image, guests_dir
+from patchcheck.guests.linux import MIN_RAM_MIB
 from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.inventory import DeviceType, Inventory
-from patchcheck.result.cells import Cell, SweepResults, SweepSide, Unrunnable
+from patchcheck.result.cells import Action, Cell, SweepResults, SweepSide, Unrunnable
 from patchcheck.run.progress import CaseProgress
 from patchcheck.run.sweep.inventories import Common, common_of, take
 from patchcheck.run.sweep.plan import DIRECTIONS, Unit, layouts, units
@@ -51,6 +54,7 @@ class SweepRun:
     _scratch: Path | None = None
     _saved: float = 0.0
     _begun: float = 0.0
+    _guest: GuestImage | None = None
 
     def __post_init__(self) -> None:
         r = self.request
@@ -92,6 +96,10 @@ class SweepRun:
         mounts = [Mount(str(self._scratch), str(self._scratch))]
         if builds.is_dir():
             mounts.append(Mount(str(builds), str(builds), read_only=True))
+        if Action.LINUX in self.settings.sweep.actions:  # its kernel and initrd, read-only
+            self._guest = ensure_image(self.runtime, self.settings, log=self.log)
+            root = guests_dir(self.settings)
+            mounts.append(Mount(str(root), str(root), read_only=True))
         self._hosts = Hosts(self.runtime, tuple(mounts))
         self.request.outdir.mkdir(parents=True, exist_ok=True)
 
@@ -173,8 +181,13 @@ class SweepRun:
     def _unit(self, unit: Unit) -> Iterable[tuple[list[Cell], int, dict[str, float]]]:
         sides = {"a": self.request.a, "b": self.request.b}
         destinations = {d: sides[DIRECTIONS[d][1]] for d in unit.directions}
-        migration = Migration(self.setting(unit.machine), sides[unit.source], destinations,
-                              slot_action=unit.layout.action == "slot")
+        linux = unit.layout.action == Action.LINUX
+        setting = self.setting(unit.machine)
+        if linux:
+            setting = dataclasses.replace(setting, ram_mib=max(setting.ram_mib, MIN_RAM_MIB))
+        migration = Migration(setting, sides[unit.source], destinations,
+                              slot_action=unit.layout.action == Action.SLOT,
+                              guest=self._guest if linux else None)
         resolver = Resolver(migration, share=self.settings.sweep.share_sources)
         begun = time.monotonic()
         answers = resolver.run(unit.members, unit.directions)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from patchcheck.guests.image import GuestError, GuestImage
+from patchcheck.guests.linux import LinuxAction
 from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError
 from patchcheck.qemu.pciconf import PciError
@@ -24,6 +26,7 @@ from patchcheck.run.sweep.attribute import Fault, Trial, instance_of
 from patchcheck.run.sweep.members import Member
 from patchcheck.run.sweep.slot import power_cycle
 
+GUEST_ALIVE_S = 30.0  # a migrated guest prints a heartbeat within this (it prints ten a second)
 REJECTED_EXIT = 1  # QEMU's exit status when it refuses an argument or an incoming stream
 # A QEMU that ends by one of these signals crashed: a bug of the QEMU with these devices, a
 # failure of the migration (a kill, as by the kernel for memory, is no answer: an error).
@@ -69,11 +72,12 @@ class Migration:
     destinations, with the slot action or none; keeps the action's monitor commands."""
 
     def __init__(self, setting: Setting, source: SweepSide, sides: dict[str, SweepSide],
-                 slot_action: bool) -> None:
+                 slot_action: bool, guest: GuestImage | None = None) -> None:
         self.setting = setting
         self.source = source
         self.sides = sides
         self.slot_action = slot_action
+        self.guest = guest  # the Linux guest boots on the source (the linux action)
         self.hmp: dict[str, list[str]] = {}  # member ident -> the action's monitor commands
         self.starts = 0  # QEMUs started, and the seconds from their start to their monitor
         self.start_seconds = 0.0
@@ -89,17 +93,19 @@ class Migration:
     def __call__(self, members: Sequence[Member], destinations: Sequence[str]) -> Trial:
         rundir = Path(tempfile.mkdtemp(prefix="sw-", dir=self.setting.scratch))
         args = [*self.setting.base_args(), *(a for m in members for a in m.args)]
-        src = self._machine(self.source, [*args, "-S"], rundir, "source")
+        linux = LinuxAction(self.guest) if self.guest is not None else None
+        booted = linux.qemu_args(rundir, "source") if linux is not None else []
+        src = self._machine(self.source, [*args, *booted, "-S"], rundir, "source")
         try:
             fault = self._launch(src)
             stream = b""
             if fault is None:
-                fault = self._act(src, members)
+                fault = self._act(src, members) if linux is None else _boot(src, linux)
             if fault is None:
                 stream, fault = _capture(src, rundir, self.setting.timeout)
             if fault is not None:
                 return Trial(source=fault)
-            return Trial(destinations={d: self._land(d, args, stream, rundir)
+            return Trial(destinations={d: self._land(d, args, stream, rundir, linux)
                                        for d in destinations})
         finally:
             src.shutdown()
@@ -123,18 +129,37 @@ class Migration:
             self.hmp[m.ident] = monitor.writes
         return None
 
-    def _land(self, name: str, args: list[str], stream: bytes, rundir: Path) -> Fault | None:
+    def _land(self, name: str, args: list[str], stream: bytes, rundir: Path,
+              linux: LinuxAction | None) -> Fault | None:
         sock = rundir / f"in-{name}.sock"
-        dst = self._machine(self.sides[name], [*args, "-incoming", f"unix:{sock}"], rundir,
-                            f"dst-{name}")
+        own = rundir / name  # the destination's console, when a guest runs
+        own.mkdir()
+        console = linux.qemu_args(own, "destination") if linux is not None else []
+        dst = self._machine(self.sides[name], [*args, *console, "-incoming", f"unix:{sock}"],
+                            rundir, f"dst-{name}")
         try:
             fault = self._launch(dst)
             if fault is not None:
                 return fault
             deliver(stream, sock, self.setting.timeout)
-            return _judge(dst, time.monotonic() + self.setting.timeout)
+            fault = _judge(dst, time.monotonic() + self.setting.timeout)
+            if fault is None and linux is not None:
+                lost = linux.verify_destination(dst, own, GUEST_ALIVE_S)
+                if lost:
+                    return Fault(CellOutcome.FAILED, (f"the guest did not run on: {lost}",))
+            return fault
         finally:
             dst.shutdown()
+
+
+def _boot(src: Machine, linux: LinuxAction) -> Fault | None:
+    """The linux action: the source's guest boots with the group's devices, its drivers
+    program them, and it runs until it is ready (a guest that does not is no answer)."""
+    try:
+        linux.perform(src)
+        return None
+    except (GuestError, MachineError) as exc:
+        return Fault(CellOutcome.ERROR, (f"source guest: {exc}",))
 
 
 def launch(machine: Machine) -> Fault | None:
