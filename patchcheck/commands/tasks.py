@@ -30,7 +30,9 @@ def guarded(func: Callable[..., int], invoke_config: Any, *args: Any,
     """Run a command; map every failure to one line on stderr and an exit code.
     `no_verdict`: the task's code for "no verdict" (infrastructure errors, an interruption,
     an unexpected exception, whose traceback goes to a log file named on that line)."""
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    # SIGTERM (a CI job's time limit) and SIGHUP (the terminal closed) stop the run as
+    # Ctrl-C does: what finished is reported, marked partial, and --resume completes it.
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     settings: Settings | None = None
     try:
         settings = config_mod.load(invoke_config)
@@ -48,7 +50,8 @@ def guarded(func: Callable[..., int], invoke_config: Any, *args: Any,
               + f" (traceback: {where}; exit {no_verdict}: no verdict)", file=sys.stderr)
         return no_verdict
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def crash_log(exc: BaseException, cache_dir: Path | None) -> Path:

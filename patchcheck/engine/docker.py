@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patchcheck.engine.launched import LaunchedProcess
+from patchcheck.engine.lifeline import Lifeline
 from patchcheck.engine.runtime import (
     LABEL,
     LABEL_PID,
@@ -150,6 +151,7 @@ class DockerRuntime:
                              f"{engine_reason(exc)} ({self.hint()})") from None
         self._lock = threading.Lock()
         self._started: set[str] = set()
+        self._lifelines: dict[str, Lifeline] = {}  # container id -> its dead man's switch
         self._sockets: str | None = None
         self._closed = False  # no container starts after close (e.g. from a probe thread)
 
@@ -209,8 +211,14 @@ class DockerRuntime:
     def start(self, spec: ContainerSpec) -> DockerContainer:
         if self._closed:
             raise InfraError(f"no {spec.role} container: the run is ending")
-        mounts, command, launcher = self._main_process(spec)
-        container_id = self._create(spec, mounts, command)
+        mounts, command, launcher, lifeline = self._main_process(spec)
+        try:
+            container_id = self._create(spec, mounts, command)
+        except InfraError:
+            lifeline.close()
+            raise
+        with self._lock:
+            self._lifelines[container_id] = lifeline
         self._own(container_id, spec)
         try:
             self.client.api.start(container_id)
@@ -220,23 +228,26 @@ class DockerRuntime:
                              f"{exc}") from None
         return DockerContainer(self, container_id, launcher)
 
-    def _main_process(self, spec: ContainerSpec) -> tuple[list[SdkMount], list[str], str | None]:
-        """The container's mounts, its command, and its launcher's socket: `sleep` when it
-        only runs commands, the launcher (on a socket of its own) when it spawns."""
+    def _main_process(self, spec: ContainerSpec) -> tuple[list[SdkMount], list[str], str | None,
+                                                          Lifeline]:
+        """The container's mounts, its command, its launcher's socket (when it spawns) and
+        its lifeline: the launcher is every container's main process, holding the lifeline
+        (patchcheck/engine/lifeline.py), and serving the socket when the spec spawns."""
         from docker.types import Mount as DockerMount
 
         mounts = [
             DockerMount(m.target, m.source, type="bind", read_only=m.read_only)
             for m in spec.mounts
         ]
-        if not spec.spawns:
-            return mounts, ["sleep", "infinity"], None
         sockets = Path(tempfile.mkdtemp(prefix="c-", dir=self._socket_dir()))
-        launcher = str(sockets / "launcher.sock")
+        lifeline = Lifeline(str(sockets / "life.sock"))
+        launcher = str(sockets / "launcher.sock") if spec.spawns else None
         mounts += [DockerMount(str(sockets), str(sockets), type="bind"),
                    DockerMount(LAUNCHER_IN_CONTAINER, str(LAUNCHER), type="bind",
                                read_only=True)]
-        return mounts, ["python3", "-I", LAUNCHER_IN_CONTAINER, launcher], launcher
+        command = ["python3", "-I", LAUNCHER_IN_CONTAINER, "--lifeline", lifeline.path,
+                   *([launcher] if launcher else [])]
+        return mounts, command, launcher, lifeline
 
     def _create(self, spec: ContainerSpec, mounts: list[SdkMount], command: list[str]
                 ) -> str:
@@ -254,6 +265,7 @@ class DockerRuntime:
                 security_opt=["no-new-privileges"],
             )
             hardened["Privileged"] = False  # the SDK writes it only when true
+            hardened["AutoRemove"] = True  # ended (its lifeline cut): the engine removes it
             host_config = {**self.host_config(spec), **hardened}  # the engine's never win
             created = api.create_container(
                 spec.image,
@@ -345,6 +357,9 @@ class DockerRuntime:
             pass
         with self._lock:
             self._started.discard(container_id)
+            lifeline = self._lifelines.pop(container_id, None)
+        if lifeline is not None:  # the container ends by itself, also if the engine did not answer
+            lifeline.close()
 
     def close(self) -> None:
         """Remove every container this runtime started, by id; start no more."""

@@ -16,6 +16,12 @@ Protocol, JSON lines, one connection per process:
     client <- {"exit": CODE}  when the process ended; a signal N is 128+N, as in a shell
 When the client's side closes (patchcheck finished with it, or patchcheck died) and the
 process still runs, it is killed: no QEMU outlives the run that started it.
+
+The dead man's switch (`--lifeline PATH`, every container): the launcher connects to
+patchcheck's socket PATH (patchcheck/engine/lifeline.py) and, when that connection closes
+because patchcheck ended however it ended, exits at once; as the container's main process
+its exit ends every process in the container. Without a launcher socket it only keeps the
+lifeline (a container whose commands patchcheck runs with `exec`).
 """
 
 import json
@@ -24,6 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, Callable, Dict
 
 
@@ -40,6 +47,9 @@ def _sender(conn: socket.socket) -> Callable[[Dict[str, Any]], None]:
     return send
 
 
+_RUNNING: "set[subprocess.Popen[bytes]]" = set()  # killed when the lifeline closes
+
+
 def _start(request: Dict[str, Any]) -> "subprocess.Popen[bytes]":
     argv, log = request["argv"], request["log"]
     if not argv or not all(isinstance(a, str) for a in argv):
@@ -47,6 +57,7 @@ def _start(request: Dict[str, Any]) -> "subprocess.Popen[bytes]":
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, close_fds=True)
+    _RUNNING.add(proc)
     pidfile = request.get("pidfile")
     if pidfile:
         with open(pidfile, "w") as f:
@@ -67,6 +78,7 @@ def handle(conn: socket.socket) -> None:
 
     def wait() -> None:
         code = proc.wait()
+        _RUNNING.discard(proc)
         send({"exit": code if code >= 0 else 128 - code})
 
     waiter = threading.Thread(target=wait, daemon=True)
@@ -96,5 +108,41 @@ def serve(path: str) -> None:
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
+def hold(path: str, timeout: float = 30.0) -> None:
+    """Connect to patchcheck's lifeline and exit the whole process once it closes."""
+    deadline = time.monotonic() + timeout
+    line = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    while True:
+        try:
+            line.connect(path)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                os._exit(3)  # nobody holds the other end: end, do not linger
+            time.sleep(0.01)
+
+    def watch() -> None:
+        try:
+            while line.recv(64):
+                pass
+        except OSError:
+            pass
+        for proc in list(_RUNNING):  # they end with the container's PID 1 anyway
+            if proc.poll() is None:
+                proc.kill()
+        os._exit(0)  # patchcheck is gone
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(argv: "list[str]") -> None:
+    if argv[:1] == ["--lifeline"]:
+        hold(argv[1])
+        argv = argv[2:]
+    if argv:
+        serve(argv[0])
+    else:
+        threading.Event().wait()
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    main(sys.argv[1:])

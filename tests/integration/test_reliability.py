@@ -336,3 +336,50 @@ def test_sigterm_mid_source_fetch_leaves_nothing(builds, tmp_path):
     assert fetching() == []
     debian = cache / "debian" / "bookworm"
     assert not debian.exists() or list(debian.iterdir()) == []
+
+
+def _matrix_in_background(tmp_path: Path, run_id: str) -> tuple[subprocess.Popen[str], Path]:
+    scratch = Path(tempfile.mkdtemp(prefix="pcK-"))  # short: it holds unix sockets
+    env = {**os.environ, "INVOKE_PATCHCHECK_REPORTS_DIR": str(tmp_path / "r"), "CI": "true",
+           "TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "matrix", *SMALL, "--run-id", run_id],
+                            cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    cases = tmp_path / "r" / run_id / "cases"
+    _wait_for(lambda: len(list(cases.glob("*/result.json"))) >= 3)
+    return proc, scratch
+
+
+def _qemus_of(scratch: Path) -> list[int]:
+    return _qemu_pids(str(scratch), True) + _qemu_pids(str(scratch), False)
+
+
+def test_sigkill_mid_matrix_leaves_no_container_and_no_qemu_after_10s(builds, tmp_path):
+    """kill -9 (an OOM kill, a CI job killed at its limit): nothing of patchcheck can clean
+    up, so every container ends itself once its lifeline to the process is cut."""
+    builds["7.2-none"], builds["7.2-v2"]
+    proc, scratch = _matrix_in_background(tmp_path, "killed")
+    assert _containers("killed")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while (_containers("killed") or _qemus_of(scratch)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _containers("killed") == [] and _qemus_of(scratch) == []
+
+
+def test_sighup_is_an_interruption_with_partial_reports(builds, tmp_path):
+    """The terminal closed: as Ctrl-C, the finished cases reported and marked partial."""
+    builds["7.2-none"], builds["7.2-v2"]
+    proc, _ = _matrix_in_background(tmp_path, "hungup")
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3 and "interrupted" in err and "Traceback" not in err, err[-2000:]
+    run = tmp_path / "r" / "hungup"
+    data = json.loads((run / "results.json").read_text())
+    assert data["partial"] is True and data["cases"]
+    assert 'name="partial" value="true"' in (run / "junit.xml").read_text()
+    deadline = time.monotonic() + 10
+    while _containers("hungup") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _containers("hungup") == []

@@ -83,3 +83,49 @@ def test_a_launcher_that_never_appears_is_an_infrastructure_error(tmp_path: Path
     with pytest.raises(InfraError, match="launcher in the container did not start"):
         LaunchedProcess.start(str(tmp_path / "none.sock"), ["true"], str(tmp_path / "log"), "",
                               alive=lambda: False)
+
+
+def test_a_cut_lifeline_ends_the_launcher_and_what_it_started(tmp_path: Path) -> None:
+    """The dead man's switch: the launcher holds patchcheck's lifeline; once it closes (as
+    the kernel closes it when patchcheck dies, however), the launcher kills what it
+    started and exits within a second."""
+    from patchcheck.engine.lifeline import Lifeline
+
+    line = Lifeline(str(tmp_path / "life.sock"))
+    sock = str(tmp_path / "launcher.sock")
+    server = subprocess.Popen([sys.executable, "-I", str(LAUNCHER), "--lifeline", line.path, sock])
+    try:
+        proc = _start(sock, tmp_path, "sleep", "300")
+        pid = int((tmp_path / "out.pid").read_text())
+        assert _alive(pid) and server.poll() is None
+        line.close()
+        assert server.wait(timeout=5) == 0
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(pid)
+        assert proc.wait(5) is not None
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_a_launcher_without_a_socket_only_holds_the_lifeline(tmp_path: Path) -> None:
+    from patchcheck.engine.lifeline import Lifeline
+
+    line = Lifeline(str(tmp_path / "life.sock"))
+    keeper = subprocess.Popen([sys.executable, "-I", str(LAUNCHER), "--lifeline", line.path])
+    time.sleep(0.5)
+    assert keeper.poll() is None  # holds on while the line does
+    line.close()
+    assert keeper.wait(timeout=5) == 0
+
+
+def test_a_launcher_whose_lifeline_never_answers_does_not_linger(tmp_path: Path) -> None:
+    from patchcheck.engine import launcher as module
+
+    script = f"import sys; sys.path.insert(0, {str(Path(module.__file__).parent)!r}); " \
+             f"import launcher; launcher.hold({str(tmp_path / 'none.sock')!r}, 0.3); " \
+             "import time; time.sleep(5)"
+    code = subprocess.run([sys.executable, "-I", "-c", script], timeout=10).returncode
+    assert code == 3
