@@ -185,7 +185,11 @@ def test_a_container_gets_explicit_limits_and_the_same_hardening() -> None:
                                {"Name": "nproc", "Soft": 32768, "Hard": 32768}]
     assert host["NetworkMode"] == "none" and not host.get("Privileged")
     assert host["CapDrop"] == ["NET_RAW"] and host["SecurityOpt"] == ["no-new-privileges"]
-    assert [(m["Target"], m["ReadOnly"]) for m in host["Mounts"]] == [("/src", True)]
+    mounts = [(m["Target"], m["ReadOnly"]) for m in host["Mounts"]]
+    # the spec's mount, then the container's socket directory and the launcher, which holds
+    # the dead man's switch (the container is removed once it ends)
+    assert mounts[0] == ("/src", True) and len(mounts) == 3 and mounts[2][1] is True
+    assert host["AutoRemove"] is True and "--lifeline" in created["command"]
     assert "UsernsMode" not in host  # rootful: the uid is the host's uid
     assert created["user"] == "1000:1000" and created["labels"][LABEL_RUN] == "unit"
     assert client.started == [container.id]
