@@ -32,6 +32,7 @@ from patchcheck.engine.runtime import LABEL, Container, ContainerSpec, Runtime, 
 from patchcheck.errors import InfraError, UsageError
 from patchcheck.locks import file_lock
 from patchcheck.result.cells import SweepSide
+from patchcheck.result.model import write_json
 from patchcheck.source.packaged import PackagedSpec, parse_packaged
 
 REPOSITORY = "patchcheck-qemu-pkg"
@@ -86,9 +87,7 @@ class PackageFacts:
 
     def write(self, path: Path) -> None:
         """Written whole or not at all (a temporary file renamed)."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_json(path, asdict(self))
 
 
 def qemu_version_of(text: str) -> str:

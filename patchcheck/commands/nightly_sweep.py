@@ -17,6 +17,7 @@ from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.errors import UsageError
 from patchcheck.exit_codes import EXIT_OK
 from patchcheck.result.cells import SweepResults
+from patchcheck.result.model import write_json
 from patchcheck.run.matrix import new_run_id
 from patchcheck.tree import fixes
 from patchcheck.verdict.sweep import SweepVerdict
@@ -52,9 +53,7 @@ def remember(reports: Path, pair: str, run_id: str) -> None:
     except (OSError, ValueError):
         known = {}
     known[pair] = run_id
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_json(path, known)
 
 
 def changes(verdict: SweepVerdict, before: SweepResults | None) -> list[str]:

@@ -37,18 +37,6 @@ class DeviceType:
     def property_names(self) -> frozenset[str]:
         return frozenset(name for name, _ in self.properties)
 
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "kinds": sorted(self.kinds), "desc": self.desc,
-                "properties": [list(p) for p in self.properties], "problem": self.problem}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> DeviceType:
-        props = data.get("properties") or []
-        assert isinstance(props, list)
-        return cls(str(data["name"]), frozenset(map(str, data.get("kinds") or [])),  # type: ignore[call-overload]
-                   tuple((str(n), str(t)) for n, t in props), str(data.get("desc", "")),
-                   str(data.get("problem", "")))
-
 
 @dataclass(frozen=True)
 class Inventory:

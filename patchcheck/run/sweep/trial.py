@@ -25,6 +25,7 @@ from patchcheck.run.stream import Capture, StreamError, deliver
 from patchcheck.run.sweep.attribute import Fault, Trial, instance_of
 from patchcheck.run.sweep.members import Member
 from patchcheck.run.sweep.slot import power_cycle
+from patchcheck.scenarios.base import LOAD_ERROR_MARKERS
 
 GUEST_ALIVE_S = 30.0  # a migrated guest prints a heartbeat within this (it prints ten a second)
 REJECTED_EXIT = 1  # QEMU's exit status when it refuses an argument or an incoming stream
@@ -36,8 +37,9 @@ CRASHES = {4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV"}
 def crash(code: int | None) -> str:
     """The signal's name when `code` (a shell's 128+N) says the process crashed."""
     return CRASHES.get(code - 128, "") if code is not None and code > 128 else ""
-MARKERS = ("Bad config data", "Failed to load", "error while loading state",
-           "load of migration failed", "Unknown", "Missing", "mismatch", "invalid")
+# The scenarios' load-error markers, and the stream's own (a section or footer QEMU did not
+# expect, a length or version that does not fit).
+MARKERS = (*LOAD_ERROR_MARKERS, "Unknown", "Missing", "mismatch", "invalid")
 
 
 def error_lines(log: str) -> tuple[str, ...]:
