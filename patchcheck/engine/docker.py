@@ -11,6 +11,7 @@ and `invoke clean` remove exactly what patchcheck created, by id.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -57,10 +58,16 @@ class DockerContainer:
         """Run argv to completion; stream lines to `output`; return (exit code, output).
 
         When `output` is given, it receives every line and only the last 200 are returned.
+        The engine failing under it (stopped, restarted) is an InfraError.
         """
         kwargs: dict[str, Any] = {"workdir": workdir, "environment": dict(env or {})}
         if user is not None:
             kwargs["user"] = user
+        with engine_calls(f"running {argv[0]} in container {self.id[:12]}"):
+            return self._exec(argv, output, kwargs)
+
+    def _exec(self, argv: Sequence[str], output: Callable[[str], None] | None,
+              kwargs: dict[str, Any]) -> tuple[int, str]:
         exec_id = self.api.exec_create(self.id, list(argv), **kwargs)["Id"]
         tail: list[str] = []
         pending = ""
@@ -101,6 +108,20 @@ class DockerContainer:
 
     def remove(self) -> None:
         self._runtime.remove(self.id)
+
+
+@contextlib.contextmanager
+def engine_calls(doing: str) -> Iterator[None]:
+    """The engine's own failures (its socket closed, refused, an API error) inside, as one
+    InfraError that says what patchcheck was doing; nothing else is touched."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        yield
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise InfraError(f"the container engine failed while {doing}: "
+                         f"{engine_reason(exc)}") from None
 
 
 def engine_reason(exc: BaseException) -> str:
@@ -185,11 +206,12 @@ class DockerRuntime:
     def image_labels(self, ref: str) -> dict[str, str] | None:
         import docker.errors
 
-        try:
-            image = self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            return None
-        return dict(image.labels or {})
+        with engine_calls(f"looking up image {ref}"):
+            try:
+                image = self.client.images.get(ref)
+            except docker.errors.ImageNotFound:
+                return None
+            return dict(image.labels or {})
 
     def remove_image(self, ref: str) -> bool:
         import docker.errors
@@ -203,10 +225,11 @@ class DockerRuntime:
     def image_id(self, ref: str) -> str | None:
         import docker.errors
 
-        try:
-            return str(self.client.images.get(ref).id)
-        except docker.errors.ImageNotFound:
-            return None
+        with engine_calls(f"looking up image {ref}"):
+            try:
+                return str(self.client.images.get(ref).id)
+            except docker.errors.ImageNotFound:
+                return None
 
     def start(self, spec: ContainerSpec) -> DockerContainer:
         if self._closed:
