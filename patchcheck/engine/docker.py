@@ -63,6 +63,7 @@ class DockerContainer:
         kwargs: dict[str, Any] = {"workdir": workdir, "environment": dict(env or {})}
         if user is not None:
             kwargs["user"] = user
+        self._runtime.held(self.id)
         with engine_calls(f"running {argv[0]} in container {self.id[:12]}"):
             return self._exec(argv, output, kwargs)
 
@@ -90,6 +91,7 @@ class DockerContainer:
     def spawn(self, argv: Sequence[str], *, log: str, pidfile: str) -> LaunchedProcess:
         if self._launcher is None:
             raise InfraError(f"container {self.id[:12]} was not started to spawn processes")
+        self._runtime.held(self.id)
         try:
             return LaunchedProcess.start(self._launcher, argv, log, pidfile, self.alive)
         except InfraError as exc:
@@ -316,6 +318,16 @@ class DockerRuntime:
         if closing:
             self.remove(container_id)
             raise InfraError(f"no {spec.role} container: the run is ending")
+
+    def held(self, container_id: str, timeout: float = 30.0) -> None:
+        """Return once the container's launcher holds its lifeline; InfraError if it does not
+        within `timeout` s (a command started before could outlive a killed run)."""
+        with self._lock:
+            lifeline = self._lifelines.get(container_id)
+        if lifeline is not None and not lifeline.wait_taken(timeout):
+            raise InfraError(f"container {container_id[:12]}: its launcher did not connect "
+                             f"within {timeout:.0f} s (the image needs python3 for "
+                             "patchcheck/engine/launcher.py)")
 
     def _socket_dir(self) -> str:
         """The runtime's private (0700) directory for launcher sockets; short, because unix

@@ -109,13 +109,17 @@ def serve(path: str) -> None:
 
 
 def hold(path: str, timeout: float = 30.0) -> None:
-    """Connect to patchcheck's lifeline and exit the whole process once it closes."""
+    """Connect to patchcheck's lifeline and exit the whole process once it closes.
+    patchcheck listens before it creates the container, so a refused connection or a
+    missing socket means it is gone already (killed while this container started): exit."""
     deadline = time.monotonic() + timeout
     line = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     while True:
         try:
             line.connect(path)
             break
+        except (ConnectionRefusedError, FileNotFoundError):
+            os._exit(3)
         except OSError:
             if time.monotonic() > deadline:
                 os._exit(3)  # nobody holds the other end: end, do not linger

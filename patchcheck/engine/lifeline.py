@@ -25,6 +25,7 @@ class Lifeline:
         self._server.listen(4)
         self._held: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._taken = threading.Event()  # the launcher connected
         threading.Thread(target=self._accept, name="lifeline", daemon=True).start()
 
     def _accept(self) -> None:
@@ -35,6 +36,12 @@ class Lifeline:
                 return
             with self._lock:
                 self._held.append(conn)
+            self._taken.set()
+
+    def wait_taken(self, timeout: float) -> bool:
+        """Whether the container's launcher holds the line (waiting at most `timeout` s):
+        nothing is run in a container before it does, so that no command outlives the run."""
+        return self._taken.wait(timeout)
 
     def close(self) -> None:
         """Cut the line: the container's launcher sees it and ends the container."""

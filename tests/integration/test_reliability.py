@@ -383,3 +383,55 @@ def test_sighup_is_an_interruption_with_partial_reports(builds, tmp_path):
     while _containers("hungup") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _containers("hungup") == []
+
+
+def test_sigkill_mid_build_leaves_no_container_after_10s_and_next_run_builds(builds, settings,
+                                                                            tmp_path):
+    """kill -9 while the compiler runs (in the build container, through `docker exec`): the
+    launcher, the container's PID 1, ends with its lifeline and takes the compiler with it;
+    the half-built work directory is the next build's to clear (its lock died with the
+    process), and that build succeeds."""
+    builds["7.2-none"]
+    args = _build_of_a_new_fix(tmp_path)
+    proc = subprocess.Popen(args, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    client = docker.from_env()
+
+    def building() -> list:
+        return [c for c in client.containers.list(all=True,
+                                                  filters={"label": "org.patchcheck.role=build"})
+                if c.labels.get("org.patchcheck.pid") == str(proc.pid)]
+
+    def processes(ids: set[str]) -> list[Path]:  # the containers' processes, from the host
+        return [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_container(p, ids)]
+
+    def compiling() -> bool:
+        return any(_comm(p) in ("ninja", "cc1", "gcc", "ccache", "ld")
+                   for p in processes({c.id for c in building()}))
+    _wait_for(compiling)
+    ids = {c.id for c in building()}
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while (building() or processes(ids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert building() == [] and processes(ids) == []
+    again = subprocess.run(args, cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert Path(again.stdout.strip().splitlines()[-1]).is_file()
+
+
+def _in_container(proc: Path, ids: set[str]) -> bool:
+    """Whether the process runs in one of the containers `ids` (its cgroup names the id)."""
+    try:
+        cgroup = (proc / "cgroup").read_text()
+    except OSError:
+        return False
+    return any(cid in cgroup for cid in ids)
+
+
+def _comm(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""

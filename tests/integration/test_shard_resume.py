@@ -77,29 +77,45 @@ def test_merge_with_a_shard_missing_exits_2_naming_it(reports):
     assert not (reports / "incomplete").exists()
 
 
-def test_interrupted_run_resumes_to_the_same_result(reports):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_interrupted_run_resumes_to_the_same_result(reports, sig):
+    """A CI job's time limit (SIGTERM) or a closed terminal (SIGHUP, issue 27)."""
+    run_id = f"interrupted-{sig.name}"
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "matrix", *SMALL, "--run-id",
-                             "interrupted"], cwd=PROJECT, env={**os.environ, **_env(reports)},
+                             run_id], cwd=PROJECT, env={**os.environ, **_env(reports)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cases = reports / "interrupted" / "cases"
+    cases = reports / run_id / "cases"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(cases.glob("*/result.json"))) < 5:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err[-2000:]
-    partial = json.loads((reports / "interrupted" / "results.json").read_text())
+    partial = json.loads((reports / run_id / "results.json").read_text())
     assert partial["partial"] is True
     written = [json.loads(p.read_text()) for p in cases.glob("*/result.json")]
     # a case cut short by the interruption may have written an "error": resume reruns it
     finished = sum(1 for r in written if r["observed"] in ("passed", "failed"))
     assert 0 < finished <= len(written) < len(_outcomes(reports / "reference"))
     assert partial["cases"]  # what had finished when the signal came is in results.json
-    resumed = invoke("matrix", *SMALL, "--resume", "interrupted", env=_env(reports))
+    resumed = invoke("matrix", *SMALL, "--resume", run_id, env=_env(reports))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{finished} of" in resumed.stderr  # the finished cases were reused, not re-run
-    assert _outcomes(reports / "interrupted") == _outcomes(reports / "reference")
-    assert json.loads((reports / "interrupted" / "results.json").read_text())["partial"] is False
+    assert _outcomes(reports / run_id) == _outcomes(reports / "reference")
+    assert json.loads((reports / run_id / "results.json").read_text())["partial"] is False
+    assert _testcases(reports / run_id) == _testcases(reports / "reference")
+
+
+def _testcases(run_dir: Path) -> list[tuple[str, str, str]]:
+    """junit.xml's test cases: (suite, name, what they say: failure, skipped, error or pass)."""
+    import xml.etree.ElementTree as ET
+
+    found = []
+    for suite in ET.parse(run_dir / "junit.xml").getroot().iter("testsuite"):
+        for case in suite.iter("testcase"):
+            kind = next((c.tag for c in case if c.tag in ("failure", "skipped", "error")), "pass")
+            found.append((suite.get("name", ""), case.get("name", ""), kind))
+    return sorted(found)
 
 
 RAM = ["--builds", "7.2-none,7.2-v2", "--machines", "6.0", "--guest", "synthetic",

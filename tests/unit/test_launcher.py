@@ -129,3 +129,31 @@ def test_a_launcher_whose_lifeline_never_answers_does_not_linger(tmp_path: Path)
              "import time; time.sleep(5)"
     code = subprocess.run([sys.executable, "-I", "-c", script], timeout=10).returncode
     assert code == 3
+
+
+def test_a_launcher_started_after_patchcheck_died_ends_at_once(tmp_path: Path) -> None:
+    """patchcheck killed between creating a container and its launcher connecting: the
+    socket is there but nobody listens; the launcher exits at once (not after 30 s)."""
+    import socket
+
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(tmp_path / "life.sock"))
+    dead.listen(1)
+    dead.close()  # the file stays, as after a SIGKILL
+    started = time.monotonic()
+    keeper = subprocess.run([sys.executable, "-I", str(LAUNCHER), "--lifeline",
+                             str(tmp_path / "life.sock")], timeout=20)
+    assert keeper.returncode == 3 and time.monotonic() - started < 5
+
+
+def test_the_runtime_knows_when_a_launcher_holds_the_line(tmp_path: Path) -> None:
+    from patchcheck.engine.lifeline import Lifeline
+
+    line = Lifeline(str(tmp_path / "life.sock"))
+    assert line.wait_taken(0.05) is False  # nothing connected yet: nothing may run
+    keeper = subprocess.Popen([sys.executable, "-I", str(LAUNCHER), "--lifeline", line.path])
+    try:
+        assert line.wait_taken(10) is True
+    finally:
+        line.close()
+        keeper.wait(timeout=5)
