@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class PatchcheckError(Exception):
     """A problem reported to the user as one line; never a traceback."""
@@ -26,6 +28,26 @@ class ConfigError(UsageError):
 
 class InfraError(PatchcheckError):
     """The machinery failed: Docker engine unreachable, image build broke, disk full."""
+
+
+class DiskFull(InfraError):
+    """A file system ran out of space (or quota) while patchcheck or a build wrote to it: a
+    fault of the machine (exit 3), never a commit that does not build."""
+
+
+# ENOSPC and EDQUOT: the writes a full file system (or a user's quota) refuses
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether `error` is a write refused for want of space."""
+    return isinstance(error, OSError) and error.errno in NO_SPACE
+
+
+def disk_full(where: str, directory: object, stopped: str) -> DiskFull:
+    """The one line of a full file system: which one, and what stopped."""
+    return DiskFull(f"no space left on device in {where} ({directory}): {stopped}; free space "
+                    "and run again")
 
 
 class BuildFailed(PatchcheckError):
