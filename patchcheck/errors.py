@@ -40,8 +40,14 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def is_no_space(error: BaseException) -> bool:
-    """Whether `error` is a write refused for want of space."""
-    return isinstance(error, OSError) and error.errno in NO_SPACE
+    """Whether `error` is a write refused for want of space (also shutil.copytree's Error,
+    which lists (source, target, why) for each file it could not copy)."""
+    if not isinstance(error, OSError):
+        return False
+    if error.errno in NO_SPACE:
+        return True
+    listed = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    return any(f"[Errno {number}]" in str(item) for item in listed for number in NO_SPACE)
 
 
 def disk_full(where: str, directory: object, stopped: str) -> DiskFull:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,11 @@ def test_patchcheck_s_own_write_into_a_full_cache_is_disk_full(
     """The copy of a base's directory (or the binary, or build.json) finds no room."""
     _build(tmp_path, git, [])
 
-    def no_room(source: Path, target: Path) -> None:
+    def no_room(source: Path, target: Path) -> None:  # as shutil.copytree says it
         target.mkdir()
         (target / "half").write_text("x")
-        raise OSError(errno.ENOSPC, "No space left on device", str(target / "half"))
+        raise shutil.Error([(str(source / "half"), str(target / "half"),
+                             "[Errno 28] No space left on device: 'half'")])
     monkeypatch.setattr(builder_mod, "copy_build_dir", no_room)
     with pytest.raises(DiskFull, match=r"in the cache \(.*\): the build of v2 stopped; free"):
         _build(tmp_path, git, [], "v2")
