@@ -143,8 +143,8 @@ def test_reports_dir_full_during_a_run_is_exit_3_with_whole_files(builds, tmp_pa
     (each case's result.json is JSON, no temporary file); with room, the same command
     runs to its verdict."""
     builds["7.2-none"], builds["7.2-v2"]
-    command = ["matrix", "--builds", "7.2-none,7.2-v2", "--machines", "5.0..7.2",
-               "--jobs", "2"]
+    command = ["matrix", "--builds", "7.2-none,7.2-v2", "--machines", "6.0..6.1", "--guest",
+               "synthetic,none", "--jobs", "2"]
     with _tmpfs(tmp_path / "reports", 96 * 1024) as reports:
         env = {"INVOKE_PATCHCHECK_REPORTS_DIR": str(reports), "CI": "true"}
         full = invoke(*command, env=env, timeout=600)
@@ -164,3 +164,64 @@ def test_reports_dir_full_during_a_run_is_exit_3_with_whole_files(builds, tmp_pa
         run_dir = Path([ln for ln in again.stdout.splitlines()
                         if ln.startswith("reports: ")][-1].removeprefix("reports: "))
         assert json.loads((run_dir / "results.json").read_text())["partial"] is False
+
+
+def _build(args: list[str], env: dict[str, str] | None = None
+           ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    done = subprocess.run(args, cwd=PROJECT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    return done, Path(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_damaged_entry_is_said_in_one_line_and_built_again(builds, tmp_path):
+    """A fix build of the test's own (incremental, in the session's cache), damaged twice:
+    build.json cut short, then the binary truncated. Each time the same command says so in
+    one line and builds it again; then it is cached, and nothing is said."""
+    builds["7.2-none"]
+    args = _build_of_a_new_fix(tmp_path)
+    _, binary = _build(args)
+    entry = binary.parents[1]
+    for damage, words in (
+            (lambda: (entry / RECORD).write_text((entry / RECORD).read_text()[:100]),
+             "(build.json is not JSON)"),
+            (lambda: binary.write_bytes(binary.read_bytes()[: 1 << 20]),
+             "(its binary is not the one built: 1048576 bytes, sha256 ")):
+        damage()
+        again, rebuilt = _build(args)
+        said = [ln for ln in again.stderr.splitlines() if "is damaged" in ln]
+        assert len(said) == 1 and f"] cache entry {entry.name} is damaged {words}" in said[0] \
+            and said[0].endswith("; building it again"), again.stderr[-2000:]
+        assert "built:" in again.stderr and rebuilt == binary
+        assert binary.stat().st_size > 1 << 20 and json.loads((entry / RECORD).read_text())
+    third, _ = _build(args)
+    assert "cached:" in third.stderr and "is damaged" not in third.stderr
+
+
+def test_a_build_directory_without_build_ninja_is_said_and_dropped(builds, settings,
+                                                                   tmp_path):
+    """The 7.2-none entry (a full build: its build directory is the base of fix builds),
+    in a cache of the test's own (hard links of the session's entry, its sources linked),
+    loses build.ninja: asked for, it is said in one line, its directory is dropped and its
+    binary (intact: sha256) is served; nothing else of the entry changes."""
+    entry = Path(builds["7.2-none"].binary).parents[1]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in SHARED:
+        (cache / name).symlink_to(settings.cache_dir / name)
+    copy = cache / "builds" / entry.name
+    shutil.copytree(entry, copy, copy_function=os.link)  # only unlinked below, never written
+    data = json.loads((copy / RECORD).read_text())
+    (copy / RECORD).unlink()
+    (copy / RECORD).write_text(json.dumps({**data, "binary": str(copy / "bin" / BINARY)}))
+    (copy / "build" / "build.ninja").unlink()
+    env = {**os.environ, "INVOKE_PATCHCHECK_CACHE_DIR": str(cache)}
+    done, binary = _build([sys.executable, "-m", "invoke", "build", "--source",
+                           "debian:bookworm"], env)
+    said = [ln for ln in done.stderr.splitlines() if "is damaged" in ln]
+    assert said == [f"[debian:bookworm/none] cache entry {entry.name} is damaged (its build "
+                    "directory has no build.ninja); its binary is intact: dropped that "
+                    "directory, no incremental build starts from it"], done.stderr[-2000:]
+    assert "cached:" in done.stderr and binary == copy / "bin" / BINARY
+    assert sorted(p.name for p in copy.iterdir()) == ["bin", "build.json", "build.log"]
+    assert (entry / "build" / "build.ninja").is_file()  # the session's entry is untouched
