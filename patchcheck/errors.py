@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class PatchcheckError(Exception):
     """A problem reported to the user as one line; never a traceback."""
@@ -26,6 +28,32 @@ class ConfigError(UsageError):
 
 class InfraError(PatchcheckError):
     """The machinery failed: Docker engine unreachable, image build broke, disk full."""
+
+
+class DiskFull(InfraError):
+    """A file system ran out of space (or quota) while patchcheck or a build wrote to it: a
+    fault of the machine (exit 3), never a commit that does not build."""
+
+
+# ENOSPC and EDQUOT: the writes a full file system (or a user's quota) refuses
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether `error` is a write refused for want of space (also shutil.copytree's Error,
+    which lists (source, target, why) for each file it could not copy)."""
+    if not isinstance(error, OSError):
+        return False
+    if error.errno in NO_SPACE:
+        return True
+    listed = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    return any(f"[Errno {number}]" in str(item) for item in listed for number in NO_SPACE)
+
+
+def disk_full(where: str, directory: object, stopped: str) -> DiskFull:
+    """The one line of a full file system: which one, and what stopped."""
+    return DiskFull(f"no space left on device in {where} ({directory}): {stopped}; free space "
+                    "and run again")
 
 
 class BuildFailed(PatchcheckError):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from patchcheck.build import damage, space
 from patchcheck.build.configure import (
     DEVICES,
     MINIMAL,
@@ -40,7 +41,7 @@ from patchcheck.build.incremental import (
     drop_stale_pch,
     in_repository,
 )
-from patchcheck.build.record import BINARY, RECORD, BuildRecord, load_record, sha256_file
+from patchcheck.build.record import BINARY, RECORD, BuildRecord, sha256_file
 from patchcheck.engine.runtime import (
     Container,
     ContainerSpec,
@@ -49,8 +50,9 @@ from patchcheck.engine.runtime import (
     invoking_user,
     run_command,
 )
-from patchcheck.errors import BuildFailed
+from patchcheck.errors import BuildFailed, disk_full, is_no_space
 from patchcheck.locks import file_lock
+from patchcheck.result.files import copy_whole
 from patchcheck.tree.prepared import PreparedTree
 
 SRC, CCACHE = "/src", "/ccache"  # the tree and the compiler cache in the container; OUT: the build
@@ -150,9 +152,17 @@ class Builder:
         with file_lock(self.root / f"{key}.lock"):
             return self._cached(name, tree, self.root / key)
 
-    @staticmethod
-    def _cached(name: str, tree: PreparedTree, directory: Path) -> BuildRecord | None:
-        record = load_record(directory)
+    def _cached(self, name: str, tree: PreparedTree, directory: Path) -> BuildRecord | None:
+        """The entry's record (under its lock); a damaged entry is said and removed (None),
+        a damaged build directory said and dropped (the binary is kept: damage.py)."""
+        record, damaged = damage.examine(directory)
+        if damaged:
+            self.log(damage.said(name, directory.name, damaged, "building it again"))
+            damage.remove(directory)
+        elif record is not None and (broken := damage.base_damage(directory)):
+            self.log(damage.said(name, directory.name, broken, "its binary is intact: dropped "
+                                 "that directory, no incremental build starts from it"))
+            damage.remove(directory / damage.BUILD_DIR)
         if record is not None:
             record.cached = True
             # the same tree may come from another request: another fix state, or another
@@ -169,11 +179,20 @@ class Builder:
         and whose tree is in this tree's repository (incremental.in_repository, choose_base)."""
         kept = []
         for path in self.root.glob(f"*/{RECORD}"):
-            try:
-                if (path.parent / "build" / "build.ninja").is_file():
-                    kept.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
+            if not (path.parent / damage.BUILD_DIR).is_dir():
                 continue
+            broken = damage.base_damage(path.parent)
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # said and rebuilt when the entry itself is asked for
+            if broken:
+                name = data.get("name", "?") if isinstance(data, dict) else "?"
+                self.log(damage.said(str(name), path.parent.name, broken, "not used as the base "
+                                     "of an incremental build: dropped that directory"))
+                damage.remove(path.parent / damage.BUILD_DIR)
+                continue
+            kept.append(data)
         kept = [r for r in kept if isinstance(r, dict) and not BuildRecord.missing_fields(r)]
         chosen = choose_base(in_repository(kept, family, lineage, tree), family, lineage, tree)
         return BuildRecord.from_dict(dict(chosen)) if chosen is not None else None
@@ -188,8 +207,11 @@ class Builder:
             job = _BuildJob(self, work, _Target(name, key, directory, tree, generation, image,
                                                 image_id, *family), base)
             return job.run()
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-built stays in the cache
+            if is_no_space(exc):  # patchcheck's own copy or write, in the cache
+                raise disk_full("the cache", self.root.parent,
+                                f"the build of {name} stopped") from None
             raise
 
     def machine_types(self, record: BuildRecord, binary: Path) -> list[str]:
@@ -356,12 +378,17 @@ class _BuildJob:
     def run_step(self, container: Container, argv: list[str], out: _LogLines) -> None:
         """One command of the build; failing, its log is kept under failed/<key>.log."""
         out("$ " + shlex.join(argv))
-        code, _ = container.run(argv, output=out, workdir=OUT)
+        code, said = container.run(argv, output=out, workdir=OUT)
         if code != 0:
+            full = space.out_of_space(said, [self.work, self.builder.ccache])
+            if full:  # the machine's fault, never the commit's (exit 3, not a failed build)
+                raise disk_full("the cache", self.builder.root.parent,
+                                f"the build of {self.target.name} stopped at `{argv[0]}` "
+                                f"({full})")
             kept = self.builder.root / "failed" / f"{self.target.key}.log"
             kept.parent.mkdir(exist_ok=True)
             out.file.flush()
-            shutil.copyfile(self.log_path, kept)
+            copy_whole(self.log_path, kept)
             raise BuildFailed(f"build {self.target.name} failed at `{argv[0]}` (exit {code}); "
                               f"log: {kept}", str(kept))
 

@@ -15,7 +15,15 @@ from patchcheck import paths
 from patchcheck.config import settings as config_mod
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.registry import connect, container_runtime
-from patchcheck.errors import InfraError, PatchcheckError, UsageError, error_line, interrupt
+from patchcheck.errors import (
+    DiskFull,
+    InfraError,
+    PatchcheckError,
+    UsageError,
+    error_line,
+    interrupt,
+    is_no_space,
+)
 from patchcheck.exit_codes import EXIT_DEVIATION, EXIT_INFRA, EXIT_OK, exit_code_for_error
 from patchcheck.source import specs as sources
 from patchcheck.tree import fixes
@@ -44,14 +52,27 @@ def guarded(func: Callable[..., int], invoke_config: Any, *args: Any,
     except KeyboardInterrupt:
         print("patchcheck: interrupted; partial results were written", file=sys.stderr)
         return no_verdict
-    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback kept
-        where = crash_log(exc, settings.cache_dir if settings is not None else None)
-        print(f"patchcheck: unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
-              + f" (traceback: {where}; exit {no_verdict}: no verdict)", file=sys.stderr)
+    except OSError as exc:
+        if not is_no_space(exc):
+            return unexpected(exc, settings, no_verdict)
+        # a write that no stage turned into a DiskFull of its own: still one line, exit 3
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(error_line(DiskFull(f"no space left on device{where}: free space and run "
+                                  "again")), file=sys.stderr)
         return no_verdict
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the traceback kept
+        return unexpected(exc, settings, no_verdict)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def unexpected(exc: BaseException, settings: Settings | None, no_verdict: int) -> int:
+    """A bug of ours: one line naming the log its traceback went to."""
+    where = crash_log(exc, settings.cache_dir if settings is not None else None)
+    print(f"patchcheck: unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
+          + f" (traceback: {where}; exit {no_verdict}: no verdict)", file=sys.stderr)
+    return no_verdict
 
 
 def crash_log(exc: BaseException, cache_dir: Path | None) -> Path:

@@ -18,6 +18,7 @@ from patchcheck.errors import UsageError
 from patchcheck.qemu.machine_types import q35_version
 from patchcheck.report.junit import log_paths
 from patchcheck.report.markdown import BUILD_FIELDS, build_facts, run_facts
+from patchcheck.result.files import write_whole
 from patchcheck.result.model import CaseResult, RunResults
 from patchcheck.result.outcome import Observed
 from patchcheck.verdict.judge import scenario_title
@@ -224,8 +225,4 @@ def _semantics(run_dir: Path) -> str:
 
 
 def write(run: RunResults, run_dir: Path) -> Path:
-    path = run_dir / "index.html"
-    tmp = run_dir / ".index.html.tmp"
-    tmp.write_text(render(run, run_dir), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_whole(run_dir / "index.html", render(run, run_dir))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
+from patchcheck.result.files import write_whole
 from patchcheck.result.model import CaseResult, RunResults
 from patchcheck.result.outcome import Observed
 
@@ -143,8 +144,4 @@ def to_xml(run: RunResults, base: Path) -> str:
 
 
 def write(run: RunResults, directory: Path) -> Path:
-    path = directory / "junit.xml"
-    tmp = directory / ".junit.xml.tmp"
-    tmp.write_text(to_xml(run, directory))
-    tmp.replace(path)
-    return path
+    return write_whole(directory / "junit.xml", to_xml(run, directory))

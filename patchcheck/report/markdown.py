@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from patchcheck.report import grid
+from patchcheck.result.files import write_whole
 from patchcheck.result.model import CaseResult, RunResults
 from patchcheck.result.outcome import Observed
 
@@ -135,10 +136,6 @@ def render(run: RunResults, semantics: Any = None) -> str:
 
 
 def write(run: RunResults, run_dir: Path) -> Path:
-    path = run_dir / "summary.md"
-    tmp = run_dir / ".summary.md.tmp"
     from patchcheck.probe import model as probe_model
 
-    tmp.write_text(render(run, probe_model.load(run_dir)), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_whole(run_dir / "summary.md", render(run, probe_model.load(run_dir)))

@@ -333,6 +333,7 @@ def _vmstate_details(run: ProbeRun) -> list[str]:
 
 def write(run: ProbeRun, directory: Path) -> dict[str, Path]:
     """probe.json, semantics.xml (JUnit) and probe.md into `directory` (atomically each)."""
+    from patchcheck.result.files import write_whole
     from patchcheck.result.model import write_json
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -340,7 +341,5 @@ def write(run: ProbeRun, directory: Path) -> dict[str, Path]:
              "markdown": directory / "probe.md"}
     write_json(paths["json"], {**run.to_dict(), "exit_code": exit_code(run), "verdict": words(run)})
     for key, text in (("junit", junit_xml(run)), ("markdown", markdown(run, full=True))):
-        tmp = paths[key].with_name(f".{paths[key].name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(paths[key])
+        write_whole(paths[key], text)
     return paths

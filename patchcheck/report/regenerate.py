@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from patchcheck import paths
-from patchcheck.errors import UsageError
+from patchcheck.errors import UsageError, disk_full, is_no_space
 from patchcheck.report import html, junit, markdown
 from patchcheck.result.model import RunResults, write_json
 
@@ -22,9 +23,33 @@ def write_reports(run: RunResults, run_dir: Path) -> dict[str, Path]:
 
 
 def write_all(run: RunResults, run_dir: Path) -> dict[str, Path]:
-    """results.json first (the source of everything else), then the reports."""
+    """results.json first (the source of everything else), then the reports. On a full disk
+    each file is written whole or not at all, every one that fits is, and DiskFull names
+    those that did not."""
+    steps: dict[tuple[str, str], Callable[[], Path]] = {
+        ("results", "results.json"): lambda: _results_json(run, run_dir),
+        ("junit", "junit.xml"): lambda: junit.write(run, run_dir),
+        ("html", "index.html"): lambda: html.write(run, run_dir),
+        ("summary", "summary.md"): lambda: markdown.write(run, run_dir)}
+    written: dict[str, Path] = {}
+    refused: list[str] = []
+    for (name, filename), step in steps.items():
+        try:
+            written[name] = step()
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            refused.append(filename)
+    if refused:
+        raise disk_full("the reports directory", run_dir,
+                        f"{', '.join(refused)} not written ({len(run.cases)} finished cases' "
+                        "result.json are in cases/)")
+    return written
+
+
+def _results_json(run: RunResults, run_dir: Path) -> Path:
     write_json(run_dir / "results.json", run.to_dict())
-    return {"results": run_dir / "results.json", **write_reports(run, run_dir)}
+    return run_dir / "results.json"
 
 
 def load(run_dir: Path) -> RunResults:

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from patchcheck.result.files import write_whole
+
 FORMAT = "patchcheck-sweep/1"
 
 
@@ -162,9 +164,7 @@ class SweepResults:
 
     def write(self, path: Path) -> None:
         """results.json, written whole or not at all (a temporary file renamed)."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_whole(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> SweepResults:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from patchcheck.paths import slug
+from patchcheck.result.files import write_whole
 from patchcheck.result.outcome import Observed
 
 
@@ -115,9 +115,7 @@ class CaseResult:
 
 def write_json(path: Path, data: Any) -> None:
     """Atomic write: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_whole(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import Settings
 from patchcheck.engine.runtime import Mount, Runtime
-from patchcheck.errors import UsageError
+from patchcheck.errors import UsageError, disk_full, is_no_space
 from patchcheck.guests.action import Action
 from patchcheck.guests.image import guests_dir
 from patchcheck.jobs import parallel
@@ -89,14 +89,20 @@ def run_groups(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseRe
                     return outdir / "cases" / case.slug
                 action = action_for(group[0])
                 current = resume.Current(scen, m.ram_mib, accel, timeout, ctx.guest_image)
-                for res in run_cases(group, records, hosts, scen, scratch, logdir,
-                                     ram_mib=m.ram_mib, accel=accel, timeout=timeout,
-                                     action=action):
-                    res.finished = now()
-                    used = resume.outcome_settings(res.case, action, records, current)
-                    write_json(logdir(res.case) / "result.json",
-                               {**res.to_dict(), resume.RECORD: used})  # --resume compares it
-                    yield res
+                try:
+                    for res in run_cases(group, records, hosts, scen, scratch, logdir,
+                                         ram_mib=m.ram_mib, accel=accel, timeout=timeout,
+                                         action=action):
+                        res.finished = now()
+                        used = resume.outcome_settings(res.case, action, records, current)
+                        write_json(logdir(res.case) / "result.json",  # --resume compares it
+                                   {**res.to_dict(), resume.RECORD: used})
+                        yield res
+                except OSError as exc:  # a case's logs or result: the reports' disk is full
+                    if not is_no_space(exc):
+                        raise
+                    raise disk_full("the reports directory", outdir,
+                                    f"the case {group[0].id} and its group stopped") from None
 
             for _, res in parallel(work, one, jobs):
                 results.append(res)

@@ -23,7 +23,7 @@ from patchcheck import paths
 from patchcheck.build.record import BuildRecord
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine.runtime import Runtime
-from patchcheck.errors import UsageError
+from patchcheck.errors import UsageError, disk_full, is_no_space
 from patchcheck.qemu import machine_types
 from patchcheck.report import grid
 from patchcheck.report.regenerate import write_all
@@ -175,6 +175,9 @@ class MatrixRun:
             (outdir / ".write-test").touch()
             (outdir / ".write-test").unlink()
         except OSError as exc:
+            if is_no_space(exc):
+                raise disk_full("the reports directory", outdir, "the run did not start"
+                                ) from None
             raise UsageError(f"report directory {outdir} is not writable: {exc.strerror}"
                              ) from None
         _link_latest(settings.reports_dir, run_id)

@@ -23,6 +23,7 @@ from patchcheck.guests.action import Action, GuestState
 from patchcheck.qemu.hosts import Hosts
 from patchcheck.qemu.machine import Machine, MachineError
 from patchcheck.qemu.pciconf import PciError
+from patchcheck.result.files import copy_whole, write_whole
 from patchcheck.result.model import Case, CaseResult, Side
 from patchcheck.result.outcome import Observed
 from patchcheck.run.replay import RecordingMonitor, portable, reproduce_command
@@ -295,15 +296,14 @@ def _keep_logs(shared: _Shared, source: _Source, attempt: _Attempt, logdir: Path
     logdir.mkdir(parents=True, exist_ok=True)
     for m in (source.machine, attempt.dst):
         if m.log_path.exists():
-            shutil.copyfile(m.log_path, logdir / m.log_path.name)
-            result.logs[m.name] = str(logdir / m.log_path.name)
+            result.logs[m.name] = str(copy_whole(m.log_path, logdir / m.log_path.name))
     for role, path in shared.action.console_logs().items():
         if Path(path).exists():
-            shutil.copyfile(path, logdir / Path(path).name)
-            result.logs[f"{role}-console"] = str(logdir / Path(path).name)
-    (logdir / "reproduce.sh").write_text("#!/bin/sh\n# " + attempt.case.id + "\n"
-                                         + result.reproduce + "\n")
-    result.logs["reproduce"] = str(logdir / "reproduce.sh")
+            result.logs[f"{role}-console"] = str(copy_whole(Path(path),
+                                                            logdir / Path(path).name))
+    result.logs["reproduce"] = str(write_whole(logdir / "reproduce.sh", "#!/bin/sh\n# "
+                                               + attempt.case.id + "\n" + result.reproduce
+                                               + "\n"))
 
 
 def _after_load(result: CaseResult, shared: _Shared, case: Case, dst: Machine, rundir: Path,

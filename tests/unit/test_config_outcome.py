@@ -14,6 +14,7 @@ from invoke.config import Config
 
 from patchcheck.build import builder as build
 from patchcheck.build import configure
+from patchcheck.build import record as record_mod
 from patchcheck.config import settings as config
 from patchcheck.engine import images
 from patchcheck.engine.images import ImageRule
@@ -568,7 +569,7 @@ def record_dir(tmp_path: Path) -> Path:
 
 
 def test_load_record(record_dir: Path) -> None:
-    record = build.load_record(record_dir)
+    record = record_mod.load_record(record_dir)
     assert record is not None
     assert (record.name, record.has_fix, record.fix_state, record.cached) == \
         ("7.2-v2", True, "v2", False)
@@ -597,9 +598,9 @@ def test_load_record_rejects_damage(record_dir: Path, damage: str) -> None:
         path.write_text(json.dumps(data))
     elif damage == "empty":
         path.write_text("")
-    assert build.load_record(record_dir) is None
+    assert record_mod.load_record(record_dir) is None
 
 
 def test_load_record_non_object(record_dir: Path) -> None:
     (record_dir / build.RECORD).write_text("null")
-    assert build.load_record(record_dir) is None
+    assert record_mod.load_record(record_dir) is None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from patchcheck.report.sweep import html, junit, markdown, reproduce
 from patchcheck.report.sweep.facts import finding_dir
+from patchcheck.result import files
 from patchcheck.result.cells import SweepResults
 from patchcheck.verdict.sweep import SweepVerdict
 
@@ -14,12 +15,7 @@ from patchcheck.verdict.sweep import SweepVerdict
 def write_whole(path: Path, text: str, mode: int | None = None) -> Path:
     """`text` at `path`, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    if mode is not None:
-        tmp.chmod(mode)
-    tmp.replace(path)
-    return path
+    return files.write_whole(path, text, mode)
 
 
 def write_reports(results: SweepResults, outdir: Path, verdict: SweepVerdict,
