@@ -333,10 +333,12 @@ def reproduce_command(record: BuildRecord, args: Sequence[str], cli: str = "dock
     return shlex.join(reproducer(cli, record.image, record.binary, args))
 
 
-def hosts_for(runtime: Runtime, scratch: Path, cache_dir: Path) -> Hosts:
-    """QEMU host containers: the scratch dir (sockets, dumps) and the build cache, read-only."""
+def hosts_for(runtime: Runtime, scratch: Path, cache_dir: Path, memory_mib: int = 0) -> Hosts:
+    """QEMU host containers: the scratch dir (sockets, dumps) and the build cache, read-only;
+    `memory_mib` each container's memory limit (0: none)."""
     from patchcheck.engine.runtime import Mount
 
     builds = str(cache_dir / "builds")
     return Hosts(runtime, (Mount(str(scratch), str(scratch)), Mount(builds, builds,
-                                                                    read_only=True)))
+                                                                    read_only=True)),
+                 memory_mib=memory_mib)

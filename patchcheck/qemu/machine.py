@@ -138,6 +138,13 @@ class Machine:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def end_reason(self) -> str:
+        """Why the process ended when something outside it ended it and said so (the
+        container's launcher: "killed by the kernel: out of memory (...)"); "" otherwise,
+        and while it runs."""
+        proc = self._proc
+        return proc.reason if proc is not None and proc.poll() is not None else ""
+
     def wait_exit(self, timeout: float) -> int | None:
         if self._proc is None:
             return 0
