@@ -211,6 +211,7 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         raise InfraError(f"container engine failed during {case.id}: "
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     finally:
+        _killed_for_memory(result, source.machine, attempt.dst, shared.capture)
         result.reproduce = result.reproduce or _replay(shared, attempt, [])
         attempt.dst.shutdown()
         if attempt.sender is not None:
@@ -219,6 +220,22 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         _keep_logs(shared, source, attempt, logdir)
         shutil.rmtree(attempt.rundir, ignore_errors=True)
     return result, guest_lost
+
+
+def _killed_for_memory(result: CaseResult, src: Machine, dst: Machine, captured: bool) -> None:
+    """A QEMU of the case that the kernel killed for memory makes it an error that says so,
+    whatever the destination answered: a source killed while it sends leaves its destination
+    a cut stream to reject (failed-other), a destination killed while it loads is no answer."""
+    if result.observed in (Observed.FAILED, Observed.FAILED_OTHER) and not captured \
+            and result.source_status not in FINAL:  # the source's migration did not end:
+        src.wait_exit(0.1)  # if it died mid-stream, its end comes just after the destination's
+    for role, machine in (("destination", dst), ("source", src)):
+        why = machine.end_reason()
+        if why:
+            first = result.message.splitlines()[0] if result.message else ""
+            result.observed = Observed.ERROR
+            result.message = f"{role} QEMU was {why}" + (f"; {first}" if first else "")
+            return
 
 
 def _attempt(shared: _Shared, case: Case) -> _Attempt:
