@@ -261,7 +261,7 @@ class ProbeRunner:
             except (MachineError, PciError, PatchcheckError) as exc:
                 error = f"{exp.slug}: {exc}"
                 tail = qemu.log_tail(3)
-                if tail:
+                if tail and tail not in error:  # a failed start quotes it already
                     error += f" (QEMU: {tail})"
                 live.close()
         return Outcome(exp, [], None, (), round(time.monotonic() - started, 3), error), None
