@@ -151,7 +151,7 @@ def handle(conn: socket.socket, root: str = CGROUP) -> None:
         conn.close()
         return
     send({"pid": proc.pid})
-    killed = []  # the launcher killed it (asked to, or its client went): not the kernel
+    killed: "list[bool]" = []  # the launcher killed it (asked to, or its client went): not the kernel
 
     def wait() -> None:
         code = proc.wait()
