@@ -245,12 +245,15 @@ class Dest:
     log: str = ""
     migration: str = "completed"
     runs: bool = True
+    reason: str = ""  # why it ended, as the launcher says (killed by the kernel for memory)
 
 
 LOADS = Dest()
 REJECTS = Dest(exit=1, log=BAD_CONFIG_LOG)  # QEMU's exit status for a stream it cannot load
 REJECTS_OTHER = Dest(exit=1, log=OTHER_CONFIG_LOG)  # rejected, but not with the bug's error
 KILLED = Dest(exit=-9)  # SIGKILL (a shell reports it as 137)
+OOM = "killed by the kernel: out of memory (container memory limit 16 MiB)"
+KILLED_FOR_MEMORY = Dest(exit=137, reason=OOM)  # and the launcher said why
 HANGS = Dest(polls=None)
 STAYS_PAUSED = Dest(runs=False)
 
@@ -263,6 +266,9 @@ class Src:
     statuses: tuple[str, ...] = ("active", "completed")
     dies_after: int | None = None
     stream: bytes = b"QEVM fake stream"  # what it sends to a socket that is not a destination
+    # killed (137) with this reason right after its first answer of each migration, while
+    # it sends (the launcher's words: the kernel killed it for memory)
+    killed_sending: str = ""
 
 
 class FakeQemu(Machine):
@@ -281,6 +287,7 @@ class FakeQemu(Machine):
         self.commands: list[str] = []
         self.started = self.closed = False
         self.code: int | None = None  # the exit status, once the process is gone
+        self.reason = ""  # why it ended, as the launcher says
         self.status = "inmigrate" if "-incoming" in self.args else "prelaunch"
         self.migration = ""  # its query-migrate status
         self.migrations = 0  # a source: `migrate` commands so far
@@ -328,9 +335,12 @@ class FakeQemu(Machine):
     def wait_exit(self, timeout: float) -> int | None:
         return self.code if self.started else 0
 
-    def exit(self, code: int) -> None:
+    def exit(self, code: int, reason: str = "") -> None:
         """The process ends (as scripted, or killed from outside) with this status."""
-        self.code, self.status = code, ""
+        self.code, self.status, self.reason = code, "", reason
+
+    def end_reason(self) -> str:
+        return self.reason
 
     def shutdown(self) -> None:
         if self.running():
@@ -398,6 +408,9 @@ class FakeQemu(Machine):
             if self.migration in FINAL and self.migrations == self.script.dies_after:
                 self._answers = []
                 self.exit(-9)  # right after it answered
+            elif self.script.killed_sending:
+                self._answers = []
+                self.exit(137, self.script.killed_sending)
         return {"status": self.migration} if self.migration else {}
 
     def stream_arrives(self) -> None:
@@ -419,7 +432,7 @@ class FakeQemu(Machine):
         with self.log_path.open("a") as out:
             out.write(self.script.log)
         if self.script.exit is not None:
-            self.exit(self.script.exit)
+            self.exit(self.script.exit, self.script.reason)
         else:
             self.status, self.migration = "paused", self.script.migration
 

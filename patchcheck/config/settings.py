@@ -43,6 +43,9 @@ class MatrixSettings:
     # destination share one source QEMU, migrated to each destination in turn; false: a
     # fresh source per case (the reference). The Linux guest always shares its boot.
     share_sources: bool = True
+    # The memory limit of each QEMU container (MiB, no swap; 0: none): the matrix's and the
+    # probe's. A container holds the QEMUs of one builder image that run at once.
+    qemu_memory_mib: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class SweepSettings:
     upstream: str = ""  # a switch's upstream port (switch placement)
     fillers: tuple[str, ...] = ()  # what sits in a slot for the slot action: the first both have
     build_devices: str = "default"  # builds: QEMU's default device set, or "configured"
+    qemu_memory_mib: int = 0  # each QEMU container's memory limit (MiB, no swap); 0: none
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,20 @@ def _matrix(m: Mapping[str, Any], builds: Mapping[str, BuildSpec],
         scenario=scenario,
         probe_method=_probe_method(m.get("probe_method", "reuse")),
         share_sources=_bool(m.get("share_sources", True), "matrix.share_sources"),
+        qemu_memory_mib=_memory(m.get("qemu_memory_mib", 0), "matrix.qemu_memory_mib"),
     )
+
+
+MIN_MEMORY_MIB = 6  # the engines' smallest container memory limit (Docker's, Podman's)
+
+
+def _memory(value: Any, what: str) -> int:
+    """A container memory limit in MiB: 0 (none) or at least what an engine accepts."""
+    number = _int(value, what)
+    if 0 < number < MIN_MEMORY_MIB:
+        raise ConfigError(f"{what} must be 0 (no limit) or >= {MIN_MEMORY_MIB}, not {number}",
+                          _key(what))
+    return number
 
 
 PROBE_METHODS = ("reuse", "fresh")  # how the probe gives each experiment a fresh device
@@ -380,6 +397,7 @@ def _sweep(s: Mapping[str, Any]) -> SweepSettings:
         upstream=str(s.get("upstream") or ""),
         fillers=_list(s.get("fillers"), "sweep.fillers"),
         build_devices=devices,
+        qemu_memory_mib=_memory(s.get("qemu_memory_mib", 0), "sweep.qemu_memory_mib"),
     )
 
 

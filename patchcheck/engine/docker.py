@@ -291,6 +291,8 @@ class DockerRuntime:
             )
             hardened["Privileged"] = False  # the SDK writes it only when true
             hardened["AutoRemove"] = True  # ended (its lifeline cut): the engine removes it
+            if spec.memory_mib:  # memory and swap alike: no swap (docs/reliability.md, "Memory")
+                hardened.update(Memory=spec.memory_mib << 20, MemorySwap=spec.memory_mib << 20)
             host_config = {**self.host_config(spec), **hardened}  # the engine's never win
             created = api.create_container(
                 spec.image,

@@ -22,6 +22,7 @@ class LaunchedProcess:
         self._sock = sock
         self.pid = pid  # in the container's PID namespace
         self._code: int | None = None
+        self.reason = ""  # why it ended, when the kernel killed it for memory (the launcher's)
         self._exited = threading.Event()
         self._pending = b""  # received, not yet read: the exit status may come with the pid
 
@@ -81,8 +82,10 @@ class LaunchedProcess:
             pending += data
         if b"\n" in pending:
             try:
-                code = int(json.loads(pending.partition(b"\n")[0])["exit"])
-            except (ValueError, KeyError, TypeError):
+                message = json.loads(pending.partition(b"\n")[0])
+                code = int(message["exit"])
+                self.reason = str(message.get("oom") or "")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 pass
         self._finish(code)
 

@@ -45,9 +45,12 @@ class ContainerSpec:
     user: str | None = None  # "uid:gid"; None = the image's default (root)
     workdir: str | None = None
     spawns: bool = False  # runs background processes (QEMUs): its main process is the launcher
+    memory_mib: int = 0  # the container's memory limit, swap none; 0: no limit
 
 
 class Process(Protocol):
+    reason: str  # "" or why it ended from outside: "killed by the kernel: out of memory (...)"
+
     def poll(self) -> int | None: ...
     def wait(self, timeout: float) -> int | None: ...
     def kill(self) -> None: ...

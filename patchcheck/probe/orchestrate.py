@@ -142,7 +142,7 @@ def run_probe(settings: Settings, runtime: Runtime, records: Mapping[str, BuildR
     # sockets and dumps; short: unix socket paths. Removed at the end, and by the caller that
     # gave it when the probe is abandoned (an interrupted matrix does not wait for it)
     scratch = scratch or Path(tempfile.mkdtemp(prefix="pcprobe-"))
-    hosts = hosts or hosts_for(runtime, scratch, settings.cache_dir)
+    hosts = hosts or hosts_for(runtime, scratch, settings.cache_dir, m.qemu_memory_mib)
     try:
         runner = ProbeRunner(hosts, scratch, scen, registers,
                              ram_mib=m.ram_mib, accel=m.accel, timeout=min(m.timeout, 30),

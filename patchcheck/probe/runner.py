@@ -261,7 +261,7 @@ class ProbeRunner:
             except (MachineError, PciError, PatchcheckError) as exc:
                 error = f"{exp.slug}: {exc}"
                 tail = qemu.log_tail(3)
-                if tail:
+                if tail and tail not in error:  # a failed start quotes it already
                     error += f" (QEMU: {tail})"
                 live.close()
         return Outcome(exp, [], None, (), round(time.monotonic() - started, 3), error), None
@@ -333,10 +333,12 @@ def reproduce_command(record: BuildRecord, args: Sequence[str], cli: str = "dock
     return shlex.join(reproducer(cli, record.image, record.binary, args))
 
 
-def hosts_for(runtime: Runtime, scratch: Path, cache_dir: Path) -> Hosts:
-    """QEMU host containers: the scratch dir (sockets, dumps) and the build cache, read-only."""
+def hosts_for(runtime: Runtime, scratch: Path, cache_dir: Path, memory_mib: int = 0) -> Hosts:
+    """QEMU host containers: the scratch dir (sockets, dumps) and the build cache, read-only;
+    `memory_mib` each container's memory limit (0: none)."""
     from patchcheck.engine.runtime import Mount
 
     builds = str(cache_dir / "builds")
     return Hosts(runtime, (Mount(str(scratch), str(scratch)), Mount(builds, builds,
-                                                                    read_only=True)))
+                                                                    read_only=True)),
+                 memory_mib=memory_mib)

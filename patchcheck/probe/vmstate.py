@@ -42,13 +42,26 @@ def dump_argv(record: BuildRecord, args: Sequence[str], path: Path) -> list[str]
     return [record.binary, *firmware, "-display", "none", *plain, "-dump-vmstate", str(path)]
 
 
+DUMP_TIMEOUT = 120.0  # seconds: a dump takes well under one
+
+
 def dump(container: Container, record: BuildRecord, args: Sequence[str], path: Path) -> dict[str, Any]:
-    """Run -dump-vmstate in the build's container; return the parsed dump."""
+    """Run -dump-vmstate in the build's container (started by its launcher, as every QEMU:
+    the kernel takes it, not the launcher, when the container runs out of memory, and says
+    so); return the parsed dump."""
     path.unlink(missing_ok=True)
-    code, output = container.run(dump_argv(record, args, path))
+    log = path.with_suffix(".log")
+    proc = container.spawn(dump_argv(record, args, path), log=str(log),
+                           pidfile=str(path.with_suffix(".pid")))
+    code = proc.wait(DUMP_TIMEOUT)
+    if code is None:
+        proc.kill()
+        proc.wait(5.0)
     if code != 0 or not path.is_file():
-        raise VmstateError(f"{record.name}: -dump-vmstate failed (exit {code}): "
-                           f"{output.strip()[-300:]}")
+        output = log.read_text(errors="replace") if log.is_file() else ""
+        why = proc.reason or output.strip()[-300:]
+        ended = f"exit {code}" if code is not None else f"no end within {DUMP_TIMEOUT:g} s"
+        raise VmstateError(f"{record.name}: -dump-vmstate failed ({ended}): {why}")
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:

@@ -15,10 +15,12 @@ from patchcheck.qemu.machine import Machine
 class Hosts:
     """One long-lived container per builder image for the whole run; QEMUs are exec'ed in it."""
 
-    def __init__(self, runtime: Runtime, mounts: tuple[Mount, ...], devices: tuple[str, ...] = ()):
+    def __init__(self, runtime: Runtime, mounts: tuple[Mount, ...], devices: tuple[str, ...] = (),
+                 memory_mib: int = 0):
         self.runtime = runtime
         self.mounts = mounts
         self.devices = devices
+        self.memory_mib = memory_mib  # each container's limit (all its QEMUs together); 0: none
         self._lock = threading.Lock()
         self._containers: dict[str, Container] = {}
         self.closed = False  # the run is ending: no container, no case starts any more
@@ -30,7 +32,8 @@ class Hosts:
             if image_id not in self._containers:
                 self._containers[image_id] = self.runtime.start(ContainerSpec(
                     image=image_id, role="qemu", network="none", mounts=self.mounts,
-                    devices=self.devices, user=invoking_user(), spawns=True))
+                    devices=self.devices, user=invoking_user(), spawns=True,
+                    memory_mib=self.memory_mib))
             return self._containers[image_id]
 
     def machine(self, image_id: str, binary: str, argv: Sequence[str], rundir: Path, name: str,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPError
+from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from patchcheck.engine.runtime import Container, Mount, Process, run_command
@@ -34,6 +34,9 @@ def reproducer(cli: str, image: str, binary: str, args: Sequence[str],
                                     "-display", "none", "-monitor", "stdio", *args],
                        mounts=[Mount(str(path.parent), "/qemu", read_only=True), *mounts],
                        interactive=True)
+
+
+QMP_LOST = "QMP lost"  # a command's error when the monitor went away (not QEMU's answer)
 
 
 class MachineError(PatchcheckError):
@@ -106,10 +109,14 @@ class Machine:
         try:
             self._qmp.settimeout(self.timeout)
             return self._qmp.cmd(command, **args)
-        except QMPError as exc:
+        except ExecuteError as exc:  # QEMU's own answer to the command
             raise MachineError(f"{self.name}: {command}: {exc}") from None
+        except QMPError as exc:  # the monitor went away (Disconnected) with the command
+            raise MachineError(f"{self.name}: {command}: {QMP_LOST} ({type(exc).__name__}: "
+                               f"{exc})") from None
         except (OSError, EOFError, TimeoutError, Exception) as exc:  # noqa: BLE001
-            raise MachineError(f"{self.name}: {command}: QMP lost ({type(exc).__name__})") from None
+            raise MachineError(f"{self.name}: {command}: {QMP_LOST} ({type(exc).__name__})") \
+                from None
 
     def qmp(self, command: str, **args: object) -> Any:
         return self.cmd(command, **args)
@@ -137,6 +144,13 @@ class Machine:
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def end_reason(self) -> str:
+        """Why the process ended when something outside it ended it and said so (the
+        container's launcher: "killed by the kernel: out of memory (...)"); "" otherwise,
+        and while it runs."""
+        proc = self._proc
+        return proc.reason if proc is not None and proc.poll() is not None else ""
 
     def wait_exit(self, timeout: float) -> int | None:
         if self._proc is None:

@@ -74,7 +74,7 @@ def run_groups(ctx: RunContext, work: Iterable[list[Case]], results: list[CaseRe
         guests_root.mkdir(parents=True, exist_ok=True)
         mounts.append(Mount(str(guests_root), str(guests_root), read_only=True))
     accel, devices = resolve_accel(ctx, scratch)
-    hosts = Hosts(runtime, tuple(mounts), devices)
+    hosts = Hosts(runtime, tuple(mounts), devices, m.qemu_memory_mib)
 
     def action_for(case: Case) -> Action:
         if case.guest == LINUX:

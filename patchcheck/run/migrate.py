@@ -38,6 +38,9 @@ REJECTED_EXIT = 1  # QEMU's exit status when the incoming migration fails to loa
 # one is not asked about 200 times a second (each round trip costs both sides CPU).
 POLL = 0.005
 POLL_MAX = 0.05
+# Seconds a case that errored waits for a QEMU's exit status, once its monitor was lost: the
+# launcher's word on why it ended (killed for memory) comes with the status, a few ms later.
+KILLED_STATUS_WAIT = 0.5
 
 
 def pauses() -> Iterator[float]:
@@ -212,6 +215,7 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         raise InfraError(f"container engine failed during {case.id}: "
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     finally:
+        _killed_for_memory(result, source.machine, attempt.dst, shared.capture)
         result.reproduce = result.reproduce or _replay(shared, attempt, [])
         attempt.dst.shutdown()
         if attempt.sender is not None:
@@ -220,6 +224,29 @@ def _migrate_one(shared: _Shared, source: _Source, case: Case, logdir: Path
         _keep_logs(shared, source, attempt, logdir)
         shutil.rmtree(attempt.rundir, ignore_errors=True)
     return result, guest_lost
+
+
+def _killed_for_memory(result: CaseResult, src: Machine, dst: Machine, captured: bool) -> None:
+    """A QEMU of the case that the kernel killed for memory makes it an error that says so,
+    whatever the destination answered: a source killed while it sends leaves its destination
+    a cut stream to reject (failed-other), a QEMU killed at start or mid-command is no answer."""
+    cut = result.observed in (Observed.FAILED, Observed.FAILED_OTHER) and not captured \
+        and result.source_status not in FINAL  # the source's migration did not end
+    if result.observed == Observed.ERROR:
+        for machine in (dst, src):  # its monitor went before its exit status came: wait for it
+            machine.wait_exit(KILLED_STATUS_WAIT)
+    elif cut:  # a source that died mid-stream: its end comes just after the destination's
+        src.wait_exit(0.1)
+    killed = [(role, m.end_reason()) for role, m in (("destination", dst), ("source", src))
+              if m.end_reason()]
+    if not killed:
+        return
+    roles = " and ".join(role for role, _ in killed)
+    why = killed[0][1]
+    first = result.message.splitlines()[0] if result.message else ""
+    result.observed = Observed.ERROR
+    result.message = (f"{roles} QEMU{'s were' if len(killed) > 1 else ' was'} {why}"
+                      + (f"; {first}" if first and why not in first else ""))
 
 
 def _attempt(shared: _Shared, case: Case) -> _Attempt:

@@ -41,7 +41,8 @@ class BackgroundProbe:
               outdir: Path, log: Callable[[str], None], jobs: int) -> None:
         from patchcheck.probe.runner import hosts_for
 
-        self.hosts = hosts_for(runtime, self.scratch, settings.cache_dir)
+        self.hosts = hosts_for(runtime, self.scratch, settings.cache_dir,
+                               settings.matrix.qemu_memory_mib)
         self._result = in_background("probe", partial(
             matrix_semantics, settings, runtime, records, outdir, log, jobs=jobs,
             scratch=self.scratch, hosts=self.hosts))

@@ -157,3 +157,96 @@ def test_the_runtime_knows_when_a_launcher_holds_the_line(tmp_path: Path) -> Non
     finally:
         line.close()
         keeper.wait(timeout=5)
+
+# Killed for memory (docs/reliability.md, "Memory"): the launcher reads the container's count
+# of OOM kills from its cgroup; these tests give it a directory laid out as one.
+
+V1_OOM_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill {}\n"
+V2_EVENTS = "low 0\nhigh 0\nmax 12\noom 1\noom_kill {}\noom_group_kill 0\n"
+
+
+def _cgroup_v1(root: Path, kills: int, limit: int) -> Path:
+    (root / "memory").mkdir(parents=True, exist_ok=True)
+    (root / "memory" / "memory.oom_control").write_text(V1_OOM_CONTROL.format(kills))
+    (root / "memory" / "memory.limit_in_bytes").write_text(f"{limit}\n")
+    return root / "memory" / "memory.oom_control"
+
+
+def test_the_oom_kill_count_and_the_limit_are_read_from_cgroup_v1_and_v2(tmp_path: Path) -> None:
+    from patchcheck.engine import launcher as module
+
+    v1, v2, none = tmp_path / "v1", tmp_path / "v2", tmp_path / "none"
+    _cgroup_v1(v1, 3, 64 << 20)
+    v2.mkdir()
+    (v2 / "memory.events").write_text(V2_EVENTS.format(2))
+    (v2 / "memory.max").write_text("max\n")
+    none.mkdir()
+    assert (module.oom_kills(str(v1)), module.memory_limit(str(v1))) == (3, 64 << 20)
+    assert (module.oom_kills(str(v2)), module.memory_limit(str(v2))) == (2, None)
+    assert (module.oom_kills(str(none)), module.memory_limit(str(none))) == (None, None)
+    _cgroup_v1(v1, 3, 9223372036854771712)  # what cgroup v1 says for "no limit"
+    assert module.memory_limit(str(v1)) is None
+    assert module.counter("oom_kill_disable 0\n", "oom_kill") is None
+
+
+def test_oom_reason_needs_the_count_to_have_gone_up(tmp_path: Path) -> None:
+    from patchcheck.engine import launcher as module
+
+    control = _cgroup_v1(tmp_path, 1, 16 << 20)
+    assert module.oom_reason(1, str(tmp_path)) == ""
+    assert module.oom_reason(None, str(tmp_path)) == ""  # unknown before: no claim
+    control.write_text(V1_OOM_CONTROL.format(2))
+    assert module.oom_reason(1, str(tmp_path)) == \
+        "killed by the kernel: out of memory (container memory limit 16 MiB)"
+    _cgroup_v1(tmp_path, 2, 9223372036854771712)
+    assert module.oom_reason(1, str(tmp_path)) == \
+        "killed by the kernel: out of memory (no container memory limit: the machine's memory)"
+
+
+@pytest.fixture
+def cgroup_launcher(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A launcher whose cgroup is tmp_path/cg (v1 layout, limit 16 MiB, no kill yet)."""
+    control = _cgroup_v1(tmp_path / "cg", 0, 16 << 20)
+    sock = str(tmp_path / "launcher.sock")
+    server = subprocess.Popen([sys.executable, "-I", str(LAUNCHER), "--cgroup",
+                               str(tmp_path / "cg"), sock])
+    yield sock, control
+    assert server.poll() is None, "the launcher died"
+    server.kill()
+    server.wait()
+
+
+def _killed_by_the_kernel(control: Path) -> list[str]:
+    """A process that does what the kernel does to it: count the kill, then SIGKILL."""
+    return ["sh", "-c", f"echo started; printf 'oom_kill 1\\n' > {control}; kill -9 $$"]
+
+
+def test_a_process_killed_for_memory_reports_it_in_its_log_and_to_the_client(
+        cgroup_launcher: tuple[str, Path], tmp_path: Path) -> None:
+    sock, control = cgroup_launcher
+    proc = _start(sock, tmp_path, *_killed_by_the_kernel(control))
+    assert proc.wait(10) == 128 + 9
+    why = "killed by the kernel: out of memory (container memory limit 16 MiB)"
+    assert proc.reason == why
+    assert (tmp_path / "out.log").read_text().splitlines() == [
+        "started", f"patchcheck launcher: sh was {why}"]
+
+
+def test_a_sigkill_without_an_oom_kill_or_sent_by_the_launcher_is_no_memory_kill(
+        cgroup_launcher: tuple[str, Path], tmp_path: Path) -> None:
+    sock, control = cgroup_launcher
+    proc = _start(sock, tmp_path, "sh", "-c", "kill -9 $$")  # killed, the count unchanged
+    assert proc.wait(10) == 128 + 9 and proc.reason == ""
+    proc = _start(sock, tmp_path, "sleep", "60")
+    control.write_text(V1_OOM_CONTROL.format(5))  # another process's kill, while it ran
+    proc.kill()  # patchcheck asked for this one's end
+    assert proc.wait(10) == 128 + 9 and proc.reason == ""
+    assert "patchcheck launcher" not in (tmp_path / "out.log").read_text()
+
+
+def test_the_kernel_takes_a_started_process_before_the_launcher(
+        launcher: str, tmp_path: Path) -> None:
+    proc = _start(launcher, tmp_path, "sleep", "60")
+    assert Path(f"/proc/{proc.pid}/oom_score_adj").read_text().strip() == "1000"
+    proc.kill()
+    assert proc.wait(10) == 128 + 9 and proc.reason == ""

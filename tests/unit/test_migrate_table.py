@@ -26,7 +26,9 @@ from ..fakes import (
     BAD_CONFIG_LOG,
     HANGS,
     KILLED,
+    KILLED_FOR_MEMORY,
     LOADS,
+    OOM,
     REJECTS,
     REJECTS_OTHER,
     STAYS_PAUSED,
@@ -45,6 +47,7 @@ UNFIXED = Case("pc-q35-6.0", "7.2-none", "7.2-none", "synthetic")  # the model: 
 FIXED = Case("pc-q35-6.0", "7.2-none", "7.2-v2", "synthetic")  # the model: passes
 TIMEOUT = 0.5  # seconds; only a QEMU that hangs reaches the deadline
 LOST = "no heartbeat on the destination console"
+CUT_STREAM_LOG = "qemu-system-x86_64: load of migration failed: Input/output error\n"
 BAD_CONFIG = BAD_CONFIG_LOG.splitlines()[0]  # the line a rejected case's message quotes
 # The synthetic action's Slot Control/Status writes (power on, power off, ack), as replayed
 SYNTHETIC_WRITES = ["o /h 0xcfc 0x100", "o /h 0xcfc 0x700", "o /h 0xcfe 0x18"]
@@ -114,6 +117,17 @@ VERDICTS = {
     "its migration failed": Verdict(Dest(migration="failed", runs=False), OTHER,
                                     "destination: migration failed, state paused",
                                     "migration failed, paused"),
+    # the kernel killed a QEMU for memory (the launcher said so): an error that says so, never a
+    # verdict; also when the destination of a source killed while it sends rejects the cut
+    # stream (exit 1, another error than the bug's: failed-other without the reason)
+    "destination killed for memory": Verdict(
+        KILLED_FOR_MEMORY, ERROR, f"destination QEMU was {OOM}; destination QEMU crashed or "
+        "was killed (exit 137)", "exited (137)"),
+    "source killed for memory while it sends": Verdict(
+        replace(REJECTS_OTHER, polls=0, log=CUT_STREAM_LOG), ERROR,
+        f"source QEMU was {OOM}; qemu-system-x86_64: load of migration failed: Input/output "
+        "error", "exited (1)", source_status="active", source=Src(killed_sending=OOM),
+        error="Input/output error"),
     "source never finishes": Verdict(HANGS, ERROR, "timeout waiting for the migration to finish",
                                      "", source_status="", source=Src(("active",))),
 }

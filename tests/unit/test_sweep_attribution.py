@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 
 from patchcheck.qemu.inventory import DeviceType
-from patchcheck.qemu.machine import MachineError
+from patchcheck.qemu.machine import QMP_LOST, MachineError
 from patchcheck.result.cells import CellOutcome, Placement, SweepSide
 from patchcheck.run.sweep.attribute import Answer
 from patchcheck.run.sweep.members import Carriers, Member, groups
 from patchcheck.run.sweep.resolve import Resolver
 from patchcheck.run.sweep.trial import Migration, Setting
 
-from ..fakes import LOADS, Dest, FakeHosts, FakeQemu, Src
+from ..fakes import LOADS, OOM, Dest, FakeHosts, FakeQemu, Src
 
 PASSED, FAILED, ERROR = CellOutcome.PASSED, CellOutcome.FAILED, CellOutcome.ERROR
 NOT_STARTED, UNMIGRATABLE = CellOutcome.NOT_STARTED, CellOutcome.UNMIGRATABLE
@@ -58,6 +58,9 @@ class Build:
     dies_saving: Mapping[str, int] = field(default_factory=dict)  # -> a source's exit status
     rejects: Mapping[str, str] = field(default_factory=dict)  # -> a destination's first line
     garbles: Mapping[str, str] = field(default_factory=dict)  # -> a rejection naming no device
+    # -> why it was killed (SIGKILL; "" when nobody says): a source in the middle of `migrate`
+    # (its monitor lost), a destination while it loads
+    killed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ def landing(build: Build, devices: Sequence[Device]) -> Dest:
     """What a destination of `build` does with the stream of these devices."""
     rejected = first_rule(devices, build.rejects)
     garbled = first_rule(devices, build.garbles)
+    killed = first_rule(devices, build.killed)
+    if killed is not None:
+        return Dest(exit=137, reason=killed[1], log=qemu_log("warning: a line before it died"))
     if rejected is not None:
         device, line = rejected
         return Dest(exit=1, log=qemu_log(line, "error while loading state for instance 0x0 of "
@@ -149,6 +155,11 @@ class SweepQemu(FakeQemu):
         if blocker is not None:  # QMP's error, as Machine.cmd words it
             raise MachineError(f"{self.name}: migrate: State blocked by non-migratable device "
                                f"'{blocker.path}/{blocker.type}'")
+        killed = first_rule(self.devices, self.build.killed)
+        if killed is not None:
+            self.exit(137, killed[1])  # killed while it answered: the monitor is lost
+            raise MachineError(f"{self.name}: migrate: {QMP_LOST} (ExecInterruptedError: "
+                               "Disconnected)")
         dying = first_rule(self.devices, self.build.dies_saving)
         if dying is not None:
             self.exit(dying[1])  # answered `migrate`, then died saving the device's state
@@ -433,3 +444,33 @@ def test_a_source_that_dies_while_migrating(scratch: Path, status: int, outcome:
     for destination in ("forward", "control"):
         assert swept.answer("e1000e", destination).lines[0] == line
     assert swept.migrations == 5  # 4; 2 (dies) + 2; 1 + 1 (dies)
+
+
+# --- (i) a QEMU the kernel killed for memory: an error that says so, never a finding ------------
+
+
+@pytest.mark.parametrize("why, line", [
+    (OOM, f"source QEMU was {OOM}"),
+    ("", "source QEMU ended while migrating (exit 137)"),
+], ids=["for memory", "by someone"])
+def test_a_source_killed_in_the_middle_of_migrate_is_an_error_not_unmigratable(
+        scratch: Path, why: str, line: str) -> None:
+    """Its monitor went with it: no answer of QEMU's to `migrate`, so no migration blocker."""
+    members = group(["e1000", "e1000e", "edu", "nvme"])
+    swept = sweep(scratch, members, {"bookworm": Build(killed={"e1000e": why})})
+    assert swept.outcomes() == every(members, ["forward", "control"], PASSED,
+                                     {("e1000e", "forward"): ERROR,
+                                      ("e1000e", "control"): ERROR})
+    for destination in ("forward", "control"):
+        assert swept.answer("e1000e", destination).lines[0] == line
+
+
+def test_a_destination_killed_for_memory_while_it_loads_is_an_error_with_the_reason(
+        scratch: Path) -> None:
+    members = group(["e1000", "e1000e", "edu", "nvme"])
+    swept = sweep(scratch, members, {"trixie": Build(killed={"nvme": OOM})}, ("forward",))
+    # a kill names no device: halved, as a death, until the member with which it comes
+    assert swept.outcomes() == every(members, ["forward"], PASSED, {("nvme", "forward"): ERROR})
+    killed = swept.answer("nvme")
+    assert killed.lines[:2] == (f"destination QEMU was {OOM}",
+                                "destination QEMU crashed or was killed (exit 137)")

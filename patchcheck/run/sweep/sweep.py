@@ -100,7 +100,8 @@ class SweepRun:
             self._guest = ensure_image(self.runtime, self.settings, log=self.log)
             root = guests_dir(self.settings)
             mounts.append(Mount(str(root), str(root), read_only=True))
-        self._hosts = Hosts(self.runtime, tuple(mounts))
+        self._hosts = Hosts(self.runtime, tuple(mounts),
+                            memory_mib=self.settings.sweep.qemu_memory_mib)
         self.request.outdir.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:

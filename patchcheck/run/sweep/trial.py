@@ -16,10 +16,10 @@ from pathlib import Path
 from patchcheck.guests.image import GuestError, GuestImage
 from patchcheck.guests.linux import LinuxAction
 from patchcheck.qemu.hosts import Hosts
-from patchcheck.qemu.machine import Machine, MachineError
+from patchcheck.qemu.machine import QMP_LOST, Machine, MachineError
 from patchcheck.qemu.pciconf import PciError
 from patchcheck.result.cells import CellOutcome, SweepSide
-from patchcheck.run.migrate import pauses
+from patchcheck.run.migrate import KILLED_STATUS_WAIT, pauses
 from patchcheck.run.replay import RecordingMonitor
 from patchcheck.run.stream import Capture, StreamError, deliver
 from patchcheck.run.sweep.attribute import Fault, Trial, instance_of
@@ -106,7 +106,7 @@ class Migration:
             if fault is None:
                 stream, fault = _capture(src, rundir, self.setting.timeout)
             if fault is not None:
-                return Trial(source=fault)
+                return Trial(source=killed_for_memory(fault, src, "source"))
             return Trial(destinations={d: self._land(d, args, stream, rundir, linux)
                                        for d in destinations})
         finally:
@@ -141,17 +141,30 @@ class Migration:
                             rundir, f"dst-{name}")
         try:
             fault = self._launch(dst)
-            if fault is not None:
-                return fault
-            deliver(stream, sock, self.setting.timeout)
-            fault = _judge(dst, time.monotonic() + self.setting.timeout)
+            if fault is None:
+                deliver(stream, sock, self.setting.timeout)
+                fault = _judge(dst, time.monotonic() + self.setting.timeout)
             if fault is None and linux is not None:
                 lost = linux.verify_destination(dst, own, GUEST_ALIVE_S)
                 if lost:
-                    return Fault(CellOutcome.FAILED, (f"the guest did not run on: {lost}",))
-            return fault
+                    fault = Fault(CellOutcome.FAILED, (f"the guest did not run on: {lost}",))
+            return killed_for_memory(fault, dst, "destination")
         finally:
             dst.shutdown()
+
+
+def killed_for_memory(fault: Fault | None, machine: Machine, role: str) -> Fault | None:
+    """A QEMU the kernel killed for memory (its launcher said so) is an error that says so,
+    whatever it looked like: a cut stream, a lost guest or a failed start is no finding."""
+    if fault is None:
+        return None
+    if fault.outcome == CellOutcome.ERROR:  # its monitor went before its exit status came
+        machine.wait_exit(KILLED_STATUS_WAIT)
+    why = machine.end_reason()
+    if not why:
+        return fault
+    return Fault(CellOutcome.ERROR, (f"{role} QEMU was {why}",
+                                     *(line for line in fault.lines if why not in line)))
 
 
 def _boot(src: Machine, linux: LinuxAction) -> Fault | None:
@@ -182,6 +195,8 @@ def _capture(src: Machine, rundir: Path, timeout: float) -> tuple[bytes, Fault |
         try:
             src.cmd("migrate", uri=f"unix:{capture.path}")
         except MachineError as exc:  # a migration blocker: the device that set it is named
+            if QMP_LOST in str(exc):  # not QEMU's answer: the source died (see below)
+                raise
             return b"", Fault(CellOutcome.UNMIGRATABLE, (str(exc).split(": ", 2)[-1],))
         wait = pauses()
         while time.monotonic() < deadline:
