@@ -92,3 +92,10 @@ def test_a_broken_user_configuration_is_one_line(venv: Path, tmp_path: Path) -> 
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0
     assert ".invoke.yaml:3:" in out.stderr
+
+
+def test_the_projects_invoke_yaml_is_the_packages() -> None:
+    """One default configuration: plain `invoke` in the checkout reads the same file the
+    installed package carries (a copy once drifted from it)."""
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "invoke.yaml").resolve() == (root / "patchcheck" / "cli" / "invoke.yaml")
