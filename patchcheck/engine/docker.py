@@ -249,7 +249,10 @@ class DockerRuntime:
         lifeline = Lifeline(str(sockets / "life.sock"))
         hand_over(sockets, spec.user)  # a sandbox user must reach its lifeline
         launcher = str(sockets / "launcher.sock") if spec.spawns else None
-        mounts += [DockerMount(str(sockets), str(sockets), type="bind"),
+        # read-only unless the launcher makes its own socket there: connecting to the
+        # lifeline needs no write access to the directory
+        mounts += [DockerMount(str(sockets), str(sockets), type="bind",
+                               read_only=not spec.spawns),
                    DockerMount(LAUNCHER_IN_CONTAINER, str(LAUNCHER), type="bind",
                                read_only=True)]
         command = ["python3", "-I", LAUNCHER_IN_CONTAINER, "--lifeline", lifeline.path,
