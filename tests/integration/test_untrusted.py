@@ -113,3 +113,6 @@ def test_an_untrusted_patch_cannot_write_outside_and_the_next_build_is_clean(
     clean = private.build(BuildSpec("7.2-none", "debian:bookworm", "none"))
     assert clean.trusted is True and not clean.cached and clean.key != evil.key
     assert clean.binary_sha256 == reference.binary_sha256
+    made = "made now" if reference.binary.startswith(str(tmp_path)) else "the session's"
+    print(f"untrusted build {evil.seconds} s ({evil.ccache}); trusted rebuild {clean.seconds} s;"
+          f" reference: {made}")
