@@ -149,7 +149,7 @@ def test_qemu_containers_are_hardened(builds, hosts, runtime):
     # writable: the scratch directory, and the launcher's own socket directory
     writable = {m["Destination"] for m in info["Mounts"] if m["RW"]}
     others = writable - {str(scratch)}
-    assert len(others) == 1 and (Path(next(iter(others))) / "launcher.sock").exists(), writable
+    assert len(others) == 1 and (Path(next(iter(others))) / "life.sock").exists(), writable
     assert info["Config"]["Labels"][LABEL_RUN] == runtime.run_id
 
 
