@@ -42,13 +42,16 @@ from patchcheck.build.incremental import (
     in_repository,
 )
 from patchcheck.build.record import BINARY, RECORD, BuildRecord, sha256_file
+from patchcheck.build.trust import TRUSTED, Trust
 from patchcheck.engine.runtime import (
     Container,
     ContainerSpec,
     Mount,
     Runtime,
+    hand_over,
     invoking_user,
     run_command,
+    sandbox_user,
 )
 from patchcheck.errors import BuildFailed, disk_full, is_no_space
 from patchcheck.locks import file_lock
@@ -98,6 +101,10 @@ def wrapper_env(rules: Sequence[str], compiler: str, pch: str = "") -> dict[str,
 # instead of the preprocessor and then the compiler; a cold build pays almost nothing for
 # the cache. Hits are as before (direct mode, from the dependency list).
 CCACHE_MODE = {"CCACHE_DEPEND": "1"}
+# An untrusted build reads the compiler cache (mounted read-only) and writes nothing into it:
+# ccache's temporary files and statistics go into the build directory instead.
+CCACHE_READONLY = {"CCACHE_READONLY": "1", "CCACHE_TEMPDIR": f"{OUT}/.ccache-tmp",
+                   "CCACHE_STATSLOG": f"{OUT}/.ccache-stats", "TMPDIR": "/tmp"}
 
 class Builder:
     def __init__(self, runtime: Runtime, cache_dir: Path, configure: Sequence[str], jobs: int = 0,
@@ -125,9 +132,19 @@ class Builder:
         self.incremental = incremental
         self.keep_build_dir = incremental  # full builds keep their directory for later fix builds
 
+    def key(self, tree: PreparedTree, image_id: str, trust: Trust = TRUSTED) -> str:
+        """The build's cache key: an untrusted build's is its own, so that a trusted request
+        never takes a binary an untrusted build made."""
+        return build_key(tree.tree_id, [*self._keyed, *([] if trust.trusted else ["untrusted"])],
+                         image_id)
+
     def build(self, name: str, tree: PreparedTree, generation: str, image: str,
-              image_id: str) -> BuildRecord:
-        key = build_key(tree.tree_id, self._keyed, image_id)
+              image_id: str, trust: Trust = TRUSTED) -> BuildRecord:
+        if not trust.trusted:  # the trusted build of the same tree serves it as well
+            record = self.cached(name, tree, image_id)
+            if record is not None:
+                return record
+        key = self.key(tree, image_id, trust)
         directory = self.root / key
         with file_lock(self.root / f"{key}.lock"):
             record = self._cached(name, tree, directory)
@@ -136,21 +153,26 @@ class Builder:
             shutil.rmtree(directory, ignore_errors=True)
             family = family_key(tree.source.commit, self._keyed, image_id)
             lineage = lineage_key(self._keyed, image_id)
+            target = _Target(name, key, directory, tree, generation, image, image_id, family,
+                             lineage, trust)
             base = self.incremental_base(family, lineage, tree) if self.incremental else None
             if base is not None:
                 try:
-                    return self._build(name, key, directory, tree, generation, image, image_id,
-                                       (family, lineage), base)
+                    return self._build(target, base)
                 except IncrementalUnsafe as exc:
                     self.log(f"[{name}] incremental build not trusted ({exc}); building afresh")
-            return self._build(name, key, directory, tree, generation, image, image_id,
-                               (family, lineage))
+            return self._build(target)
 
-    def cached(self, name: str, tree: PreparedTree, image_id: str) -> BuildRecord | None:
-        """The build of this tree if it is in the cache, else None (nothing is built)."""
-        key = build_key(tree.tree_id, self._keyed, image_id)
-        with file_lock(self.root / f"{key}.lock"):
-            return self._cached(name, tree, self.root / key)
+    def cached(self, name: str, tree: PreparedTree, image_id: str, trust: Trust = TRUSTED
+               ) -> BuildRecord | None:
+        """The build of this tree if it is in the cache, else None (nothing is built); for an
+        untrusted request, the trusted build of the tree, or else its own."""
+        for key in dict.fromkeys([self.key(tree, image_id), self.key(tree, image_id, trust)]):
+            with file_lock(self.root / f"{key}.lock"):
+                record = self._cached(name, tree, self.root / key)
+            if record is not None:
+                return record
+        return None
 
     def _cached(self, name: str, tree: PreparedTree, directory: Path) -> BuildRecord | None:
         """The entry's record (under its lock); a damaged entry is said and removed (None),
@@ -193,30 +215,28 @@ class Builder:
                 damage.remove(path.parent / damage.BUILD_DIR)
                 continue
             kept.append(data)
-        kept = [r for r in kept if isinstance(r, dict) and not BuildRecord.missing_fields(r)]
+        # an untrusted build keeps no directory; one that says it is untrusted is no base either
+        kept = [r for r in kept if isinstance(r, dict) and not BuildRecord.missing_fields(r)
+                and r.get("trusted", True) is True]
         chosen = choose_base(in_repository(kept, family, lineage, tree), family, lineage, tree)
         return BuildRecord.from_dict(dict(chosen)) if chosen is not None else None
 
-    def _build(self, name: str, key: str, directory: Path, tree: PreparedTree, generation: str,
-               image: str, image_id: str, family: tuple[str, str],
-               base: BuildRecord | None = None) -> BuildRecord:
-        work = self.root / f".{key}.tmp"
+    def _build(self, target: _Target, base: BuildRecord | None = None) -> BuildRecord:
+        work = self.root / f".{target.key}.tmp"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            job = _BuildJob(self, work, _Target(name, key, directory, tree, generation, image,
-                                                image_id, *family), base)
-            return job.run()
+            return _BuildJob(self, work, target, base).run()
         except BaseException as exc:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-built stays in the cache
             if is_no_space(exc):  # patchcheck's own copy or write, in the cache
                 raise disk_full("the cache", self.root.parent,
-                                f"the build of {name} stopped") from None
+                                f"the build of {target.name} stopped") from None
             raise
 
     def machine_types(self, record: BuildRecord, binary: Path) -> list[str]:
         spec = ContainerSpec(image=record.image_id, role="probe", network="none",
-                             user=invoking_user(),
+                             user=sandbox_user(), hardened=True,
                              mounts=(Mount(str(binary.parent), "/qemu", read_only=True),))
         container = self.runtime.start(spec)
         try:
@@ -242,7 +262,7 @@ def _ccache_summary(stats: str) -> str:
 @dataclass(frozen=True)
 class _Target:
     """What one build makes and where: its name and key, the directory it lands in, the tree,
-    the builder image, and the keys of the builds it may share a directory with."""
+    the builder image, the keys of the builds it may share a directory with, its trust."""
 
     name: str
     key: str
@@ -253,6 +273,7 @@ class _Target:
     image_id: str
     family: str
     lineage: str
+    trust: Trust = TRUSTED
 
 
 class _LogLines:
@@ -301,6 +322,7 @@ class _BuildJob:
         build = self.work / "build"
         if self.base is None:
             build.mkdir()
+            hand_over(build, self.user)
             return
         tree = self.target.tree
         self.changed = changed_files(tree, self.base.tree_id)
@@ -315,18 +337,29 @@ class _BuildJob:
         copy_build_dir(self.builder.root / self.base.key / "build", build)
         drop_stale_pch(build, self.changed, SRC)
         age_sources(tree.path, self.changed)
+        hand_over(build, self.user)
+
+    @property
+    def trusted(self) -> bool:
+        return self.target.trust.trusted
+
+    @property
+    def user(self) -> str:
+        return invoking_user() if self.trusted else sandbox_user()
 
     def container_spec(self) -> ContainerSpec:
         builder = self.builder
         env = {"CCACHE_DIR": CCACHE, "CC": "ccache gcc", "CXX": "ccache g++", "HOME": OUT,
-               "CCACHE_BASEDIR": SRC, **CCACHE_MODE}
+               "CCACHE_BASEDIR": SRC, **CCACHE_MODE, **({} if self.trusted else CCACHE_READONLY)}
         mounts = [Mount(str(self.target.tree.path), SRC, read_only=True),
-                  Mount(str(self.work / "build"), OUT), Mount(str(builder.ccache), CCACHE)]
+                  Mount(str(self.work / "build"), OUT),
+                  Mount(str(builder.ccache), CCACHE, read_only=not self.trusted)]
         if self.wrapped:
             env.update(wrapper_env(builder.optimize, "ccache gcc", self.pch))
             mounts.append(Mount(str(CC_WRAPPER), CC_IN_CONTAINER, read_only=True))
         return ContainerSpec(image=self.target.image_id, role="build", network="none",
-                             user=invoking_user(), env=env, mounts=tuple(mounts), workdir=OUT)
+                             user=self.user, env=env, mounts=tuple(mounts), workdir=OUT,
+                             hardened=not self.trusted)
 
     def compile(self) -> str:
         """Configure and ninja (or ninja alone) in a build container, each line into
@@ -339,7 +372,11 @@ class _BuildJob:
                     self.incremental_steps(container, out, self.base)
                 for argv in steps:
                     self.run_step(container, argv, out)
-                return "" if self.base is not None else container.run(["ccache", "-s"])[1]
+                if self.base is not None:
+                    return ""
+                # an untrusted build's own statistics: the cache's are not written
+                stats = ["ccache", "-s"] if self.trusted else ["ccache", "--show-log-stats"]
+                return container.run(stats)[1]
         finally:
             container.remove()
 
@@ -361,7 +398,8 @@ class _BuildJob:
         elif builder.devices:
             out(f"minimal build not possible: device set {self.devices_used}")
         self.configure = [f"{SRC}/configure", *options]
-        container.run(["ccache", "-z"])
+        if self.trusted:
+            container.run(["ccache", "-z"])
         return [self.configure, self.ninja()]
 
     def incremental_steps(self, container: Container, out: _LogLines, base: BuildRecord
@@ -393,16 +431,19 @@ class _BuildJob:
                               f"log: {kept}", str(kept))
 
     def keep_binary(self) -> None:
-        """The binary into bin/. The build directory is kept for a full build and one across
-        commits (the next commit starts from it), not for a fix build (the fix builds of a
-        commit start from its build without one)."""
-        binary = self.work / "bin" / BINARY
+        """The binary into bin/. The build directory is kept for a trusted full build and
+        one across commits (the next commit starts from it), not for a fix build (the fix
+        builds of a commit start from its build without one) nor an untrusted one (what it
+        wrote there is no base for anything)."""
+        binary, built = self.work / "bin" / BINARY, self.work / "build" / BINARY
         binary.parent.mkdir()
-        shutil.copy2(self.work / "build" / BINARY, binary)
+        if built.is_symlink() or not built.is_file():  # the build's own, no host file
+            raise BuildFailed(f"build {self.target.name}: {BINARY} is no regular file")
+        shutil.copy2(built, binary)
         fix_build = self.base is not None and not self.across
         if self.base is not None and fix_build and sha256_file(binary) == self.base.binary_sha256:
             raise IncrementalUnsafe("the binary is identical to the one without the change")
-        if fix_build or not self.builder.keep_build_dir:
+        if fix_build or not self.builder.keep_build_dir or not self.trusted:
             shutil.rmtree(self.work / "build", ignore_errors=True)
 
     def reproducer(self) -> str:
@@ -434,7 +475,7 @@ class _BuildJob:
             incremental_from=base.key if base else "", base=_describe(base) if base else "",
             base_commit=base.commit if base else "", compiled=self.compiled,
             devices=self.devices_used, optimize=list(self.builder.optimize), pch=self.pch,
-            subprojects=list(tree.subprojects),
+            subprojects=list(tree.subprojects), trusted=self.trusted, trust=str(target.trust),
         )
 
     def finish(self, record: BuildRecord) -> BuildRecord:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from patchcheck.build import artifacts
 from patchcheck.build.builder import Builder
 from patchcheck.build.record import BuildRecord
+from patchcheck.build.trust import TRUSTED, Trust, decide
 from patchcheck.config.settings import BuildSpec, Settings
 from patchcheck.engine import images
 from patchcheck.engine.runtime import Runtime
@@ -29,6 +30,7 @@ class Prepared:
     generation: str
     image_id: str
     record: BuildRecord | None  # the build, if it is in the cache or imported
+    trust: Trust = TRUSTED  # patchcheck.build.trust: what the build may write into
 
 
 class Pipeline:
@@ -88,18 +90,19 @@ class Pipeline:
                      f"{imported.fix_state} -> {imported.binary}")
             return Prepared(spec, None, "", "", imported)
         fixes.resolve(spec.fix, self.known)  # validate the fix state before any expensive step
+        trust = decide(spec, self.settings.trust, self.known)
         tree = self.resolve(spec.source)
         prepared = trees.prepare(tree, spec.fix, self.settings.cache_dir, self.known)
         generation = images.generation_for(tree.version_tuple, self.settings.image_rules)
         image_id = self.image(generation)
         prepared = self.complete(prepared, image_id)
-        record = self.builder.cached(spec.name, prepared, image_id)
+        record = self.builder.cached(spec.name, prepared, image_id, trust)
         if record is not None:
             self._made(spec, prepared, record)
         else:
             self.log(f"[{spec.name}] ready to compile: tree {prepared.tree_id[:12]}, "
-                     f"{generation} builder image")
-        return Prepared(spec, prepared, generation, image_id, record)
+                     f"{generation} builder image, {trust}")
+        return Prepared(spec, prepared, generation, image_id, record, trust)
 
     def make(self, prepared: Prepared) -> BuildRecord:
         """The build of a prepared tree: from the cache, or compiled now."""
@@ -108,7 +111,7 @@ class Pipeline:
         assert prepared.tree is not None  # only an imported build has none, and a record
         record = self.builder.build(prepared.spec.name, prepared.tree, prepared.generation,
                                     images.builder_tag(prepared.generation),
-                                    prepared.image_id)
+                                    prepared.image_id, prepared.trust)
         self._made(prepared.spec, prepared.tree, record)
         return record
 
@@ -116,7 +119,8 @@ class Pipeline:
         if tree.fix.applied == "already-present":
             self.log(f"[{spec.name}] note: {tree.fix.note}")
         self.log(f"[{spec.name}] {'cached' if record.cached else 'built'}: QEMU {record.qemu_version}"
-                 f", fix {record.fix_state} ({record.fix['applied']}) -> {record.binary}")
+                 f", fix {record.fix_state} ({record.fix['applied']}), "
+                 f"{record.trust or 'trusted'} -> {record.binary}")
 
     def complete(self, prepared: PreparedTree, image_id: str) -> PreparedTree:
         """The tree with every subproject its configured build reads (fetched once per

@@ -12,6 +12,9 @@ from typing import Any
 
 BINARY = "qemu-system-x86_64"
 RECORD = "build.json"
+# Fields added after records were first written, and what a record without them means: every
+# build before them was made the way a trusted build is made now.
+ADDED_LATER = ("trusted", "trust")
 
 
 @dataclass
@@ -53,6 +56,10 @@ class BuildRecord:
     # Subprojects copied into the tree before configure: name, path, revision, and where
     # they came from (fetched from a URL, or vendored in an imported tree).
     subprojects: list[dict[str, str]] = field(default_factory=list)
+    # Untrusted (patchcheck.build.trust): built with the compiler cache read-only in a
+    # sandbox, under a key of its own, its build directory never a base of another build.
+    trusted: bool = True
+    trust: str = ""  # why, in words ("untrusted: a patch not shipped with patchcheck (x)")
 
     @property
     def has_fix(self) -> bool:
@@ -68,7 +75,8 @@ class BuildRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildRecord:
         """The record `to_dict` wrote (fields it does not know are ignored). Every version
-        writes every field: a record without one is damaged (ValueError)."""
+        writes every field (but those ADDED_LATER): a record without one is damaged
+        (ValueError)."""
         missing = cls.missing_fields(data)
         if missing:
             raise ValueError(f"build record {data.get('key', '')!r} is damaged: no "
@@ -77,7 +85,7 @@ class BuildRecord:
 
     @classmethod
     def missing_fields(cls, data: Mapping[str, Any]) -> list[str]:
-        return [f for f in cls.__dataclass_fields__ if f not in data]
+        return [f for f in cls.__dataclass_fields__ if f not in data and f not in ADDED_LATER]
 
 
 def sha256_file(path: Path) -> str:

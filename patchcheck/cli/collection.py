@@ -310,6 +310,14 @@ def bench_sweep(c: Context, no_build: bool = False) -> None:
     _exit(commands.guarded(commands.bench_sweep, c.config, not no_build))
 
 
+@task(name="trust", help={"repeat": "runs of each figure, alternated (default 3)"})
+def bench_trust(c: Context, repeat: str = "3") -> None:
+    """Measure what an untrusted build's read-only compiler cache costs: full and fix builds
+    trusted against untrusted, and the next trusted build of the same tree after each;
+    record reports/bench-trust-<date>.json."""
+    _exit(commands.guarded(commands.bench_trust, c.config, repeat))
+
+
 ns = Collection(build, matrix, check, series, bisect, clean, probe, sweep)
 bench_ns = Collection("bench")
 bench_ns.add_task(bench, name="run", default=True)
@@ -317,6 +325,7 @@ bench_ns.add_task(bench_upstream)
 bench_ns.add_task(bench_sequence)
 bench_ns.add_task(bench_probe)
 bench_ns.add_task(bench_sweep)
+bench_ns.add_task(bench_trust)
 ns.add_collection(bench_ns)
 report_ns = Collection("report")
 report_ns.add_task(report, name="show", default=True)

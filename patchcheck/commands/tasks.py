@@ -309,6 +309,15 @@ def bench_sweep(settings: Settings, build: bool = True) -> int:
     return EXIT_OK if ratio is None or ratio <= result["goal"] else EXIT_DEVIATION
 
 
+def bench_trust(settings: Settings, repeat: str = "3") -> int:
+    from patchcheck.bench.trust import bench_trust as run_bench
+    from patchcheck.run.matrix import new_run_id
+
+    with container_runtime(settings, f"bench-{new_run_id()}") as runtime:
+        run_bench(settings, runtime, repeat=_repeat(repeat), log=log)
+    return EXIT_OK
+
+
 def bench_upstream(settings: Settings, repo: str, ref: str = "v7.2.0") -> int:
     from patchcheck.bench.upstream import bench_upstream as run_bench
     from patchcheck.run.matrix import new_run_id

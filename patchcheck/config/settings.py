@@ -23,6 +23,9 @@ class BuildSpec:
     name: str
     source: str
     fix: str
+    # why the request itself makes the build untrusted (a series commit); "": decided from
+    # its source and fix (patchcheck.build.trust)
+    untrusted: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,21 @@ class NightlySettings:
     remote: str = ""
     refs: tuple[str, ...] = ()
     fix: str = ""  # empty: the scenario's first known fix
+
+
+# The git remotes whose code is trusted (patchcheck.trust.remotes): upstream QEMU's.
+UPSTREAM_REMOTES = ("https://gitlab.com/qemu-project/qemu", "https://git.qemu.org/git/qemu",
+                    "https://github.com/qemu/qemu")
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """Which builds may write into what later builds read (docs/reliability.md, "Untrusted
+    builds"): builds from these remotes (and local repositories, Debian, the scenarios' own
+    patches); `all`: every build, whatever it comes from."""
+
+    remotes: tuple[str, ...] = UPSTREAM_REMOTES
+    all: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,7 @@ class Settings:
     runtime: str = "docker"  # the container engine: a name in patchcheck.engine.registry.REGISTRY
     runtime_host: str = ""  # the engine's API address (unix:///PATH); "": the engine's default
     sweep: SweepSettings = SweepSettings()
+    trust: TrustSettings = TrustSettings()
 
     @property
     def containers_dir(self) -> Path:
@@ -357,7 +376,13 @@ def _load(config: Any) -> Settings:
         runtime=runtime,
         runtime_host=_runtime_host(root.get("runtime_host")),
         sweep=_sweep(_section(root, "sweep")),
+        trust=_trust(_section(root, "trust")),
     )
+
+
+def _trust(s: Mapping[str, Any]) -> TrustSettings:
+    remotes = _list(s.get("remotes"), "trust.remotes") if "remotes" in s else UPSTREAM_REMOTES
+    return TrustSettings(remotes=remotes, all=_bool(s.get("all", False), "trust.all"))
 
 
 SWEEP_ACTIONS = ("created", "slot", "linux")

@@ -31,11 +31,17 @@ from patchcheck.engine.runtime import (
     LAUNCHER_IN_CONTAINER,
     ContainerSpec,
     OwnContainer,
+    hand_over,
 )
 from patchcheck.errors import InfraError
 
 if TYPE_CHECKING:
     from docker.types import Mount as SdkMount
+
+
+# A hardened container's only writable place besides its mounts: private, no devices, no
+# setuid, bounded (it counts against the container's memory).
+TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m"}
 
 
 class DockerContainer:
@@ -266,8 +272,12 @@ class DockerRuntime:
         ]
         sockets = Path(tempfile.mkdtemp(prefix="c-", dir=self._socket_dir()))
         lifeline = Lifeline(str(sockets / "life.sock"))
+        hand_over(sockets, spec.user)  # a sandbox user must reach its lifeline
         launcher = str(sockets / "launcher.sock") if spec.spawns else None
-        mounts += [DockerMount(str(sockets), str(sockets), type="bind"),
+        # read-only unless the launcher makes its own socket there: connecting to the
+        # lifeline needs no write access to the directory
+        mounts += [DockerMount(str(sockets), str(sockets), type="bind",
+                               read_only=not spec.spawns),
                    DockerMount(LAUNCHER_IN_CONTAINER, str(LAUNCHER), type="bind",
                                read_only=True)]
         command = ["python3", "-I", LAUNCHER_IN_CONTAINER, "--lifeline", lifeline.path,
@@ -286,8 +296,10 @@ class DockerRuntime:
                 mounts=mounts,
                 devices=[f"{d}:{d}:rwm" for d in spec.devices],
                 privileged=False,
-                cap_drop=["NET_RAW"],
+                cap_drop=["ALL"] if spec.hardened else ["NET_RAW"],
                 security_opt=["no-new-privileges"],
+                read_only=spec.hardened,
+                tmpfs=dict(TMPFS) if spec.hardened else None,
             )
             hardened["Privileged"] = False  # the SDK writes it only when true
             hardened["AutoRemove"] = True  # ended (its lifeline cut): the engine removes it

@@ -46,6 +46,9 @@ class ContainerSpec:
     workdir: str | None = None
     spawns: bool = False  # runs background processes (QEMUs): its main process is the launcher
     memory_mib: int = 0  # the container's memory limit, swap none; 0: no limit
+    # runs code patchcheck does not vouch for (QEMU binaries, untrusted builds): a read-only
+    # root file system, a small private tmpfs at /tmp, every capability dropped
+    hardened: bool = False
 
 
 class Process(Protocol):
@@ -106,6 +109,28 @@ class Runtime(Protocol):
 
 def invoking_user() -> str:
     return f"{os.getuid()}:{os.getgid()}"
+
+
+SANDBOX_UID = 65534  # "nobody": the user of untrusted builds when patchcheck runs as root
+
+
+def sandbox_user() -> str:
+    """The uid:gid of a container running untrusted code: the invoking user, or nobody when
+    that is root (the directories it writes are handed to it: `hand_over`)."""
+    return f"{SANDBOX_UID}:{SANDBOX_UID}" if os.getuid() == 0 else invoking_user()
+
+
+def hand_over(path: Path, user: str | None) -> None:
+    """Make `path` (and everything under it) belong to the container user `user`, when that
+    is not the invoking one (only root can, and only root needs to)."""
+    if not user or user == invoking_user() or os.getuid() != 0:
+        return
+    uid, _, gid = user.partition(":")
+    ids = int(uid), int(gid or uid)
+    os.lchown(path, *ids)
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(root, name), *ids)
 
 
 def run_command(cli: str, image: str, argv: Sequence[str], *, mounts: Sequence[Mount] = (),

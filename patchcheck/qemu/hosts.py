@@ -1,5 +1,6 @@
 """The containers QEMUs run in: one long-lived container per builder image for a whole run,
-network none, the invoking user, with the run's mounts; a QEMU is exec'ed in it."""
+network none, the invoking user, hardened (a read-only root file system, no capability), with
+the run's mounts (all read-only but its scratch directory); a QEMU is exec'ed in it."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class Hosts:
                 self._containers[image_id] = self.runtime.start(ContainerSpec(
                     image=image_id, role="qemu", network="none", mounts=self.mounts,
                     devices=self.devices, user=invoking_user(), spawns=True,
-                    memory_mib=self.memory_mib))
+                    memory_mib=self.memory_mib, hardened=True))
             return self._containers[image_id]
 
     def machine(self, image_id: str, binary: str, argv: Sequence[str], rundir: Path, name: str,

@@ -115,7 +115,7 @@ def probe_kvm(runtime: Runtime, image_id: str, binary: str, guest: GuestImage, s
     container = runtime.start(ContainerSpec(
         image=image_id, role="kvm-probe", network="none",
         devices=(KVM_DEVICE,) if accel == "kvm" else (),
-        user=invoking_user(), spawns=True,
+        user=invoking_user(), spawns=True, hardened=True,
         mounts=(Mount(str(rundir), str(rundir)), Mount(bindir, bindir, read_only=True),
                 guest.mount())))
     console = console_path(rundir, "kvm-probe")

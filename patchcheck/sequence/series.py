@@ -114,7 +114,7 @@ def _one(settings: Settings, runtime: Runtime, repo: str, base: BuildSpec, commi
          index: int, guest: str, outdir: Path, machines: str,
          log: Callable[[str], None]) -> CommitVerdict:
     verdict = CommitVerdict(index, commit.sha, commit.subject)
-    spec = BuildSpec("commit", f"git:{repo}@{commit.sha}", AS_IS)
+    spec = BuildSpec("commit", f"git:{repo}@{commit.sha}", AS_IS, untrusted="a series commit")
     try:
         record = Pipeline(runtime, settings, log).build(spec)
     except BuildFailed as exc:

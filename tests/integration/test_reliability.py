@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from patchcheck.engine.runtime import LABEL_RUN, Mount
+from patchcheck.engine.runtime import LABEL_RUN, Mount, sandbox_user
 from patchcheck.errors import InfraError
 from patchcheck.result.model import Case
 from patchcheck.result.outcome import Observed
@@ -115,9 +115,12 @@ def test_sigterm_mid_build_leaves_nothing_and_next_run_builds(builds, settings, 
     assert info["HostConfig"]["NetworkMode"] == "none"
     assert info["HostConfig"]["Privileged"] is False
     assert not info["HostConfig"]["Devices"]
-    assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
-    src = [m for m in info["Mounts"] if m["Destination"] == "/src"]
-    assert src and src[0]["RW"] is False
+    # a user's patch: an untrusted build (test_untrusted.py), sandboxed, the ccache read-only
+    assert info["Config"]["User"] == sandbox_user() != "0:0"
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    assert info["HostConfig"]["CapDrop"] == ["ALL"]
+    writable = {m["Destination"] for m in info["Mounts"] if m["RW"]}
+    assert writable == {"/build"}, writable
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -131,15 +134,22 @@ def test_sigterm_mid_build_leaves_nothing_and_next_run_builds(builds, settings, 
 
 
 def test_qemu_containers_are_hardened(builds, hosts, runtime):
-    h, _ = hosts
+    h, scratch = hosts
     container = h.get(builds["7.2-none"].image_id)
     info = runtime.client.api.inspect_container(container.id)
     assert info["HostConfig"]["NetworkMode"] == "none"
     assert info["HostConfig"]["Privileged"] is False
     assert not info["HostConfig"]["Devices"]  # no /dev/kvm under TCG
     assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+    assert info["HostConfig"]["ReadonlyRootfs"] is True  # its binaries may be untrusted
+    assert info["HostConfig"]["CapDrop"] == ["ALL"]
+    assert set(info["HostConfig"]["Tmpfs"]) == {"/tmp"}
     builds_mount = [m for m in info["Mounts"] if m["Destination"].endswith("/builds")]
     assert builds_mount and builds_mount[0]["RW"] is False
+    # writable: the scratch directory, and the launcher's own socket directory
+    writable = {m["Destination"] for m in info["Mounts"] if m["RW"]}
+    others = writable - {str(scratch)}
+    assert len(others) == 1 and (Path(next(iter(others))) / "life.sock").exists(), writable
     assert info["Config"]["Labels"][LABEL_RUN] == runtime.run_id
 
 
