@@ -19,10 +19,12 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from patchcheck.errors import InfraError, UsageError
+from patchcheck.locks import file_lock
 from patchcheck.source import gitcmd
 from patchcheck.source.gitcmd import GitError
 
@@ -150,11 +152,38 @@ class GitSources:
 
     def mirror(self, url: str) -> Path:
         """The bare mirror of the repository (cloned the first time)."""
+        url = self._canonical(url)
+        with self._locked(url):
+            return self._mirror(url)
+
+    def resolve(self, spec: GitSpec, *, fetch: bool = True) -> Tree:
+        """The commit `spec.ref` names, present in the mirror. For a repository on disk, as
+        git there resolves it now; for a URL, in the mirror after a fetch (`fetch=False`:
+        the mirror as it is). Runs at once on one cache take turns per mirror: its clone,
+        fetches and refs are one run's at a time."""
+        with self._locked(self._canonical(spec.url)):
+            repo = self._mirror(self._canonical(spec.url))
+            local = local_repository(spec.url)
+            commit = (self._local_commit(repo, local, spec) if local is not None
+                      else self._remote_commit(repo, spec, fetch))
+        return Tree(str(spec), repo, commit, _read_version(repo, commit))
+
+    @staticmethod
+    def _canonical(url: str) -> str:
+        """The URL, or a local repository's resolved path (an error if it is not there)."""
         local = local_repository(url)
-        if local is not None:
-            if not local.exists():
-                raise UsageError(f"git repository '{url}' does not exist")
-            url = str(local.resolve())
+        if local is None:
+            return url
+        if not local.exists():
+            raise UsageError(f"git repository '{url}' does not exist")
+        return str(local.resolve())
+
+    def _locked(self, url: str) -> AbstractContextManager[None]:
+        return file_lock(self.root / f"{_slug(url)}.lock")
+
+    def _mirror(self, url: str) -> Path:
+        """The mirror of `url` (canonical), cloned into a temporary directory and renamed
+        into place the first time; under the mirror's lock."""
         path = self.root / f"{_slug(url)}.git"
         if path.exists():
             _keep_own_refs(path)
@@ -170,16 +199,6 @@ class GitSources:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
-
-    def resolve(self, spec: GitSpec, *, fetch: bool = True) -> Tree:
-        """The commit `spec.ref` names, present in the mirror. For a repository on disk, as
-        git there resolves it now; for a URL, in the mirror after a fetch (`fetch=False`:
-        the mirror as it is)."""
-        repo = self.mirror(spec.url)
-        local = local_repository(spec.url)
-        commit = (self._local_commit(repo, local, spec) if local is not None
-                  else self._remote_commit(repo, spec, fetch))
-        return Tree(str(spec), repo, commit, _read_version(repo, commit))
 
     @staticmethod
     def _local_commit(repo: Path, local: Path, spec: GitSpec) -> str:
