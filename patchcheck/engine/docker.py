@@ -101,6 +101,9 @@ class DockerContainer:
         try:
             return LaunchedProcess.start(self._launcher, argv, log, pidfile, self.alive)
         except InfraError as exc:
+            if self._runtime.gone(self.id):  # e.g. a restarted engine killed and removed it
+                raise InfraError(f"container {self.id[:12]} is gone: the container engine "
+                                 "ended it (stopped or restarted?)") from None
             try:
                 said = self.api.logs(self.id, tail=3).decode("utf-8", "replace").strip()
             except Exception:  # noqa: BLE001 - the engine may be gone as well
@@ -332,6 +335,18 @@ class DockerRuntime:
         if closing:
             self.remove(container_id)
             raise InfraError(f"no {spec.role} container: the run is ending")
+
+    def gone(self, container_id: str) -> bool:
+        """Whether the engine no longer has the container (removed, or the engine is away)."""
+        import docker.errors
+
+        try:
+            self.client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return True
+        except Exception:  # noqa: BLE001 - no engine to ask: gone with it
+            return True
+        return False
 
     def held(self, container_id: str, timeout: float = 30.0) -> None:
         """Return once the container's launcher holds its lifeline; InfraError if it does not
