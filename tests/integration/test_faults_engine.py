@@ -120,8 +120,6 @@ def test_engine_restarted_mid_matrix_exit_3_finished_cases_kept_resume_completes
     total = int(re.findall(r"\[\d+/(\d+)\]", err)[0])  # the run's own count of its cases
     finished = json.loads((reports / "restart" / "results.json").read_text())["cases"]
     assert len(finished) >= 3  # what finished is written
-    print("errors:", sorted({(c.get("message") or "")[:150] for c in finished
-                             if c["observed"] == "error"}))
     assert all(c["observed"] in (c["expected"], "error") for c in finished), \
         [(c["id"], c["observed"]) for c in finished if c["observed"] not in (c["expected"], "error")]
     assert _left_of(engine, "restart") == []
