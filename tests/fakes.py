@@ -35,6 +35,7 @@ class FakeContainer:
     def __init__(self, runtime: FakeRuntime, spec: ContainerSpec) -> None:
         self.runtime, self.spec = runtime, spec
         self.id = f"fake-{len(runtime.specs)}"
+        self.user = spec.user
 
     def run(self, argv: Sequence[str], *, output: Callable[[str], None] | None = None,
             workdir: str | None = None, env: Mapping[str, str] | None = None,

@@ -31,7 +31,10 @@ from patchcheck.engine.runtime import (
     LAUNCHER_IN_CONTAINER,
     ContainerSpec,
     OwnContainer,
+    device_groups,
     hand_over,
+    opened_dirs,
+    skeleton,
 )
 from patchcheck.errors import InfraError
 
@@ -45,10 +48,11 @@ TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m"}
 
 
 class DockerContainer:
-    def __init__(self, runtime: DockerRuntime, container_id: str, launcher: str | None = None
-                 ) -> None:
+    def __init__(self, runtime: DockerRuntime, container_id: str, launcher: str | None = None,
+                 user: str | None = None) -> None:
         self._runtime = runtime
         self.id = container_id
+        self.user = user  # who its processes run as: the spec's user
         self.api = runtime.client.api
         self._launcher = launcher  # the launcher's socket, when the spec asked to spawn
 
@@ -260,7 +264,7 @@ class DockerRuntime:
             self.remove(container_id)  # created, never started: still ours to remove
             raise InfraError(f"cannot start a {spec.role} container from {spec.image}: "
                              f"{exc}") from None
-        return DockerContainer(self, container_id, launcher)
+        return DockerContainer(self, container_id, launcher, spec.user)
 
     def _main_process(self, spec: ContainerSpec) -> tuple[list[SdkMount], list[str], str | None,
                                                           Lifeline]:
@@ -273,6 +277,10 @@ class DockerRuntime:
             DockerMount(m.target, m.source, type="bind", read_only=m.read_only)
             for m in spec.mounts
         ]
+        for opened in opened_dirs(spec):  # the user cannot enter the image's: a skeleton
+            laid = skeleton(Path(tempfile.mkdtemp(prefix="o-", dir=self._socket_dir())),
+                            opened, [m.target for m in spec.mounts])
+            mounts.append(DockerMount(opened, str(laid), type="bind", read_only=True))
         sockets = Path(tempfile.mkdtemp(prefix="c-", dir=self._socket_dir()))
         lifeline = Lifeline(str(sockets / "life.sock"))
         hand_over(sockets, spec.user)  # a sandbox user must reach its lifeline
@@ -303,6 +311,7 @@ class DockerRuntime:
                 security_opt=["no-new-privileges"],
                 read_only=spec.hardened,
                 tmpfs=dict(TMPFS) if spec.hardened else None,
+                group_add=list(device_groups(spec)) or None,
             )
             hardened["Privileged"] = False  # the SDK writes it only when true
             hardened["AutoRemove"] = True  # ended (its lifeline cut): the engine removes it

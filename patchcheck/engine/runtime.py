@@ -12,6 +12,7 @@ and `invoke clean` remove exactly what patchcheck created, by id.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class Process(Protocol):
 
 class Container(Protocol):
     id: str
+    user: str | None  # the uid:gid its processes run as (ContainerSpec.user)
 
     def run(
         self,
@@ -120,6 +122,57 @@ def sandbox_user() -> str:
     return f"{SANDBOX_UID}:{SANDBOX_UID}" if os.getuid() == 0 else invoking_user()
 
 
+def is_root(user: str | None) -> bool:
+    """Whether a container user ("uid:gid", None: the image's default) is root."""
+    return not user or user.partition(":")[0] in ("0", "root")
+
+
+# Directories images keep to root (mode 0700). A container whose user is not root cannot
+# reach a mount under one (the cache under /root/.cache, mounted at its host path): such a
+# container gets, in its place, a read-only directory of root's (0755) that holds only the
+# mount points (`skeleton`); the engine makes the deeper mounts inside it (by depth). A
+# tmpfs would not do: runc gives it the mode of the directory it covers.
+PRIVATE_DIRS = ("/root",)
+
+
+def opened_dirs(spec: ContainerSpec) -> tuple[str, ...]:
+    """The directories of PRIVATE_DIRS that a mount of `spec` lies under, when its user is
+    not root: each is replaced by a skeleton in the container."""
+    if is_root(spec.user):
+        return ()
+    return tuple(d for d in PRIVATE_DIRS
+                 if any(m.target.startswith(d.rstrip("/") + "/") for m in spec.mounts))
+
+
+def skeleton(directory: Path, opened: str, targets: Sequence[str]) -> Path:
+    """Lay out in `directory` the mount points of the `targets` under `opened` (empty
+    directories, mode 0755): what a container sees in place of `opened`."""
+    directory.chmod(0o755)
+    base = opened.rstrip("/") + "/"
+    for target in targets:
+        if not target.startswith(base):
+            continue
+        path = directory
+        parts = Path(target[len(base):]).parts
+        if ".." in parts:
+            continue
+        for part in parts:
+            path = path / part
+            path.mkdir(mode=0o755, exist_ok=True)
+            path.chmod(0o755)  # whatever the umask
+    return directory
+
+
+def device_groups(spec: ContainerSpec) -> tuple[str, ...]:
+    """The host groups of the container's devices (/dev/kvm: group kvm, mode 0660) when
+    patchcheck runs as root and the container does not: its user joins them (never group
+    0; a user who runs patchcheck runs containers as themselves, as ever)."""
+    if os.getuid() != 0 or is_root(spec.user):
+        return ()
+    gids = {os.stat(d).st_gid for d in spec.devices if os.path.exists(d)}
+    return tuple(str(g) for g in sorted(gids) if g != 0)
+
+
 def hand_over(path: Path, user: str | None) -> None:
     """Make `path` (and everything under it) belong to the container user `user`, when that
     is not the invoking one (only root can, and only root needs to)."""
@@ -130,7 +183,8 @@ def hand_over(path: Path, user: str | None) -> None:
     os.lchown(path, *ids)
     for root, dirs, files in os.walk(path):
         for name in (*dirs, *files):
-            os.lchown(os.path.join(root, name), *ids)
+            with contextlib.suppress(FileNotFoundError):  # gone meanwhile (a QEMU's socket)
+                os.lchown(os.path.join(root, name), *ids)
 
 
 def run_command(cli: str, image: str, argv: Sequence[str], *, mounts: Sequence[Mount] = (),

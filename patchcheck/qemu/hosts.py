@@ -1,6 +1,8 @@
 """The containers QEMUs run in: one long-lived container per builder image for a whole run,
-network none, the invoking user, hardened (a read-only root file system, no capability), with
-the run's mounts (all read-only but its scratch directory); a QEMU is exec'ed in it."""
+network none, hardened (a read-only root file system, no capability), with the run's mounts
+(all read-only but its scratch directory); a QEMU is exec'ed in it. Their user is the
+invoking one, or nobody when patchcheck runs as root (runtime.sandbox_user): the scratch
+directory is handed to it (it stays 0700: only that user and root enter it)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from patchcheck.engine.runtime import Container, ContainerSpec, Mount, Runtime, invoking_user
+from patchcheck.engine.runtime import (
+    Container,
+    ContainerSpec,
+    Mount,
+    Runtime,
+    hand_over,
+    sandbox_user,
+)
 from patchcheck.errors import InfraError
 from patchcheck.qemu.machine import Machine
 
@@ -25,6 +34,10 @@ class Hosts:
         self._lock = threading.Lock()
         self._containers: dict[str, Container] = {}
         self.closed = False  # the run is ending: no container, no case starts any more
+        self.user = sandbox_user()  # who QEMUs run as: nobody under root
+        for mount in mounts:  # the scratch directory: QEMU's to write in
+            if not mount.read_only:
+                hand_over(Path(mount.source), self.user)
 
     def get(self, image_id: str) -> Container:
         with self._lock:
@@ -33,7 +46,7 @@ class Hosts:
             if image_id not in self._containers:
                 self._containers[image_id] = self.runtime.start(ContainerSpec(
                     image=image_id, role="qemu", network="none", mounts=self.mounts,
-                    devices=self.devices, user=invoking_user(), spawns=True,
+                    devices=self.devices, user=self.user, spawns=True,
                     memory_mib=self.memory_mib, hardened=True))
             return self._containers[image_id]
 

@@ -3,7 +3,9 @@
 In the spirit of QEMU's python/qemu/machine: the object owns its process, its QMP
 socket, its stderr log, its timeout and its cleanup. The QMP socket is a unix socket
 in a private (0700) run directory shared with the container; patchcheck listens and
-QEMU connects, so there is no race on the socket's creation.
+QEMU connects, so there is no race on the socket's creation. When QEMU runs as another
+user than patchcheck (nobody, when patchcheck runs as root), the run directory and the
+sockets patchcheck makes for it are handed to that user (`let_in`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from qemu.qmp import ExecuteError, QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from patchcheck.engine.runtime import Container, Mount, Process, run_command
+from patchcheck.engine.runtime import Container, Mount, Process, hand_over, run_command
 from patchcheck.errors import PatchcheckError
 
 FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
@@ -73,8 +75,15 @@ class Machine:
         """Listen on the QMP socket and start the process; `connect` completes the launch.
         (Two machines started first and connected second initialise concurrently.)"""
         self._qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True)
+        self.let_in(self.rundir)  # its log, its sockets, its console; the QMP socket too
         self._proc = self.container.spawn(self.argv, log=str(self.log_path),
                                           pidfile=str(self.rundir / f"{self.name}.pid"))
+
+    def let_in(self, path: Path) -> None:
+        """Hand `path` (a directory it writes in, with everything in it; a socket
+        patchcheck listens on for it) to the user QEMU runs as, when that is not the
+        invoking one (runtime.hand_over)."""
+        hand_over(path, getattr(self.container, "user", None))  # a scripted QEMU has none
 
     def connect(self) -> None:
         if self._qmp is None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchcheck.engine.runtime import ContainerSpec, Mount, Runtime, invoking_user
+from patchcheck.engine.runtime import ContainerSpec, Mount, Runtime, is_root, sandbox_user
 from patchcheck.errors import InfraError, UsageError
 from patchcheck.guests.image import GuestImage
 from patchcheck.guests.linux import KERNEL_APPEND, PANIC, console_path, parse_ready, read_console, tail
@@ -104,18 +104,39 @@ def watch_boot(console: Callable[[], str], alive: Callable[[], bool], *,
         sleep(poll)
 
 
+def closed_to(device: str, user: str) -> str:
+    """Why the QEMU containers' `user` (uid:gid; nobody when patchcheck runs as root) cannot
+    open `device`; "" when it can, or when patchcheck does not run as root (the containers
+    then run as the invoking user, as ever). The container joins the device's group unless
+    that is group 0 (engine.runtime.device_groups)."""
+    if os.getuid() != 0 or is_root(user) or not os.path.exists(device):
+        return ""
+    mode = os.stat(device)
+    uid = int(user.partition(":")[0])
+    if (mode.st_mode & 0o006 == 0o006 or (mode.st_uid == uid and mode.st_mode & 0o600 == 0o600)
+            or (mode.st_gid != 0 and mode.st_mode & 0o060 == 0o060)):
+        return ""
+    return (f"{device} (mode {mode.st_mode & 0o777:04o}, uid {mode.st_uid}, gid {mode.st_gid}) "
+            f"cannot be opened by the QEMU containers' user {user}: give it a group of its own "
+            "with read and write for that group (e.g. kvm, mode 0660)")
+
+
 def probe_kvm(runtime: Runtime, image_id: str, binary: str, guest: GuestImage, scratch: Path, *,
               first_output: float = FIRST_OUTPUT_TIMEOUT, ready: float = READY_TIMEOUT,
               accel: str = "kvm") -> ProbeResult:
     """Boot the Linux guest under `-accel kvm` in a container of `image_id` that gets
     /dev/kvm, with the QEMU `binary`; `scratch` is a private directory (0700) for the
     QMP socket and the console. (`accel="tcg"` runs the same probe without KVM: tests.)"""
+    user = sandbox_user()
+    closed = closed_to(KVM_DEVICE, user) if accel == "kvm" else ""
+    if closed:
+        return ProbeResult(False, closed)
     rundir = Path(tempfile.mkdtemp(prefix="kvm-probe-", dir=scratch))
     bindir = str(Path(binary).parent)
     container = runtime.start(ContainerSpec(
         image=image_id, role="kvm-probe", network="none",
         devices=(KVM_DEVICE,) if accel == "kvm" else (),
-        user=invoking_user(), spawns=True, hardened=True,
+        user=user, spawns=True, hardened=True,
         mounts=(Mount(str(rundir), str(rundir)), Mount(bindir, bindir, read_only=True),
                 guest.mount())))
     console = console_path(rundir, "kvm-probe")

@@ -366,6 +366,7 @@ def _capture(src: Machine, srcdir: Path, deadline: float) -> bytes:
     complete; anything else is an error of the case)."""
     capture = Capture(srcdir / "stream.sock")
     try:
+        src.let_in(capture.path)  # the source connects to it
         src.cmd("migrate", uri=f"unix:{capture.path}")
         status = _wait_source(src, deadline)
         if status != "completed":

@@ -25,7 +25,7 @@ import pytest
 from patchcheck.build.pipeline import Pipeline
 from patchcheck.config.settings import Settings
 from patchcheck.engine.podman import PodmanRuntime
-from patchcheck.engine.runtime import LABEL_RUN, Mount
+from patchcheck.engine.runtime import LABEL_RUN, Mount, sandbox_user
 from patchcheck.errors import InfraError
 from patchcheck.exit_codes import EXIT_OK
 from patchcheck.run.matrix import MatrixOptions, run_matrix
@@ -108,7 +108,7 @@ def test_a_podman_qemu_container_is_hardened_like_dockers(podman, podman_builds,
         host = info["HostConfig"]
         assert host["NetworkMode"] == "none" and host["Privileged"] is False
         assert not host["Devices"]  # no /dev/kvm under TCG
-        assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+        assert info["Config"]["User"] == sandbox_user()  # nobody under root (issue 27)
         assert "NET_RAW" in host["CapDrop"] and "no-new-privileges" in host["SecurityOpt"]
         mounts = {m["Destination"]: m["RW"] for m in info["Mounts"]}
         assert mounts[builds_dir] is False and mounts[str(scratch)] is True

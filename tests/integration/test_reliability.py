@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from patchcheck.engine.runtime import LABEL_RUN, Mount, sandbox_user
+from patchcheck.engine.runtime import LABEL_ROLE, LABEL_RUN, SANDBOX_UID, Mount, sandbox_user
 from patchcheck.errors import InfraError
 from patchcheck.result.model import Case
 from patchcheck.result.outcome import Observed
@@ -58,6 +58,21 @@ def _qemu_pids(marker: str, incoming: bool) -> list[int]:
     return pids
 
 
+def _uids(pid: int) -> tuple[int, ...]:
+    """The process's real, effective, saved and file-system uids as the host sees them; ()
+    once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ()
+    line = next((ln for ln in status.splitlines() if ln.startswith("Uid:")), "")
+    return tuple(int(x) for x in line.split()[1:])
+
+
+# QEMU's user: nobody when patchcheck runs as root (issue 27), else the invoking user
+QEMU_UID = SANDBOX_UID if os.getuid() == 0 else os.getuid()
+
+
 def _build_of_a_new_fix(tmp_path: Path) -> list[str]:
     """`invoke build` of v2 with a comment no build has seen: a real (incremental) build."""
     token = uuid.uuid4().hex[:8]
@@ -86,7 +101,15 @@ def test_sigint_mid_matrix_cleans_up_within_10s(builds, tmp_path):
                             cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     cases = tmp_path / "r" / "intr" / "cases"
-    _wait_for(lambda: len(list(cases.glob("*/result.json"))) >= 3)
+    uids: dict[int, tuple[int, ...]] = {}  # the run's QEMUs, as the host sees them
+
+    def watched() -> bool:
+        for pid in (*_qemu_pids(str(scratch), False), *_qemu_pids(str(scratch), True)):
+            uids[pid] = _uids(pid) or uids.get(pid, ())
+        return len(list(cases.glob("*/result.json"))) >= 3 and any(uids.values())
+    _wait_for(watched)
+    users = {c.attrs["Config"]["User"] for c in _containers("intr")
+             if c.labels.get(LABEL_ROLE) == "qemu"}
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -94,6 +117,10 @@ def test_sigint_mid_matrix_cleans_up_within_10s(builds, tmp_path):
     assert proc.returncode == 3 and "Traceback" not in err, err[-2000:]
     assert _containers("intr") == []
     assert list(scratch.iterdir()) == []  # the run's private temp dirs are gone
+    # its QEMUs ran as nobody (patchcheck as root), never as root
+    assert users == {sandbox_user()}, users
+    seen = [u for u in uids.values() if u]
+    assert seen and all(set(u) == {QEMU_UID} for u in seen), uids
     data = json.loads((tmp_path / "r" / "intr" / "results.json").read_text())
     assert data["partial"] is True and data["cases"]
     assert 'name="partial" value="true"' in (tmp_path / "r" / "intr" / "junit.xml").read_text()
@@ -140,12 +167,19 @@ def test_qemu_containers_are_hardened(builds, hosts, runtime):
     assert info["HostConfig"]["NetworkMode"] == "none"
     assert info["HostConfig"]["Privileged"] is False
     assert not info["HostConfig"]["Devices"]  # no /dev/kvm under TCG
-    assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+    # nobody when patchcheck runs as root (issue 27), whether its builds are trusted or not
+    assert info["Config"]["User"] == sandbox_user()
+    assert os.getuid() != 0 or info["Config"]["User"] == f"{SANDBOX_UID}:{SANDBOX_UID}"
     assert info["HostConfig"]["ReadonlyRootfs"] is True  # its binaries may be untrusted
     assert info["HostConfig"]["CapDrop"] == ["ALL"]
     assert set(info["HostConfig"]["Tmpfs"]) == {"/tmp"}
     builds_mount = [m for m in info["Mounts"] if m["Destination"].endswith("/builds")]
     assert builds_mount and builds_mount[0]["RW"] is False
+    # the cache under /root (0700 in the image): a read-only skeleton of its mount points there
+    opened = [m for m in info["Mounts"] if m["Destination"] == "/root"]
+    under_root = builds_mount[0]["Destination"].startswith("/root/") and os.getuid() == 0
+    assert len(opened) == under_root and all(m["RW"] is False for m in opened), opened
+    assert (scratch.stat().st_uid, scratch.stat().st_mode & 0o777) == (QEMU_UID, 0o700)
     # writable: the scratch directory, and the launcher's own socket directory
     writable = {m["Destination"] for m in info["Mounts"] if m["RW"]}
     others = writable - {str(scratch)}

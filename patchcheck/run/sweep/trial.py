@@ -192,6 +192,7 @@ def _capture(src: Machine, rundir: Path, timeout: float) -> tuple[bytes, Fault |
     capture = Capture(rundir / "stream.sock")
     deadline = time.monotonic() + timeout
     try:
+        src.let_in(capture.path)  # the source connects to it
         try:
             src.cmd("migrate", uri=f"unix:{capture.path}")
         except MachineError as exc:  # a migration blocker: the device that set it is named
