@@ -297,6 +297,9 @@ class FakeQemu(Machine):
         self.received: bytes | None = None  # a destination: a stream delivered to its socket
         self._listener: socket.socket | None = None
 
+    def let_in(self, path: Path) -> None:
+        """A scripted QEMU has no container and no user of its own: nothing to hand over."""
+
     def start(self) -> None:
         assert not self.started, f"{self.name} started twice"
         self.started = True

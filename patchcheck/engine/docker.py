@@ -347,13 +347,9 @@ class DockerRuntime:
 
     def gone(self, container_id: str) -> bool:
         """Whether the engine no longer has the container (removed, or the engine is away)."""
-        import docker.errors
-
         try:
             self.client.api.inspect_container(container_id)
-        except docker.errors.NotFound:
-            return True
-        except Exception:  # noqa: BLE001 - no engine to ask: gone with it
+        except Exception:  # noqa: BLE001 - NotFound, or no engine to ask: gone with it
             return True
         return False
 

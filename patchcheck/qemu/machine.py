@@ -83,7 +83,7 @@ class Machine:
         """Hand `path` (a directory it writes in, with everything in it; a socket
         patchcheck listens on for it) to the user QEMU runs as, when that is not the
         invoking one (runtime.hand_over)."""
-        hand_over(path, getattr(self.container, "user", None))  # a scripted QEMU has none
+        hand_over(path, self.container.user)
 
     def connect(self) -> None:
         if self._qmp is None:
